@@ -1,0 +1,249 @@
+"""MovieLensExampleGen: MovieLens files -> joined tf.Examples (train/eval) + movie catalogue.
+
+Ratings stream through Beam (never held in one Python list); each is joined with its movie
+(title, genres) and, where the layout has them, user demographics, then assigned to a split.
+Ratings whose movie or user is unknown are dropped and counted; above
+``max_orphan_fraction`` the run fails. Any failure removes the partial output files, and
+TFX never publishes the artifacts of a failed execution, so nothing half-written looks valid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Any
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.metrics.metric import MetricsFilter
+from tfx import types
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from recsys_pipeline.data import movielens, splits
+from recsys_pipeline.errors import DataError
+from recsys_pipeline.transform import features as F
+
+CATALOGUE_SPLIT = "catalogue"
+_METRICS_NAMESPACE = "recsys.example_gen"
+logger = logging.getLogger(__name__)
+
+
+def to_example(feats: dict[str, list]) -> bytes:
+    """Serializes a raw feature dict as a tf.Example, typed by features.RAW_FEATURE_KINDS."""
+    feature = {}
+    for name, values in feats.items():
+        kind = F.RAW_FEATURE_KINDS[name]
+        if kind == "bytes":
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+        elif kind == "int":
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+        else:
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+class _JoinFn(beam.DoFn):
+    """Joins a rating with its movie and user; unknown ids go to the 'orphans' output."""
+
+    def __init__(self, ratings_path: str):
+        self._path = ratings_path
+        self._total = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "ratings")
+        self._orphans = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "orphans")
+
+    def process(self, rating: movielens.Rating, movies: dict, users: Any):
+        self._total.inc()
+        movie = movies.get(rating.movie_id)
+        user = users.get(rating.user_id) if users is not None else None
+        if movie is None or (users is not None and user is None):
+            self._orphans.inc()
+            missing = (f"movie id {rating.movie_id} is not in the movie file" if movie is None
+                       else f"user id {rating.user_id} is not in the user file")
+            yield beam.pvalue.TaggedOutput("orphans", f"{self._path} line {rating.line_no}: {missing}")
+            return
+        yield rating, movielens.join_features(rating, movie, user)
+
+
+def _write(pcoll, uri: str, split: str):
+    return pcoll | f"Write{split}" >> beam.io.WriteToTFRecord(
+        os.path.join(uri, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz")
+
+
+def _unwrap_data_error(error: Exception) -> None:
+    """Re-raises the DataError that Beam wrapped in a runner-specific exception, if any."""
+    match = re.search(r"DataError: (.+?)(?: \[while running|\n|$)", str(error))
+    if match:
+        raise DataError(match.group(1)) from None
+
+
+def _remove_outputs(*uris: str) -> None:
+    for uri in uris:
+        for entry in tf.io.gfile.listdir(uri) if tf.io.gfile.exists(uri) else []:
+            tf.io.gfile.rmtree(os.path.join(uri, entry.rstrip("/")))
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Reads a MovieLens directory and writes the examples and catalogue artifacts."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        examples = artifact_utils.get_single_instance(output_dict["examples"])
+        catalogue = artifact_utils.get_single_instance(output_dict["catalogue"])
+        try:
+            self._run(examples, catalogue, exec_properties)
+        except Exception:
+            _remove_outputs(examples.uri, catalogue.uri)
+            raise
+
+    def _run(self, examples, catalogue, exec_properties) -> None:
+        dataset = movielens.detect_layout(exec_properties["data_dir"], exec_properties["layout"])
+        split_cfg = json.loads(exec_properties["split_config"])
+        max_orphans = float(exec_properties["max_orphan_fraction"])
+        logger.info("MovieLensExampleGen: %s layout in %s", dataset.spec.kind, dataset.data_dir)
+
+        # Small tables, loaded (and validated) before Beam starts so their errors are direct.
+        movies = movielens.load_movies(dataset)
+        users = movielens.load_users(dataset)
+
+        examples.split_names = artifact_utils.encode_split_names(list(splits.SPLITS))
+        catalogue.split_names = artifact_utils.encode_split_names([CATALOGUE_SPLIT])
+        for artifact in (examples, catalogue):
+            examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
+        orphan_sample = os.path.join(examples.uri, "_orphan_sample")
+
+        p = self._make_beam_pipeline()
+        movies_si = beam.pvalue.AsSingleton(p | "Movies" >> beam.Create([movies]))
+        users_si = beam.pvalue.AsSingleton(p | "Users" >> beam.Create([users]))
+        ratings = (
+            p
+            | "Dataset" >> beam.Create([dataset])
+            | "ReadRatings" >> beam.FlatMap(movielens.iter_ratings)
+            # Spread the single file's ratings over workers for the rest of the pipeline.
+            | "Redistribute" >> beam.Reshuffle()
+        )
+        joined = ratings | "Join" >> beam.ParDo(
+            _JoinFn(dataset.ratings_path), movies_si, users_si
+        ).with_outputs("orphans", main="joined")
+        (
+            joined.orphans
+            | "SampleOrphans" >> beam.combiners.Sample.FixedSizeGlobally(5)
+            | "OrphansJson" >> beam.Map(json.dumps)
+            | "WriteOrphans" >> beam.io.WriteToText(orphan_sample, shard_name_template="")
+        )
+        if split_cfg["kind"] == "random":
+            seed, fraction = split_cfg["seed"], split_cfg["eval_fraction"]
+
+            def split_of(kv, _n, *_):
+                r = kv[0]
+                return splits.SPLITS.index(
+                    splits.random_split(r.user_id, r.movie_id, r.timestamp, seed, fraction))
+
+            parts = joined.joined | "Split" >> beam.Partition(split_of, len(splits.SPLITS))
+        else:
+            cutoff = self._temporal_cutoff(joined.joined, split_cfg)
+
+            def split_of(kv, _n, cut):
+                return splits.SPLITS.index(splits.temporal_split(kv[0].timestamp, cut))
+
+            parts = joined.joined | "Split" >> beam.Partition(
+                split_of, len(splits.SPLITS), cutoff)
+        for index, split in enumerate(splits.SPLITS):
+            _write(parts[index] | f"Serialize{split}" >> beam.Map(lambda kv: to_example(kv[1])),
+                   examples.uri, split)
+        _write(
+            p
+            | "Catalogue" >> beam.Create(sorted(movies.values(), key=lambda m: int(m.movie_id)))
+            | "SerializeCatalogue" >> beam.Map(
+                lambda m: to_example(movielens.movie_features(m))),
+            catalogue.uri, CATALOGUE_SPLIT)
+
+        try:
+            result = p.run()
+            result.wait_until_finish()
+        except Exception as e:  # Beam wraps DoFn errors; surface ours unchanged.
+            _unwrap_data_error(e)
+            raise
+        self._check_orphans(result, orphan_sample, max_orphans, dataset)
+
+    @staticmethod
+    def _temporal_cutoff(joined, split_cfg):
+        if split_cfg.get("cutoff_timestamp") is not None:
+            return split_cfg["cutoff_timestamp"]
+        q = 1000
+        index = round((1.0 - split_cfg["eval_fraction"]) * q)
+        return beam.pvalue.AsSingleton(
+            joined
+            | "Timestamps" >> beam.Map(lambda kv: kv[0].timestamp)
+            | "Quantiles" >> beam.ApproximateQuantiles.Globally(q + 1)
+            | "Cutoff" >> beam.Map(lambda qs: qs[index])
+        )
+
+    @staticmethod
+    def _check_orphans(result, sample_path: str, max_fraction: float, dataset) -> None:
+        def counter(name: str) -> int:
+            found = result.metrics().query(
+                MetricsFilter().with_namespace(_METRICS_NAMESPACE).with_name(name))["counters"]
+            return sum(c.result for c in found)
+
+        total, orphans = counter("ratings"), counter("orphans")
+        sample = []
+        if tf.io.gfile.exists(sample_path):
+            with tf.io.gfile.GFile(sample_path) as f:
+                sample = [x for line in f if line.strip() for x in json.loads(line)]
+            tf.io.gfile.remove(sample_path)
+        if orphans == 0:
+            logger.info("MovieLensExampleGen: %d ratings, none dropped", total)
+            return
+        fraction = orphans / max(total, 1)
+        details = "; ".join(sample[:3])
+        if fraction > max_fraction:
+            raise DataError(
+                f"{dataset.ratings_path}: {orphans} of {total} ratings ({fraction:.2%}) refer to a "
+                f"movie or user missing from {dataset.spec.movies_file}"
+                f"{'/' + dataset.spec.users_file if dataset.spec.users_file else ''}, above "
+                f"data.max_orphan_fraction = {max_fraction:g}. For example: {details}"
+            )
+        logger.warning("MovieLensExampleGen: dropped %d of %d ratings (%.2f%%) with unknown "
+                        "movie/user ids, e.g. %s", orphans, total, 100 * fraction, details)
+
+
+class MovieLensExampleGenSpec(types.ComponentSpec):
+    """Parameters and outputs of MovieLensExampleGen."""
+
+    PARAMETERS = {
+        "data_dir": ExecutionParameter(type=str),
+        "layout": ExecutionParameter(type=str),
+        "split_config": ExecutionParameter(type=str),
+        "max_orphan_fraction": ExecutionParameter(type=float),
+        # Not read by the executor: changes when the input files change, so TFX's cache
+        # (keyed on exec properties) re-runs ExampleGen on new data.
+        "input_fingerprint": ExecutionParameter(type=str),
+    }
+    INPUTS = {}
+    OUTPUTS = {
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "catalogue": ChannelParameter(type=standard_artifacts.Examples),
+    }
+
+
+class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
+    """ExampleGen for the MovieLens 100K, 1M and GroupLens CSV layouts."""
+
+    SPEC_CLASS = MovieLensExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(self, data_dir, layout: str, split_config: str, max_orphan_fraction: float,
+                 input_fingerprint: str = ""):
+        super().__init__(spec=MovieLensExampleGenSpec(
+            data_dir=data_dir,
+            layout=layout,
+            split_config=split_config,
+            max_orphan_fraction=max_orphan_fraction,
+            input_fingerprint=input_fingerprint,
+            examples=types.Channel(type=standard_artifacts.Examples),
+            catalogue=types.Channel(type=standard_artifacts.Examples),
+        ))

@@ -1,0 +1,421 @@
+"""MovieLens layouts: detection, streaming parsers and the rating/movie/user join.
+
+Three GroupLens layouts are understood:
+
+* ``ml-100k``: ``u.data`` (tab-separated ratings), ``u.item`` (``|``-separated, latin-1, 19
+  genre flags named by ``u.genre``) and ``u.user`` (demographics);
+* ``ml-1m``: ``ratings.dat``, ``movies.dat`` (latin-1) and ``users.dat``, ``::``-separated;
+* ``csv``: ``ratings.csv`` and ``movies.csv`` with headers, UTF-8 (ml-latest-small, ml-25m,
+  ml-32m); no demographics.
+
+Ratings are streamed line by line (never held in memory); movies and users are small tables
+loaded into dicts. Every problem raises :class:`DataError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import os
+from collections.abc import Iterator
+from typing import Optional
+
+from recsys_pipeline.errors import DataError
+from recsys_pipeline.transform import features as F
+
+# Genre names of MovieLens 100K in flag order, used when u.genre is absent.
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+    "Sci-Fi", "Thriller", "War", "Western",
+)
+
+# MovieLens 1M encodes occupations as integers; names from the dataset's README.
+ML1M_OCCUPATIONS = (
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
+    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
+    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
+)
+
+CSV_NO_GENRES = "(no genres listed)"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayoutSpec:
+    """Static description of one GroupLens file layout."""
+
+    kind: str
+    ratings_file: str
+    movies_file: str
+    users_file: Optional[str]
+    separator: str
+    text_encoding: str  # of the movies/users files
+    allowed_ratings: tuple[float, ...]
+    ratings_header: Optional[tuple[str, ...]] = None
+    movies_header: Optional[tuple[str, ...]] = None
+
+    @property
+    def has_demographics(self) -> bool:
+        return self.users_file is not None
+
+
+LAYOUTS: dict[str, LayoutSpec] = {
+    "ml-100k": LayoutSpec(
+        kind="ml-100k", ratings_file="u.data", movies_file="u.item", users_file="u.user",
+        separator="\t", text_encoding="latin-1", allowed_ratings=(1.0, 2.0, 3.0, 4.0, 5.0),
+    ),
+    "ml-1m": LayoutSpec(
+        kind="ml-1m", ratings_file="ratings.dat", movies_file="movies.dat",
+        users_file="users.dat", separator="::", text_encoding="latin-1",
+        allowed_ratings=(1.0, 2.0, 3.0, 4.0, 5.0),
+    ),
+    "csv": LayoutSpec(
+        kind="csv", ratings_file="ratings.csv", movies_file="movies.csv", users_file=None,
+        separator=",", text_encoding="utf-8",
+        allowed_ratings=tuple(x / 2 for x in range(1, 11)),
+        ratings_header=("userId", "movieId", "rating", "timestamp"),
+        movies_header=("movieId", "title", "genres"),
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A MovieLens layout found in a concrete directory."""
+
+    spec: LayoutSpec
+    data_dir: str
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.data_dir, name)
+
+    @property
+    def ratings_path(self) -> str:
+        return self.path(self.spec.ratings_file)
+
+    @property
+    def movies_path(self) -> str:
+        return self.path(self.spec.movies_file)
+
+    @property
+    def users_path(self) -> Optional[str]:
+        return self.path(self.spec.users_file) if self.spec.users_file else None
+
+
+def _gfile():
+    # tf.io.gfile reads local paths and gs:// / s3:// alike; imported lazily so that the
+    # command line's --help does not pay for TensorFlow.
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def detect_layout(data_dir: str, expected: Optional[str] = None) -> Dataset:
+    """Finds which MovieLens layout ``data_dir`` holds (or checks it holds ``expected``)."""
+    gfile = _gfile()
+    if not data_dir or not gfile.exists(data_dir):
+        raise DataError(
+            f"data directory {data_dir!r} does not exist. Pass --data-dir DIR, set "
+            "RECSYS_DATA_DIR, or leave both unset to download the configured dataset."
+        )
+    if not gfile.isdir(data_dir):
+        raise DataError(f"data directory {data_dir!r} is a file, not a directory.")
+    present = set(gfile.listdir(data_dir))
+    present = {name.rstrip("/") for name in present}
+    found = [
+        spec for spec in LAYOUTS.values()
+        if spec.ratings_file in present and spec.movies_file in present
+        and (spec.users_file is None or spec.users_file in present)
+    ]
+    if not found:
+        expected_files = "; ".join(
+            f"{k}: {' + '.join(f for f in (s.ratings_file, s.movies_file, s.users_file) if f)}"
+            for k, s in LAYOUTS.items()
+        )
+        listing = ", ".join(sorted(present)[:10]) or "nothing"
+        raise DataError(
+            f"{data_dir!r} holds no known MovieLens layout (it has: {listing}). "
+            f"Expected one of: {expected_files}."
+        )
+    spec = found[0]
+    if expected and expected != "auto" and spec.kind != expected:
+        raise DataError(
+            f"{data_dir!r} holds the {spec.kind} layout, but the configuration expects "
+            f"{expected!r} (data.layout). Set data.layout = \"{spec.kind}\" or \"auto\"."
+        )
+    return Dataset(spec=spec, data_dir=data_dir)
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """A cheap fingerprint (names, sizes, mtimes) of the dataset's files, for TFX caching."""
+    gfile = _gfile()
+    h = hashlib.sha256(dataset.spec.kind.encode())
+    for path in (dataset.ratings_path, dataset.movies_path, dataset.users_path,
+                 dataset.path("u.genre")):
+        if path and gfile.exists(path):
+            st = gfile.stat(path)
+            h.update(f"{os.path.basename(path)}:{st.length}:{st.mtime_nsec}".encode())
+    return h.hexdigest()[:16]
+
+
+def iter_lines(path: str, encoding: str) -> Iterator[tuple[int, str]]:
+    """Yields (1-based line number, decoded line without newline), streaming the file."""
+    name = os.path.basename(path)
+    looks_latin1 = encoding == "latin-1"
+    with _gfile().GFile(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            raw = raw.rstrip(b"\r\n")
+            if looks_latin1 and not raw.isascii():
+                # latin-1 decodes any byte string, so a file re-saved as UTF-8 would silently
+                # become mojibake ("CafÃ©"); real latin-1 text is almost never valid UTF-8.
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    raise DataError(
+                        f"{path} line {line_no}: text looks UTF-8 encoded, but {name} must be "
+                        "latin-1 as distributed by GroupLens. Re-download the original file."
+                    )
+            try:
+                yield line_no, raw.decode(encoding)
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{path} line {line_no}: not valid {encoding} (byte 0x{raw[e.start]:02x} at "
+                    f"column {e.start + 1}); {name} must be {encoding}-encoded."
+                ) from None
+
+
+def _split(line: str, sep: str, n: int, path: str, line_no: int, what: str) -> list[str]:
+    fields = line.split(sep)
+    if len(fields) != n:
+        shown = line if len(line) <= 80 else line[:77] + "..."
+        raise DataError(
+            f"{path} line {line_no}: expected {n} {sep!r}-separated fields ({what}), got "
+            f"{len(fields)}: {shown!r}"
+        )
+    return fields
+
+
+def _id(value: str, field: str, path: str, line_no: int) -> str:
+    value = value.strip()
+    if not value.isdigit():
+        raise DataError(f"{path} line {line_no}: {field} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Rating:
+    user_id: str
+    movie_id: str
+    rating: float
+    timestamp: int
+    line_no: int
+
+
+def parse_rating(spec: LayoutSpec, line: str, path: str, line_no: int) -> Rating:
+    """Parses and validates one ratings line."""
+    what = "user id, movie id, rating, timestamp"
+    user, movie, rating_s, ts_s = _split(line, spec.separator, 4, path, line_no, what)
+    user_id = _id(user, "user id", path, line_no)
+    movie_id = _id(movie, "movie id", path, line_no)
+    try:
+        rating = float(rating_s)
+    except ValueError:
+        raise DataError(f"{path} line {line_no}: rating {rating_s!r} is not a number") from None
+    if rating not in spec.allowed_ratings:
+        lo, hi = spec.allowed_ratings[0], spec.allowed_ratings[-1]
+        step = spec.allowed_ratings[1] - lo
+        raise DataError(
+            f"{path} line {line_no}: rating {rating_s!r} is outside the {spec.kind} scale "
+            f"({lo:g} to {hi:g} in steps of {step:g})"
+        )
+    ts_s = ts_s.strip()
+    if not ts_s.lstrip("-").isdigit():
+        raise DataError(
+            f"{path} line {line_no}: timestamp {ts_s!r} is not an integer (seconds since 1970)"
+        )
+    timestamp = int(ts_s)
+    if timestamp < 0:
+        raise DataError(f"{path} line {line_no}: timestamp {timestamp} is negative")
+    return Rating(user_id, movie_id, rating, timestamp, line_no)
+
+
+def iter_ratings(dataset: Dataset) -> Iterator[Rating]:
+    """Streams validated ratings; raises DataError at the first bad line."""
+    spec, path = dataset.spec, dataset.ratings_path
+    lines = iter_lines(path, "utf-8")
+    empty = True
+    for line_no, line in lines:
+        if spec.ratings_header and line_no == 1:
+            _check_header(line, spec.ratings_header, path)
+            continue
+        if not line.strip():
+            continue
+        empty = False
+        yield parse_rating(spec, line, path, line_no)
+    if empty:
+        raise DataError(f"{path}: the ratings file holds no ratings")
+
+
+def _check_header(line: str, expected: tuple[str, ...], path: str) -> None:
+    got = tuple(h.strip() for h in line.split(","))
+    if got != expected:
+        raise DataError(
+            f"{path} line 1: header {','.join(got)!r} is not the GroupLens header "
+            f"{','.join(expected)!r}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Movie:
+    movie_id: str
+    title: str
+    genres: tuple[str, ...]
+
+
+def _genre_names(dataset: Dataset) -> tuple[str, ...]:
+    path = dataset.path("u.genre")
+    if not _gfile().exists(path):
+        return ML100K_GENRES
+    names = {}
+    for line_no, line in iter_lines(path, "latin-1"):
+        if not line.strip():
+            continue
+        name, index = _split(line, "|", 2, path, line_no, "genre name, index")
+        if not index.isdigit():
+            raise DataError(f"{path} line {line_no}: genre index {index!r} is not an integer")
+        names[int(index)] = name
+    if sorted(names) != list(range(len(names))):
+        raise DataError(f"{path}: genre indices are not 0..{len(names) - 1}")
+    return tuple(names[i] for i in range(len(names)))
+
+
+def load_movies(dataset: Dataset) -> dict[str, Movie]:
+    """Reads the movie table (the full catalogue) keyed by movie id."""
+    spec, path = dataset.spec, dataset.movies_path
+    movies: dict[str, Movie] = {}
+    lines = iter_lines(path, spec.text_encoding)
+    if spec.kind == "ml-100k":
+        genre_names = _genre_names(dataset)
+        n = 5 + len(genre_names)
+        for line_no, line in lines:
+            if not line.strip():
+                continue
+            fields = _split(line, "|", n, path, line_no,
+                            f"movie id, title, 3 dates/URL, {len(genre_names)} genre flags")
+            movie_id = _id(fields[0], "movie id", path, line_no)
+            flags = fields[5:]
+            if any(flag not in ("0", "1") for flag in flags):
+                raise DataError(f"{path} line {line_no}: genre flags must be 0 or 1, got {flags}")
+            genres = tuple(g for g, flag in zip(genre_names, flags) if flag == "1")
+            _add_movie(movies, Movie(movie_id, fields[1].strip(), genres), path, line_no)
+    elif spec.kind == "ml-1m":
+        for line_no, line in lines:
+            if not line.strip():
+                continue
+            movie, title, genres = _split(line, "::", 3, path, line_no, "movie id, title, genres")
+            movie_id = _id(movie, "movie id", path, line_no)
+            _add_movie(movies, Movie(movie_id, title.strip(), _genre_list(genres)), path, line_no)
+    else:
+        # Parsed line by line (titles never span lines) so errors can name the line.
+        for line_no, line in lines:
+            if line_no == 1:
+                _check_header(line, spec.movies_header, path)
+                continue
+            if not line.strip():
+                continue
+            row = next(csv.reader([line]))
+            if len(row) != 3:
+                raise DataError(
+                    f"{path} line {line_no}: expected 3 CSV fields (movieId, title, genres), "
+                    f"got {len(row)}: {line[:80]!r}"
+                )
+            movie_id = _id(row[0], "movie id", path, line_no)
+            genres = () if row[2] == CSV_NO_GENRES else _genre_list(row[2])
+            _add_movie(movies, Movie(movie_id, row[1].strip(), genres), path, line_no)
+    if not movies:
+        raise DataError(f"{path}: the movie file holds no movies")
+    return movies
+
+
+def _genre_list(value: str) -> tuple[str, ...]:
+    return tuple(g for g in value.strip().split("|") if g)
+
+
+def _add_movie(movies: dict[str, Movie], movie: Movie, path: str, line_no: int) -> None:
+    if movie.movie_id in movies:
+        raise DataError(f"{path} line {line_no}: movie id {movie.movie_id} appears twice")
+    movies[movie.movie_id] = movie
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    user_id: str
+    gender: str
+    age: int
+    occupation: str
+    zip_code: str
+
+
+def load_users(dataset: Dataset) -> Optional[dict[str, User]]:
+    """Reads user demographics keyed by user id, or None for layouts without them."""
+    spec, path = dataset.spec, dataset.users_path
+    if path is None:
+        return None
+    users: dict[str, User] = {}
+    for line_no, line in iter_lines(path, spec.text_encoding):
+        if not line.strip():
+            continue
+        if spec.kind == "ml-100k":
+            uid, age, gender, occupation, zip_code = _split(
+                line, "|", 5, path, line_no, "user id, age, gender, occupation, zip code")
+        else:
+            uid, gender, age, occupation, zip_code = _split(
+                line, "::", 5, path, line_no, "user id, gender, age, occupation, zip code")
+            if not occupation.isdigit() or int(occupation) >= len(ML1M_OCCUPATIONS):
+                raise DataError(
+                    f"{path} line {line_no}: occupation code {occupation!r} is not 0-"
+                    f"{len(ML1M_OCCUPATIONS) - 1}"
+                )
+            occupation = ML1M_OCCUPATIONS[int(occupation)]
+        uid = _id(uid, "user id", path, line_no)
+        if not age.strip().isdigit():
+            raise DataError(f"{path} line {line_no}: age {age!r} is not an integer")
+        if gender not in ("M", "F"):
+            raise DataError(f"{path} line {line_no}: gender {gender!r} is not M or F")
+        if uid in users:
+            raise DataError(f"{path} line {line_no}: user id {uid} appears twice")
+        users[uid] = User(uid, gender, int(age), occupation.strip(), zip_code.strip())
+    return users
+
+
+def join_features(
+    rating: Rating, movie: Movie, user: Optional[User]
+) -> dict[str, list]:
+    """The raw feature dict of one example: a rating joined with its movie and user."""
+    feats: dict[str, list] = {
+        F.USER_ID: [rating.user_id.encode()],
+        F.MOVIE_ID: [movie.movie_id.encode()],
+        F.MOVIE_TITLE: [movie.title.encode("utf-8")],
+        F.MOVIE_GENRES: [g.encode("utf-8") for g in movie.genres],
+        F.TIMESTAMP: [rating.timestamp],
+        F.USER_RATING: [rating.rating],
+    }
+    if user is not None:
+        feats[F.USER_GENDER] = [user.gender.encode()]
+        feats[F.USER_AGE] = [user.age]
+        feats[F.USER_OCCUPATION] = [user.occupation.encode("utf-8")]
+        feats[F.USER_ZIP_CODE] = [user.zip_code.encode("utf-8")]
+    return feats
+
+
+def movie_features(movie: Movie) -> dict[str, list]:
+    """The raw feature dict of one catalogue entry."""
+    return {
+        F.MOVIE_ID: [movie.movie_id.encode()],
+        F.MOVIE_TITLE: [movie.title.encode("utf-8")],
+        F.MOVIE_GENRES: [g.encode("utf-8") for g in movie.genres],
+    }

@@ -1,0 +1,263 @@
+"""The pipeline's one configuration object, loadable from TOML or YAML.
+
+Every knob is a dataclass field with a ``doc``; ``recsys config`` prints them all as a
+commented TOML file, which is also a valid starting point for ``--config``. Loading is strict:
+an unknown key or a value of the wrong type is an error naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from recsys_pipeline.errors import ConfigError
+
+LAYOUTS = ("auto", "ml-100k", "ml-1m", "csv")
+SPLIT_KINDS = ("random", "temporal")
+
+
+def knob(default: Any, doc: str, **kwargs: Any) -> Any:
+    """A documented config field."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc},
+                     **kwargs)
+    return field(default=default, metadata={"doc": doc}, **kwargs)
+
+
+@dataclass
+class DataConfig:
+    """[data] Which dataset to read and how strictly."""
+
+    dataset: str = knob(
+        "ml-100k",
+        "GroupLens dataset to download when no data directory is given: ml-100k, ml-1m, "
+        "ml-latest-small or ml-25m. Also names the cache folder.")
+    layout: str = knob(
+        "auto",
+        "File layout: auto (detect), ml-100k (u.data/u.item/u.user), ml-1m (*.dat) or csv "
+        "(ratings.csv + movies.csv). Must be explicit when compiling for Kubeflow with a "
+        "remote data directory.")
+    data_dir: Optional[str] = knob(
+        None,
+        "Directory holding the dataset's files. Unset: --data-dir, then $RECSYS_DATA_DIR, then "
+        "the cache, then a download from GroupLens.")
+    cache_dir: Optional[str] = knob(
+        None, "Where downloaded datasets are kept. Unset: $XDG_CACHE_HOME/recsys-pipeline/datasets.")
+    download_base_url: str = knob(
+        "https://files.grouplens.org/datasets/movielens", "Base URL of the GroupLens archives.")
+    max_orphan_fraction: float = knob(
+        0.01,
+        "Ratings whose movie id is missing from the movie file are dropped and counted; the run "
+        "fails if they exceed this fraction of all ratings.")
+
+
+@dataclass
+class SplitConfig:
+    """[split] How ratings are divided into train and eval."""
+
+    kind: str = knob(
+        "random",
+        "random: seeded hash split, reproducible; temporal: one global time cutoff, eval is "
+        "everything at or after it.")
+    eval_fraction: float = knob(
+        0.2, "Share of ratings in eval (random), or used to place the cutoff (temporal).")
+    seed: int = knob(42, "Seed of the random split.")
+    cutoff_timestamp: Optional[int] = knob(
+        None,
+        "Temporal split cutoff in Unix seconds. Unset: the (1 - eval_fraction) quantile of all "
+        "timestamps.")
+
+
+@dataclass
+class TransformConfig:
+    """[transform] Feature preprocessing (tf.Transform)."""
+
+    timestamp_buckets: int = knob(
+        100, "Number of quantile buckets of the timestamp (embedded by the query tower).")
+
+
+@dataclass
+class BeamConfig:
+    """[beam] Apache Beam settings for every Beam-using component."""
+
+    pipeline_args: list = knob(
+        ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+        "Beam pipeline arguments, passed unchanged to every Beam-using component (e.g. "
+        "--runner=DataflowRunner --project=... --region=... --temp_location=gs://...).")
+
+
+@dataclass
+class PipelineConfig:
+    """The whole pipeline. Top-level keys plus [data], [split], [transform], [beam]."""
+
+    pipeline_name: str = knob("recsys-pipeline", "TFX pipeline name (MLMD context).")
+    output_dir: str = knob(
+        "outputs",
+        "Root of every output: pipeline artifacts (tfx/), the MLMD store (metadata.sqlite) and "
+        "later the serving directory (serving/).")
+    enable_cache: bool = knob(True, "Reuse a component's earlier outputs when its inputs and "
+                              "settings are unchanged (TFX caching).")
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    transform: TransformConfig = field(default_factory=TransformConfig)
+    beam: BeamConfig = field(default_factory=BeamConfig)
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_dir, "tfx", self.pipeline_name)
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output_dir, "metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self.output_dir, "serving")
+
+    def validate(self) -> "PipelineConfig":
+        """Checks values (types are checked on load); returns self."""
+        def bad(key: str, msg: str) -> ConfigError:
+            return ConfigError(f"invalid configuration: {key} {msg}")
+
+        if self.data.layout not in LAYOUTS:
+            raise bad("data.layout", f"is {self.data.layout!r}; expected one of {LAYOUTS}")
+        if not 0.0 <= self.data.max_orphan_fraction <= 1.0:
+            raise bad("data.max_orphan_fraction", "must be between 0 and 1")
+        if self.split.kind not in SPLIT_KINDS:
+            raise bad("split.kind", f"is {self.split.kind!r}; expected one of {SPLIT_KINDS}")
+        if not 0.0 < self.split.eval_fraction < 1.0:
+            raise bad("split.eval_fraction", "must be strictly between 0 and 1")
+        if self.split.cutoff_timestamp is not None and self.split.kind != "temporal":
+            raise bad("split.cutoff_timestamp", "only applies to split.kind = \"temporal\"")
+        if self.transform.timestamp_buckets < 2:
+            raise bad("transform.timestamp_buckets", "must be at least 2")
+        if not self.pipeline_name or any(c in self.pipeline_name for c in "/\\ "):
+            raise bad("pipeline_name", "must be non-empty without spaces or slashes")
+        if not all(isinstance(a, str) for a in self.beam.pipeline_args):
+            raise bad("beam.pipeline_args", "must be a list of strings")
+        return self
+
+    def split_config_json(self) -> str:
+        """The split settings as the JSON exec property the ExampleGen reads."""
+        return json.dumps(dataclasses.asdict(self.split), sort_keys=True)
+
+
+# --- Loading --------------------------------------------------------------------------------
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key, source)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a table/section, got {value!r}")
+        return _from_dict(tp, value, source, prefix=f"{key}.")
+    if tp is list or origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r} "
+                              f"({type(value).__name__})")
+        return list(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise ConfigError(f"{source}: {key} must be {_type_name(tp)}, got {value!r} "
+                          f"({type(value).__name__})")
+    return value
+
+
+def _from_dict(cls: type, data: dict, source: str, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {prefix}{unknown[0]!r} (known keys here: {', '.join(names)})"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}", source) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict, source: str = "<dict>") -> PipelineConfig:
+    """Builds and validates a config from nested plain data (missing keys take defaults)."""
+    return _from_dict(PipelineConfig, data, source).validate()
+
+
+def load_config(path: str) -> PipelineConfig:
+    """Loads a TOML (.toml) or YAML (.yaml/.yml) config file."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path!r}: {e.strerror}") from None
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".toml":
+            import tomllib
+
+            data = tomllib.loads(raw.decode("utf-8"))
+        elif ext in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(raw) or {}
+        else:
+            raise ConfigError(f"config file {path!r}: use a .toml, .yaml or .yml file")
+    except ConfigError:
+        raise
+    except Exception as e:  # tomllib/yaml parse errors carry line and column
+        raise ConfigError(f"config file {path!r} does not parse: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path!r}: top level must be a mapping")
+    return config_from_dict(data, source=path)
+
+
+# --- Rendering ------------------------------------------------------------------------------
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def render_toml(config: PipelineConfig) -> str:
+    """The config as TOML with every knob's documentation as a comment."""
+    lines: list[str] = ["# recsys-pipeline configuration (recsys run --config FILE)."]
+
+    def emit(obj: Any) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                continue
+            lines.append(f"# {f.metadata.get('doc', '')}")
+            if value is None:
+                lines.append(f"# {f.name} =  (unset)")
+            else:
+                lines.append(f"{f.name} = {_toml_value(value)}")
+
+    emit(config)
+    for f in dataclasses.fields(config):
+        section = getattr(config, f.name)
+        if dataclasses.is_dataclass(section):
+            lines.append("")
+            lines.append(f"# {(type(section).__doc__ or '').strip()}")
+            lines.append(f"[{f.name}]")
+            emit(section)
+    return "\n".join(lines) + "\n"

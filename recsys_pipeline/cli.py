@@ -1,0 +1,157 @@
+"""The ``recsys`` command line.
+
+    recsys run [--config FILE] [--data-dir DIR] [--output-dir DIR] [--verbose]
+    recsys config [--config FILE]       print the effective configuration, documented
+
+Errors the user can act on are printed as one message with a non-zero exit; the full log of
+every run is kept under ``<output-dir>/logs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import re
+import sys
+import time
+from typing import Optional, Sequence
+
+from recsys_pipeline.errors import RecsysError
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner)")
+    run.add_argument("--config", help="TOML or YAML config file (see `recsys config`)")
+    run.add_argument("--data-dir", help="directory holding a MovieLens dataset "
+                     "(default: $RECSYS_DATA_DIR, then the cache, then download)")
+    run.add_argument("--output-dir", help="root of all outputs (default: ./outputs)")
+    run.add_argument("--verbose", "-v", action="store_true", help="show TFX/Beam logs")
+
+    cfg = sub.add_parser("config", help="print the effective configuration as documented TOML")
+    cfg.add_argument("--config", help="TOML or YAML config file to start from")
+    return parser
+
+
+def _load_config(args: argparse.Namespace):
+    from recsys_pipeline.pipeline.config import PipelineConfig, load_config
+
+    config = load_config(args.config) if args.config else PipelineConfig()
+    if getattr(args, "output_dir", None):
+        config = dataclasses.replace(config, output_dir=args.output_dir)
+    if getattr(args, "data_dir", None):
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, data_dir=args.data_dir))
+    return config.validate()
+
+
+class _QuietFilter(logging.Filter):
+    """On the console: our warnings, everyone's errors. Everything goes to the log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("recsys_pipeline"):
+            return record.levelno >= logging.WARNING
+        return record.levelno >= logging.ERROR
+
+
+def _setup_logging(output_dir: str, verbose: bool) -> str:
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        console.addFilter(_QuietFilter())
+    root.addHandler(console)
+    log_dir = os.path.join(output_dir, "logs")
+    os.makedirs(log_dir, exist_ok=True)
+    log_path = os.path.join(log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
+    file_handler = logging.FileHandler(log_path)
+    file_handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+    return log_path
+
+
+def find_recsys_error(error: BaseException) -> Optional[RecsysError]:
+    """Our error inside whatever TFX or Beam wrapped it in, if it is there."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, RecsysError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _wrapped_message(error: BaseException) -> Optional[str]:
+    # Beam's portable runners re-raise worker errors as text; keep our message from it.
+    match = re.search(r"(?:DataError|ValidationError|ConfigError): (.+?)(?: \[while running|$)",
+                      str(error), flags=re.S)
+    return match.group(1).strip() if match else None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from recsys_pipeline.data.download import resolve_data_dir
+    from recsys_pipeline.local_runner import check_output_dir, format_summary, run_pipeline
+
+    config = _load_config(args)
+    check_output_dir(config.output_dir)
+    log_path = _setup_logging(config.output_dir, args.verbose)
+    data_dir, origin = resolve_data_dir(
+        config.data.dataset, config.data.data_dir, os.environ, config.data.cache_dir,
+        config.data.download_base_url)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=data_dir))
+    print(f"recsys run: data {data_dir} (from {origin}); outputs under {config.output_dir}",
+          flush=True)
+    try:
+        summary = run_pipeline(config)
+    except RecsysError:
+        raise
+    except Exception as e:
+        inner = find_recsys_error(e)
+        if inner is not None:
+            raise inner from None
+        message = _wrapped_message(e)
+        if message:
+            raise RecsysError(message) from None
+        print(f"error: the pipeline failed: {type(e).__name__}: {e}\nfull log: {log_path}",
+              file=sys.stderr)
+        return 1
+    print(format_summary(summary, config))
+    print(f"Full log: {log_path}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from recsys_pipeline.pipeline.config import render_toml
+
+    print(render_toml(_load_config(args)), end="")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``recsys`` console script."""
+    args = _build_parser().parse_args(argv)
+    if not getattr(args, "verbose", False):
+        # Before TensorFlow loads: its C++ log (e.g. the CUDA probe failing on CPU-only
+        # machines) is noise on the console; --verbose shows it.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        return {"run": _cmd_run, "config": _cmd_config}[args.command](args)
+    except RecsysError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Local runner: LocalDagRunner with an sqlite MLMD store, progress lines and a run summary.
+
+The runner only builds the pipeline from config (``create_pipeline``) and runs it. Progress is
+read from TFX's own log records (component started / cached / finished); the summary is read
+afterwards from ML Metadata, which is the authority on what ran and what was cached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import tempfile
+import time
+from typing import Optional, TextIO
+
+from recsys_pipeline.errors import OutputError
+from recsys_pipeline.pipeline.config import PipelineConfig
+
+
+def check_output_dir(path: str) -> None:
+    """Fails early, with the path, if the output directory cannot be created or written."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise OutputError(
+            f"output directory {path!r} is not writable ({e.strerror}). Choose another with "
+            "--output-dir DIR or fix its permissions."
+        ) from None
+
+
+class ProgressReporter(logging.Handler):
+    """Turns TFX's per-component log records into one progress line per component."""
+
+    def __init__(self, node_ids: list[str], stream: TextIO):
+        super().__init__(level=logging.INFO)
+        self._ids = node_ids
+        self._stream = stream
+        self._current: Optional[str] = None
+        self._started = 0.0
+        self._cached = False
+        self.seconds: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg, args = record.msg, record.args or ()
+        if msg == "Component %s is running." and args:
+            self._current, self._started, self._cached = args[0], time.monotonic(), False
+            n = self._ids.index(args[0]) + 1 if args[0] in self._ids else 0
+            self._print(f"[{n}/{len(self._ids)}] {args[0]} ...")
+        elif msg == "A cached execution %d is used.":
+            self._cached = True
+        elif msg == "Component %s is finished." and args and args[0] == self._current:
+            status = "cached" if self._cached else "done"
+            self.seconds[args[0]] = time.monotonic() - self._started
+            self._print(f"      {args[0]}: {status} in {self.seconds[args[0]]:.1f}s")
+            self._current = None
+
+    def _print(self, line: str) -> None:
+        print(line, file=self._stream, flush=True)
+
+
+@dataclasses.dataclass
+class ComponentResult:
+    node_id: str
+    state: str  # "ran", "cached", "failed", "running", "not run"
+    seconds: Optional[float]
+    outputs: dict[str, list[str]]  # output key -> artifact URIs
+
+
+@dataclasses.dataclass
+class RunSummary:
+    run_id: str
+    components: list[ComponentResult]
+
+    def output(self, node_id: str, key: str) -> Optional[str]:
+        for c in self.components:
+            if c.node_id == node_id and c.outputs.get(key):
+                return c.outputs[key][0]
+        return None
+
+
+def summarize_run(config: PipelineConfig, node_ids: list[str],
+                  seconds: Optional[dict[str, float]] = None) -> Optional[RunSummary]:
+    """Reads the newest run of this pipeline from MLMD (wall times from ``seconds``)."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    from tfx.orchestration import metadata
+
+    store = metadata_store.MetadataStore(
+        metadata.sqlite_metadata_connection_config(config.metadata_path))
+    runs = [c for c in store.get_contexts_by_type("pipeline_run")
+            if _belongs(store, c, config.pipeline_name)]
+    if not runs:
+        return None
+    run = max(runs, key=lambda c: c.create_time_since_epoch)
+    executions = store.get_executions_by_context(run.id)
+    by_node: dict[str, metadata_store_pb2.Execution] = {}
+    for execution in executions:
+        for ctx in store.get_contexts_by_execution(execution.id):
+            prefix = f"{config.pipeline_name}."
+            if ctx.type == "node" and ctx.name.startswith(prefix):
+                by_node[ctx.name[len(prefix):]] = execution
+    results = []
+    E = metadata_store_pb2.Execution
+    for node_id in node_ids:
+        execution = by_node.get(node_id)
+        if execution is None:
+            results.append(ComponentResult(node_id, "not run", None, {}))
+            continue
+        state = {E.COMPLETE: "ran", E.CACHED: "cached", E.FAILED: "failed",
+                 E.RUNNING: "running"}.get(execution.last_known_state, "unknown")
+        outputs: dict[str, list[str]] = {}
+        events = [e for e in store.get_events_by_execution_ids([execution.id])
+                  if e.type in (metadata_store_pb2.Event.OUTPUT,
+                                metadata_store_pb2.Event.DECLARED_OUTPUT)]
+        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+        for event in events:
+            key = event.path.steps[0].key if event.path.steps else "?"
+            if event.artifact_id in artifacts:
+                outputs.setdefault(key, []).append(artifacts[event.artifact_id].uri)
+        results.append(ComponentResult(node_id, state, (seconds or {}).get(node_id), outputs))
+    return RunSummary(run.name, results)
+
+
+def _belongs(store, run_context, pipeline_name: str) -> bool:
+    parents = store.get_parent_contexts_by_context(run_context.id)
+    return any(p.type == "pipeline" and p.name == pipeline_name for p in parents)
+
+
+def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
+    """Human-readable table of what ran, what was cached and where the outputs are."""
+    lines = [f"Run {summary.run_id}", f"  {'component':<22} {'status':<8} {'time':>8}"]
+    for c in summary.components:
+        secs = f"{c.seconds:.1f}s" if c.seconds is not None else "-"
+        lines.append(f"  {c.node_id:<22} {c.state:<8} {secs:>8}")
+    ran = sum(c.state == "ran" for c in summary.components)
+    cached = sum(c.state == "cached" for c in summary.components)
+    lines.append(f"  {ran} ran, {cached} cached, {len(summary.components)} components")
+    transformed = summary.output("Transform", "transformed_examples")
+    graph = summary.output("Transform", "transform_graph")
+    lines.append("Outputs:")
+    if transformed:
+        lines.append(f"  transformed examples: {transformed}")
+    if graph:
+        lines.append(f"  transform graph:      {graph}")
+        lines.append(f"  vocabularies:         {os.path.join(graph, 'transform_fn', 'assets')}")
+    examples = summary.output("MovieLensExampleGen", "examples")
+    if examples:
+        lines.append(f"  raw examples:         {examples}")
+    lines.append(f"  pipeline root:        {config.pipeline_root}")
+    lines.append(f"  MLMD store:           {config.metadata_path}")
+    return "\n".join(lines)
+
+
+def run_pipeline(config: PipelineConfig, stream: TextIO = sys.stdout) -> RunSummary:
+    """Runs the whole pipeline with LocalDagRunner; returns the MLMD summary of the run."""
+    from tfx import v1 as tfx
+
+    from recsys_pipeline.pipeline.pipeline import create_pipeline
+
+    check_output_dir(config.output_dir)
+    pipeline = create_pipeline(config)
+    node_ids = [c.id for c in pipeline.components]
+    progress = ProgressReporter(node_ids, stream)
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addHandler(progress)
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    finally:
+        absl_logger.removeHandler(progress)
+    summary = summarize_run(config, node_ids, progress.seconds)
+    assert summary is not None, "MLMD holds no run of this pipeline after a successful run"
+    return summary

@@ -1,0 +1,62 @@
+"""Feature names: the single source of truth for every stage of the pipeline.
+
+ExampleGen writes raw features under these names, the curated schemas declare them,
+``preprocessing_fn`` reads them and writes the transformed features, and the Trainers read
+the transformed names and the vocabularies. Nothing else spells a feature name.
+"""
+
+# --- Raw features written by the MovieLens ExampleGen -------------------------------------
+USER_ID = "user_id"
+MOVIE_ID = "movie_id"
+MOVIE_TITLE = "movie_title"
+MOVIE_GENRES = "movie_genres"  # variable-length list of genre names
+TIMESTAMP = "timestamp"  # seconds since the Unix epoch
+USER_RATING = "user_rating"  # label
+
+# Demographics: present in MovieLens 100K and 1M, absent from the GroupLens CSV layout.
+USER_GENDER = "user_gender"
+USER_AGE = "user_age"
+USER_OCCUPATION = "user_occupation"
+USER_ZIP_CODE = "user_zip_code"
+
+DEMOGRAPHIC_FEATURES = (USER_GENDER, USER_AGE, USER_OCCUPATION, USER_ZIP_CODE)
+
+# Features describing a movie: the catalogue output of ExampleGen holds exactly these.
+MOVIE_FEATURES = (MOVIE_ID, MOVIE_TITLE, MOVIE_GENRES)
+
+# --- Categorical features that get a tf.Transform vocabulary -------------------------------
+# Vocabulary file name == raw feature name, so `vocabulary_file_by_name(USER_ID)` is obvious.
+# Zip codes are deliberately not vocabularized: too sparse to learn from at this data size.
+VOCAB_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE, MOVIE_GENRES)
+DEMOGRAPHIC_VOCAB_FEATURES = (USER_GENDER, USER_AGE, USER_OCCUPATION)
+
+# Out-of-vocabulary buckets appended after each vocabulary (unknown users/movies at serving).
+NUM_OOV_BUCKETS = 1
+
+
+def index_name(raw_name: str) -> str:
+    """Transformed name of the integer id produced by a feature's vocabulary."""
+    return f"{raw_name}_index"
+
+
+# --- Transformed features (Transform output) ----------------------------------------------
+TIMESTAMP_BUCKET = "timestamp_bucket"  # quantile bucket id, int64 in [0, timestamp_buckets)
+TIMESTAMP_Z = "timestamp_z"  # z-score normalized timestamp, float32
+LABEL = USER_RATING  # passed through unchanged
+
+# Raw string ids are also passed through: serving returns them and Trainers key on them.
+PASSTHROUGH_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE)
+
+# tf.Example value kind of every raw feature ("bytes", "int" or "float").
+RAW_FEATURE_KINDS = {
+    USER_ID: "bytes",
+    MOVIE_ID: "bytes",
+    MOVIE_TITLE: "bytes",
+    MOVIE_GENRES: "bytes",
+    TIMESTAMP: "int",
+    USER_RATING: "float",
+    USER_GENDER: "bytes",
+    USER_AGE: "int",
+    USER_OCCUPATION: "bytes",
+    USER_ZIP_CODE: "bytes",
+}

@@ -1,0 +1,55 @@
+"""tf.Transform ``preprocessing_fn``: vocabularies, timestamp buckets and z-score.
+
+Outputs, named in ``features.py``:
+  * ``<name>_index`` for user_id, movie_id, movie_title, movie_genres (sparse) and, when the
+    dataset has them, gender/age/occupation: ids from vocabulary files named after the raw
+    feature (plus NUM_OOV_BUCKETS out-of-vocabulary ids). Trainers read the sizes from the
+    Transform output, never from code.
+  * ``timestamp_bucket``: quantile bucket of the timestamp; ``timestamp_z``: its z-score.
+  * ``user_rating`` (label) and the raw ids/title, passed through.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from recsys_pipeline.transform import features as F
+
+DEFAULT_TIMESTAMP_BUCKETS = 100
+
+
+def _vocab(values, name: str):
+    return tft.compute_and_apply_vocabulary(
+        values, vocab_filename=name, num_oov_buckets=F.NUM_OOV_BUCKETS)
+
+
+def preprocessing_fn(inputs: dict[str, Any],
+                     custom_config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Maps raw features to model features (see module docstring)."""
+    custom_config = custom_config or {}
+    buckets = int(custom_config.get("timestamp_buckets", DEFAULT_TIMESTAMP_BUCKETS))
+    outputs: dict[str, Any] = {}
+
+    for name in F.VOCAB_FEATURES:
+        outputs[F.index_name(name)] = _vocab(inputs[name], name)
+    for name in F.DEMOGRAPHIC_VOCAB_FEATURES:
+        if name not in inputs:  # the GroupLens CSV layout has no demographics
+            continue
+        values = inputs[name]
+        if values.dtype != tf.string:  # age: an integer, but a category here
+            values = tf.strings.as_string(values)
+        outputs[F.index_name(name)] = _vocab(values, name)
+
+    timestamp = inputs[F.TIMESTAMP]
+    outputs[F.TIMESTAMP_BUCKET] = tft.bucketize(timestamp, num_buckets=buckets)
+    # float64: Unix seconds (~1e9) lose whole minutes in float32 before centering.
+    outputs[F.TIMESTAMP_Z] = tf.cast(
+        tft.scale_to_z_score(tf.cast(timestamp, tf.float64)), tf.float32)
+
+    outputs[F.LABEL] = inputs[F.USER_RATING]
+    for name in F.PASSTHROUGH_FEATURES:
+        outputs[name] = inputs[name]
+    return outputs
