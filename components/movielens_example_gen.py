@@ -179,7 +179,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             joined
             | "Timestamps" >> beam.Map(lambda kv: kv[0].timestamp)
             | "Quantiles" >> beam.ApproximateQuantiles.Globally(q + 1)
-            | "Cutoff" >> beam.Map(lambda qs: qs[index])
+            # Train is everything up to and including the (1 - eval_fraction) quantile;
+            # timestamps are whole seconds, so the first eval second is one after it.
+            | "Cutoff" >> beam.Map(lambda qs: qs[index] + 1)
         )
 
     @staticmethod

@@ -184,7 +184,7 @@ def _from_dict(cls: type, data: dict, source: str, prefix: str = "") -> Any:
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ConfigError(
-            f"{source}: unknown key {prefix}{unknown[0]!r} (known keys here: {', '.join(names)})"
+            f"{source}: unknown key '{prefix}{unknown[0]}' (known keys here: {', '.join(names)})"
         )
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}", source) for k, v in data.items()}
     return cls(**kwargs)

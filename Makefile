@@ -1,0 +1,22 @@
+# The two commands: `make run` (whole pipeline on MovieLens 100K) and `make test`.
+# Both run `make setup` first, which is idempotent and takes seconds once set up.
+.PHONY: setup run test test-fast lint
+
+setup:
+	@bash scripts/setup.sh
+
+# Extra flags for `recsys run`, e.g. make run RUN_ARGS="--config my.toml"
+RUN_ARGS ?=
+run: setup
+	.venv/bin/recsys run $(RUN_ARGS)
+
+# Everything, end-to-end tests included (those are marked e2e and skipped by plain pytest).
+test: setup
+	.venv/bin/pytest -m "e2e or not e2e" $(PYTEST_ARGS)
+
+# Unit tests only (a minute or two).
+test-fast: setup
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+lint: setup
+	.venv/bin/ruff check .

@@ -1,0 +1,107 @@
+"""MovieLensExampleGen's executor on tiny datasets: joins, splits, orphans, bad lines."""
+
+import glob
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from tfx.types import artifact_utils, standard_artifacts
+
+from recsys_pipeline.components.movielens_example_gen import Executor
+from recsys_pipeline.data import splits
+from recsys_pipeline.errors import DataError
+from recsys_pipeline.transform import features as F
+
+from ..conftest import make_ml100k
+
+
+def _run(tmp_path, data_dir, split=None, max_orphans=0.01, layout="auto"):
+    examples, catalogue = standard_artifacts.Examples(), standard_artifacts.Examples()
+    examples.uri, catalogue.uri = str(tmp_path / "examples"), str(tmp_path / "catalogue")
+    split = split or {"kind": "random", "eval_fraction": 0.5, "seed": 7, "cutoff_timestamp": None}
+    executor = Executor(Executor.Context(
+        beam_pipeline_args=["--direct_running_mode=in_memory"], tmp_dir=str(tmp_path / "tmp")))
+    executor.Do({}, {"examples": [examples], "catalogue": [catalogue]}, {
+        "data_dir": str(data_dir), "layout": layout, "split_config": json.dumps(split),
+        "max_orphan_fraction": max_orphans, "input_fingerprint": ""})
+    return examples, catalogue
+
+
+def _holds_nothing(path):
+    return not os.path.exists(path) or os.listdir(path) == []
+
+
+def _read(uri, split):
+    files = glob.glob(os.path.join(uri, f"Split-{split}", "*.gz"))
+    out = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        ex = tf.train.Example.FromString(record.numpy())
+        out.append({k: list(getattr(v, v.WhichOneof("kind")).value) if v.WhichOneof("kind")
+                    else [] for k, v in ex.features.feature.items()})
+    return out
+
+
+def test_joined_examples_split_reproducibly(tmp_path, ml100k):
+    examples, catalogue = _run(tmp_path, ml100k)
+    assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
+    rows = {s: _read(examples.uri, s) for s in splits.SPLITS}
+    assert sum(len(r) for r in rows.values()) == 4
+    for split, exs in rows.items():
+        for ex in exs:
+            want = splits.random_split(ex[F.USER_ID][0].decode(), ex[F.MOVIE_ID][0].decode(),
+                                       ex[F.TIMESTAMP][0], seed=7, eval_fraction=0.5)
+            assert want == split
+    cafe = [ex for exs in rows.values() for ex in exs if ex[F.MOVIE_ID] == [b"2"]][0]
+    assert cafe[F.MOVIE_TITLE] == ["Café au lait (1993)".encode()]
+    assert cafe[F.MOVIE_GENRES] == [b"Action", b"Comedy"]
+    assert cafe[F.USER_GENDER] == [b"M"] and cafe[F.USER_AGE] == [24]
+    assert cafe[F.USER_RATING] == [3.0] and cafe[F.TIMESTAMP] == [876893171]
+    movies = _read(catalogue.uri, "catalogue")
+    assert [m[F.MOVIE_ID] for m in movies] == [[b"1"], [b"2"], [b"3"]]
+    assert set(movies[0]) == set(F.MOVIE_FEATURES)
+
+
+def test_csv_layout_has_no_demographics(tmp_path, csv_dataset):
+    examples, _ = _run(tmp_path, csv_dataset)
+    rows = _read(examples.uri, "train") + _read(examples.uri, "eval")
+    assert len(rows) == 3
+    assert all(F.USER_GENDER not in r for r in rows)
+    assert [r[F.MOVIE_GENRES] for r in rows if r[F.MOVIE_ID] == [b"3"]] == [[]]
+
+
+def test_temporal_split_with_explicit_and_derived_cutoff(tmp_path, ml100k):
+    split = {"kind": "temporal", "eval_fraction": 0.25, "seed": 0,
+             "cutoff_timestamp": 876893171}
+    examples, _ = _run(tmp_path / "a", ml100k, split)
+    assert sorted(r[F.TIMESTAMP][0] for r in _read(examples.uri, "eval")) == [876893171,
+                                                                             878542960]
+    split["cutoff_timestamp"] = None  # the 75% quantile of the 4 timestamps
+    examples, _ = _run(tmp_path / "b", ml100k, split)
+    assert [r[F.TIMESTAMP][0] for r in _read(examples.uri, "eval")] == [878542960]
+    assert len(_read(examples.uri, "train")) == 3
+
+
+def test_orphans_below_threshold_are_dropped(tmp_path):
+    d = make_ml100k(tmp_path, ratings="1\t1\t5\t874965758\n1\t99\t3\t876893171\n"
+                                      "2\t3\t4\t878542960\n9\t1\t1\t875071561\n")
+    examples, _ = _run(tmp_path, d, max_orphans=0.5)
+    kept = _read(examples.uri, "train") + _read(examples.uri, "eval")
+    assert sorted(r[F.MOVIE_ID][0] for r in kept) == [b"1", b"3"]
+
+
+def test_orphans_above_threshold_fail_and_leave_no_output(tmp_path):
+    d = make_ml100k(tmp_path, ratings="1\t1\t5\t874965758\n1\t99\t3\t876893171\n")
+    with pytest.raises(DataError) as e:
+        _run(tmp_path, d)
+    msg = str(e.value)
+    assert "1 of 2 ratings (50.00%)" in msg and "max_orphan_fraction = 0.01" in msg
+    assert "u.data line 2: movie id 99 is not in the movie file" in msg
+    assert _holds_nothing(tmp_path / "examples") and _holds_nothing(tmp_path / "catalogue")
+
+
+def test_bad_line_inside_beam_names_file_and_line(tmp_path):
+    d = make_ml100k(tmp_path, ratings="1\t1\t5\t874965758\n1\t2\t3\n")
+    with pytest.raises(DataError, match=r"u.data line 2: expected 4 '\\t'-separated fields"):
+        _run(tmp_path, d)
+    assert _holds_nothing(tmp_path / "examples") and _holds_nothing(tmp_path / "catalogue")

@@ -1,0 +1,77 @@
+"""Shared fixtures: tiny MovieLens datasets written by the tests, in all three layouts."""
+
+import os
+import pathlib
+
+import pytest
+
+import recsys_pipeline  # noqa: F401  (selects Keras 2 before any test imports TensorFlow)
+
+ML100K_GENRE = "unknown|0\nAction|1\nComedy|2\n"
+
+
+def write(path: pathlib.Path, text: str, encoding: str = "utf-8") -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def make_ml100k(root: pathlib.Path, ratings: str | None = None) -> pathlib.Path:
+    """Three movies (one latin-1 title), three users; u.genre names three genres."""
+    d = root / "ml-100k"
+    write(d / "u.genre", ML100K_GENRE)
+    write(d / "u.item",
+          "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|1\n"
+          "2|Café au lait (1993)|01-Jan-1993||http://x|0|1|1\n"
+          "3|Heat (1995)|01-Jan-1995||http://x|0|1|0\n", encoding="latin-1")
+    write(d / "u.user", "1|24|M|technician|85711\n2|53|F|other|94043\n3|23|M|writer|32067\n")
+    write(d / "u.data", ratings if ratings is not None else
+          "1\t1\t5\t874965758\n1\t2\t3\t876893171\n2\t3\t4\t878542960\n3\t1\t1\t875071561\n")
+    return d
+
+
+def make_ml1m(root: pathlib.Path) -> pathlib.Path:
+    d = root / "ml-1m"
+    write(d / "movies.dat", "1::Toy Story (1995)::Animation|Children's|Comedy\n"
+                            "2::Jumanji (1995)::Adventure\n"
+                            "3::Amélie (2001)::Comedy|Romance\n", encoding="latin-1")
+    write(d / "users.dat", "1::F::1::10::48067\n2::M::56::16::70072\n")
+    write(d / "ratings.dat", "1::1::5::978300760\n1::3::3::978302109\n2::2::4::978301968\n")
+    return d
+
+
+def make_csv(root: pathlib.Path, movies: str | None = None) -> pathlib.Path:
+    d = root / "ml-latest-small"
+    write(d / "movies.csv", movies if movies is not None else
+          "movieId,title,genres\n"
+          "1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy\n"
+          "2,\"Dark Knight, The (2008)\",Action|Crime\n"
+          "3,Amélie (Fabuleux destin d'Amélie Poulain) (2001),(no genres listed)\n")
+    write(d / "ratings.csv", "userId,movieId,rating,timestamp\n"
+                             "1,1,4.0,964982703\n1,3,0.5,964981247\n7,2,3.5,1106635946\n")
+    return d
+
+
+@pytest.fixture
+def ml100k(tmp_path):
+    return make_ml100k(tmp_path)
+
+
+@pytest.fixture
+def ml1m(tmp_path):
+    return make_ml1m(tmp_path)
+
+
+@pytest.fixture
+def csv_dataset(tmp_path):
+    return make_csv(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def real_ml100k() -> pathlib.Path:
+    """The original MovieLens 100K from shared/ (RECSYS_DATA_DIR); fails loudly if missing."""
+    path = os.environ.get("RECSYS_DATA_DIR")
+    if not path or not (pathlib.Path(path) / "u.data").is_file():
+        pytest.fail("end-to-end tests need MovieLens 100K: set RECSYS_DATA_DIR to the directory "
+                    "holding u.data (CI uses ../shared/data/ml-100k)")
+    return pathlib.Path(path)

@@ -1,0 +1,83 @@
+"""Config loading: defaults, TOML/YAML, strict keys and types, value checks, rendering."""
+
+import dataclasses
+
+import pytest
+
+from recsys_pipeline.errors import ConfigError
+from recsys_pipeline.pipeline.config import PipelineConfig, load_config, render_toml
+
+
+def test_defaults_are_valid_and_paths_live_under_output_dir():
+    config = PipelineConfig().validate()
+    assert config.pipeline_root == "outputs/tfx/recsys-pipeline"
+    assert config.metadata_path == "outputs/metadata.sqlite"
+    assert config.serving_dir == "outputs/serving"
+
+
+def test_every_knob_is_documented():
+    def walk(cls):
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(f.type) or f.name in ("data", "split", "transform",
+                                                               "beam"):
+                continue
+            assert f.metadata.get("doc"), f"{cls.__name__}.{f.name} has no doc"
+    for section in (PipelineConfig, *(type(getattr(PipelineConfig(), n)) for n in
+                                      ("data", "split", "transform", "beam"))):
+        walk(section)
+
+
+def test_toml_and_yaml_load_the_same(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('output_dir = "o"\n[split]\nkind = "temporal"\neval_fraction = 0.1\n'
+                    '[beam]\npipeline_args = ["--direct_num_workers=2"]\n')
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text("output_dir: o\nsplit:\n  kind: temporal\n  eval_fraction: 0.1\n"
+                    "beam:\n  pipeline_args: ['--direct_num_workers=2']\n")
+    a, b = load_config(str(toml)), load_config(str(yaml))
+    assert a == b
+    assert a.split.kind == "temporal" and a.split.seed == 42 and a.output_dir == "o"
+
+
+def test_int_is_accepted_for_float(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[data]\nmax_orphan_fraction = 0\n")
+    assert load_config(str(path)).data.max_orphan_fraction == 0.0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[data]\nmax_orphan = 0.1\n", r"c.toml: unknown key 'data.max_orphan'.*max_orphan_fraction"),
+    ("colour = 1\n", r"unknown key 'colour'"),
+    ("[split]\nseed = \"42\"\n", r"c.toml: split.seed must be int, got '42' \(str\)"),
+    ("[split]\nseed = true\n", r"split.seed must be int, got True \(bool\)"),
+    ("enable_cache = 1\n", r"enable_cache must be bool, got 1"),
+    ("data = 3\n", r"data must be a table"),
+    ("[beam]\npipeline_args = \"--runner=X\"\n", r"beam.pipeline_args must be a list"),
+    ("[split]\neval_fraction = 1.5\n", r"split.eval_fraction must be strictly between 0 and 1"),
+    ("[split]\nkind = \"by-user\"\n", r"split.kind is 'by-user'"),
+    ("[data]\nlayout = \"ml-20m\"\n", r"data.layout is 'ml-20m'"),
+    ("[transform]\ntimestamp_buckets = 1\n", r"timestamp_buckets must be at least 2"),
+    ("[split]\ncutoff_timestamp = 5\n", r"cutoff_timestamp only applies to split.kind"),
+    ("[data\n", r"does not parse"),
+])
+def test_bad_config_files(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(str(path))
+
+
+def test_missing_and_unsupported_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(str(tmp_path / "missing.toml"))
+    (tmp_path / "c.json").write_text("{}")
+    with pytest.raises(ConfigError, match="use a .toml, .yaml or .yml file"):
+        load_config(str(tmp_path / "c.json"))
+
+
+def test_rendered_toml_loads_back_to_the_same_config(tmp_path):
+    config = dataclasses.replace(PipelineConfig(), output_dir="elsewhere")
+    path = tmp_path / "rendered.toml"
+    path.write_text(render_toml(config))
+    assert load_config(str(path)) == config
+    assert "# Seed of the random split." in path.read_text()

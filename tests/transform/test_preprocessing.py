@@ -1,0 +1,121 @@
+"""preprocessing_fn under tf.Transform's Beam implementation, against hand-computed values."""
+
+import math
+import pickle
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+from recsys_pipeline.transform import features as F
+from recsys_pipeline.transform.preprocessing import preprocessing_fn
+
+BASE = 880_000_000  # Unix seconds in 1997, like MovieLens 100K: float32 would lose minutes
+ROWS = [
+    # user, movie, title, genres, hours after BASE, rating, gender, age
+    ("u1", "m1", "Alpha (1990)", ["Action", "Comedy"], 1, 5.0, "M", 24),
+    ("u1", "m2", "Beta (1991)", ["Action"], 2, 4.0, "M", 24),
+    ("u1", "m1", "Alpha (1990)", ["Action", "Comedy"], 3, 3.0, "M", 24),
+    ("u2", "m3", "Gamma (1992)", ["Drama"], 4, 2.0, "F", 53),
+    ("u2", "m1", "Alpha (1990)", ["Action", "Comedy"], 5, 1.0, "F", 53),
+    ("u3", "m2", "Beta (1991)", ["Action"], 6, 4.5, "M", 31),
+    ("u1", "m1", "Alpha (1990)", ["Action", "Comedy"], 7, 4.0, "M", 24),
+    ("u2", "m2", "Beta (1991)", ["Action"], 8, 3.0, "F", 53),
+]
+
+
+def _raw(row):
+    user, movie, title, genres, hours, rating, gender, age = row
+    return {F.USER_ID: user.encode(), F.MOVIE_ID: movie.encode(), F.MOVIE_TITLE: title.encode(),
+            F.MOVIE_GENRES: [g.encode() for g in genres], F.TIMESTAMP: BASE + 3600 * hours,
+            F.USER_RATING: rating, F.USER_GENDER: gender.encode(), F.USER_AGE: age}
+
+
+SPEC = {
+    F.USER_ID: tf.io.FixedLenFeature([], tf.string),
+    F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+    F.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
+    F.MOVIE_GENRES: tf.io.VarLenFeature(tf.string),
+    F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+    F.USER_RATING: tf.io.FixedLenFeature([], tf.float32),
+    F.USER_GENDER: tf.io.FixedLenFeature([], tf.string),
+    F.USER_AGE: tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tft")
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(SPEC))
+    with beam.Pipeline() as p, tft_beam.Context(temp_dir=str(tmp / "tmp")):
+        raw = p | beam.Create([_raw(r) for r in ROWS])
+        (out, _), transform_fn = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing_fn(inputs, {"timestamp_buckets": 4}))
+        _ = transform_fn | tft_beam.WriteTransformFn(str(tmp / "tf"))
+        _ = (out | beam.combiners.ToList()
+             | beam.Map(lambda rows: (tmp / "rows.pkl").write_bytes(pickle.dumps(rows))))
+    rows = pickle.loads((tmp / "rows.pkl").read_bytes())
+    assert len(rows) == len(ROWS)
+    return rows, tft.TFTransformOutput(str(tmp / "tf"))
+
+
+def test_vocabularies_are_named_files_ordered_by_frequency(transformed):
+    _, tft_out = transformed
+    # user_id counts: u1 x4, u2 x3, u3 x1.  movie_id: m1 x4, m2 x3, m3 x1.
+    assert tft_out.vocabulary_by_name(F.USER_ID) == [b"u1", b"u2", b"u3"]
+    assert tft_out.vocabulary_by_name(F.MOVIE_ID) == [b"m1", b"m2", b"m3"]
+    # genres counted per value across lists: Action 7, Comedy 4, Drama 1.
+    assert tft_out.vocabulary_by_name(F.MOVIE_GENRES) == [b"Action", b"Comedy", b"Drama"]
+    assert tft_out.vocabulary_by_name(F.USER_GENDER) == [b"M", b"F"]  # 5 M, 3 F
+    assert tft_out.vocabulary_by_name(F.USER_AGE) == [b"24", b"53", b"31"]
+    assert tft_out.vocabulary_size_by_name(F.MOVIE_TITLE) == 3
+
+
+def test_ids_come_from_the_vocabularies(transformed):
+    rows, tft_out = transformed
+    users = tft_out.vocabulary_by_name(F.USER_ID)
+    for row in rows:
+        assert users[row[F.index_name(F.USER_ID)]] == row[F.USER_ID]
+    first = min(rows, key=lambda r: r[F.TIMESTAMP_Z])  # hour 1: Alpha, Action + Comedy
+    assert list(first[F.index_name(F.MOVIE_GENRES)]) == [0, 1]
+    drama = [r for r in rows if r[F.MOVIE_ID] == b"m3"]
+    assert [list(r[F.index_name(F.MOVIE_GENRES)]) for r in drama] == [[2]]
+
+
+def test_timestamp_quantile_buckets(transformed):
+    rows, _ = transformed
+    # 8 distinct hours, 4 buckets -> boundaries at hours 3, 5, 7: two ratings per bucket.
+    got = sorted((r[F.TIMESTAMP_Z], r[F.TIMESTAMP_BUCKET]) for r in rows)
+    assert [b for _, b in got] == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_timestamp_z_score_matches_hand_computation(transformed):
+    rows, _ = transformed
+    hours = [r[4] for r in ROWS]
+    mean = sum(hours) / len(hours)  # 4.5
+    std = math.sqrt(sum((h - mean) ** 2 for h in hours) / len(hours))  # population std
+    expected = sorted((h - mean) / std for h in hours)  # BASE cancels out exactly
+    got = sorted(float(r[F.TIMESTAMP_Z]) for r in rows)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_label_and_raw_ids_pass_through(transformed):
+    rows, _ = transformed
+    assert sorted(float(r[F.LABEL]) for r in rows) == sorted(r[5] for r in ROWS)
+    assert sorted(r[F.MOVIE_TITLE] for r in rows) == sorted(r[2].encode() for r in ROWS)
+
+
+def test_layout_without_demographics_skips_their_vocabularies(tmp_path):
+    spec = {k: v for k, v in SPEC.items() if k not in F.DEMOGRAPHIC_FEATURES}
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    rows = [{k: v for k, v in _raw(r).items() if k in spec} for r in ROWS]
+    with beam.Pipeline() as p, tft_beam.Context(temp_dir=str(tmp_path)):
+        (out, meta), _ = (p | beam.Create(rows), metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing_fn(inputs, {"timestamp_buckets": 2}))
+    names = set(meta.dataset_metadata.schema.feature[i].name
+                for i in range(len(meta.dataset_metadata.schema.feature)))
+    assert F.index_name(F.USER_GENDER) not in names and F.index_name(F.USER_ID) in names
