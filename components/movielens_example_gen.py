@@ -64,7 +64,8 @@ class _JoinFn(beam.DoFn):
             self._orphans.inc()
             missing = (f"movie id {rating.movie_id} is not in the movie file" if movie is None
                        else f"user id {rating.user_id} is not in the user file")
-            yield beam.pvalue.TaggedOutput("orphans", f"{self._path} line {rating.line_no}: {missing}")
+            where = f"{self._path} line {rating.line_no}"
+            yield beam.pvalue.TaggedOutput("orphans", f"{where}: {missing}")
             return
         yield rating, movielens.join_features(rating, movie, user)
 

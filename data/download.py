@@ -39,17 +39,21 @@ def default_cache_dir(environ: Mapping[str, str]) -> str:
 
 def resolve_data_dir(
     dataset: str,
-    data_dir: Optional[str],
+    flag_dir: Optional[str],
     environ: Mapping[str, str],
+    config_dir: Optional[str] = None,
     cache_dir: Optional[str] = None,
     base_url: str = DEFAULT_BASE_URL,
     progress: bool = True,
 ) -> tuple[str, str]:
-    """Returns (directory holding the dataset, where it came from)."""
-    if data_dir:
-        return data_dir, "--data-dir / data.data_dir"
+    """(directory holding the dataset, where it came from), first match wins:
+    --data-dir, $RECSYS_DATA_DIR, data.data_dir, the cache, a download."""
+    if flag_dir:
+        return flag_dir, "--data-dir"
     if environ.get(DATA_DIR_ENV):
         return environ[DATA_DIR_ENV], f"${DATA_DIR_ENV}"
+    if config_dir:
+        return config_dir, "data.data_dir"
     cache_dir = cache_dir or default_cache_dir(environ)
     target = os.path.join(cache_dir, dataset)
     if os.path.isfile(os.path.join(target, ".complete")):
@@ -81,7 +85,8 @@ def download(dataset: str, cache_dir: str, base_url: str = DEFAULT_BASE_URL,
     try:
         os.makedirs(cache_dir, exist_ok=True)
     except OSError as e:
-        raise DownloadError(f"cannot create the dataset cache {cache_dir!r}: {e.strerror}") from None
+        raise DownloadError(
+            f"cannot create the dataset cache {cache_dir!r}: {e.strerror}") from None
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=f".{dataset}-") as tmp:
         archive = os.path.join(tmp, info["archive"])
         _fetch(url, archive, info.get("size"), progress)

@@ -310,7 +310,7 @@ def load_movies(dataset: Dataset) -> dict[str, Movie]:
             flags = fields[5:]
             if any(flag not in ("0", "1") for flag in flags):
                 raise DataError(f"{path} line {line_no}: genre flags must be 0 or 1, got {flags}")
-            genres = tuple(g for g, flag in zip(genre_names, flags) if flag == "1")
+            genres = tuple(g for g, flag in zip(genre_names, flags, strict=True) if flag == "1")
             _add_movie(movies, Movie(movie_id, fields[1].strip(), genres), path, line_no)
     elif spec.kind == "ml-1m":
         for line_no, line in lines:

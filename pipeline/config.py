@@ -47,7 +47,8 @@ class DataConfig:
         "Directory holding the dataset's files. Unset: --data-dir, then $RECSYS_DATA_DIR, then "
         "the cache, then a download from GroupLens.")
     cache_dir: Optional[str] = knob(
-        None, "Where downloaded datasets are kept. Unset: $XDG_CACHE_HOME/recsys-pipeline/datasets.")
+        None,
+        "Where downloaded datasets are kept. Unset: $XDG_CACHE_HOME/recsys-pipeline/datasets.")
     download_base_url: str = knob(
         "https://files.grouplens.org/datasets/movielens", "Base URL of the GroupLens archives.")
     max_orphan_fraction: float = knob(

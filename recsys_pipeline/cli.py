@@ -43,9 +43,6 @@ def _load_config(args: argparse.Namespace):
     config = load_config(args.config) if args.config else PipelineConfig()
     if getattr(args, "output_dir", None):
         config = dataclasses.replace(config, output_dir=args.output_dir)
-    if getattr(args, "data_dir", None):
-        config = dataclasses.replace(
-            config, data=dataclasses.replace(config.data, data_dir=args.data_dir))
     return config.validate()
 
 
@@ -105,8 +102,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_output_dir(config.output_dir)
     log_path = _setup_logging(config.output_dir, args.verbose)
     data_dir, origin = resolve_data_dir(
-        config.data.dataset, config.data.data_dir, os.environ, config.data.cache_dir,
-        config.data.download_base_url)
+        config.data.dataset, args.data_dir, os.environ, config.data.data_dir,
+        config.data.cache_dir, config.data.download_base_url)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=data_dir))
     print(f"recsys run: data {data_dir} (from {origin}); outputs under {config.output_dir}",
           flush=True)

@@ -65,19 +65,25 @@ def test_download_verifies_extracts_and_then_uses_the_cache(server, monkeypatch,
     url, payload, hits = server
     _known(monkeypatch, hashlib.sha256(payload).hexdigest())
     cache = tmp_path / "cache"
-    path, origin = download.resolve_data_dir("ml-tiny", None, {}, str(cache), url, progress=False)
+    path, origin = download.resolve_data_dir("ml-tiny", None, {}, None, str(cache), url,
+                                             progress=False)
     assert path == str(cache / "ml-tiny") and origin.startswith("downloaded")
     assert (cache / "ml-tiny" / "u.data").read_text() == "1\t1\t5\t874965758\n"
     assert (cache / "ml-tiny" / ".complete").is_file()
-    path2, origin2 = download.resolve_data_dir("ml-tiny", None, {}, str(cache), url, False)
+    path2, origin2 = download.resolve_data_dir("ml-tiny", None, {}, None, str(cache), url, False)
     assert path2 == path and origin2.startswith("cache") and len(hits) == 1
     assert [p.name for p in cache.iterdir()] == ["ml-tiny"]  # no temporary leftovers
 
 
-def test_flag_wins_over_env_which_wins_over_cache(tmp_path):
+def test_flag_then_env_then_config_then_cache(tmp_path):
     env = {download.DATA_DIR_ENV: "/from/env"}
-    assert download.resolve_data_dir("ml-100k", "/from/flag", env)[0] == "/from/flag"
-    assert download.resolve_data_dir("ml-100k", None, env)[0] == "/from/env"
+    assert download.resolve_data_dir("ml-100k", "/flag", env, "/cfg")[0] == "/flag"
+    assert download.resolve_data_dir("ml-100k", None, env, "/cfg")[0] == "/from/env"
+    assert download.resolve_data_dir("ml-100k", None, {}, "/cfg") == ("/cfg", "data.data_dir")
+    cached = tmp_path / "ml-100k"
+    cached.mkdir()
+    (cached / ".complete").write_text("x")
+    assert download.resolve_data_dir("ml-100k", None, {}, None, str(tmp_path))[0] == str(cached)
 
 
 def test_checksum_mismatch_extracts_nothing(server, monkeypatch, tmp_path):
@@ -85,7 +91,7 @@ def test_checksum_mismatch_extracts_nothing(server, monkeypatch, tmp_path):
     _known(monkeypatch, "0" * 64)
     cache = tmp_path / "cache"
     with pytest.raises(DownloadError, match=r"checksum mismatch for .*ml-tiny.zip.*nothing was"):
-        download.resolve_data_dir("ml-tiny", None, {}, str(cache), url, progress=False)
+        download.resolve_data_dir("ml-tiny", None, {}, None, str(cache), url, progress=False)
     assert list(cache.iterdir()) == []
 
 

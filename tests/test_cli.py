@@ -1,0 +1,61 @@
+"""The command line turns bad input into one clear message and a non-zero exit."""
+
+import pytest
+
+from recsys_pipeline import cli
+from recsys_pipeline.errors import DataError
+
+
+def _run(capsys, *argv):
+    code = cli.main(list(argv))
+    return code, capsys.readouterr()
+
+
+def test_config_command_prints_documented_toml(capsys, tmp_path):
+    code, out = _run(capsys, "config")
+    assert code == 0 and "[split]" in out.out and "# Seed of the random split." in out.out
+
+
+def test_bad_config_file(capsys, tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[split]\nseed = \"x\"\n")
+    code, out = _run(capsys, "run", "--config", str(path), "--output-dir", str(tmp_path / "o"))
+    assert code == 2
+    assert out.err.strip() == f"error: {path}: split.seed must be int, got 'x' (str)"
+
+
+def test_unwritable_output_dir(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, out = _run(capsys, "run", "--output-dir", str(blocker / "out"), "--data-dir", "x")
+    assert code == 2 and "is not writable" in out.err and str(blocker / "out") in out.err
+
+
+def test_missing_data_dir(capsys, tmp_path):
+    code, out = _run(capsys, "run", "--data-dir", str(tmp_path / "none"),
+                     "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "does not exist" in out.err and str(tmp_path / "none") in out.err
+
+
+def test_directory_without_a_movielens_layout(capsys, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("hi")
+    code, out = _run(capsys, "run", "--data-dir", str(tmp_path / "d"),
+                     "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "no known MovieLens layout" in out.err and "notes.txt" in out.err
+
+
+def test_recsys_errors_are_found_inside_wrapping_exceptions():
+    inner = DataError("u.data line 3: bad")
+    try:
+        try:
+            raise inner
+        except DataError as e:
+            raise RuntimeError("launcher failed") from e
+    except RuntimeError as outer:
+        assert cli.find_recsys_error(outer) is inner
+    assert cli._wrapped_message(RuntimeError(
+        "Traceback...\nrecsys_pipeline.errors.DataError: u.data line 3: bad [while running 'X']"
+    )) == "u.data line 3: bad"
+    with pytest.raises(SystemExit):
+        cli.main(["frobnicate"])
