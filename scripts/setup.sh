@@ -102,7 +102,9 @@ ensure_uv() {
   log "uv not found: installing uv==$UV_VERSION from PyPI into .tools/uv"
   if ! "$py" -m pip --version >/dev/null 2>&1; then
     if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null; then
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip >&2
+      log "$py has no pip: installing Debian's python3-pip (only to fetch uv)"
+      apt-get update -q >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-pip >&2
     else
       die "$py has no pip; install pip (Debian/Ubuntu: apt-get install python3-pip) or uv, then re-run."
     fi
@@ -121,7 +123,9 @@ ensure_venv() {
   fi
   log "Syncing .venv from uv.lock with $py ($("$py" -V 2>&1))"
   cd "$REPO_DIR"
-  UV_PYTHON_DOWNLOADS=never "$UV" sync --locked --python "$py" >&2 \
+  # System certificates: behind a TLS-inspecting proxy only the system store has its CA.
+  UV_SYSTEM_CERTS="${UV_SYSTEM_CERTS:-1}" UV_PYTHON_DOWNLOADS=never \
+    "$UV" sync --locked --python "$py" >&2 \
     || die "uv sync failed. If you changed dependencies, run 'uv lock' and commit uv.lock."
 }
 
