@@ -85,7 +85,8 @@ find_python() {
     [[ -n "$py" ]] || continue
     command -v "$py" >/dev/null 2>&1 || continue
     if "$py" -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else 1)' 2>/dev/null; then
-      command -v "$py"; return
+      # The real executable, not a shim (pyenv): uv recreates .venv when the path differs.
+      "$py" -c 'import sys; print(sys.executable)'; return
     fi
   done
   die "no Python 3.11-3.13 found on PATH (set RECSYS_PYTHON=/path/to/python3.x)."
