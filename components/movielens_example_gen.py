@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from typing import Any
 
 import apache_beam as beam
@@ -26,7 +25,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from recsys_pipeline.data import movielens, splits
-from recsys_pipeline.errors import DataError
+from recsys_pipeline.errors import DataError, find_recsys_error
 from recsys_pipeline.transform import features as F
 
 CATALOGUE_SPLIT = "catalogue"
@@ -73,13 +72,6 @@ class _JoinFn(beam.DoFn):
 def _write(pcoll, uri: str, split: str):
     return pcoll | f"Write{split}" >> beam.io.WriteToTFRecord(
         os.path.join(uri, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz")
-
-
-def _unwrap_data_error(error: Exception) -> None:
-    """Re-raises the DataError that Beam wrapped in a runner-specific exception, if any."""
-    match = re.search(r"DataError: (.+?)(?: \[while running|\n|$)", str(error))
-    if match:
-        raise DataError(match.group(1)) from None
 
 
 def _remove_outputs(*uris: str) -> None:
@@ -166,7 +158,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             result = p.run()
             result.wait_until_finish()
         except Exception as e:  # Beam wraps DoFn errors; surface ours unchanged.
-            _unwrap_data_error(e)
+            inner = find_recsys_error(e)
+            if inner is not None:
+                raise inner from None
             raise
         self._check_orphans(result, orphan_sample, max_orphans, dataset)
 

@@ -13,12 +13,11 @@ import argparse
 import dataclasses
 import logging
 import os
-import re
 import sys
 import time
 from typing import Optional, Sequence
 
-from recsys_pipeline.errors import RecsysError
+from recsys_pipeline.errors import RecsysError, find_recsys_error
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -76,24 +75,6 @@ def _setup_logging(output_dir: str, verbose: bool) -> str:
     return log_path
 
 
-def find_recsys_error(error: BaseException) -> Optional[RecsysError]:
-    """Our error inside whatever TFX or Beam wrapped it in, if it is there."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, RecsysError):
-            return error
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def _wrapped_message(error: BaseException) -> Optional[str]:
-    # Beam's portable runners re-raise worker errors as text; keep our message from it.
-    match = re.search(r"(?:DataError|ValidationError|ConfigError): (.+?)(?: \[while running|$)",
-                      str(error), flags=re.S)
-    return match.group(1).strip() if match else None
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from recsys_pipeline.data.download import resolve_data_dir
     from recsys_pipeline.local_runner import check_output_dir, format_summary, run_pipeline
@@ -115,9 +96,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         inner = find_recsys_error(e)
         if inner is not None:
             raise inner from None
-        message = _wrapped_message(e)
-        if message:
-            raise RecsysError(message) from None
         print(f"error: the pipeline failed: {type(e).__name__}: {e}\nfull log: {log_path}",
               file=sys.stderr)
         return 1

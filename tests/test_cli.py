@@ -54,8 +54,9 @@ def test_recsys_errors_are_found_inside_wrapping_exceptions():
             raise RuntimeError("launcher failed") from e
     except RuntimeError as outer:
         assert cli.find_recsys_error(outer) is inner
-    assert cli._wrapped_message(RuntimeError(
+    from_text = cli.find_recsys_error(RuntimeError(
         "Traceback...\nrecsys_pipeline.errors.DataError: u.data line 3: bad [while running 'X']"
-    )) == "u.data line 3: bad"
+    ))
+    assert isinstance(from_text, DataError) and str(from_text) == "u.data line 3: bad"
     with pytest.raises(SystemExit):
         cli.main(["frobnicate"])
