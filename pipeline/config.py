@@ -16,17 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from recsys_pipeline.errors import ConfigError
+from recsys_pipeline.knobs import knob
+from recsys_pipeline.trainer import hparams
+from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams
+from recsys_pipeline.trainer.index import IndexParams
 
 LAYOUTS = ("auto", "ml-100k", "ml-1m", "csv")
 SPLIT_KINDS = ("random", "temporal")
-
-
-def knob(default: Any, doc: str, **kwargs: Any) -> Any:
-    """A documented config field."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc},
-                     **kwargs)
-    return field(default=default, metadata={"doc": doc}, **kwargs)
 
 
 @dataclass
@@ -83,6 +79,31 @@ class TransformConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """[evaluation] The TFMA gates: a model is blessed (and pushed) only if it passes both."""
+
+    top_k: int = knob(
+        100, "k of the retrieval metric: the share of eval ratings whose movie is in the "
+        "model's top k over the whole catalogue (TFRS FactorizedTopK).")
+    min_top_k_accuracy: float = knob(
+        0.2, "Retrieval is blessed only with top-k accuracy at least this (absolute bound).")
+    top_k_tolerance: float = knob(
+        0.01, "...and at most this much below the last blessed retrieval model's (baseline).")
+    max_rmse: float = knob(
+        1.0, "Ranking is blessed only with RMSE on the eval split at most this.")
+    rmse_tolerance: float = knob(
+        0.01, "...and at most this much above the last blessed ranking model's (baseline).")
+
+
+@dataclass
+class ServingConfig:
+    """[serving] Where blessed models are pushed (a TF Serving model base directory)."""
+
+    base_dir: Optional[str] = knob(
+        None, "TF Serving model base directory. Unset: <output_dir>/serving.")
+
+
+@dataclass
 class BeamConfig:
     """[beam] Apache Beam settings for every Beam-using component."""
 
@@ -94,7 +115,7 @@ class BeamConfig:
 
 @dataclass
 class PipelineConfig:
-    """The whole pipeline. Top-level keys plus [data], [split], [transform], [beam]."""
+    """The whole pipeline: top-level keys plus one section per stage."""
 
     pipeline_name: str = knob("recsys-pipeline", "TFX pipeline name (MLMD context).")
     output_dir: str = knob(
@@ -106,6 +127,11 @@ class PipelineConfig:
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     transform: TransformConfig = field(default_factory=TransformConfig)
+    retrieval: RetrievalHParams = field(default_factory=RetrievalHParams)
+    ranking: RankingHParams = field(default_factory=RankingHParams)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    index: IndexParams = field(default_factory=IndexParams)
+    serving: ServingConfig = field(default_factory=ServingConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
 
     @property
@@ -118,7 +144,7 @@ class PipelineConfig:
 
     @property
     def serving_dir(self) -> str:
-        return os.path.join(self.output_dir, "serving")
+        return self.serving.base_dir or os.path.join(self.output_dir, "serving")
 
     def validate(self) -> "PipelineConfig":
         """Checks values (types are checked on load); returns self."""
@@ -141,6 +167,30 @@ class PipelineConfig:
             raise bad("pipeline_name", "must be non-empty without spaces or slashes")
         if not all(isinstance(a, str) for a in self.beam.pipeline_args):
             raise bad("beam.pipeline_args", "must be a list of strings")
+        problems = hparams.check(self.retrieval, "retrieval") + hparams.check(
+            self.ranking, "ranking")
+        if problems:
+            raise ConfigError(f"invalid configuration: {problems[0]}")
+        ev = self.evaluation
+        if ev.top_k < 1:
+            raise bad("evaluation.top_k", "must be at least 1")
+        for key in ("min_top_k_accuracy", "top_k_tolerance", "rmse_tolerance"):
+            if not 0.0 <= getattr(ev, key) <= 1.0:
+                raise bad(f"evaluation.{key}", f"is {getattr(ev, key)}; must be in [0, 1]")
+        if not ev.max_rmse > 0:
+            raise bad("evaluation.max_rmse", "must be positive")
+        ix = self.index
+        if not 0.0 <= ix.min_recall <= 1.0:
+            raise bad("index.min_recall", f"is {ix.min_recall}; must be in [0, 1]")
+        for key in ("k", "recall_k", "max_queries", "dimensions_per_block",
+                    "training_iterations"):
+            if getattr(ix, key) < 1:
+                raise bad(f"index.{key}", "must be at least 1")
+        for key in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
+            if getattr(ix, key) < 0:
+                raise bad(f"index.{key}", "must be 0 (automatic) or positive")
+        if ix.recall_k > ix.k:
+            raise bad("index.recall_k", f"({ix.recall_k}) must not exceed index.k ({ix.k})")
         return self
 
     def split_config_json(self) -> str:

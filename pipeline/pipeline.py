@@ -1,23 +1,40 @@
 """``create_pipeline(config)``: the TFX DAG, shared by every runner (local and Kubeflow).
 
-MovieLensExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema) -> ExampleValidator
--> AnomalyGate -> Transform. No runner code lives here.
+    MovieLensExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema)
+      -> ExampleValidator -> AnomalyGate -> Transform
+    Transform -> RetrievalTrainer -> RetrievalEvaluator (vs RetrievalBaseline) -> ScannIndexer
+      -> ScannPusher (ScaNN model) and BruteForcePusher (the pure-TF export)
+    Transform -> RankingTrainer -> RankingEvaluator (vs RankingBaseline) -> RankingPusher
+
+The baselines are Resolvers with TFX's latest-blessed-model strategy, restricted to the
+matching Trainer and Evaluator. No runner code lives here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+import os
 from importlib import resources
 
 from tfx import v1 as tfx
 
 from recsys_pipeline.components.anomaly_gate import AnomalyGate
 from recsys_pipeline.components.movielens_example_gen import MovieLensExampleGen
+from recsys_pipeline.components.recsys_trainer import RecsysTrainer
+from recsys_pipeline.components.scann_indexer import ScannIndexer
+from recsys_pipeline.components.serving_pusher import ServingPusher
 from recsys_pipeline.data import movielens
 from recsys_pipeline.errors import ConfigError, DataError
+from recsys_pipeline.pipeline import evaluation
 from recsys_pipeline.pipeline.config import PipelineConfig
+from recsys_pipeline.trainer import serving
+from recsys_pipeline.trainer.hparams import to_custom_config
 
 PREPROCESSING_FN = "recsys_pipeline.transform.preprocessing.preprocessing_fn"
+RETRIEVAL_RUN_FN = "recsys_pipeline.trainer.retrieval_trainer.run_fn"
+RANKING_RUN_FN = "recsys_pipeline.trainer.ranking_trainer.run_fn"
 
 
 def schema_path(layout: str) -> str:
@@ -85,12 +102,71 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     )
     # Transform consumes ExampleGen's output directly; this edge makes it wait for the gate.
     transform.add_upstream_node(anomaly_gate)
+    trainer_code = source_fingerprint("recsys_pipeline.trainer")
+
+    def trainer(name: str, run_fn: str, custom_config: dict) -> RecsysTrainer:
+        return RecsysTrainer(
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            catalogue=example_gen.outputs["catalogue"],
+            run_fn=run_fn,
+            custom_config={**custom_config, "source_fingerprint": trainer_code},
+        ).with_id(name)
+
+    def gate(name: str, model_trainer: RecsysTrainer, eval_config) -> tuple:
+        evaluator_id = f"{name}Evaluator"
+        baseline = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                                  producer_component_id=model_trainer.id, output_key="model"),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                           producer_component_id=evaluator_id,
+                                           output_key="blessing"),
+        ).with_id(f"{name}Baseline")
+        evaluator = tfx.components.Evaluator(
+            examples=example_gen.outputs["examples"],
+            model=model_trainer.outputs["model"],
+            baseline_model=baseline.outputs["model"],
+            eval_config=eval_config,
+        ).with_id(evaluator_id)
+        return baseline, evaluator
+
+    def pusher(name: str, model, blessing, model_name: str) -> ServingPusher:
+        return ServingPusher(model=model, model_blessing=blessing,
+                             serving_dir=os.path.abspath(config.serving_dir),
+                             model_name=model_name).with_id(name)
+
+    retrieval_trainer = trainer("RetrievalTrainer", RETRIEVAL_RUN_FN, {
+        "hparams": to_custom_config(config.retrieval),
+        "serving_k": config.index.k, "eval_k": config.evaluation.top_k})
+    retrieval_baseline, retrieval_evaluator = gate(
+        "Retrieval", retrieval_trainer, evaluation.retrieval_eval_config(config.evaluation))
+    indexer = ScannIndexer(
+        model=retrieval_trainer.outputs["model"],
+        model_blessing=retrieval_evaluator.outputs["blessing"],
+        examples=example_gen.outputs["examples"],
+        index_params=json.dumps(dataclasses.asdict(config.index), sort_keys=True))
+    scann_pusher = pusher("ScannPusher", indexer.outputs["index_model"],
+                          indexer.outputs["index_blessing"], serving.SCANN_MODEL)
+    brute_force_pusher = pusher("BruteForcePusher", retrieval_trainer.outputs["model"],
+                                retrieval_evaluator.outputs["blessing"],
+                                serving.BRUTE_FORCE_MODEL)
+
+    ranking_trainer = trainer("RankingTrainer", RANKING_RUN_FN, {
+        "hparams": to_custom_config(config.ranking)})
+    ranking_baseline, ranking_evaluator = gate(
+        "Ranking", ranking_trainer, evaluation.ranking_eval_config(config.evaluation))
+    ranking_pusher = pusher("RankingPusher", ranking_trainer.outputs["model"],
+                            ranking_evaluator.outputs["blessing"], serving.RANKING_MODEL)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-                    transform],
+                    transform,
+                    retrieval_trainer, retrieval_baseline, retrieval_evaluator, indexer,
+                    scann_pusher, brute_force_pusher,
+                    ranking_trainer, ranking_baseline, ranking_evaluator, ranking_pusher],
         enable_cache=config.enable_cache,
         # Used by LocalDagRunner; Kubeflow runners bring their own metadata store.
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(

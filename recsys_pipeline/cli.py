@@ -1,6 +1,7 @@
 """The ``recsys`` command line.
 
     recsys run [--config FILE] [--data-dir DIR] [--output-dir DIR] [--verbose]
+    recsys recommend --user-id ID [--k 10] [--output-dir DIR] [--config FILE]
     recsys config [--config FILE]       print the effective configuration, documented
 
 Errors the user can act on are printed as one message with a non-zero exit; the full log of
@@ -30,6 +31,14 @@ def _build_parser() -> argparse.ArgumentParser:
                      "(default: $RECSYS_DATA_DIR, then the cache, then download)")
     run.add_argument("--output-dir", help="root of all outputs (default: ./outputs)")
     run.add_argument("--verbose", "-v", action="store_true", help="show TFX/Beam logs")
+
+    rec = sub.add_parser("recommend", help="recommend movies from the pushed models")
+    rec.add_argument("--user-id", required=True, help="user id as in the dataset, e.g. 42")
+    rec.add_argument("--k", type=int, default=10, help="number of movies (default 10)")
+    rec.add_argument("--timestamp", type=int,
+                     help="request time in Unix seconds (default: the latest training time)")
+    rec.add_argument("--output-dir", help="output directory of the run (default: ./outputs)")
+    rec.add_argument("--config", help="config file (for serving.base_dir)")
 
     cfg = sub.add_parser("config", help="print the effective configuration as documented TOML")
     cfg.add_argument("--config", help="TOML or YAML config file to start from")
@@ -104,6 +113,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from recsys_pipeline.errors import ConfigError
+
+    config = _load_config(args)
+    user_id = args.user_id.strip()
+    if not user_id or len(user_id) > 64:
+        raise ConfigError("--user-id must be 1 to 64 characters")
+    if args.k < 1:
+        raise ConfigError(f"--k must be at least 1 (got {args.k})")
+    from recsys_pipeline.trainer.serving import Recommender
+
+    result = Recommender(config.serving_dir).recommend(user_id, args.k, args.timestamp)
+    for name, path in sorted(result.versions.items()):
+        print(f"{name}: {path}")
+    if not result.known_user:
+        print(f"User {user_id!r} is not in the training data: showing the most-rated movies "
+              "instead (retrieval has nothing personal to go on).")
+    print(f"{'#':>3}  {'movie_id':>8}  {'retrieval':>9}  {'rating':>6}  title")
+    for i, r in enumerate(result.items, 1):
+        score = "-" if r.retrieval_score is None else f"{r.retrieval_score:.3f}"
+        print(f"{i:>3}  {r.movie_id:>8}  {score:>9}  {r.predicted_rating:>6.2f}  {r.title}")
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from recsys_pipeline.pipeline.config import render_toml
 
@@ -119,7 +152,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # machines) is noise on the console; --verbose shows it.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        return {"run": _cmd_run, "config": _cmd_config}[args.command](args)
+        return {"run": _cmd_run, "recommend": _cmd_recommend,
+                "config": _cmd_config}[args.command](args)
     except RecsysError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -13,8 +13,9 @@ import os
 import sys
 import tempfile
 import time
-from typing import Optional, TextIO
+from typing import Any, Optional, TextIO
 
+from recsys_pipeline import model_summary
 from recsys_pipeline.errors import OutputError
 from recsys_pipeline.pipeline.config import PipelineConfig
 
@@ -68,6 +69,8 @@ class ComponentResult:
     state: str  # "ran", "cached", "failed", "running", "not run"
     seconds: Optional[float]
     outputs: dict[str, list[str]]  # output key -> artifact URIs
+    # output key -> custom properties of its (first) artifact, e.g. blessed, pushed, reason
+    properties: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -80,6 +83,12 @@ class RunSummary:
             if c.node_id == node_id and c.outputs.get(key):
                 return c.outputs[key][0]
         return None
+
+    def properties(self, node_id: str, key: str) -> dict[str, Any]:
+        for c in self.components:
+            if c.node_id == node_id:
+                return c.properties.get(key, {})
+        return {}
 
 
 def summarize_run(config: PipelineConfig, node_ids: list[str],
@@ -113,6 +122,7 @@ def summarize_run(config: PipelineConfig, node_ids: list[str],
         state = {E.COMPLETE: "ran", E.CACHED: "cached", E.FAILED: "failed",
                  E.RUNNING: "running"}.get(execution.last_known_state, "unknown")
         outputs: dict[str, list[str]] = {}
+        properties: dict[str, dict[str, Any]] = {}
         events = [e for e in store.get_events_by_execution_ids([execution.id])
                   if e.type in (metadata_store_pb2.Event.OUTPUT,
                                 metadata_store_pb2.Event.DECLARED_OUTPUT)]
@@ -120,8 +130,15 @@ def summarize_run(config: PipelineConfig, node_ids: list[str],
         for event in events:
             key = event.path.steps[0].key if event.path.steps else "?"
             if event.artifact_id in artifacts:
-                outputs.setdefault(key, []).append(artifacts[event.artifact_id].uri)
-        results.append(ComponentResult(node_id, state, (seconds or {}).get(node_id), outputs))
+                artifact = artifacts[event.artifact_id]
+                outputs.setdefault(key, []).append(artifact.uri)
+                properties.setdefault(key, {
+                    name: getattr(value, value.WhichOneof("value"))
+                    for name, value in artifact.custom_properties.items()
+                    if value.WhichOneof("value") in ("int_value", "double_value",
+                                                     "string_value")})
+        results.append(ComponentResult(node_id, state, (seconds or {}).get(node_id), outputs,
+                                       properties))
     return RunSummary(run.name, results)
 
 
@@ -152,6 +169,9 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
         lines.append(f"  raw examples:         {examples}")
     lines.append(f"  pipeline root:        {config.pipeline_root}")
     lines.append(f"  MLMD store:           {config.metadata_path}")
+    lines.append(f"  serving base:         {config.serving_dir} (models.config, "
+                 "models.stock.config)")
+    lines.append(model_summary.format_model_table(model_summary.model_rows(summary, config)))
     return "\n".join(lines)
 
 

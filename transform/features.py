@@ -44,8 +44,18 @@ TIMESTAMP_BUCKET = "timestamp_bucket"  # quantile bucket id, int64 in [0, timest
 TIMESTAMP_Z = "timestamp_z"  # z-score normalized timestamp, float32
 LABEL = USER_RATING  # passed through unchanged
 
-# Raw string ids are also passed through: serving returns them and Trainers key on them.
-PASSTHROUGH_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE)
+# Raw string ids are also passed through: serving returns them and Trainers key on them. The
+# raw timestamp gives the Trainer the latest training time (the default request time).
+PASSTHROUGH_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE, TIMESTAMP)
+
+# --- Model inputs (Trainers) ---------------------------------------------------------------
+# Trainers see each transformed feature as a dense batch: ids and floats as [batch], genres as
+# [batch, max_genres] int64 padded with GENRE_PADDING.
+GENRE_PADDING = -1
+USER_INDEX_FEATURES = (index_name(USER_ID),) + tuple(
+    index_name(n) for n in DEMOGRAPHIC_VOCAB_FEATURES)
+MOVIE_INDEX_FEATURES = (index_name(MOVIE_ID), index_name(MOVIE_TITLE))
+GENRES_INDEX = index_name(MOVIE_GENRES)
 
 # tf.Example value kind of every raw feature ("bytes", "int" or "float").
 RAW_FEATURE_KINDS = {

@@ -1,0 +1,66 @@
+"""RecsysTrainer: TFX's Trainer plus a ``catalogue`` input channel.
+
+The retrieval model scores every movie, and both exports look movie features up by id at
+request time, so the Trainers need ExampleGen's movie catalogue. TFX's Trainer has no such
+input; this component is its spec with one more channel, run by TFX's own GenericExecutor,
+which hands the catalogue split's location to ``run_fn`` as ``fn_args.catalogue_uri``. The
+orchestrator resolves and records it like any other input (lineage, caching), rather than a
+path hidden in ``custom_config``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from tfx import types
+from tfx.components.trainer import executor as trainer_executor
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.proto import trainer_pb2
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter
+from tfx.utils import json_utils
+
+CATALOGUE_KEY = "catalogue"
+CATALOGUE_SPLIT = "catalogue"
+
+
+class RecsysTrainerSpec(types.ComponentSpec):
+    """TrainerSpec plus the catalogue channel."""
+
+    PARAMETERS = dict(standard_component_specs.TrainerSpec.PARAMETERS)
+    INPUTS = {**standard_component_specs.TrainerSpec.INPUTS,
+              CATALOGUE_KEY: ChannelParameter(type=standard_artifacts.Examples)}
+    OUTPUTS = dict(standard_component_specs.TrainerSpec.OUTPUTS)
+    TYPE_ANNOTATION = standard_component_specs.TrainerSpec.TYPE_ANNOTATION
+
+
+class Executor(trainer_executor.GenericExecutor):
+    """GenericExecutor that also passes the catalogue split's URI to run_fn."""
+
+    def _GetFnArgs(self, input_dict, output_dict, exec_properties):
+        fn_args = super()._GetFnArgs(input_dict, output_dict, exec_properties)
+        fn_args.catalogue_uri = artifact_utils.get_split_uri(
+            input_dict[CATALOGUE_KEY], CATALOGUE_SPLIT)
+        return fn_args
+
+
+class RecsysTrainer(base_component.BaseComponent):
+    """Trains with ``run_fn`` (an import path) on Transform output plus the catalogue."""
+
+    SPEC_CLASS = RecsysTrainerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel,
+                 catalogue: types.BaseChannel, run_fn: str,
+                 custom_config: Optional[dict[str, Any]] = None):
+        spec = RecsysTrainerSpec(
+            examples=examples,
+            transform_graph=transform_graph,
+            catalogue=catalogue,
+            run_fn=run_fn,
+            custom_config=json_utils.dumps(custom_config or {}),
+            train_args=trainer_pb2.TrainArgs(),
+            eval_args=trainer_pb2.EvalArgs(),
+            model=types.Channel(type=standard_artifacts.Model),
+            model_run=types.Channel(type=standard_artifacts.ModelRun))
+        super().__init__(spec=spec)

@@ -1,0 +1,76 @@
+"""ScannIndexer: builds the ScaNN-indexed retrieval model and gates it on recall.
+
+Runs after the retrieval Evaluator. For a blessed model it indexes the catalogue embeddings
+with TFRS's ScaNN layer, measures recall@k of the index against exact brute-force search on
+the same model, for the queries of up to ``max_queries`` eval-split users, and saves the
+ScaNN SavedModel (``Format-Serving`` under ``index_model``). ``index_blessing`` is blessed only
+if the model was and the recall reaches the bound; its ``reason`` says why not otherwise.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import path_utils
+
+from recsys_pipeline.trainer import index
+from recsys_pipeline.transform import features as F
+
+
+def eval_queries(split_dir: str, max_users: int) -> tuple[list[str], list[int]]:
+    """(user ids, timestamps): each user's first rating in the split, up to ``max_users``."""
+    spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.string),
+            F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
+    paths = sorted(tf.io.gfile.glob(os.path.join(split_dir, "*")))
+    users: dict[str, int] = {}
+    for batch in tf.data.TFRecordDataset(paths, compression_type="GZIP").batch(4096):
+        parsed = tf.io.parse_example(batch, spec)
+        for user, when in zip(parsed[F.USER_ID].numpy(), parsed[F.TIMESTAMP].numpy(), strict=True):
+            users.setdefault(user.decode(), int(when))
+            if len(users) >= max_users:
+                return list(users), list(users.values())
+    return list(users), list(users.values())
+
+
+@component
+def ScannIndexer(
+    model: InputArtifact[standard_artifacts.Model],
+    model_blessing: InputArtifact[standard_artifacts.ModelBlessing],
+    examples: InputArtifact[standard_artifacts.Examples],
+    index_model: OutputArtifact[standard_artifacts.Model],
+    index_blessing: OutputArtifact[standard_artifacts.ModelBlessing],
+    index_params: Parameter[str],
+):
+    """Indexes a blessed retrieval model with ScaNN and gates on recall@k (see module doc)."""
+    index_blessing.set_string_custom_property("current_model", model.uri)
+    index_model.set_string_custom_property("source_model", model.uri)
+    if model_blessing.get_int_custom_property("blessed") != 1:
+        index_blessing.set_int_custom_property("blessed", 0)
+        index_blessing.set_string_custom_property(
+            "reason", "the retrieval model was not blessed by its Evaluator")
+        return
+    params = index.IndexParams(**json.loads(index_params))
+    users, timestamps = eval_queries(
+        artifact_utils.get_split_uri([examples], "eval"), params.max_queries)
+    if not users:
+        raise ValueError("the eval split has no examples to measure the index recall with")
+    print(f"      indexing the catalogue with ScaNN; recall@{params.recall_k} on "
+          f"{len(users)} eval users ...", flush=True)
+    report = index.build_scann_export(path_utils.serving_model_path(model.uri),
+                                      path_utils.serving_model_dir(index_model.uri),
+                                      params, users, timestamps)
+    recall = report["recall"]
+    print(f"      ScaNN recall@{report['recall_k']} = {recall:.4f} (bound {params.min_recall}), "
+          f"built in {report['build_seconds']:.2f}s", flush=True)
+    index_blessing.set_float_custom_property("recall", recall)
+    index_blessing.set_float_custom_property("min_recall", params.min_recall)
+    index_blessing.set_string_custom_property("report", json.dumps(report, sort_keys=True))
+    blessed = recall >= params.min_recall
+    index_blessing.set_int_custom_property("blessed", int(blessed))
+    if not blessed:
+        index_blessing.set_string_custom_property(
+            "reason", f"ScaNN recall@{report['recall_k']} {recall:.4f} is below "
+                      f"index.min_recall {params.min_recall}")

@@ -1,0 +1,120 @@
+"""ServingPusher: ships a blessed SavedModel to the TF Serving model base, atomically.
+
+For ``<serving_dir>/<model_name>/``, a push:
+  1. does nothing unless the blessing says blessed (the reason is recorded on the output);
+  2. does nothing if the newest version already holds this very model (a cached rerun);
+  3. copies the SavedModel to a dot-prefixed staging directory next to the versions, adds the
+     warm-up requests and a push record, fsyncs, and renames it to the next integer version:
+     TF Serving only loads all-digit directories, so it never sees a partial version, and a
+     crash leaves at most a staging directory, removed by the next push;
+  4. rewrites ``models.config`` / ``models.stock.config`` (atomically) from what is on disk.
+
+Output ``pushed_model`` custom properties: ``pushed`` (0/1), ``pushed_version``,
+``pushed_destination`` and ``reason``, read by the run summary.
+"""
+
+import json
+import os
+import shutil
+import time
+from typing import Optional
+
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+from tfx.utils import path_utils
+
+from recsys_pipeline.trainer import export, serving
+
+STAGING_PREFIX = ".staging-"
+
+
+def _fsync_tree(root: str) -> None:
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                os.fsync(f.fileno())
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _next_version(model_dir: str) -> int:
+    # Seconds since the epoch, like TFX's Pusher, but always above every existing version.
+    existing = serving.versions(model_dir)
+    return max([int(time.time())] + [v + 1 for v in existing])
+
+
+def remove_stale_staging(model_dir: str) -> None:
+    """Removes staging directories left by a push that did not finish."""
+    if os.path.isdir(model_dir):
+        for name in os.listdir(model_dir):
+            if name.startswith(STAGING_PREFIX):
+                shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
+
+
+def push(model_dir: str, serving_dir: str, model_name: str,
+         record: dict) -> tuple[Optional[int], str]:
+    """Pushes the SavedModel at ``model_dir``; returns (version or None, path or reason)."""
+    target = os.path.join(serving_dir, model_name)
+    newest = serving.latest_version_dir(serving_dir, model_name)
+    if newest is not None:
+        try:
+            previous = serving.read_push_record(newest)
+        except (OSError, ValueError):
+            previous = {}
+        if previous.get("source_model") == record.get("source_model"):
+            return None, f"unchanged: {newest} already serves this model"
+    os.makedirs(target, exist_ok=True)
+    remove_stale_staging(target)
+    version = _next_version(target)
+    staging = os.path.join(target, f"{STAGING_PREFIX}{version}-{os.getpid()}")
+    shutil.copytree(model_dir, staging)
+    metadata = export.read_metadata(staging)
+    serving.write_warmup(staging, model_name, metadata["warmup_inputs"])
+    record = dict(record, version=version, model_name=model_name, pushed_at=time.time())
+    with open(os.path.join(staging, "assets.extra", serving.PUSH_RECORD), "w") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+    _fsync_tree(staging)
+    final = os.path.join(target, str(version))
+    os.rename(staging, final)
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    serving.write_models_configs(serving_dir)
+    return version, final
+
+
+@component
+def ServingPusher(
+    model: InputArtifact[standard_artifacts.Model],
+    model_blessing: InputArtifact[standard_artifacts.ModelBlessing],
+    pushed_model: OutputArtifact[standard_artifacts.PushedModel],
+    serving_dir: Parameter[str],
+    model_name: Parameter[str],
+):
+    """Pushes ``model`` to ``<serving_dir>/<model_name>/<version>`` if it is blessed."""
+    blessed = model_blessing.get_int_custom_property("blessed") == 1
+    if not blessed:
+        reason = (model_blessing.get_string_custom_property("reason")
+                  or f"not blessed by {model_blessing.producer_component or 'the evaluator'}")
+        _record(pushed_model, None, reason)
+        return
+    source = path_utils.serving_model_path(model.uri)
+    version, where = push(source, serving_dir, model_name, {
+        "source_model": model.uri, "source_model_id": model.id,
+        "blessing": model_blessing.uri, "blessing_id": model_blessing.id})
+    _record(pushed_model, version, where)
+
+
+def _record(pushed_model, version: Optional[int], where_or_reason: str) -> None:
+    pushed_model.set_int_custom_property("pushed", 0 if version is None else 1)
+    if version is None:
+        pushed_model.set_string_custom_property("reason", where_or_reason)
+    else:
+        pushed_model.set_int_custom_property("pushed_version", version)
+        pushed_model.set_string_custom_property("pushed_destination", where_or_reason)

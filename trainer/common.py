@@ -1,0 +1,61 @@
+"""Shared Trainer plumbing: what both run_fns load before building their model."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import TextIO
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from recsys_pipeline.trainer import inputs
+from recsys_pipeline.trainer.inputs import Catalogue, TrainStats
+from recsys_pipeline.transform import features as F
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """The Transform output and derived tables a Trainer needs."""
+
+    tft_output: tft.TFTransformOutput
+    sizes: dict[str, int]
+    catalogue: Catalogue
+    stats: TrainStats
+    feature_spec: dict
+
+    def dataset(self, files: list[str], batch_size: int, *, shuffle: bool = False,
+                seed: int = 0) -> tf.data.Dataset:
+        return inputs.transformed_dataset(files, self.feature_spec, batch_size,
+                                          shuffle=shuffle, seed=seed)
+
+
+def load_training_data(transform_dir: str, train_files: list[str],
+                       catalogue_dir: str) -> TrainingData:
+    """Reads the Transform output, the catalogue and one pass of train statistics."""
+    tft_output = tft.TFTransformOutput(transform_dir)
+    spec = tft_output.transformed_feature_spec()
+    catalogue = inputs.load_catalogue(catalogue_dir, tft_output)
+    sizes = inputs.vocab_sizes(tft_output)
+    stats = inputs.train_stats(inputs.transformed_dataset(train_files, spec, 8192),
+                               sizes[F.index_name(F.MOVIE_ID)])
+    return TrainingData(tft_output, sizes, catalogue, stats, spec)
+
+
+class EpochProgress(tf.keras.callbacks.Callback):
+    """One line per epoch on the console (Keras' own bar is noise in a pipeline log)."""
+
+    def __init__(self, label: str, epochs: int, stream: TextIO = sys.stdout):
+        super().__init__()
+        self._label, self._epochs, self._stream = label, epochs, stream
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items())
+                            if k in ("loss", "rmse", "val_loss", "val_rmse"))
+        print(f"      {self._label} epoch {epoch + 1}/{self._epochs}: {metrics} "
+              f"({time.monotonic() - self._start:.1f}s)", file=self._stream, flush=True)

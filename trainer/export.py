@@ -1,0 +1,234 @@
+"""SavedModel exports: raw-feature serving signatures with the Transform graph inside.
+
+* ``RetrievalExport`` (brute force, pure TF, loadable by stock TF Serving):
+    - ``serving_default(user_id, timestamp)`` -> top-k ``movie_ids``, ``movie_titles``,
+      ``scores`` over the whole catalogue, and ``known_user``;
+    - ``query_embedding(user_id, timestamp)`` -> ``embedding``, ``known_user``;
+    - ``evaluate(examples)`` (serialized raw tf.Examples, for TFMA) -> ``top_k_hit``: 1.0 when
+      the example's movie ranks within the top ``eval_k`` of the catalogue for its query (the
+      TFRS FactorizedTopK definition), and its ``rank``.
+* ``ScannExport``: the same ``serving_default``/``query_embedding`` over a ScaNN index, built
+  from a loaded ``RetrievalExport`` (needs ScaNN's ops: import scann before loading).
+* ``RankingExport``: ``serving_default(user_id, movie_id)`` -> ``rating``; ``evaluate``.
+
+Request-time features come from the raw ids alone: the Transform graph maps ids and
+timestamps; user demographics and movie features come from tables built at training time.
+Each export also writes ``assets.extra/recsys_model.json`` (``write_metadata``), which the
+Pusher, ``recsys recommend`` and the run summary read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from recsys_pipeline.trainer.inputs import Catalogue, TrainStats, to_model_features
+from recsys_pipeline.transform import features as F
+
+METADATA_FILE = "recsys_model.json"
+SCANN_NAMESPACE = "Scann"
+
+_IDS = tf.TensorSpec([None], tf.string)
+_USER_ID = tf.TensorSpec([None], tf.string, name=F.USER_ID)
+_MOVIE_ID = tf.TensorSpec([None], tf.string, name=F.MOVIE_ID)
+_TIMESTAMP = tf.TensorSpec([None], tf.int64, name=F.TIMESTAMP)
+_EXAMPLES = tf.TensorSpec([None], tf.string, name="examples")
+
+
+def _table(keys: np.ndarray, default: int) -> tf.lookup.StaticHashTable:
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys, tf.string), tf.range(len(keys), dtype=tf.int64)),
+        default_value=default)
+
+
+class ServingFeatures(tf.Module):
+    """Raw request values -> model features (see module docstring)."""
+
+    def __init__(self, tft_output, sizes: dict[str, int], catalogue: Catalogue,
+                 stats: TrainStats):
+        super().__init__()
+        self.tft_layer = tft_output.transform_features_layer()
+        self._raw_spec = tft_output.raw_feature_spec()
+        self._user_oov = sizes[F.index_name(F.USER_ID)] - 1
+        self._demographics = list(stats.demographic_features)
+        users = np.array(sorted(stats.user_demographics), dtype=object)
+        self.user_rows = _table(users if len(users) else np.array([b""], object), len(users))
+        oov = [sizes[n] - 1 for n in self._demographics]
+        rows = [stats.user_demographics[u] for u in users] + [oov]
+        self.user_demographics = tf.Variable(np.array(rows, np.int64).reshape(
+            len(rows), len(self._demographics)), trainable=False, name="user_demographics")
+        self.movie_rows = _table(catalogue.movie_ids, len(catalogue))
+        self.movie_features = {}
+        for name, values in catalogue.features.items():
+            if values.ndim == 2:  # genres: an unknown movie has none
+                oov_row = np.full((1, values.shape[1]), F.GENRE_PADDING, values.dtype)
+            else:
+                oov_row = np.array([sizes[name] - 1], values.dtype)
+            self.movie_features[name] = tf.Variable(
+                np.concatenate([values, oov_row]), trainable=False, name=name)
+
+    def user(self, user_id: tf.Tensor, timestamp: Optional[tf.Tensor] = None) -> dict:
+        raw = {F.USER_ID: user_id[:, None]}
+        if timestamp is not None:
+            raw[F.TIMESTAMP] = timestamp[:, None]
+        out = to_model_features(self.tft_layer(raw))
+        out.pop(F.USER_ID, None)
+        out.pop(F.TIMESTAMP, None)
+        if self._demographics:
+            matrix = tf.gather(self.user_demographics, self.user_rows.lookup(user_id))
+            for i, name in enumerate(self._demographics):
+                out[name] = matrix[:, i]
+        return out
+
+    def known_user(self, features: dict) -> tf.Tensor:
+        return features[F.index_name(F.USER_ID)] != self._user_oov
+
+    def movie(self, movie_id: tf.Tensor) -> dict:
+        rows = self.movie_rows.lookup(movie_id)
+        return {name: tf.gather(var, rows) for name, var in self.movie_features.items()}
+
+    def examples(self, serialized: tf.Tensor) -> dict:
+        """Serialized raw tf.Examples (as ExampleGen writes them) -> model features."""
+        return to_model_features(self.tft_layer(tf.io.parse_example(serialized, self._raw_spec)))
+
+
+def catalogue_embeddings(candidate_tower: tf.keras.Model, catalogue: Catalogue,
+                         batch_size: int = 4096) -> np.ndarray:
+    """Candidate embeddings of every catalogue row, in row order."""
+    out = []
+    for start in range(0, len(catalogue), batch_size):
+        batch = {n: v[start:start + batch_size] for n, v in catalogue.features.items()}
+        out.append(candidate_tower(batch).numpy())
+    return np.concatenate(out)
+
+
+class RetrievalExport(tf.Module):
+    """Brute-force retrieval over the catalogue (see module docstring)."""
+
+    def __init__(self, query_tower: tf.keras.Model, features: ServingFeatures,
+                 catalogue: Catalogue, embeddings: np.ndarray, k: int, eval_k: int):
+        super().__init__()
+        self.query_tower = query_tower
+        self.features = features
+        self.candidate_embeddings = tf.Variable(embeddings, trainable=False,
+                                                name="candidate_embeddings")
+        self.candidate_ids = tf.Variable(catalogue.movie_ids, trainable=False,
+                                         name="candidate_ids")
+        self.candidate_titles = tf.Variable(catalogue.titles, trainable=False,
+                                            name="candidate_titles")
+        self._k = min(k, len(catalogue))
+        self._eval_k = eval_k
+
+    def _query(self, user_id, timestamp):
+        f = self.features.user(user_id, timestamp)
+        return self.query_tower(f), self.features.known_user(f)
+
+    @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
+    def query_embedding(self, user_id, timestamp):
+        embedding, known = self._query(user_id, timestamp)
+        return {"embedding": embedding, "known_user": known}
+
+    @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
+    def serve(self, user_id, timestamp):
+        embedding, known = self._query(user_id, timestamp)
+        scores = tf.matmul(embedding, self.candidate_embeddings, transpose_b=True)
+        top = tf.math.top_k(scores, k=self._k)
+        return {"movie_ids": tf.gather(self.candidate_ids, top.indices),
+                "movie_titles": tf.gather(self.candidate_titles, top.indices),
+                "scores": top.values, "known_user": known}
+
+    @tf.function(input_signature=[_EXAMPLES])
+    def evaluate(self, examples):
+        f = self.features.examples(examples)
+        scores = tf.matmul(self.query_tower(f), self.candidate_embeddings, transpose_b=True)
+        rows = self.features.movie_rows.lookup(f[F.MOVIE_ID])
+        in_catalogue = rows < tf.shape(scores, out_type=tf.int64)[1]
+        # The positive's score is read from the same score row, so the movie never outranks
+        # itself through rounding.
+        positive = tf.gather(scores, tf.where(in_catalogue, rows, 0), batch_dims=1)
+        rank = tf.reduce_sum(tf.cast(scores > positive[:, None], tf.int64), axis=1)
+        hit = tf.logical_and(in_catalogue, rank < self._eval_k)
+        return {"top_k_hit": tf.cast(hit, tf.float32), "rank": rank}
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.serve, "query_embedding": self.query_embedding,
+                "evaluate": self.evaluate}
+
+
+class ScannExport(tf.Module):
+    """``serving_default`` over a ScaNN index of a loaded RetrievalExport's catalogue."""
+
+    def __init__(self, base: Any, index: tf.keras.layers.Layer):
+        super().__init__()
+        self.base = base
+        self.index = index
+
+    @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
+    def query_embedding(self, user_id, timestamp):
+        return self.base.query_embedding(user_id, timestamp)
+
+    @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
+    def serve(self, user_id, timestamp):
+        query = self.base.query_embedding(user_id, timestamp)
+        scores, rows = self.index(query["embedding"])
+        return {"movie_ids": tf.gather(self.base.candidate_ids, rows),
+                "movie_titles": tf.gather(self.base.candidate_titles, rows),
+                "scores": scores, "known_user": query["known_user"]}
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.serve, "query_embedding": self.query_embedding}
+
+
+class RankingExport(tf.Module):
+    """Rating prediction from raw ids (see module docstring)."""
+
+    def __init__(self, model: tf.keras.Model, features: ServingFeatures):
+        super().__init__()
+        self.model = model
+        self.features = features
+
+    @tf.function(input_signature=[_USER_ID, _MOVIE_ID])
+    def serve(self, user_id, movie_id):
+        f = self.features.user(user_id)
+        f.update(self.features.movie(movie_id))
+        return {"rating": self.model(f), "known_user": self.features.known_user(f)}
+
+    @tf.function(input_signature=[_EXAMPLES])
+    def evaluate(self, examples):
+        return {"rating": self.model(self.features.examples(examples))}
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.serve, "evaluate": self.evaluate}
+
+
+def save(module: tf.Module, path: str, metadata: dict[str, Any],
+         namespace_whitelist: Optional[list[str]] = None) -> None:
+    """Saves a module with its signatures and writes its metadata file."""
+    options = tf.saved_model.SaveOptions(namespace_whitelist=namespace_whitelist)
+    tf.saved_model.save(module, path, signatures=module.signatures(), options=options)
+    write_metadata(path, metadata)
+
+
+def write_metadata(path: str, metadata: dict[str, Any]) -> None:
+    extra = os.path.join(path, "assets.extra")
+    tf.io.gfile.makedirs(extra)
+    with tf.io.gfile.GFile(os.path.join(extra, METADATA_FILE), "w") as f:
+        f.write(json.dumps(metadata, indent=1, sort_keys=True))
+
+
+def read_metadata(path: str) -> dict[str, Any]:
+    """The metadata a saved export carries (see ``save``)."""
+    with tf.io.gfile.GFile(os.path.join(path, "assets.extra", METADATA_FILE)) as f:
+        return json.loads(f.read())
+
+
+def popular_metadata(stats: TrainStats, catalogue: Catalogue, n: int = 100) -> list[dict]:
+    """The most-rated movies (the fallback for unknown users), titled."""
+    titles = dict(zip(catalogue.movie_ids.tolist(), catalogue.titles.tolist(), strict=True))
+    return [{"movie_id": m.decode(), "title": titles.get(m, b"").decode("utf-8", "replace"),
+             "ratings": c} for m, c in stats.popular(n)]

@@ -1,0 +1,86 @@
+"""Hyperparameters of the Trainers: sections [retrieval] and [ranking] of the pipeline config.
+
+They travel to the Trainer's ``run_fn`` as plain JSON in ``custom_config`` (see
+``to_custom_config`` / ``from_custom_config``), so a change of any of them changes the
+Trainer's execution properties and so TFX's cache key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from recsys_pipeline.knobs import knob
+
+OPTIMIZERS = ("adam", "adagrad", "sgd")
+
+T = TypeVar("T")
+
+
+@dataclass
+class RetrievalHParams:
+    """[retrieval] The two-tower retrieval model (TFRS Retrieval task, in-batch softmax)."""
+
+    embedding_dim: int = knob(64, "Size of the query and candidate embeddings (dot product).")
+    id_embedding_dim: int = knob(
+        64, "Size of the user, movie and title id embeddings inside the towers.")
+    context_embedding_dim: int = knob(
+        16, "Size of the timestamp bucket, genre and demographic embeddings.")
+    hidden_layers: list = knob(
+        [], "Sizes of ReLU layers in each tower before the final linear projection to "
+        "embedding_dim ([] = a linear projection only).")
+    epochs: int = knob(12, "Training epochs over the train split.")
+    batch_size: int = knob(1024, "Batch size; the other items in a batch are the negatives.")
+    learning_rate: float = knob(0.1, "Learning rate.")
+    optimizer: str = knob("adagrad", f"One of {', '.join(OPTIMIZERS)}.")
+    temperature: float = knob(
+        1.0, "Softmax temperature of the in-batch loss: lower sharpens it (1.0 = none).")
+    popularity_correction: bool = knob(
+        True, "Correct the in-batch softmax for popularity-proportional negatives (logQ).")
+    seed: int = knob(42, "Seed for initialization and shuffling.")
+
+
+@dataclass
+class RankingHParams:
+    """[ranking] The rating regression model (TFRS Ranking task: MSE loss, RMSE metric)."""
+
+    embedding_dim: int = knob(32, "Size of the user and movie id embeddings.")
+    context_embedding_dim: int = knob(8, "Size of the genre and demographic embeddings.")
+    hidden_layers: list = knob([128, 64], "Sizes of the ReLU layers of the rating MLP.")
+    epochs: int = knob(5, "Training epochs over the train split (more overfits ML-100K).")
+    batch_size: int = knob(1024, "Batch size.")
+    learning_rate: float = knob(0.002, "Learning rate.")
+    optimizer: str = knob("adam", f"One of {', '.join(OPTIMIZERS)}.")
+    l2: float = knob(1e-6, "L2 penalty on the embeddings (per example).")
+    seed: int = knob(42, "Seed for initialization and shuffling.")
+
+
+def check(hp: Any, section: str) -> list[str]:
+    """Problems with a hyperparameter set, as "section.key message" strings."""
+    problems = []
+    for name in ("epochs", "batch_size", "embedding_dim"):
+        if getattr(hp, name) < 1:
+            problems.append(f"{section}.{name} must be at least 1")
+    if not hp.learning_rate > 0:
+        problems.append(f"{section}.learning_rate must be positive")
+    if hp.optimizer not in OPTIMIZERS:
+        problems.append(f"{section}.optimizer is {hp.optimizer!r}; expected one of {OPTIMIZERS}")
+    if not all(isinstance(n, int) and n > 0 for n in hp.hidden_layers):
+        problems.append(f"{section}.hidden_layers must be a list of positive integers")
+    if getattr(hp, "temperature", 1.0) <= 0:
+        problems.append(f"{section}.temperature must be positive")
+    return problems
+
+
+def to_custom_config(hp: Any) -> dict[str, Any]:
+    return dataclasses.asdict(hp)
+
+
+def from_custom_config(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuilds hyperparameters from ``custom_config`` (unknown keys are an error)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    return cls(**data)

@@ -1,0 +1,159 @@
+"""Trainer inputs: tf.data over the Transform output, the movie catalogue, and the user table.
+
+Everything here reads TFX artifacts by path and returns plain tensors/arrays; vocabulary
+sizes come from the Transform output (``vocab_sizes``), never from code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterator, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from recsys_pipeline.transform import features as F
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def vocab_sizes(tft_output) -> dict[str, int]:
+    """Number of ids (out-of-vocabulary included) of every integer feature Transform wrote."""
+    spec = tft_output.transformed_feature_spec()
+    names = F.USER_INDEX_FEATURES + F.MOVIE_INDEX_FEATURES + (F.GENRES_INDEX, F.TIMESTAMP_BUCKET)
+    return {n: int(tft_output.num_buckets_for_transformed_feature(n)) for n in names if n in spec}
+
+
+def to_model_features(parsed: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Parsed (or Transform-layer) features -> the Trainers' dense convention (features.py)."""
+    out = {}
+    for name, value in parsed.items():
+        if isinstance(value, tf.SparseTensor):
+            out[name] = tf.sparse.to_dense(
+                value, default_value=tf.constant(F.GENRE_PADDING, value.dtype))
+        elif value.shape.rank == 2 and value.shape[1] == 1:
+            out[name] = tf.squeeze(value, axis=1)
+        else:
+            out[name] = value
+    return out
+
+
+def files(patterns: str | list[str]) -> list[str]:
+    """The data files of split directories or globs, sorted; an error if there are none."""
+    found = []
+    for pattern in [patterns] if isinstance(patterns, str) else patterns:
+        if tf.io.gfile.isdir(pattern):
+            pattern = os.path.join(pattern, "*")
+        found += tf.io.gfile.glob(pattern)
+    if not found:
+        raise FileNotFoundError(f"no data files match {patterns}")
+    return sorted(found)
+
+
+def transformed_dataset(pattern: str | list[str], feature_spec: dict, batch_size: int, *,
+                        shuffle: bool = False, seed: int = 0,
+                        cache: bool = True) -> tf.data.Dataset:
+    """Batches of model features from gzipped tf.Example TFRecords (the Transform output).
+
+    Records are cached serialized (small) and parsed per batch in parallel, so both cores
+    parse while the model trains.
+    """
+    ds = tf.data.TFRecordDataset(files(pattern), compression_type="GZIP",
+                                 num_parallel_reads=AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(200_000, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda x: to_model_features(tf.io.parse_example(x, feature_spec)),
+                num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+@dataclasses.dataclass
+class Catalogue:
+    """Every movie, in a fixed row order: raw ids and titles, and transformed features."""
+
+    movie_ids: np.ndarray  # bytes, [N]
+    titles: np.ndarray  # bytes, [N]
+    features: dict[str, np.ndarray]  # movie_id_index/movie_title_index [N]; genres [N, G]
+
+    def __len__(self) -> int:
+        return len(self.movie_ids)
+
+    def row_of(self) -> dict[bytes, int]:
+        return {m: i for i, m in enumerate(self.movie_ids)}
+
+
+def load_catalogue(catalogue_dir: str, tft_output) -> Catalogue:
+    """Reads ExampleGen's catalogue split and applies the Transform graph to it."""
+    raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items() if k in F.MOVIE_FEATURES}
+    layer = tft_output.transform_features_layer()
+    ids, titles, feats = [], [], []
+    ds = tf.data.TFRecordDataset(files(catalogue_dir), compression_type="GZIP").batch(4096)
+    for batch in ds:
+        raw = tf.io.parse_example(batch, raw_spec)
+        transformed = to_model_features(layer(raw))
+        ids.append(transformed[F.MOVIE_ID].numpy())
+        titles.append(transformed[F.MOVIE_TITLE].numpy())
+        feats.append({n: transformed[n].numpy()
+                      for n in F.MOVIE_INDEX_FEATURES + (F.GENRES_INDEX,)})
+    if not ids:
+        raise ValueError(f"the movie catalogue at {catalogue_dir} is empty")
+    width = max(f[F.GENRES_INDEX].shape[1] for f in feats)
+    genres = np.concatenate([np.pad(f[F.GENRES_INDEX], ((0, 0), (0, width - f[F.GENRES_INDEX]
+                                                                  .shape[1])),
+                                    constant_values=F.GENRE_PADDING) for f in feats])
+    features = {n: np.concatenate([f[n] for f in feats]) for n in F.MOVIE_INDEX_FEATURES}
+    features[F.GENRES_INDEX] = genres
+    return Catalogue(np.concatenate(ids), np.concatenate(titles), features)
+
+
+@dataclasses.dataclass
+class TrainStats:
+    """What one pass over the train split tells the Trainers and the export."""
+
+    num_examples: int
+    mean_rating: float
+    latest_timestamp: int
+    movie_counts: dict[bytes, int]
+    movie_index_counts: np.ndarray  # train ratings per movie_id_index
+    # user_id -> demographic indices, in the order of `demographic_features`.
+    user_demographics: dict[bytes, list[int]]
+    demographic_features: tuple[str, ...]
+
+    def popular(self, n: int) -> list[tuple[bytes, int]]:
+        """The n most-rated movies (ties by id, for determinism)."""
+        return sorted(self.movie_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
+def train_stats(dataset: tf.data.Dataset, num_movie_ids: int) -> TrainStats:
+    """One pass over batched model features (see ``transformed_dataset``)."""
+    n, rating_sum, latest = 0, 0.0, 0
+    index_counts = np.zeros(num_movie_ids, np.int64)
+    counts: dict[bytes, int] = {}
+    users: dict[bytes, list[int]] = {}
+    demo: Optional[tuple[str, ...]] = None
+    for batch in _numpy_batches(dataset):
+        if demo is None:
+            demo = tuple(f for f in F.USER_INDEX_FEATURES[1:] if f in batch)
+        n += len(batch[F.MOVIE_ID])
+        rating_sum += float(batch[F.LABEL].sum())
+        latest = max(latest, int(batch[F.TIMESTAMP].max()))
+        index_counts += np.bincount(batch[F.index_name(F.MOVIE_ID)], minlength=num_movie_ids)
+        movies, movie_counts = np.unique(batch[F.MOVIE_ID], return_counts=True)
+        for m, c in zip(movies.tolist(), movie_counts.tolist(), strict=True):
+            counts[m] = counts.get(m, 0) + c
+        user_ids, first = np.unique(batch[F.USER_ID], return_index=True)
+        columns = [batch[f][first] for f in demo]
+        for i, u in enumerate(user_ids.tolist()):
+            users[u] = [int(col[i]) for col in columns]
+    if n == 0:
+        raise ValueError("the train split is empty")
+    return TrainStats(n, rating_sum / n, latest, counts, index_counts, users, demo or ())
+
+
+def _numpy_batches(dataset: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:
+    for batch in dataset:
+        yield {k: v.numpy() for k, v in batch.items()}

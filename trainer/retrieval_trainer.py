@@ -1,0 +1,68 @@
+"""Retrieval Trainer: ``run_fn`` (the TFX adapter) over ``train_and_export`` (plain paths).
+
+custom_config: ``hparams`` (``RetrievalHParams`` as a dict), ``serving_k`` (movies returned
+by ``serving_default``) and ``eval_k`` (the k of the top-k accuracy the evaluate signature
+reports). The catalogue comes from the Trainer's ``catalogue`` input channel
+(``fn_args.catalogue_uri``, set by ``components.recsys_trainer``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from recsys_pipeline.trainer import export, models
+from recsys_pipeline.trainer.common import EpochProgress, load_training_data
+from recsys_pipeline.trainer.hparams import RetrievalHParams, from_custom_config
+
+MODEL_KIND = "retrieval"
+
+
+def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_dir: str,
+                     serving_model_dir: str, hp: RetrievalHParams, serving_k: int,
+                     eval_k: int) -> dict[str, Any]:
+    """Trains the two-tower model and saves the brute-force export; returns its metadata."""
+    data = load_training_data(transform_dir, train_files, catalogue_dir)
+    model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts)
+    started = time.monotonic()
+    history = model.fit(data.dataset(train_files, hp.batch_size, shuffle=True, seed=hp.seed),
+                        epochs=hp.epochs, verbose=0,
+                        callbacks=[EpochProgress("retrieval", hp.epochs)])
+    train_seconds = time.monotonic() - started
+
+    features = export.ServingFeatures(data.tft_output, data.sizes, data.catalogue, data.stats)
+    embeddings = export.catalogue_embeddings(model.candidate_tower, data.catalogue)
+    module = export.RetrievalExport(model.query_tower, features, data.catalogue, embeddings,
+                                    k=serving_k, eval_k=eval_k)
+    sample_users = [u.decode() for u in sorted(data.stats.user_demographics)[:4]]
+    metadata = {
+        "kind": MODEL_KIND,
+        "serving_k": min(serving_k, len(data.catalogue)),
+        "eval_k": eval_k,
+        "catalogue_size": len(data.catalogue),
+        "embedding_dim": hp.embedding_dim,
+        "vocab_sizes": data.sizes,
+        "latest_train_timestamp": data.stats.latest_timestamp,
+        "train_examples": data.stats.num_examples,
+        "train_seconds": round(train_seconds, 2),
+        "final_loss": float(history.history["loss"][-1]),
+        "popular": export.popular_metadata(data.stats, data.catalogue),
+        "warmup_inputs": {"user_id": sample_users,
+                          "timestamp": [data.stats.latest_timestamp] * len(sample_users)},
+    }
+    export.save(module, serving_model_dir, metadata)
+    return metadata
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point."""
+    config = fn_args.custom_config or {}
+    train_and_export(
+        train_files=fn_args.train_files,
+        transform_dir=fn_args.transform_output,
+        catalogue_dir=fn_args.catalogue_uri,
+        serving_model_dir=fn_args.serving_model_dir,
+        hp=from_custom_config(RetrievalHParams, config["hparams"]),
+        serving_k=int(config["serving_k"]),
+        eval_k=int(config["eval_k"]),
+    )
