@@ -75,3 +75,43 @@ def real_ml100k() -> pathlib.Path:
         pytest.fail("end-to-end tests need MovieLens 100K: set RECSYS_DATA_DIR to the directory "
                     "holding u.data (CI uses ../shared/data/ml-100k)")
     return pathlib.Path(path)
+
+
+_FRESH_SCRIPT = """
+import sys, numpy as np
+import scann  # ScaNN's ops must be registered before a ScaNN SavedModel loads
+import tensorflow as tf
+model_dir, signature, inp, out = sys.argv[1:]
+loaded = tf.saved_model.load(model_dir)
+args = dict(np.load(inp, allow_pickle=True))
+fn = loaded.signatures[signature]
+result = fn(**{k: tf.constant(v) for k, v in args.items()})
+np.savez(out, **{k: v.numpy() for k, v in result.items()})
+"""
+
+
+@pytest.fixture(scope="session")
+def fresh_signature(tmp_path_factory):
+    """Calls a SavedModel signature in a new Python process (as a server would load it)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    tmp = tmp_path_factory.mktemp("fresh")
+    script = tmp / "call.py"
+    script.write_text(_FRESH_SCRIPT)
+    counter = iter(range(10**6))
+
+    def call(model_dir, signature, **inputs):
+        n = next(counter)
+        inp, out = tmp / f"in{n}.npz", tmp / f"out{n}.npz"
+        np.savez(inp, **{k: np.asarray(v) for k, v in inputs.items()})
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        result = subprocess.run([sys.executable, str(script), str(model_dir), signature,
+                                 str(inp), str(out)], capture_output=True, text=True, env=env,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return dict(np.load(out, allow_pickle=True))
+
+    return call

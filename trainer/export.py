@@ -72,10 +72,16 @@ class ServingFeatures(tf.Module):
             self.movie_features[name] = tf.Variable(
                 np.concatenate([values, oov_row]), trainable=False, name=name)
 
+    def _raw(self, name: str, values: tf.Tensor) -> tf.Tensor:
+        # The Transform graph takes each raw feature in its schema's shape: [batch, 1] for a
+        # fixed-length-1 feature (TFX's schemas), [batch] for a scalar one.
+        shape = self._raw_spec[name].shape
+        return values[:, None] if list(shape) == [1] else values
+
     def user(self, user_id: tf.Tensor, timestamp: Optional[tf.Tensor] = None) -> dict:
-        raw = {F.USER_ID: user_id[:, None]}
+        raw = {F.USER_ID: self._raw(F.USER_ID, user_id)}
         if timestamp is not None:
-            raw[F.TIMESTAMP] = timestamp[:, None]
+            raw[F.TIMESTAMP] = self._raw(F.TIMESTAMP, timestamp)
         out = to_model_features(self.tft_layer(raw))
         out.pop(F.USER_ID, None)
         out.pop(F.TIMESTAMP, None)

@@ -12,24 +12,26 @@ import time
 from typing import Any
 
 from recsys_pipeline.trainer import export, models
-from recsys_pipeline.trainer.common import EpochProgress, load_training_data
-from recsys_pipeline.trainer.hparams import RetrievalHParams, from_custom_config
+from recsys_pipeline.trainer.common import EpochProgress, TrainingData, load_training_data
+from recsys_pipeline.trainer.hparams import (RetrievalHParams, from_custom_config,
+                                             to_custom_config)
 
 MODEL_KIND = "retrieval"
 
 
-def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_dir: str,
-                     serving_model_dir: str, hp: RetrievalHParams, serving_k: int,
-                     eval_k: int) -> dict[str, Any]:
-    """Trains the two-tower model and saves the brute-force export; returns its metadata."""
-    data = load_training_data(transform_dir, train_files, catalogue_dir)
+def train(data: TrainingData, hp: RetrievalHParams, train_files: list[str]):
+    """Fits the two-tower model; returns (model, Keras history, seconds)."""
     model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts)
     started = time.monotonic()
     history = model.fit(data.dataset(train_files, hp.batch_size, shuffle=True, seed=hp.seed),
                         epochs=hp.epochs, verbose=0,
                         callbacks=[EpochProgress("retrieval", hp.epochs)])
-    train_seconds = time.monotonic() - started
+    return model, history, time.monotonic() - started
 
+
+def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
+                 serving_k: int, eval_k: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """Saves the brute-force export of a trained model; returns its metadata."""
     features = export.ServingFeatures(data.tft_output, data.sizes, data.catalogue, data.stats)
     embeddings = export.catalogue_embeddings(model.candidate_tower, data.catalogue)
     module = export.RetrievalExport(model.query_tower, features, data.catalogue, embeddings,
@@ -40,18 +42,28 @@ def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_di
         "serving_k": min(serving_k, len(data.catalogue)),
         "eval_k": eval_k,
         "catalogue_size": len(data.catalogue),
-        "embedding_dim": hp.embedding_dim,
         "vocab_sizes": data.sizes,
         "latest_train_timestamp": data.stats.latest_timestamp,
         "train_examples": data.stats.num_examples,
-        "train_seconds": round(train_seconds, 2),
-        "final_loss": float(history.history["loss"][-1]),
         "popular": export.popular_metadata(data.stats, data.catalogue),
         "warmup_inputs": {"user_id": sample_users,
                           "timestamp": [data.stats.latest_timestamp] * len(sample_users)},
+        **extra,
     }
-    export.save(module, serving_model_dir, metadata)
+    export.save(module, path, metadata)
     return metadata
+
+
+def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_dir: str,
+                     serving_model_dir: str, hp: RetrievalHParams, serving_k: int,
+                     eval_k: int) -> dict[str, Any]:
+    """Trains the two-tower model and saves the brute-force export; returns its metadata."""
+    data = load_training_data(transform_dir, train_files, catalogue_dir)
+    model, history, seconds = train(data, hp, train_files)
+    return export_model(model, data, serving_model_dir, serving_k=serving_k, eval_k=eval_k,
+                        extra={"train_seconds": round(seconds, 2),
+                               "final_loss": float(history.history["loss"][-1]),
+                               "hparams": to_custom_config(hp)})
 
 
 def run_fn(fn_args) -> None:

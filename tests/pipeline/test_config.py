@@ -16,15 +16,41 @@ def test_defaults_are_valid_and_paths_live_under_output_dir():
 
 
 def test_every_knob_is_documented():
-    def walk(cls):
-        for f in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(f.type) or f.name in ("data", "split", "transform",
-                                                               "beam"):
-                continue
-            assert f.metadata.get("doc"), f"{cls.__name__}.{f.name} has no doc"
-    for section in (PipelineConfig, *(type(getattr(PipelineConfig(), n)) for n in
-                                      ("data", "split", "transform", "beam"))):
-        walk(section)
+    config = PipelineConfig()
+    sections = [getattr(config, f.name) for f in dataclasses.fields(config)
+                if dataclasses.is_dataclass(getattr(config, f.name))]
+    assert {type(s).__name__ for s in sections} >= {
+        "DataConfig", "RetrievalHParams", "RankingHParams", "EvaluationConfig", "IndexParams"}
+    for obj in [config] + sections:
+        assert (type(obj).__doc__ or "").startswith(("[", "The whole")), type(obj)
+        for f in dataclasses.fields(obj):
+            if not dataclasses.is_dataclass(getattr(obj, f.name)):
+                assert f.metadata.get("doc"), f"{type(obj).__name__}.{f.name} has no doc"
+
+
+@pytest.mark.parametrize("toml, key", [
+    ("[evaluation]\nmin_top_k_accuracy = 1.5\n", "evaluation.min_top_k_accuracy"),
+    ("[retrieval]\noptimizer = \"rmsprop\"\n", "retrieval.optimizer"),
+    ("[ranking]\nepochs = 0\n", "ranking.epochs"),
+    ("[index]\nmin_recall = -0.1\n", "index.min_recall"),
+    ("[index]\nrecall_k = 500\n", "index.recall_k"),
+    ("[retrieval]\nhidden_layers = [64, \"x\"]\n", "retrieval.hidden_layers"),
+])
+def test_model_and_gate_values_are_checked(tmp_path, toml, key):
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(str(path))
+
+
+def test_hyperparameters_round_trip_through_custom_config():
+    from recsys_pipeline.trainer.hparams import (RetrievalHParams, from_custom_config,
+                                                 to_custom_config)
+
+    hp = RetrievalHParams(hidden_layers=[32], epochs=3)
+    assert from_custom_config(RetrievalHParams, to_custom_config(hp)) == hp
+    with pytest.raises(ValueError, match="unknown"):
+        from_custom_config(RetrievalHParams, {"epochs": 1, "bogus": 2})
 
 
 def test_toml_and_yaml_load_the_same(tmp_path):

@@ -1,0 +1,130 @@
+"""Exports: loaded in a fresh process, signatures take raw features and match the in-memory
+model; the retrieval eval signature's top-k hit matches numpy on the model's embeddings."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from recsys_pipeline.trainer import export, inputs, ranking_trainer, retrieval_trainer
+from recsys_pipeline.trainer.common import load_training_data
+from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams
+from recsys_pipeline.transform import features as F
+
+K = 5
+
+
+@pytest.fixture(scope="module")
+def data(tiny):
+    return load_training_data(tiny.transform_dir, tiny.train_files, tiny.catalogue_dir)
+
+
+@pytest.fixture(scope="module")
+def eval_batch(tiny, data):
+    """The eval split as the Transform output has it (computed by Beam, not the export), in
+    the order of the raw eval rows."""
+    batch = {k: v.numpy() for k, v in next(iter(inputs.transformed_dataset(
+        tiny.eval_files, data.feature_spec, 10_000))).items()}
+    keys = list(zip(batch[F.USER_ID], batch[F.MOVIE_ID], batch[F.TIMESTAMP], strict=True))
+    order = [keys.index((r[F.USER_ID], r[F.MOVIE_ID], r[F.TIMESTAMP]))
+             for r in tiny.raw_eval_rows]
+    return {k: v[order] for k, v in batch.items()}
+
+
+@pytest.fixture(scope="module")
+def retrieval(data, tiny, tmp_path_factory):
+    hp = RetrievalHParams(embedding_dim=8, epochs=3)
+    model, _, _ = retrieval_trainer.train(data, hp, tiny.train_files)
+    path = tmp_path_factory.mktemp("export") / "retrieval"
+    metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K,
+                                              extra={})
+    return model, str(path), metadata
+
+
+@pytest.fixture(scope="module")
+def ranking(data, tiny, tmp_path_factory):
+    hp = RankingHParams(epochs=2)
+    model, _, _ = ranking_trainer.train(data, hp, tiny.train_files, tiny.eval_files)
+    path = tmp_path_factory.mktemp("export") / "ranking"
+    ranking_trainer.export_model(model, data, str(path), extra={})
+    return model, str(path)
+
+
+def _raw(rows, key):
+    return np.array([r[key] for r in rows])
+
+
+def test_retrieval_serving_default_takes_raw_ids_and_matches_the_in_memory_model(
+        retrieval, data, tiny, eval_batch, fresh_signature):
+    model, path, _ = retrieval
+    rows = tiny.raw_eval_rows
+    got = fresh_signature(path, "serving_default", user_id=_raw(rows, F.USER_ID),
+                          timestamp=_raw(rows, F.TIMESTAMP))
+    candidates = model.candidate_tower(
+        {k: tf.constant(v) for k, v in data.catalogue.features.items()}).numpy()
+    queries = model.query_tower(eval_batch).numpy()
+    scores = queries @ candidates.T
+    expected = np.sort(scores, axis=1)[:, ::-1][:, :K]
+    np.testing.assert_allclose(got["scores"], expected, rtol=1e-4, atol=1e-4)
+    best = data.catalogue.movie_ids[np.argmax(scores, axis=1)]
+    assert (got["movie_ids"][:, 0] == best).mean() > 0.95  # ties aside, the same top movie
+    titles = dict(zip(data.catalogue.movie_ids, data.catalogue.titles, strict=True))
+    assert all(titles[m] == t for m, t in zip(got["movie_ids"].ravel(),
+                                              got["movie_titles"].ravel(), strict=True))
+    assert got["known_user"].all()
+
+
+def test_unknown_user_is_flagged(retrieval, fresh_signature):
+    _, path, _ = retrieval
+    got = fresh_signature(path, "serving_default", user_id=np.array([b"u0", b"nobody"]),
+                          timestamp=np.array([880_000_000, 880_000_000]))
+    assert got["known_user"].tolist() == [True, False]
+    assert got["movie_ids"].shape == (2, K)
+
+
+def test_eval_signature_top_k_hit_equals_numpy_on_the_embeddings(
+        retrieval, data, tiny, fresh_signature):
+    model, path, _ = retrieval
+    serialized = [f.numpy() for f in tf.data.TFRecordDataset(
+        inputs.files(tiny.raw_eval_dir), compression_type="GZIP")]
+    got = fresh_signature(path, "evaluate", examples=np.array(serialized, dtype=object))
+    # numpy: the same examples' query embeddings (served signature) against the catalogue
+    queries = fresh_signature(path, "query_embedding",
+                              user_id=_raw(tiny.raw_eval_rows, F.USER_ID),
+                              timestamp=_raw(tiny.raw_eval_rows, F.TIMESTAMP))["embedding"]
+    loaded = tf.saved_model.load(path)
+    candidates = loaded.candidate_embeddings.numpy()
+    scores = queries @ candidates.T
+    rows = data.catalogue.row_of()
+    true = np.array([rows[r[F.MOVIE_ID]] for r in tiny.raw_eval_rows])
+    rank = (scores > scores[np.arange(len(true)), true][:, None]).sum(axis=1)
+    np.testing.assert_array_equal(got["rank"], rank)
+    assert abs(got["top_k_hit"].mean() - (rank < K).mean()) < 1e-6
+
+
+def test_ranking_export_matches_the_in_memory_model(ranking, tiny, eval_batch,
+                                                    fresh_signature):
+    model, path = ranking
+    rows = tiny.raw_eval_rows
+    expected = model(eval_batch).numpy()
+    served = fresh_signature(path, "serving_default", user_id=_raw(rows, F.USER_ID),
+                             movie_id=_raw(rows, F.MOVIE_ID))
+    np.testing.assert_allclose(served["rating"], expected, rtol=1e-4, atol=1e-4)
+    serialized = [f.numpy() for f in tf.data.TFRecordDataset(
+        inputs.files(tiny.raw_eval_dir), compression_type="GZIP")]
+    evaluated = fresh_signature(path, "evaluate", examples=np.array(serialized, dtype=object))
+    np.testing.assert_allclose(evaluated["rating"], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_ranking_unknown_movie_gets_out_of_vocabulary_features(ranking, fresh_signature):
+    _, path = ranking
+    got = fresh_signature(path, "serving_default", user_id=np.array([b"u1", b"u1"]),
+                          movie_id=np.array([b"m1", b"no-such-movie"]))
+    assert np.isfinite(got["rating"]).all()
+
+
+def test_metadata_travels_with_the_export(retrieval, data, tiny):
+    _, path, metadata = retrieval
+    assert export.read_metadata(path) == metadata
+    assert metadata["vocab_sizes"] == data.sizes
+    assert metadata["popular"][0]["ratings"] == max(data.stats.movie_counts.values())
+    assert metadata["latest_train_timestamp"] == max(r[F.TIMESTAMP] for r in tiny.raw_train_rows)

@@ -1,0 +1,88 @@
+"""Model builders on the tiny Transform output: shapes, and training lowers the loss."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from recsys_pipeline.trainer import inputs, models
+from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams
+from recsys_pipeline.transform import features as F
+
+
+@pytest.fixture(scope="module")
+def data(tiny):
+    tft_output = tft.TFTransformOutput(tiny.transform_dir)
+    spec = tft_output.transformed_feature_spec()
+    sizes = inputs.vocab_sizes(tft_output)
+    batch = next(iter(inputs.transformed_dataset(tiny.train_files, spec, 64)))
+    return tft_output, spec, sizes, batch
+
+
+def test_vocab_sizes_come_from_the_transform_output(data):
+    tft_output, _, sizes, _ = data
+    assert sizes[F.index_name(F.USER_ID)] == tft_output.vocabulary_size_by_name(F.USER_ID) + 1
+    assert sizes[F.index_name(F.MOVIE_ID)] == 21  # 20 movies + 1 out-of-vocabulary id
+    assert sizes[F.TIMESTAMP_BUCKET] == 4
+    assert set(sizes) >= {F.index_name(F.USER_GENDER), F.index_name(F.USER_AGE)}
+
+
+def test_batches_are_dense_with_padded_genres(data):
+    _, _, _, batch = data
+    assert batch[F.index_name(F.USER_ID)].shape == (64,)
+    genres = batch[F.GENRES_INDEX].numpy()
+    assert genres.ndim == 2 and genres.shape[1] == 2  # at most two genres per movie
+    assert (genres[:, 0] >= 0).all() and set(genres[:, 1]) <= {F.GENRE_PADDING, 0, 1, 2, 3}
+
+
+def test_masked_mean_embedding_ignores_padding():
+    layer = models.MaskedMeanEmbedding(5, 3)
+    out = layer(tf.constant([[1, 2], [1, F.GENRE_PADDING], [F.GENRE_PADDING, F.GENRE_PADDING]],
+                            tf.int64)).numpy()
+    table = layer.embedding.embeddings.numpy()
+    np.testing.assert_allclose(out[0], (table[1] + table[2]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(out[1], table[1], rtol=1e-6)
+    np.testing.assert_allclose(out[2], 0.0)
+
+
+@pytest.mark.parametrize("hidden", [[], [16]])
+def test_towers_map_to_the_embedding_size(data, hidden):
+    _, _, sizes, batch = data
+    hp = RetrievalHParams(embedding_dim=8, hidden_layers=hidden)
+    model = models.build_retrieval(sizes, hp, np.ones(sizes[F.index_name(F.MOVIE_ID)]))
+    assert model.query_tower(batch).shape == (64, 8)
+    assert model.candidate_tower(batch).shape == (64, 8)
+    # demographics are used when Transform produced them
+    assert model.query_tower.demographic_names == list(F.USER_INDEX_FEATURES[1:])
+
+
+def _loss_drop(model, ds, epochs):
+    before = model.evaluate(ds, return_dict=True, verbose=0)["loss"]
+    model.fit(ds, epochs=epochs, verbose=0)
+    after = model.evaluate(ds, return_dict=True, verbose=0)["loss"]
+    return before, after
+
+
+def test_retrieval_training_lowers_the_loss(data, tiny):
+    _, spec, sizes, _ = data
+    # Small batches: with only 20 movies, larger ones are mostly duplicate "negatives".
+    ds = inputs.transformed_dataset(tiny.train_files, spec, 8)
+    hp = RetrievalHParams(embedding_dim=8, learning_rate=0.2)
+    model = models.build_retrieval(sizes, hp, np.ones(sizes[F.index_name(F.MOVIE_ID)]))
+    before, after = _loss_drop(model, ds, 10)
+    assert after < 0.9 * before, (before, after)
+
+
+def test_retrieval_popularity_correction_needs_counts(data):
+    _, _, sizes, _ = data
+    with pytest.raises(ValueError, match="movie counts"):
+        models.build_retrieval(sizes, RetrievalHParams(popularity_correction=True))
+
+
+def test_ranking_predicts_ratings_and_training_lowers_the_loss(data, tiny):
+    _, spec, sizes, batch = data
+    ds = inputs.transformed_dataset(tiny.train_files, spec, 128)
+    model = models.build_ranking(sizes, RankingHParams(learning_rate=0.01), mean_rating=3.0)
+    assert model(batch).shape == (64,)
+    before, after = _loss_drop(model, ds, 20)
+    assert after < 0.7 * before, (before, after)
