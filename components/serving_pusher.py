@@ -105,8 +105,11 @@ def ServingPusher(
         _record(pushed_model, None, reason)
         return
     source = path_utils.serving_model_path(model.uri)
+    # A ScaNN index artifact names the trained model it indexes: rebuilding the index of the
+    # same model (a rerun) is not a new model to serve.
+    trained = model.get_string_custom_property("source_model") or model.uri
     version, where = push(source, serving_dir, model_name, {
-        "source_model": model.uri, "source_model_id": model.id,
+        "source_model": trained, "artifact": model.uri, "artifact_id": model.id,
         "blessing": model_blessing.uri, "blessing_id": model_blessing.id})
     _record(pushed_model, version, where)
 

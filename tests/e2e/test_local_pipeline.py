@@ -1,6 +1,7 @@
-"""End to end on MovieLens 100K: `recsys run` through ExampleGen .. Transform, cache, failures.
+"""End to end on MovieLens 100K: `recsys run` with the default config, the cache, failures.
 
-Runs the installed console script in a subprocess, exactly as `make run` does.
+Runs the installed console script in a subprocess, exactly as `make run` does; pushed models
+are loaded in fresh processes, as TF Serving would.
 """
 
 import os
@@ -10,15 +11,25 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
+from recsys_pipeline import model_summary
 from recsys_pipeline.data import splits
+from recsys_pipeline.pipeline.config import PipelineConfig
+from recsys_pipeline.trainer import serving
+from recsys_pipeline.transform import features as F
 
 pytestmark = pytest.mark.e2e
 
 RECSYS = str(pathlib.Path(sys.executable).parent / "recsys")
-COMPONENTS = ["ImportSchemaGen", "MovieLensExampleGen", "StatisticsGen", "ExampleValidator",
-              "AnomalyGate", "Transform"]
+DATA_COMPONENTS = ["ImportSchemaGen", "MovieLensExampleGen", "StatisticsGen",
+                   "ExampleValidator", "AnomalyGate", "Transform"]
+MODEL_COMPONENTS = ["RetrievalTrainer", "RetrievalBaseline", "RetrievalEvaluator", "ScannIndexer",
+                    "ScannPusher", "BruteForcePusher", "RankingTrainer", "RankingBaseline",
+                    "RankingEvaluator", "RankingPusher"]
+COMPONENTS = DATA_COMPONENTS + MODEL_COMPONENTS
 
 
 def _recsys(*args, data_dir=None):
@@ -31,6 +42,15 @@ def _recsys(*args, data_dir=None):
 
 def _statuses(stdout):
     return dict(re.findall(r"^  (\w+)\s+(ran|cached|failed|not run)\s", stdout, flags=re.M))
+
+
+def _models(stdout):
+    """The summary's model table: model name -> (metric, value, baseline, blessed, pushed)."""
+    table = stdout[stdout.index("Models:"):]
+    rows = re.findall(r"^  (\w+)\s+(\w+)\s+([\d.]+|-)\s+[<>]= [\d.]+\s+([\d.]+|-)\s+(yes|NO)"
+                      r"\s+(.*)$", table, flags=re.M)
+    return {m: (metric, None if v == "-" else float(v), None if b == "-" else float(b),
+                blessed == "yes", pushed) for m, metric, v, b, blessed, pushed in rows}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +67,110 @@ def test_first_run_executes_every_component_and_prints_outputs(first_run, real_m
     for label in ("transformed examples", "vocabularies"):
         match = re.search(rf"^  {label}:\s+(\S+)$", result.stdout, flags=re.M)
         assert match and os.path.isdir(match.group(1)), result.stdout
-    for name in ["[1/6]", "[6/6] Transform"]:
-        assert name in result.stdout  # progress per component
+    for name in ["[1/16]", "] Transform ...", "retrieval epoch 12/12", "ranking epoch 5/5",
+                 "ScaNN recall@10 ="]:
+        assert name in result.stdout  # progress per component, per epoch, for the index
+
+
+def test_first_run_blesses_and_pushes_both_models_with_the_target_quality(first_run):
+    out, result = first_run
+    models = _models(result.stdout)
+    assert set(models) == {serving.SCANN_MODEL, serving.BRUTE_FORCE_MODEL,
+                           serving.RANKING_MODEL}, result.stdout
+    metric, accuracy, baseline, blessed, pushed = models[serving.SCANN_MODEL]
+    assert metric == "top_100_accuracy" and accuracy >= 0.25 and baseline is None and blessed
+    metric, rmse, baseline, blessed, _ = models[serving.RANKING_MODEL]
+    assert metric == "root_mean_squared_error" and rmse <= 1.0 and blessed
+    for name, (*_, pushed) in models.items():
+        assert pushed == serving.latest_version_dir(str(out / "serving"), name), pushed
+    assert re.search(r"ScaNN recall@10\s+([\d.]+)\s+>= 0.95", result.stdout)
+    assert (out / "serving" / serving.MODELS_CONFIG).is_file()
+
+
+def _eval_queries(out, n=1000):
+    examples = os.path.join(_artifact(out, "MovieLensExampleGen", "examples"), "Split-eval")
+    users, timestamps, movies = [], [], []
+    spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.string),
+            F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+            F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
+    for record in tf.data.TFRecordDataset(tf.io.gfile.glob(examples + "/*"),
+                                          compression_type="GZIP").take(n):
+        parsed = tf.io.parse_single_example(record, spec)
+        users.append(parsed[F.USER_ID].numpy())
+        movies.append(parsed[F.MOVIE_ID].numpy())
+        timestamps.append(int(parsed[F.TIMESTAMP]))
+    return np.array(users, object), np.array(timestamps), np.array(movies, object)
+
+
+def _artifact(out, component, key):
+    root = out / "tfx" / "recsys-pipeline" / component / key
+    return str(max(root.iterdir(), key=lambda p: int(p.name)))
+
+
+def test_scann_recall_against_brute_force_meets_the_bound(first_run, fresh_signature):
+    out, _ = first_run
+    users, timestamps, _ = _eval_queries(out)
+    base = str(out / "serving")
+    scann = fresh_signature(serving.latest_version_dir(base, serving.SCANN_MODEL),
+                            "serving_default", user_id=users, timestamp=timestamps)
+    exact = fresh_signature(serving.latest_version_dir(base, serving.BRUTE_FORCE_MODEL),
+                            "serving_default", user_id=users, timestamp=timestamps)
+    found = [len(set(a[:10]) & set(b[:10])) for a, b in
+             zip(scann["movie_ids"], exact["movie_ids"], strict=True)]
+    recall = sum(found) / (10 * len(found))
+    assert recall >= PipelineConfig().index.min_recall, recall
+
+
+def test_tfma_top_100_equals_numpy_on_the_pushed_embeddings(first_run, fresh_signature):
+    out, _ = first_run
+    users, timestamps, movies = _eval_queries(out, n=10**6)
+    brute_force = serving.latest_version_dir(str(out / "serving"), serving.BRUTE_FORCE_MODEL)
+    queries = fresh_signature(brute_force, "query_embedding", user_id=users,
+                              timestamp=timestamps)["embedding"]
+    loaded = tf.saved_model.load(brute_force)
+    candidates = loaded.candidate_embeddings.numpy()
+    row = {m: i for i, m in enumerate(loaded.candidate_ids.numpy())}
+    true = np.array([row[m] for m in movies])
+    hits = []
+    for start in range(0, len(true), 4096):
+        scores = queries[start:start + 4096] @ candidates.T
+        idx = true[start:start + 4096]
+        positive = scores[np.arange(len(idx)), idx]
+        hits.append((scores > positive[:, None]).sum(axis=1) < 100)
+    numpy_accuracy = np.concatenate(hits).mean()
+    evaluation = model_summary.read_evaluation(_artifact(out, "RetrievalEvaluator", "evaluation"))
+    assert len(true) == evaluation.value("example_count")
+    assert abs(evaluation.value("top_100_accuracy") - numpy_accuracy) < 1e-4
+
+
+def test_pushed_versions_replay_their_warmup_requests(first_run, fresh_signature):
+    out, _ = first_run
+    for name in serving.MODEL_NAMES:
+        version = serving.latest_version_dir(str(out / "serving"), name)
+        logs = serving.read_warmup(version)
+        assert logs, name
+        result = fresh_signature(version, "serving_default", **serving.request_tensors(logs[0]))
+        assert result, name
+
+
+def test_recommend_prints_reranked_titles_and_falls_back_for_unknown_users(first_run):
+    out, _ = first_run
+    result = _recsys("recommend", "--output-dir", str(out), "--user-id", "42", "--k", "5")
+    assert result.returncode == 0, result.stderr
+    rows = re.findall(r"^\s+\d+\s+(\d+)\s+([\d.-]+)\s+([\d.]+)\s+(.+)$", result.stdout,
+                      flags=re.M)
+    assert len(rows) == 5, result.stdout
+    ratings = [float(r[2]) for r in rows]
+    assert ratings == sorted(ratings, reverse=True)  # re-ranked by the ranking model
+    assert f"{serving.SCANN_MODEL}: " in result.stdout
+
+    unknown = _recsys("recommend", "--output-dir", str(out), "--user-id", "no-such-user")
+    assert unknown.returncode == 0, unknown.stderr
+    assert "not in the training data" in unknown.stdout
+    assert "Star Wars (1977)" in unknown.stdout  # the most-rated movie of ML-100K
+
+    bad = _recsys("recommend", "--output-dir", str(out), "--user-id", "42", "--k", "0")
+    assert bad.returncode == 2 and "--k must be at least 1" in bad.stderr
 
 
 def test_vocabularies_match_the_training_split(first_run, real_ml100k):
@@ -72,12 +194,20 @@ def test_vocabularies_match_the_training_split(first_run, real_ml100k):
     assert len(vocab("movie_genres")) == 19
 
 
-def test_second_run_is_fully_cached(first_run, real_ml100k):
+def test_second_run_reuses_data_and_models_and_pushes_nothing_new(first_run, real_ml100k):
     out, _ = first_run
+    before = {n: serving.versions(str(out / "serving" / n)) for n in serving.MODEL_NAMES}
     result = _recsys("run", "--output-dir", str(out), data_dir=real_ml100k)
     assert result.returncode == 0, result.stderr
-    assert _statuses(result.stdout) == {c: "cached" for c in COMPONENTS}
-    assert "0 ran, 6 cached" in result.stdout
+    statuses = _statuses(result.stdout)
+    for name in DATA_COMPONENTS + ["RetrievalTrainer", "RankingTrainer"]:
+        assert statuses[name] == "cached", result.stdout
+    models = _models(result.stdout)
+    for _, value, baseline, blessed, pushed in models.values():
+        # the candidate is its own baseline now: the same model, the same metric
+        assert blessed and baseline == value, result.stdout
+        assert pushed.startswith("not pushed: unchanged"), pushed
+    assert {n: serving.versions(str(out / "serving" / n)) for n in serving.MODEL_NAMES} == before
 
 
 def _subset(real_ml100k, tmp_path, n_ratings=3000):
