@@ -1,0 +1,139 @@
+"""The eval gates end to end, on a 20,000-rating subset of MovieLens 100K with few epochs.
+
+1. A first run with modest bounds blesses and pushes both models.
+2. Bounds no model can meet: nothing blessed, nothing pushed, the serving directory untouched.
+3. Modest bounds again but a deliberately bad training config: the new models are worse than
+   the blessed baselines beyond the tolerance, so they are not pushed.
+"""
+
+import hashlib
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from recsys_pipeline.trainer import serving
+
+pytestmark = pytest.mark.e2e
+
+RECSYS = str(pathlib.Path(sys.executable).parent / "recsys")
+
+FAST = """
+[retrieval]
+epochs = 4
+[ranking]
+epochs = 3
+"""
+MODEST = """
+[evaluation]
+min_top_k_accuracy = 0.05
+max_rmse = 1.5
+"""
+IMPOSSIBLE = """
+[evaluation]
+min_top_k_accuracy = 0.99
+max_rmse = 0.2
+"""
+BAD_TRAINING = """
+[retrieval]
+epochs = 1
+learning_rate = 0.0001
+optimizer = "sgd"
+[ranking]
+epochs = 1
+learning_rate = 0.000001
+optimizer = "sgd"
+"""
+
+
+def _config(tmp, name, *parts):
+    sections: dict[str, list[str]] = {}
+    for part in parts:
+        current = None
+        for line in part.strip().splitlines():
+            if line.startswith("["):
+                current = line
+                sections.setdefault(current, [])
+            else:
+                sections[current].append(line)  # later parts override earlier keys
+    text = ""
+    for header, lines in sections.items():
+        keys = {}
+        for line in lines:
+            keys[line.split("=")[0].strip()] = line
+        text += header + "\n" + "\n".join(keys.values()) + "\n"
+    path = tmp / f"{name}.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def _run(out, data, config):
+    result = subprocess.run([RECSYS, "run", "--output-dir", str(out), "--data-dir", str(data),
+                             "--config", config], capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def _tree_digest(root):
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in sorted(os.walk(root)):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            h.update(os.path.relpath(path, root).encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+def _row(stdout, model):
+    match = re.search(rf"^  {model}\s+\S+\s+([\d.]+)\s+[<>]= [\d.]+\s+([\d.]+|-)\s+(yes|NO)\s+"
+                      r"(.*)$", stdout, flags=re.M)
+    assert match, stdout
+    return match.groups()
+
+
+@pytest.fixture(scope="module")
+def subset(real_ml100k, tmp_path_factory):
+    d = tmp_path_factory.mktemp("subset") / "ml-100k"
+    d.mkdir()
+    for name in ("u.item", "u.user", "u.genre"):
+        shutil.copy(real_ml100k / name, d / name)
+    with open(real_ml100k / "u.data") as src, open(d / "u.data", "w") as dst:
+        for _ in range(20_000):
+            dst.write(src.readline())
+    return d
+
+
+def test_models_are_pushed_only_through_the_gates(subset, tmp_path):
+    out = tmp_path / "out"
+    first = _run(out, subset, _config(tmp_path, "modest", FAST, MODEST))
+    for model in serving.MODEL_NAMES:
+        value, baseline, blessed, pushed = _row(first, model)
+        assert blessed == "yes" and baseline == "-", first
+        assert pushed == serving.latest_version_dir(str(out / "serving"), model)
+    digest = _tree_digest(out / "serving")
+
+    # 2. Bounds no model can meet.
+    second = _run(out, subset, _config(tmp_path, "impossible", FAST, IMPOSSIBLE))
+    for model in serving.MODEL_NAMES:
+        value, baseline, blessed, pushed = _row(second, model)
+        assert blessed == "NO", second
+        assert pushed.startswith("not pushed:") and "outside its bound" in pushed, pushed
+    assert _tree_digest(out / "serving") == digest  # the served versions are untouched
+
+    # 3. Worse models than the blessed baselines, within the absolute bounds.
+    third = _run(out, subset, _config(tmp_path, "worse", FAST, MODEST, BAD_TRAINING))
+    for model in serving.MODEL_NAMES:
+        value, baseline, blessed, pushed = _row(third, model)
+        assert blessed == "NO" and baseline != "-", third
+        assert "beyond the tolerance" in pushed, pushed
+    retrieval_value, retrieval_baseline, *_ = _row(third, serving.SCANN_MODEL)
+    assert float(retrieval_value) < float(retrieval_baseline) - 0.01
+    ranking_value, ranking_baseline, *_ = _row(third, serving.RANKING_MODEL)
+    assert float(ranking_value) > float(ranking_baseline) + 0.01
+    assert _tree_digest(out / "serving") == digest

@@ -1,0 +1,71 @@
+"""create_pipeline: the DAG's components, edges, baselines and settings from config."""
+
+import dataclasses
+import json
+
+import pytest
+
+from recsys_pipeline.pipeline import evaluation
+from recsys_pipeline.pipeline.config import PipelineConfig
+from recsys_pipeline.pipeline.pipeline import create_pipeline
+
+
+@pytest.fixture
+def pipeline(ml100k, tmp_path):
+    config = PipelineConfig(output_dir=str(tmp_path / "out"))
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                  data_dir=str(ml100k)))
+    config.retrieval.epochs = 3
+    config.evaluation.min_top_k_accuracy = 0.3
+    return config, create_pipeline(config)
+
+
+def _upstream(component):
+    return sorted(c.id for c in component.upstream_nodes)
+
+
+def test_components_and_edges(pipeline):
+    _, p = pipeline
+    nodes = {c.id: c for c in p.components}
+    assert _upstream(nodes["RetrievalTrainer"]) == ["MovieLensExampleGen", "Transform"]
+    assert _upstream(nodes["RetrievalEvaluator"]) == [
+        "MovieLensExampleGen", "RetrievalBaseline", "RetrievalTrainer"]
+    assert _upstream(nodes["ScannIndexer"]) == [
+        "MovieLensExampleGen", "RetrievalEvaluator", "RetrievalTrainer"]
+    assert _upstream(nodes["ScannPusher"]) == ["ScannIndexer"]
+    assert _upstream(nodes["BruteForcePusher"]) == ["RetrievalEvaluator", "RetrievalTrainer"]
+    assert _upstream(nodes["RankingPusher"]) == ["RankingEvaluator", "RankingTrainer"]
+    assert _upstream(nodes["Transform"]) == ["AnomalyGate", "ImportSchemaGen",
+                                             "MovieLensExampleGen"]
+
+
+@pytest.mark.parametrize("name, trainer", [("Retrieval", "RetrievalTrainer"),
+                                           ("Ranking", "RankingTrainer")])
+def test_each_baseline_only_sees_its_own_trainer_and_evaluator(pipeline, name, trainer):
+    _, p = pipeline
+    baseline = {c.id: c for c in p.components}[f"{name}Baseline"]
+    channels = baseline.inputs
+    assert channels["model"].producer_component_id == trainer
+    assert channels["model_blessing"].producer_component_id == f"{name}Evaluator"
+
+
+def test_config_reaches_trainers_and_gates(pipeline):
+    config, p = pipeline
+    nodes = {c.id: c for c in p.components}
+    custom = json.loads(nodes["RetrievalTrainer"].exec_properties["custom_config"])
+    assert custom["hparams"]["epochs"] == 3 and custom["eval_k"] == 100
+    assert "catalogue" in nodes["RetrievalTrainer"].inputs
+    eval_config = nodes["RetrievalEvaluator"].exec_properties["eval_config"]
+    assert '"value": 0.3' in eval_config
+    assert nodes["ScannPusher"].exec_properties["serving_dir"].endswith("out/serving")
+
+
+def test_eval_configs_bound_and_compare_to_the_baseline():
+    ev = PipelineConfig().evaluation
+    retrieval = evaluation.retrieval_eval_config(ev).metrics_specs[0].metrics[1]
+    assert json.loads(retrieval.config)["name"] == "top_100_accuracy"
+    assert retrieval.threshold.value_threshold.lower_bound.value == ev.min_top_k_accuracy
+    assert retrieval.threshold.change_threshold.absolute.value == -ev.top_k_tolerance
+    ranking = evaluation.ranking_eval_config(ev).metrics_specs[0].metrics[1]
+    assert ranking.threshold.value_threshold.upper_bound.value == ev.max_rmse
+    assert ranking.threshold.change_threshold.absolute.value == ev.rmse_tolerance
