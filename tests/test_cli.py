@@ -60,3 +60,21 @@ def test_recsys_errors_are_found_inside_wrapping_exceptions():
     assert isinstance(from_text, DataError) and str(from_text) == "u.data line 3: bad"
     with pytest.raises(SystemExit):
         cli.main(["frobnicate"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--user-id", "  "], "--user-id must be 1 to 64 characters"),
+    (["--user-id", "x" * 65], "--user-id must be 1 to 64 characters"),
+    (["--user-id", "42", "--k", "0"], "--k must be at least 1 (got 0)"),
+    (["--user-id", "42", "--k", "-3"], "--k must be at least 1 (got -3)"),
+])
+def test_recommend_rejects_bad_requests(capsys, tmp_path, args, message):
+    code, out = _run(capsys, "recommend", "--output-dir", str(tmp_path), *args)
+    assert code == 2 and out.err.strip() == f"error: {message}"
+
+
+def test_recommend_without_pushed_models_says_what_to_do(capsys, tmp_path):
+    code, out = _run(capsys, "recommend", "--output-dir", str(tmp_path), "--user-id", "42")
+    assert code == 2
+    assert f"no pushed version of model 'retrieval' under {tmp_path / 'serving'}" in out.err
+    assert "recsys run" in out.err

@@ -169,8 +169,9 @@ def test_recommend_prints_reranked_titles_and_falls_back_for_unknown_users(first
     assert "not in the training data" in unknown.stdout
     assert "Star Wars (1977)" in unknown.stdout  # the most-rated movie of ML-100K
 
-    bad = _recsys("recommend", "--output-dir", str(out), "--user-id", "42", "--k", "0")
-    assert bad.returncode == 2 and "--k must be at least 1" in bad.stderr
+    too_many = _recsys("recommend", "--output-dir", str(out), "--user-id", "42", "--k", "101")
+    assert too_many.returncode == 2
+    assert "--k 101 is above the 100 candidates the retrieval model returns" in too_many.stderr
 
 
 def test_vocabularies_match_the_training_split(first_run, real_ml100k):

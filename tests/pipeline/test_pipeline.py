@@ -42,11 +42,21 @@ def test_components_and_edges(pipeline):
 @pytest.mark.parametrize("name, trainer", [("Retrieval", "RetrievalTrainer"),
                                            ("Ranking", "RankingTrainer")])
 def test_each_baseline_only_sees_its_own_trainer_and_evaluator(pipeline, name, trainer):
+    from tfx.dsl.compiler import compiler
+
     _, p = pipeline
-    baseline = {c.id: c for c in p.components}[f"{name}Baseline"]
-    channels = baseline.inputs
-    assert channels["model"].producer_component_id == trainer
-    assert channels["model_blessing"].producer_component_id == f"{name}Evaluator"
+    compiled = compiler.Compiler().compile(p)
+    (node,) = [n.pipeline_node for n in compiled.nodes
+               if n.pipeline_node.node_info.id == f"{name}Baseline"]
+    # The resolver queries artifacts by node context: only its own trainer's and evaluator's.
+    queried = {}
+    for spec in node.inputs.inputs.values():
+        for channel in spec.channels:
+            nodes = [q.name.field_value.string_value for q in channel.context_queries
+                     if q.type.name == "node"]
+            queried[channel.artifact_query.type.name] = nodes
+    assert queried == {"Model": [f"recsys-pipeline.{trainer}"],
+                       "ModelBlessing": [f"recsys-pipeline.{name}Evaluator"]}
 
 
 def test_config_reaches_trainers_and_gates(pipeline):
@@ -55,8 +65,9 @@ def test_config_reaches_trainers_and_gates(pipeline):
     custom = json.loads(nodes["RetrievalTrainer"].exec_properties["custom_config"])
     assert custom["hparams"]["epochs"] == 3 and custom["eval_k"] == 100
     assert "catalogue" in nodes["RetrievalTrainer"].inputs
-    eval_config = nodes["RetrievalEvaluator"].exec_properties["eval_config"]
-    assert '"value": 0.3' in eval_config
+    eval_config = json.loads(nodes["RetrievalEvaluator"].exec_properties["eval_config"])
+    (_, top_k) = eval_config["metrics_specs"][0]["metrics"]
+    assert top_k["threshold"]["value_threshold"]["lower_bound"] == 0.3
     assert nodes["ScannPusher"].exec_properties["serving_dir"].endswith("out/serving")
 
 
