@@ -2,7 +2,8 @@
 
 Runs after the retrieval Evaluator. For a blessed model it indexes the catalogue embeddings
 with TFRS's ScaNN layer, measures recall@k of the index against exact brute-force search on
-the same model, for the queries of up to ``max_queries`` eval-split users, and saves the
+the same model, for the queries of up to ``max_queries`` eval-split users (half tune automatic
+settings, half grade them: see ``trainer.index.build_scann_export``), and saves the
 ScaNN SavedModel (``Format-Serving`` under ``index_model``). ``index_blessing`` is blessed only
 if the model was and the recall reaches the bound; its ``reason`` says why not otherwise.
 """
@@ -63,8 +64,13 @@ def ScannIndexer(
                                       path_utils.serving_model_dir(index_model.uri),
                                       params, users, timestamps)
     recall = report["recall"]
-    print(f"      ScaNN recall@{report['recall_k']} = {recall:.4f} (bound {params.min_recall}), "
-          f"built in {report['build_seconds']:.2f}s", flush=True)
+    for step in report["tuning"]:
+        print(f"      tuning: {step['num_leaves_to_search']} of "
+              f"{report['settings']['num_leaves']} leaves searched -> recall "
+              f"{step['tuning_recall']:.4f} on the tuning queries", flush=True)
+    print(f"      ScaNN recall@{report['recall_k']} = {recall:.4f} on {report['queries']} held-out "
+          f"queries (bound {params.min_recall}), built in {report['build_seconds']:.2f}s",
+          flush=True)
     index_blessing.set_float_custom_property("recall", recall)
     index_blessing.set_float_custom_property("min_recall", params.min_recall)
     index_blessing.set_string_custom_property("report", json.dumps(report, sort_keys=True))

@@ -11,6 +11,7 @@ every run is kept under ``<output-dir>/logs/``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -69,7 +70,8 @@ def _setup_logging(output_dir: str, verbose: bool) -> str:
     absl_logging.set_verbosity(absl_logging.INFO)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    console = logging.StreamHandler(sys.stderr)
+    # A duplicate of the terminal's stderr: _native_stderr_to may point fd 2 at the log file.
+    console = logging.StreamHandler(os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1))
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     if not verbose:
         console.addFilter(_QuietFilter())
@@ -82,6 +84,28 @@ def _setup_logging(output_dir: str, verbose: bool) -> str:
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(file_handler)
     return log_path
+
+
+@contextlib.contextmanager
+def _native_stderr_to(log_path: str, enabled: bool):
+    """Sends what C++ libraries write to fd 2 (ScaNN's and XLA's own logs) to the log file.
+
+    Without --verbose the console shows progress and errors only; our console handler writes
+    to a duplicate of the original stderr, so it is unaffected.
+    """
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -98,7 +122,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"recsys run: data {data_dir} (from {origin}); outputs under {config.output_dir}",
           flush=True)
     try:
-        summary = run_pipeline(config)
+        with _native_stderr_to(log_path, enabled=not args.verbose):
+            summary = run_pipeline(config)
     except RecsysError:
         raise
     except Exception as e:

@@ -44,18 +44,30 @@ def load_training_data(transform_dir: str, train_files: list[str],
 
 
 class EpochProgress(tf.keras.callbacks.Callback):
-    """One line per epoch on the console (Keras' own bar is noise in a pipeline log)."""
+    """One line per epoch on the console (Keras' own bar is noise in a pipeline log).
+
+    TFRS models report the last batch's loss; the line shows the epoch's mean batch loss.
+    """
 
     def __init__(self, label: str, epochs: int, stream: TextIO = sys.stdout):
         super().__init__()
         self._label, self._epochs, self._stream = label, epochs, stream
         self._start = 0.0
+        self._losses: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.monotonic()
+        self._losses = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs and "loss" in logs:
+            self._losses.append(float(logs["loss"]))
 
     def on_epoch_end(self, epoch, logs=None):
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items())
+        logs = dict(logs or {})
+        if self._losses:
+            logs["loss"] = sum(self._losses) / len(self._losses)
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items())
                             if k in ("loss", "rmse", "val_loss", "val_rmse"))
         print(f"      {self._label} epoch {epoch + 1}/{self._epochs}: {metrics} "
               f"({time.monotonic() - self._start:.1f}s)", file=self._stream, flush=True)

@@ -24,7 +24,8 @@ class IndexParams:
     num_leaves: int = knob(
         0, "Partitions of the catalogue (0 = about sqrt(catalogue size)).")
     num_leaves_to_search: int = knob(
-        0, "Partitions searched per query (0 = half of num_leaves, at least 1).")
+        0, "Partitions searched per query. 0 = automatic: start at a quarter of num_leaves "
+        "and widen until half the recall queries clear min_recall (the other half grade it).")
     num_reordering_candidates: int = knob(
         0, "Candidates rescored exactly after the quantized search (0 = 4 x k, at least 100).")
     dimensions_per_block: int = knob(2, "Asymmetric hashing: dimensions per quantized block.")
@@ -33,13 +34,14 @@ class IndexParams:
     recall_k: int = knob(10, "k of the recall@k measured against exact search.")
     min_recall: float = knob(
         0.95, "The index is pushed only if recall@recall_k against brute force reaches this.")
-    max_queries: int = knob(1000, "Eval-split users whose queries measure the recall.")
+    max_queries: int = knob(
+        2000, "Eval-split users whose queries tune (half) and measure (half) the recall.")
 
     def resolved(self, catalogue_size: int) -> dict[str, int]:
         """Concrete ScaNN settings for a catalogue of this size."""
         leaves = self.num_leaves or max(2, round(math.sqrt(catalogue_size)))
         leaves = min(leaves, max(1, catalogue_size - 1))
-        search = self.num_leaves_to_search or max(1, leaves // 2)
+        search = self.num_leaves_to_search or max(1, leaves // 4)
         k = min(self.k, catalogue_size)
         reorder = self.num_reordering_candidates or max(100, 4 * k)
         return {"num_leaves": leaves, "num_leaves_to_search": min(search, leaves),
@@ -79,12 +81,28 @@ def build_scann(embeddings: np.ndarray, settings: dict[str, int]):
     return layer
 
 
+def _recall(layer, queries: np.ndarray, embeddings: np.ndarray, k: int) -> float:
+    import tensorflow as tf
+
+    _, approximate = layer(tf.constant(queries), k=k)
+    return recall_at_k(approximate.numpy(), exact_top_k(queries, embeddings, k), k)
+
+
+# Automatic settings are widened until the tuning queries clear the bound by this margin:
+# ScaNN's partitioning is randomized, and recall varies by a few points between builds.
+AUTO_MARGIN = 0.02
+
+
 def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
                        user_ids: list[str], timestamps: list[int]) -> dict[str, Any]:
     """Indexes the export at ``base_dir``, measures recall, saves the ScaNN export.
 
-    Returns the index report (settings, recall, timings). The caller gates on the recall;
-    the export is written either way so that a failed gate can be inspected.
+    The queries are split in two halves: with automatic ``num_leaves_to_search``, the search
+    is widened (by half again each step) until recall on the first half clears
+    ``min_recall`` by a margin; the reported recall is always measured on the second half, so
+    the gate never grades settings on the queries that picked them. Returns the index report
+    (settings, recall, timings); the caller gates on the recall. The export is written either
+    way so that a failed gate can be inspected.
     """
     import scann  # noqa: F401  (registers the Scann ops before TensorFlow needs them)
     import tensorflow as tf
@@ -95,19 +113,31 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
     metadata = export.read_metadata(base_dir)
     embeddings = base.candidate_embeddings.numpy()
     settings = params.resolved(len(embeddings))
-    started = time.monotonic()
-    layer = build_scann(embeddings, settings)
-    build_seconds = time.monotonic() - started
-
     queries = base.query_embedding(tf.constant(user_ids), tf.constant(timestamps, tf.int64))
     queries = queries["embedding"].numpy()
+    tuning, gating = (queries[0::2], queries[1::2]) if len(queries) > 1 else (queries, queries)
     k = min(params.recall_k, len(embeddings))
-    _, approximate = layer(tf.constant(queries), k=k)
-    recall = recall_at_k(approximate.numpy(), exact_top_k(queries, embeddings, k), k)
+
+    started = time.monotonic()
+    layer = build_scann(embeddings, settings)
+    steps = []
+    if not params.num_leaves_to_search:
+        while True:
+            tuned = _recall(layer, tuning, embeddings, k)
+            steps.append({"num_leaves_to_search": settings["num_leaves_to_search"],
+                          "tuning_recall": round(tuned, 4)})
+            if (tuned >= params.min_recall + AUTO_MARGIN
+                    or settings["num_leaves_to_search"] >= settings["num_leaves"]):
+                break
+            settings["num_leaves_to_search"] = min(
+                settings["num_leaves"], math.ceil(settings["num_leaves_to_search"] * 1.5))
+            layer = build_scann(embeddings, settings)
+    build_seconds = time.monotonic() - started
+    recall = _recall(layer, gating, embeddings, k)
 
     module = export.ScannExport(base, layer)
-    report = {"settings": settings, "recall_k": k, "recall": recall,
-              "queries": len(user_ids), "catalogue_size": len(embeddings),
+    report = {"settings": settings, "recall_k": k, "recall": recall, "tuning": steps,
+              "queries": len(gating), "catalogue_size": len(embeddings),
               "build_seconds": round(build_seconds, 3)}
     metadata = dict(metadata, kind="retrieval_scann", serving_k=settings["k"], index=report)
     export.save(module, out_dir, metadata, namespace_whitelist=[export.SCANN_NAMESPACE])

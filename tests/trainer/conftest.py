@@ -124,3 +124,22 @@ def tiny(tmp_path_factory) -> TinyArtifacts:
     artifacts.raw_eval_rows = evaluation
     artifacts.raw_train_rows = train
     return artifacts
+
+
+K = 5
+
+
+@pytest.fixture(scope="session")
+def retrieval(tiny, tmp_path_factory):
+    """(in-memory model, export path, metadata) of a retrieval model trained on ``tiny``."""
+    from recsys_pipeline.trainer import retrieval_trainer
+    from recsys_pipeline.trainer.common import load_training_data
+    from recsys_pipeline.trainer.hparams import RetrievalHParams
+
+    data = load_training_data(tiny.transform_dir, tiny.train_files, tiny.catalogue_dir)
+    model, _, _ = retrieval_trainer.train(data, RetrievalHParams(embedding_dim=8, epochs=3),
+                                          tiny.train_files)
+    path = tmp_path_factory.mktemp("export") / "retrieval"
+    metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K,
+                                              extra={})
+    return model, str(path), metadata

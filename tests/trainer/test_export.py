@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recsys_pipeline.trainer import export, inputs, ranking_trainer, retrieval_trainer
+from recsys_pipeline.trainer import export, inputs, ranking_trainer
 from recsys_pipeline.trainer.common import load_training_data
-from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams
+from recsys_pipeline.trainer.hparams import RankingHParams
 from recsys_pipeline.transform import features as F
 
 K = 5
@@ -28,16 +28,6 @@ def eval_batch(tiny, data):
     order = [keys.index((r[F.USER_ID], r[F.MOVIE_ID], r[F.TIMESTAMP]))
              for r in tiny.raw_eval_rows]
     return {k: v[order] for k, v in batch.items()}
-
-
-@pytest.fixture(scope="module")
-def retrieval(data, tiny, tmp_path_factory):
-    hp = RetrievalHParams(embedding_dim=8, epochs=3)
-    model, _, _ = retrieval_trainer.train(data, hp, tiny.train_files)
-    path = tmp_path_factory.mktemp("export") / "retrieval"
-    metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K,
-                                              extra={})
-    return model, str(path), metadata
 
 
 @pytest.fixture(scope="module")
