@@ -17,6 +17,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
+from recsys_pipeline.errors import DataError
 from recsys_pipeline.trainer import index
 from recsys_pipeline.transform import features as F
 
@@ -57,7 +58,7 @@ def ScannIndexer(
     users, timestamps = eval_queries(
         artifact_utils.get_split_uri([examples], "eval"), params.max_queries)
     if not users:
-        raise ValueError("the eval split has no examples to measure the index recall with")
+        raise DataError("the eval split has no examples to measure the index recall with")
     print(f"      indexing the catalogue with ScaNN; recall@{params.recall_k} on "
           f"{len(users)} eval users ...", flush=True)
     report = index.build_scann_export(path_utils.serving_model_path(model.uri),

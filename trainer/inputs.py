@@ -13,6 +13,7 @@ from typing import Iterator, Optional
 import numpy as np
 import tensorflow as tf
 
+from recsys_pipeline.errors import DataError
 from recsys_pipeline.transform import features as F
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -47,7 +48,7 @@ def files(patterns: str | list[str]) -> list[str]:
             pattern = os.path.join(pattern, "*")
         found += tf.io.gfile.glob(pattern)
     if not found:
-        raise FileNotFoundError(f"no data files match {patterns}")
+        raise DataError(f"no data files match {patterns}")
     return sorted(found)
 
 
@@ -100,7 +101,7 @@ def load_catalogue(catalogue_dir: str, tft_output) -> Catalogue:
         feats.append({n: transformed[n].numpy()
                       for n in F.MOVIE_INDEX_FEATURES + (F.GENRES_INDEX,)})
     if not ids:
-        raise ValueError(f"the movie catalogue at {catalogue_dir} is empty")
+        raise DataError(f"the movie catalogue at {catalogue_dir} is empty")
     width = max(f[F.GENRES_INDEX].shape[1] for f in feats)
     genres = np.concatenate([np.pad(f[F.GENRES_INDEX], ((0, 0), (0, width - f[F.GENRES_INDEX]
                                                                   .shape[1])),
@@ -150,7 +151,8 @@ def train_stats(dataset: tf.data.Dataset, num_movie_ids: int) -> TrainStats:
         for i, u in enumerate(user_ids.tolist()):
             users[u] = [int(col[i]) for col in columns]
     if n == 0:
-        raise ValueError("the train split is empty")
+        raise DataError("the train split is empty: nothing to train on (check split.eval_fraction "
+                        "or split.cutoff_timestamp)")
     return TrainStats(n, rating_sum / n, latest, counts, index_counts, users, demo or ())
 
 

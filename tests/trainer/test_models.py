@@ -86,3 +86,17 @@ def test_ranking_predicts_ratings_and_training_lowers_the_loss(data, tiny):
     assert model(batch).shape == (64,)
     before, after = _loss_drop(model, ds, 20)
     assert after < 0.7 * before, (before, after)
+
+
+def test_an_empty_train_split_is_a_data_error(tmp_path, data):
+    from recsys_pipeline.errors import DataError
+
+    _, spec, sizes, _ = data
+    empty = tmp_path / "Split-train"
+    empty.mkdir()
+    (empty / "data.gz").write_bytes(b"")
+    with pytest.raises(DataError, match="train split is empty"):
+        inputs.train_stats(inputs.transformed_dataset(str(empty), spec, 8),
+                           sizes[F.index_name(F.MOVIE_ID)])
+    with pytest.raises(DataError, match="no data files match"):
+        inputs.files(str(tmp_path / "nothing" / "*"))
