@@ -64,14 +64,21 @@ class _QuietFilter(logging.Filter):
         return record.levelno >= logging.ERROR
 
 
+def _console_stream():
+    """A duplicate of the terminal's stderr: _native_stderr_to may point fd 2 at the log."""
+    try:
+        return os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+    except OSError:  # stderr is not a file (e.g. captured by a test): nothing to protect
+        return sys.stderr
+
+
 def _setup_logging(output_dir: str, verbose: bool) -> str:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.INFO)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    # A duplicate of the terminal's stderr: _native_stderr_to may point fd 2 at the log file.
-    console = logging.StreamHandler(os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1))
+    console = logging.StreamHandler(_console_stream())
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     if not verbose:
         console.addFilter(_QuietFilter())
