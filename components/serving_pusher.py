@@ -29,16 +29,20 @@ from recsys_pipeline.trainer import export, serving
 STAGING_PREFIX = ".staging-"
 
 
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_tree(root: str) -> None:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             with open(os.path.join(dirpath, name), "rb") as f:
                 os.fsync(f.fileno())
-        fd = os.open(dirpath, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_dir(dirpath)
 
 
 def _next_version(model_dir: str) -> int:
@@ -80,11 +84,7 @@ def push(model_dir: str, serving_dir: str, model_name: str,
     _fsync_tree(staging)
     final = os.path.join(target, str(version))
     os.rename(staging, final)
-    fd = os.open(target, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync_dir(target)  # make the rename itself durable
     serving.write_models_configs(serving_dir)
     return version, final
 

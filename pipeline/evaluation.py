@@ -25,36 +25,31 @@ def top_k_metric(k: int) -> str:
     return f"top_{k}_accuracy"
 
 
-def retrieval_eval_config(ev: EvaluationConfig) -> tfma.EvalConfig:
-    threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": ev.min_top_k_accuracy}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -ev.top_k_tolerance}))
+def _gate(prediction_key: str, metric_class: str, metric_name: str,
+          threshold: tfma.MetricThreshold) -> tfma.EvalConfig:
+    """One model output, its gated metric (and the example count), on the overall slice."""
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=EVAL_SIGNATURE, label_key=F.LABEL,
-                                    prediction_key="top_k_hit")],
+                                    prediction_key=prediction_key)],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="MeanPrediction",
-                              config=json.dumps({"name": top_k_metric(ev.top_k)}),
+            tfma.MetricConfig(class_name=metric_class, config=json.dumps({"name": metric_name}),
                               threshold=threshold),
         ])])
 
 
+def retrieval_eval_config(ev: EvaluationConfig) -> tfma.EvalConfig:
+    return _gate("top_k_hit", "MeanPrediction", top_k_metric(ev.top_k), tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": ev.min_top_k_accuracy}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -ev.top_k_tolerance})))
+
+
 def ranking_eval_config(ev: EvaluationConfig) -> tfma.EvalConfig:
-    threshold = tfma.MetricThreshold(
+    return _gate("rating", "RootMeanSquaredError", RMSE_METRIC, tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(upper_bound={"value": ev.max_rmse}),
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.LOWER_IS_BETTER,
-            absolute={"value": ev.rmse_tolerance}))
-    return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name=EVAL_SIGNATURE, label_key=F.LABEL,
-                                    prediction_key="rating")],
-        slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="RootMeanSquaredError",
-                              config=json.dumps({"name": RMSE_METRIC}), threshold=threshold),
-        ])])
+            absolute={"value": ev.rmse_tolerance})))

@@ -32,7 +32,6 @@ from recsys_pipeline.transform import features as F
 METADATA_FILE = "recsys_model.json"
 SCANN_NAMESPACE = "Scann"
 
-_IDS = tf.TensorSpec([None], tf.string)
 _USER_ID = tf.TensorSpec([None], tf.string, name=F.USER_ID)
 _MOVIE_ID = tf.TensorSpec([None], tf.string, name=F.MOVIE_ID)
 _TIMESTAMP = tf.TensorSpec([None], tf.int64, name=F.TIMESTAMP)

@@ -20,17 +20,12 @@ from recsys_pipeline.transform.preprocessing import preprocessing_fn
 GENRES = ["Action", "Comedy", "Drama", "Horror"]
 BASE = 880_000_000
 
+_DTYPES = {"bytes": tf.string, "int": tf.int64, "float": tf.float32}
+# Every raw feature but the zip code, typed by features.RAW_FEATURE_KINDS; genres are a list.
 RAW_SPEC = {
-    F.USER_ID: tf.io.FixedLenFeature([], tf.string),
-    F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
-    F.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
-    F.MOVIE_GENRES: tf.io.VarLenFeature(tf.string),
-    F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
-    F.USER_RATING: tf.io.FixedLenFeature([], tf.float32),
-    F.USER_GENDER: tf.io.FixedLenFeature([], tf.string),
-    F.USER_AGE: tf.io.FixedLenFeature([], tf.int64),
-    F.USER_OCCUPATION: tf.io.FixedLenFeature([], tf.string),
-}
+    name: (tf.io.VarLenFeature(_DTYPES[kind]) if name == F.MOVIE_GENRES
+           else tf.io.FixedLenFeature([], _DTYPES[kind]))
+    for name, kind in F.RAW_FEATURE_KINDS.items() if name != F.USER_ZIP_CODE}
 
 
 def movies():
