@@ -6,6 +6,10 @@ input; this component is its spec with one more channel, run by TFX's own Generi
 which hands the catalogue split's location to ``run_fn`` as ``fn_args.catalogue_uri``. The
 orchestrator resolves and records it like any other input (lineage, caching), rather than a
 path hidden in ``custom_config``.
+
+It also takes ``epochs`` as its own execution property, overriding ``hparams.epochs`` in
+``custom_config``: Kubeflow can then expose it as a run-time parameter, which a value inside
+the ``custom_config`` JSON cannot be.
 """
 
 from __future__ import annotations
@@ -17,17 +21,19 @@ from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
-from tfx.types.component_spec import ChannelParameter
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import json_utils
 
 CATALOGUE_KEY = "catalogue"
 CATALOGUE_SPLIT = "catalogue"
+EPOCHS_KEY = "epochs"
 
 
 class RecsysTrainerSpec(types.ComponentSpec):
     """TrainerSpec plus the catalogue channel."""
 
-    PARAMETERS = dict(standard_component_specs.TrainerSpec.PARAMETERS)
+    PARAMETERS = {**standard_component_specs.TrainerSpec.PARAMETERS,
+                  EPOCHS_KEY: ExecutionParameter(type=int, optional=True)}
     INPUTS = {**standard_component_specs.TrainerSpec.INPUTS,
               CATALOGUE_KEY: ChannelParameter(type=standard_artifacts.Examples)}
     OUTPUTS = dict(standard_component_specs.TrainerSpec.OUTPUTS)
@@ -35,12 +41,18 @@ class RecsysTrainerSpec(types.ComponentSpec):
 
 
 class Executor(trainer_executor.GenericExecutor):
-    """GenericExecutor that also passes the catalogue split's URI to run_fn."""
+    """GenericExecutor that also passes the catalogue split's URI (and ``epochs``) to run_fn."""
 
     def _GetFnArgs(self, input_dict, output_dict, exec_properties):
+        exec_properties = dict(exec_properties)
+        epochs = exec_properties.pop(EPOCHS_KEY, None)
         fn_args = super()._GetFnArgs(input_dict, output_dict, exec_properties)
         fn_args.catalogue_uri = artifact_utils.get_split_uri(
             input_dict[CATALOGUE_KEY], CATALOGUE_SPLIT)
+        if epochs is not None:
+            fn_args.custom_config = {**fn_args.custom_config,
+                                     "hparams": {**fn_args.custom_config["hparams"],
+                                                 "epochs": int(epochs)}}
         return fn_args
 
 
@@ -52,13 +64,14 @@ class RecsysTrainer(base_component.BaseComponent):
 
     def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel,
                  catalogue: types.BaseChannel, run_fn: str,
-                 custom_config: Optional[dict[str, Any]] = None):
+                 custom_config: Optional[dict[str, Any]] = None, epochs=None):
         spec = RecsysTrainerSpec(
             examples=examples,
             transform_graph=transform_graph,
             catalogue=catalogue,
             run_fn=run_fn,
             custom_config=json_utils.dumps(custom_config or {}),
+            epochs=epochs,
             train_args=trainer_pb2.TrainArgs(),
             eval_args=trainer_pb2.EvalArgs(),
             model=types.Channel(type=standard_artifacts.Model),

@@ -23,6 +23,10 @@ from recsys_pipeline.trainer.index import IndexParams
 
 LAYOUTS = ("auto", "ml-100k", "ml-1m", "csv")
 SPLIT_KINDS = ("random", "temporal")
+KUBEFLOW_TARGETS = ("kfp", "vertex")
+# Where each downloadable dataset's files follow which layout (for compiling with layout auto).
+DATASET_LAYOUTS = {"ml-100k": "ml-100k", "ml-1m": "ml-1m", "ml-latest-small": "csv",
+                   "ml-25m": "csv"}
 
 
 @dataclass
@@ -114,6 +118,46 @@ class BeamConfig:
 
 
 @dataclass
+class KubeflowConfig:
+    """[kubeflow] Compiling for and scheduling on Kubeflow Pipelines 2.x or Vertex AI."""
+
+    target: str = knob(
+        "kfp",
+        "kfp: a PipelineSpec YAML for open-source Kubeflow Pipelines 2.x (upload API); "
+        "vertex: TFX's PipelineJob JSON for Vertex AI Pipelines.")
+    image: str = knob(
+        "recsys-pipeline:latest",
+        "Container image of every step, built from kubeflow/Dockerfile and pushed to a registry "
+        "the cluster can pull from (e.g. us-docker.pkg.dev/PROJECT/REPO/recsys-pipeline:TAG).")
+    pipeline_root: str = knob(
+        "gs://YOUR-BUCKET/recsys-pipeline",
+        "Root of every artifact of every run, readable by TensorFlow in each step: gs://... "
+        "(GKE / Vertex AI), or an absolute path on a volume mounted at the same path in every "
+        "step.")
+    data_dir: Optional[str] = knob(
+        None,
+        "Default of the data_dir run-time parameter: the dataset directory as the steps see it "
+        "(gs://... or a mounted path). Unset: data.data_dir.")
+    project_dir: str = knob(
+        "/opt/recsys-pipeline",
+        "Where kubeflow/Dockerfile puts this project inside the image (schemas are read from "
+        "there).")
+    runtime_parameters: bool = knob(
+        True,
+        "Expose data_dir, retrieval_epochs, ranking_epochs, min_top_k_accuracy and max_rmse as "
+        "run-time parameters of the compiled pipeline (defaults: this configuration).")
+    host: Optional[str] = knob(
+        None, "Kubeflow Pipelines API endpoint, e.g. http://localhost:8080 after "
+        "kubectl port-forward. Overridden by --host or $KFP_HOST.")
+    namespace: Optional[str] = knob(
+        None, "Kubernetes namespace (multi-user Kubeflow). Overridden by --namespace or "
+        "$KFP_NAMESPACE.")
+    experiment: str = knob("recsys", "Experiment that runs and recurring runs are filed under.")
+    service_account: str = knob(
+        "", "Kubernetes service account of the runs (must be able to write pipeline_root).")
+
+
+@dataclass
 class PipelineConfig:
     """The whole pipeline: top-level keys plus one section per stage."""
 
@@ -133,6 +177,7 @@ class PipelineConfig:
     index: IndexParams = field(default_factory=IndexParams)
     serving: ServingConfig = field(default_factory=ServingConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
+    kubeflow: KubeflowConfig = field(default_factory=KubeflowConfig)
 
     @property
     def pipeline_root(self) -> str:
@@ -191,6 +236,18 @@ class PipelineConfig:
                 raise bad(f"index.{key}", "must be 0 (automatic) or positive")
         if ix.recall_k > ix.k:
             raise bad("index.recall_k", f"({ix.recall_k}) must not exceed index.k ({ix.k})")
+        kf = self.kubeflow
+        if kf.target not in KUBEFLOW_TARGETS:
+            raise bad("kubeflow.target", f"is {kf.target!r}; expected one of {KUBEFLOW_TARGETS}")
+        if not kf.image or any(c.isspace() for c in kf.image):
+            raise bad("kubeflow.image", f"is {kf.image!r}; expected an image reference")
+        if not kf.pipeline_root.startswith(("gs://", "/")):
+            # Every TFX step reads and writes artifacts through tf.io.gfile, and TensorFlow
+            # 2.20 has no S3 filesystem (tensorflow-io has no build for it).
+            raise bad("kubeflow.pipeline_root",
+                      f"is {kf.pipeline_root!r}; expected gs://... or an absolute path on a "
+                      "volume mounted in every step (s3:// and minio:// are not readable by "
+                      "TensorFlow 2.20)")
         return self
 
     def split_config_json(self) -> str:

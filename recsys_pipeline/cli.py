@@ -3,6 +3,8 @@
     recsys run [--config FILE] [--data-dir DIR] [--output-dir DIR] [--verbose]
     recsys recommend --user-id ID [--k 10] [--output-dir DIR] [--config FILE]
     recsys config [--config FILE]       print the effective configuration, documented
+    recsys kubeflow compile|run-local|upload|run|schedule|schedules|disable ...
+                                        compile for and schedule on Kubeflow Pipelines
 
 Errors the user can act on are printed as one message with a non-zero exit; the full log of
 every run is kept under ``<output-dir>/logs/``.
@@ -43,7 +45,69 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cfg = sub.add_parser("config", help="print the effective configuration as documented TOML")
     cfg.add_argument("--config", help="TOML or YAML config file to start from")
+    _add_kubeflow_parser(sub)
     return parser
+
+
+def _add_kubeflow_parser(sub) -> None:
+    kf = sub.add_parser("kubeflow", help="compile for, upload to and schedule on Kubeflow "
+                        "Pipelines 2.x (or Vertex AI)")
+    kfsub = kf.add_subparsers(dest="kubeflow_command", required=True)
+
+    def with_config(p):
+        p.add_argument("--config", help="TOML or YAML config file ([kubeflow] section)")
+        return p
+
+    def with_connection(p):
+        with_config(p)
+        p.add_argument("--host", help="KFP API endpoint (default: $KFP_HOST, kubeflow.host)")
+        p.add_argument("--namespace", help="namespace (default: $KFP_NAMESPACE, "
+                       "kubeflow.namespace)")
+        p.add_argument("--token", help="bearer token (default: $KFP_TOKEN)")
+        return p
+
+    def with_params(p):
+        p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="run-time parameter, repeatable: data_dir, retrieval_epochs, "
+                       "ranking_epochs, min_top_k_accuracy, max_rmse")
+        return p
+
+    c = with_config(kfsub.add_parser("compile", help="compile the DAG with TFX's Kubeflow V2 "
+                                     "runner"))
+    c.add_argument("--output", help="file to write (default: pipeline.yaml for kfp, "
+                   "pipeline.json for vertex)")
+    c.add_argument("--target", choices=("kfp", "vertex"), help="default: kubeflow.target")
+    c.add_argument("--image", help="container image (default: kubeflow.image)")
+    c.add_argument("--pipeline-root", help="artifact root (default: kubeflow.pipeline_root)")
+
+    rl = with_params(kfsub.add_parser(
+        "run-local", help="execute a compiled PipelineSpec here, task by task, as KFP would"))
+    rl.add_argument("package", help="compiled pipeline (recsys kubeflow compile)")
+    rl.add_argument("--pipeline-root", help="local artifact root (default: the spec's)")
+
+    up = with_connection(kfsub.add_parser("upload", help="upload a compiled pipeline version"))
+    up.add_argument("package", help="compiled pipeline (recsys kubeflow compile)")
+    up.add_argument("--name", help="pipeline name (default: pipeline_name)")
+    up.add_argument("--version", help="version name (default: name and UTC time)")
+    up.add_argument("--description", default="", help="version description")
+
+    run = with_params(with_connection(kfsub.add_parser("run", help="start one run")))
+    run.add_argument("--name", help="pipeline name (default: pipeline_name)")
+    run.add_argument("--version-id", help="pipeline version (default: the newest)")
+
+    sch = with_params(with_connection(kfsub.add_parser(
+        "schedule", help="create a recurring run (max concurrency 1, no catch-up)")))
+    sch.add_argument("--cron", required=True, help="6-field cron: second minute hour "
+                     "day-of-month month day-of-week, e.g. '0 0 3 * * *' (5 fields: second 0)")
+    sch.add_argument("--name", default=None, help="recurring run name (default: "
+                     "<pipeline>-recurring)")
+    sch.add_argument("--pipeline", help="pipeline name (default: pipeline_name)")
+    sch.add_argument("--version-id", help="pipeline version (default: the newest)")
+
+    ls = with_connection(kfsub.add_parser("schedules", help="list recurring runs"))
+    ls.add_argument("--experiment", help="only this experiment's")
+    dis = with_connection(kfsub.add_parser("disable", help="disable a recurring run"))
+    dis.add_argument("recurring_run_id")
 
 
 def _load_config(args: argparse.Namespace):
@@ -169,6 +233,86 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_params(pairs: Sequence[str]) -> dict:
+    """--param NAME=VALUE pairs, typed as the pipeline declares them."""
+    from recsys_pipeline.errors import ConfigError
+    from recsys_pipeline.pipeline.pipeline import RUNTIME_PARAMETERS
+
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--param {pair!r}: expected NAME=VALUE")
+        if name not in RUNTIME_PARAMETERS:
+            raise ConfigError(f"unknown run-time parameter {name!r}; the pipeline has: "
+                              f"{', '.join(RUNTIME_PARAMETERS)}")
+        kind = RUNTIME_PARAMETERS[name]
+        try:
+            params[name] = kind(value)
+        except ValueError:
+            raise ConfigError(f"--param {name}: {value!r} is not {kind.__name__}") from None
+    return params
+
+
+def _cmd_kubeflow(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    command = args.kubeflow_command
+    if command == "compile":
+        from recsys_pipeline.kubeflow.compile import compile_pipeline
+
+        kf = dataclasses.replace(
+            config.kubeflow, **{k: v for k, v in (("target", args.target), ("image", args.image),
+                                                  ("pipeline_root", args.pipeline_root)) if v})
+        config = dataclasses.replace(config, kubeflow=kf).validate()
+        output = args.output or ("pipeline.json" if kf.target == "vertex" else "pipeline.yaml")
+        compile_pipeline(config, output)
+        kind = "PipelineJob for Vertex AI" if kf.target == "vertex" else "PipelineSpec for KFP 2.x"
+        print(f"Wrote {output} ({kind}, image {kf.image}, pipeline root {kf.pipeline_root})")
+        return 0
+    if command == "run-local":
+        import yaml
+
+        from recsys_pipeline.kubeflow.launcher import run_spec
+
+        with open(args.package) as f:
+            spec = yaml.safe_load(f)
+        spec = spec.get("pipelineSpec", spec)  # a Vertex PipelineJob holds the spec
+        results = run_spec(spec, args.pipeline_root, _parse_params(args.param))
+        for r in results:
+            print(f"  {r.name:<22} {r.seconds:6.0f}s  {os.path.dirname(r.log_path)}")
+        return 0
+    from recsys_pipeline.kubeflow.client import Connection, Pipelines
+
+    params = _parse_params(getattr(args, "param", []))
+    connection = Connection.resolve(args.host, args.namespace, args.token, os.environ,
+                                    config.kubeflow)
+    kfp = Pipelines(connection)
+    kf = config.kubeflow
+    if command == "upload":
+        pipeline_id, version_id = kfp.upload(args.package, args.name or config.pipeline_name,
+                                             args.version, args.description)
+        print(f"Uploaded: pipeline {pipeline_id}, version {version_id}")
+    elif command == "run":
+        run_id = kfp.run(args.name or config.pipeline_name, kf.experiment, args.version_id,
+                         params, service_account=kf.service_account)
+        print(f"Started run {run_id}")
+    elif command == "schedule":
+        pipeline = args.pipeline or config.pipeline_name
+        recurring_id = kfp.schedule(args.name or f"{pipeline}-recurring", args.cron, pipeline,
+                                    kf.experiment, args.version_id, params,
+                                    service_account=kf.service_account)
+        print(f"Created recurring run {recurring_id} (max concurrency 1, no catch-up)")
+    elif command == "schedules":
+        rows = kfp.schedules(args.experiment)
+        print(f"{'id':<40}  {'mode':<8}  {'cron':<16}  name")
+        for r in rows:
+            print(f"{r['id']:<40}  {r['mode']:<8}  {r['cron']:<16}  {r['name']}")
+    elif command == "disable":
+        kfp.disable(args.recurring_run_id)
+        print(f"Disabled recurring run {args.recurring_run_id}")
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from recsys_pipeline.pipeline.config import render_toml
 
@@ -184,8 +328,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # machines) is noise on the console; --verbose shows it.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        return {"run": _cmd_run, "recommend": _cmd_recommend,
-                "config": _cmd_config}[args.command](args)
+        return {"run": _cmd_run, "recommend": _cmd_recommend, "config": _cmd_config,
+                "kubeflow": _cmd_kubeflow}[args.command](args)
     except RecsysError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -1,0 +1,156 @@
+"""Compiles ``create_pipeline(config)`` with TFX's Kubeflow V2 runner.
+
+Two targets, one DAG:
+
+* ``kfp`` (open-source Kubeflow Pipelines 2.x): KFP's upload API takes a ``PipelineSpec``
+  document (YAML or JSON) of schema version 2.1.0 -- not the ``PipelineJob`` wrapper TFX
+  writes -- so the spec is taken out of the job, and the pipeline root TFX keeps in the job's
+  runtime config becomes the spec's ``defaultPipelineRoot``. TFX's Resolver nodes compile to
+  KFP ``resolver`` executors, which this backend does not implement, so this target builds
+  the DAG with ``BlessedModelLookup`` in their place (see ``pipeline/pipeline.py``).
+* ``vertex`` (Vertex AI Pipelines): TFX's ``PipelineJob`` JSON as it is; Vertex runs the
+  Resolvers natively.
+
+On both, MovieLensExampleGen is compiled with caching off: its inputs are a directory name
+and settings, so a cache hit would silently reuse old data after the files there changed.
+Everything downstream then sees a new artifact and recomputes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from recsys_pipeline.errors import ConfigError
+from recsys_pipeline.pipeline.config import PipelineConfig
+
+SCHEMA_VERSION = "2.1.0"
+EXAMPLE_GEN = "MovieLensExampleGen"
+CONTAINER_ENV = (("TF_USE_LEGACY_KERAS", "1"),)
+
+
+def build_job(config: PipelineConfig, target: str) -> dict[str, Any]:
+    """TFX's PipelineJob (as a dict) for the DAG built for ``target``."""
+    from tfx import v1 as tfx
+
+    from recsys_pipeline.pipeline.pipeline import create_pipeline
+
+    pipeline = create_pipeline(config, target=target)
+    defaults = runtime_parameter_defaults(pipeline)
+    runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+        display_name=config.pipeline_name, default_image=config.kubeflow.image,
+        use_pipeline_spec_2_1=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+            config=runner_config, output_dir=scratch)
+        job = runner.run(pipeline, parameter_values=defaults, write_out=False)
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    tasks[EXAMPLE_GEN]["cachingOptions"] = {"enableCache": False}
+    for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
+        if "container" in executor:
+            # The entrypoint imports TensorFlow before any of our modules could select Keras 2
+            # (which TFRS needs); the image sets it too, this keeps other images honest.
+            executor["container"]["env"] = [dict(name=k, value=v) for k, v in CONTAINER_ENV]
+    return job
+
+
+def runtime_parameter_defaults(pipeline) -> dict[str, Any]:
+    """{name: default} of the pipeline's run-time parameters that have a default.
+
+    TFX's compiler leaves defaults out of the spec; they are given back as the job's
+    parameter values (Vertex) and as the root's input defaults (KFP).
+    """
+    from tfx.orchestration import data_types
+
+    defaults = {}
+    for component in pipeline.components:
+        for value in component.exec_properties.values():
+            if isinstance(value, data_types.RuntimeParameter) and value.default is not None:
+                defaults[value.name] = value.default
+    return defaults
+
+
+def kfp_pipeline_spec(job: dict[str, Any]) -> dict[str, Any]:
+    """The PipelineSpec that KFP 2.x's upload API accepts, from TFX's PipelineJob."""
+    spec = dict(job["pipelineSpec"])
+    if spec.get("schemaVersion") != SCHEMA_VERSION:
+        raise ConfigError(f"KFP 2.x accepts pipeline spec schema {SCHEMA_VERSION} only; "
+                          f"TFX wrote {spec.get('schemaVersion')!r}")
+    runtime = job.get("runtimeConfig", {})
+    if runtime.get("gcsOutputDirectory"):
+        spec["defaultPipelineRoot"] = runtime["gcsOutputDirectory"]
+    spec["root"] = json.loads(json.dumps(spec["root"]))
+    parameters = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    for name, value in runtime.get("parameterValues", {}).items():
+        parameters[name]["defaultValue"] = value
+    return spec
+
+
+def check_pipeline_spec(spec: dict[str, Any]):
+    """Parses ``spec`` as KFP's PipelineSpec proto (unknown fields are an error)."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    message = pipeline_spec_pb2.PipelineSpec()
+    json_format.ParseDict(spec, message)
+    return message
+
+
+def render(document: dict[str, Any], path: str) -> str:
+    """JSON for .json paths, YAML otherwise (KFP's upload takes either)."""
+    if path.endswith(".json"):
+        return json.dumps(document, indent=2, sort_keys=True) + "\n"
+    import yaml
+
+    return yaml.safe_dump(document, sort_keys=True, width=100)
+
+
+def compile_pipeline(config: PipelineConfig, output_path: str) -> dict[str, Any]:
+    """Writes the compiled pipeline for ``config.kubeflow.target``; returns the document."""
+    target = config.kubeflow.target
+    job = build_job(config, target)
+    if target == "vertex":
+        document = job
+        check_pipeline_spec(job["pipelineSpec"])
+    else:
+        document = kfp_pipeline_spec(job)
+        check_pipeline_spec(document)
+    directory = os.path.dirname(os.path.abspath(output_path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{output_path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(render(document, output_path))
+    os.replace(tmp, output_path)
+    return document
+
+
+RESOLVER_SUFFIXES = ("-model-blessing-resolver", "-model-resolver")
+
+
+def _node_of(task: str) -> str:
+    for suffix in RESOLVER_SUFFIXES:
+        if task.endswith(suffix):
+            return task[: -len(suffix)]
+    return task
+
+
+def task_graph(spec: dict[str, Any]) -> dict[str, list[str]]:
+    """{node: sorted upstream nodes} of a compiled PipelineSpec's root DAG.
+
+    Upstream means a dependency or an input produced by that task. TFX compiles a
+    latest-blessed-model Resolver (Vertex target) into two resolver tasks named after it;
+    they count as the one node they came from.
+    """
+    graph: dict[str, set] = {}
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        upstream = set(task.get("dependentTasks", []))
+        for kind in ("artifacts", "parameters"):
+            for source in task.get("inputs", {}).get(kind, {}).values():
+                for key in ("taskOutputArtifact", "taskOutputParameter"):
+                    if key in source:
+                        upstream.add(source[key]["producerTask"])
+        node = _node_of(name)
+        graph.setdefault(node, set()).update(_node_of(u) for u in upstream)
+    return {node: sorted(up - {node}) for node, up in sorted(graph.items())}

@@ -1,0 +1,196 @@
+"""Runs a compiled PipelineSpec on this machine, task by task, as KFP's launcher would.
+
+``recsys kubeflow run-local pipeline.yaml`` (and the tests) use it to prove that what was
+compiled executes -- not only that it parses -- before it is uploaded anywhere. For each task
+of the root DAG, in dependency order, it:
+
+1. resolves the task's inputs: constants, the pipeline's run-time parameters, and upstream
+   outputs (artifacts with the metadata their producer reported);
+2. gives each output artifact a URI under ``<pipeline_root>/<pipeline>/<run id>/<task>/``;
+3. builds the ``ExecutorInput`` JSON, substitutes it for ``{{$}}`` in the container's
+   arguments and runs the container's command as a subprocess (in the current environment,
+   not the image: ``python`` is whatever is first on ``PATH``);
+4. reads the ``ExecutorOutput`` the step wrote and records its artifacts' metadata.
+
+Only what TFX's compiled pipelines use is implemented; anything else (``resolver`` or
+``importer`` executors, other placeholders, conditions, loops) is refused by name, which is
+also what open-source KFP does with ``resolver``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from typing import Any, Callable, Mapping, Optional
+
+from recsys_pipeline.errors import RecsysError
+
+logger = logging.getLogger(__name__)
+
+
+class LaunchError(RecsysError):
+    """A compiled task could not be run, or failed."""
+
+
+@dataclasses.dataclass
+class TaskResult:
+    """What one task did."""
+
+    name: str
+    seconds: float
+    artifacts: dict[str, dict[str, Any]]
+    log_path: str
+
+
+def topological_order(tasks: Mapping[str, dict]) -> list[str]:
+    """Task names so that every task comes after the tasks it depends on."""
+    def upstream(task: dict) -> set:
+        found = set(task.get("dependentTasks", []))
+        for kind in ("artifacts", "parameters"):
+            for source in task.get("inputs", {}).get(kind, {}).values():
+                for key in ("taskOutputArtifact", "taskOutputParameter"):
+                    if key in source:
+                        found.add(source[key]["producerTask"])
+        return found
+
+    pending = {name: upstream(task) for name, task in tasks.items()}
+    order: list[str] = []
+    while pending:
+        ready = sorted(n for n, up in pending.items() if not up - set(order))
+        if not ready:
+            raise LaunchError(f"the DAG has a cycle among {sorted(pending)}")
+        for name in ready:
+            order.append(name)
+            del pending[name]
+    return order
+
+
+def _parameter_value(source: dict, task: str, name: str, parameters: Mapping[str, Any],
+                     outputs: Mapping[str, dict]) -> Any:
+    if "runtimeValue" in source:
+        value = source["runtimeValue"]
+        return value["constant"] if "constant" in value else value["constantValue"]
+    if "componentInputParameter" in source:
+        key = source["componentInputParameter"]
+        if key not in parameters:
+            raise LaunchError(f"task {task}: input {name} needs the pipeline parameter {key!r}, "
+                              "which has no value and no default")
+        return parameters[key]
+    if "taskOutputParameter" in source:
+        ref = source["taskOutputParameter"]
+        return outputs[ref["producerTask"]]["parameters"][ref["outputParameterKey"]]
+    raise LaunchError(f"task {task}: input parameter {name} has an unsupported source {source}")
+
+
+def _executor_input(spec: dict, name: str, run_dir: str, parameters: Mapping[str, Any],
+                    outputs: Mapping[str, dict], next_id: Callable[[], str]) -> dict:
+    task = spec["root"]["dag"]["tasks"][name]
+    component = spec["components"][task["componentRef"]["name"]]
+    inputs: dict[str, Any] = {"parameterValues": {}, "artifacts": {}}
+    for key, source in task.get("inputs", {}).get("parameters", {}).items():
+        inputs["parameterValues"][key] = _parameter_value(source, name, key, parameters, outputs)
+    for key, source in task.get("inputs", {}).get("artifacts", {}).items():
+        if "taskOutputArtifact" not in source:
+            raise LaunchError(f"task {name}: input artifact {key} has an unsupported source")
+        ref = source["taskOutputArtifact"]
+        produced = outputs[ref["producerTask"]]["artifacts"][ref["outputArtifactKey"]]
+        inputs["artifacts"][key] = {"artifacts": [produced]}
+    task_dir = os.path.join(run_dir, name)
+    out: dict[str, Any] = {"artifacts": {}, "parameters": {},
+                           "outputFile": os.path.join(task_dir, "executor_output.json")}
+    for key, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items():
+        out["artifacts"][key] = {"artifacts": [{
+            "name": next_id(), "type": definition["artifactType"],
+            "uri": os.path.join(task_dir, key), "metadata": {}}]}
+    for key in component.get("outputDefinitions", {}).get("parameters", {}):
+        out["parameters"][key] = {"outputFile": os.path.join(task_dir, "parameters", key)}
+    return {"inputs": inputs, "outputs": out}
+
+
+def _substitute(arguments: list[str], executor_input: dict, task: str) -> list[str]:
+    result = []
+    for argument in arguments:
+        argument = argument.replace("{{$}}", json.dumps(executor_input))
+        if "{{$" in argument:
+            raise LaunchError(f"task {task}: placeholder not supported here: {argument[:80]}")
+        result.append(argument)
+    return result
+
+
+def _merge_output(planned: dict, output_file: str) -> dict[str, Any]:
+    artifacts = {key: dict(value["artifacts"][0]) for key, value in planned.items()}
+    parameters: dict[str, Any] = {}
+    if os.path.exists(output_file):
+        with open(output_file) as f:
+            reported = json.load(f)
+        for key, value in reported.get("artifacts", {}).items():
+            if key in artifacts and value.get("artifacts"):
+                artifacts[key]["metadata"] = value["artifacts"][0].get("metadata", {})
+        parameters = dict(reported.get("parameterValues", {}))
+    return {"artifacts": artifacts, "parameters": parameters}
+
+
+def run_spec(spec: dict, pipeline_root: Optional[str] = None,
+             parameters: Optional[Mapping[str, Any]] = None,
+             env: Optional[Mapping[str, str]] = None,
+             progress: Callable[[str], None] = print) -> list[TaskResult]:
+    """Runs every task of ``spec`` (a PipelineSpec dict); returns what each did.
+
+    ``parameters`` override the root's defaults. Each task's output goes to ``task.log`` in
+    its folder; a failing task raises LaunchError with the end of that log.
+    """
+    root = pipeline_root or spec.get("defaultPipelineRoot")
+    if not root or root.startswith(("gs://", "s3://", "minio://")):
+        raise LaunchError(f"run-local needs a local pipeline root (got {root!r})")
+    values = {name: definition["defaultValue"] for name, definition in
+              spec["root"].get("inputDefinitions", {}).get("parameters", {}).items()
+              if "defaultValue" in definition}
+    values.update(parameters or {})
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    run_dir = os.path.join(root, spec["pipelineInfo"]["name"], run_id)
+    env = dict(env if env is not None else os.environ)
+    executors = spec["deploymentSpec"]["executors"]
+    counter = iter(range(1, 1 << 62))
+    outputs: dict[str, dict] = {}
+    results = []
+    tasks = spec["root"]["dag"]["tasks"]
+    for name in topological_order(tasks):
+        component = spec["components"][tasks[name]["componentRef"]["name"]]
+        executor = executors[component["executorLabel"]]
+        if "container" not in executor:
+            kind = next(iter(executor), "unknown")
+            raise LaunchError(f"task {name}: {kind} executors are not supported (open-source "
+                              "Kubeflow Pipelines does not implement resolver executors)")
+        container = executor["container"]
+        executor_input = _executor_input(spec, name, run_dir, values, outputs,
+                                         lambda: str(next(counter)))
+        command = _substitute(list(container.get("command", [])) +
+                              list(container.get("args", [])), executor_input, name)
+        program = shutil.which(command[0], path=env.get("PATH"))
+        if program is None:
+            raise LaunchError(f"task {name}: {command[0]!r} is not on PATH")
+        task_dir = os.path.join(run_dir, name)
+        os.makedirs(task_dir, exist_ok=True)
+        task_env = {**env, **{e["name"]: e["value"] for e in container.get("env", [])}}
+        log_path = os.path.join(task_dir, "task.log")
+        progress(f"[{len(results) + 1}/{len(tasks)}] {name} ({container.get('image')})")
+        start = time.monotonic()
+        with open(log_path, "wb") as log:
+            code = subprocess.run([program] + command[1:], stdout=log,
+                                  stderr=subprocess.STDOUT, env=task_env, cwd=task_dir).returncode
+        seconds = time.monotonic() - start
+        if code != 0:
+            with open(log_path, "rb") as f:
+                tail = f.read()[-3000:].decode(errors="replace")
+            raise LaunchError(f"task {name} exited with {code} after {seconds:.0f}s; "
+                              f"log {log_path}:\n{tail}")
+        outputs[name] = _merge_output(executor_input["outputs"]["artifacts"],
+                                      executor_input["outputs"]["outputFile"])
+        results.append(TaskResult(name, seconds, outputs[name]["artifacts"], log_path))
+    return results

@@ -1,0 +1,159 @@
+"""`recsys kubeflow upload|run|schedule|schedules|disable` against a local server implementing
+the KFP v2beta1 REST API (tests/kubeflow/fake_kfp.py), which checks every request body against
+the API's schema; and the errors: unreachable host, refused credentials, bad cron."""
+
+import socket
+
+import pytest
+
+from recsys_pipeline import cli
+from recsys_pipeline.kubeflow import client as kfc
+from recsys_pipeline.kubeflow import compile as kf_compile
+from recsys_pipeline.pipeline.config import PipelineConfig
+from tests.kubeflow.fake_kfp import FakeKFP, schema_errors
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    path = tmp_path_factory.mktemp("package") / "pipeline.yaml"
+    kf_compile.compile_pipeline(PipelineConfig(), str(path))
+    return str(path)
+
+
+@pytest.fixture
+def server():
+    with FakeKFP() as fake:
+        yield fake
+
+
+def _recsys(*args):
+    return cli.main(["kubeflow", *args])
+
+
+def test_schema_check_catches_wrong_fields_and_types():
+    assert schema_errors({"display_name": "x", "max_concurrency": "1",
+                          "trigger": {"cron_schedule": {"cron": "0 0 3 * * *"}},
+                          "mode": "ENABLE"}, "V2beta1RecurringRun") == []
+    assert schema_errors({"maxConcurrencyy": 1}, "V2beta1RecurringRun") == [
+        "body.maxConcurrencyy: not a field of V2beta1RecurringRun"]
+    assert schema_errors({"mode": "ON"}, "V2beta1RecurringRun")[0].startswith("body.mode: 'ON'")
+    assert schema_errors({"no_catchup": "yes"}, "V2beta1RecurringRun") == [
+        "body.no_catchup: 'yes' is not bool"]
+
+
+def test_upload_run_schedule_list_disable(server, package, capsys):
+    host = ["--host", server.host]
+    assert _recsys("upload", package, *host) == 0
+    assert _recsys("upload", package, *host, "--version", "v2") == 0  # a second version
+    (pipeline,) = server.pipelines.values()
+    assert pipeline["display_name"] == "recsys-pipeline"
+    versions = server.versions[pipeline["pipeline_id"]]
+    assert [v["display_name"] for v in versions] == ["recsys-pipeline", "v2"]
+    import yaml
+
+    with open(package) as f:
+        assert server.specs[versions[-1]["pipeline_version_id"]] == yaml.safe_load(f)
+
+    assert _recsys("run", *host, "--param", "retrieval_epochs=3",
+                   "--param", "data_dir=gs://bucket/ml-100k") == 0
+    (run,) = server.runs.values()
+    assert run["pipeline_version_reference"] == {
+        "pipeline_id": pipeline["pipeline_id"],
+        "pipeline_version_id": versions[-1]["pipeline_version_id"]}  # newest version
+    assert run["runtime_config"]["parameters"] == {"retrieval_epochs": 3,
+                                                   "data_dir": "gs://bucket/ml-100k"}
+    (experiment,) = server.experiments.values()
+    assert experiment["display_name"] == "recsys" and run["experiment_id"] == \
+        experiment["experiment_id"]
+
+    assert _recsys("schedule", *host, "--cron", "0 3 * * *", "--name", "nightly",
+                   "--param", "max_rmse=0.95") == 0
+    (recurring,) = server.recurring.values()
+    assert recurring["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * *"}}
+    assert int(recurring["max_concurrency"]) == 1 and recurring["no_catchup"] is True
+    assert recurring["mode"] == "ENABLE" and recurring["display_name"] == "nightly"
+    assert recurring["runtime_config"]["parameters"] == {"max_rmse": 0.95}
+    assert len(server.experiments) == 1  # the experiment was found, not created again
+
+    capsys.readouterr()
+    assert _recsys("schedules", *host) == 0
+    listing = capsys.readouterr().out
+    assert recurring["recurring_run_id"] in listing and "0 0 3 * * *" in listing
+    assert _recsys("disable", *host, recurring["recurring_run_id"]) == 0
+    assert server.recurring[recurring["recurring_run_id"]]["mode"] == "DISABLE"
+    assert server.errors == []  # every body fitted the API schema
+
+
+def test_unknown_parameter_is_refused_before_the_call(server, package, capsys):
+    assert _recsys("upload", package, "--host", server.host) == 0
+    assert _recsys("run", "--host", server.host, "--param", "epochs=3") == 2
+    err = capsys.readouterr().err
+    assert "unknown run-time parameter 'epochs'" in err and "retrieval_epochs" in err
+    assert server.runs == {}
+
+
+def test_run_before_upload_says_what_to_do(server, capsys):
+    assert _recsys("run", "--host", server.host) == 2
+    assert "upload it first" in capsys.readouterr().err
+
+
+def test_unreachable_host(capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    assert _recsys("schedules", "--host", f"http://127.0.0.1:{port}") == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach Kubeflow Pipelines at http://127.0.0.1:{port}" in err
+    assert "port-forward" in err
+
+
+def test_missing_host(capsys, monkeypatch):
+    monkeypatch.delenv("KFP_HOST", raising=False)
+    assert _recsys("schedules") == 2
+    assert "no Kubeflow Pipelines host" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("token", [None, "wrong"])
+def test_auth_failure(package, capsys, token):
+    with FakeKFP(token="s3cret") as fake:
+        args = ["--host", fake.host] + (["--token", token] if token else [])
+        assert _recsys("upload", package, *args) == 2
+        err = capsys.readouterr().err
+        assert "authentication to Kubeflow Pipelines" in err and "HTTP 401" in err
+        assert ("refused" if token else "no token was given") in err
+        assert fake.pipelines == {}
+
+
+def test_token_from_the_environment_is_sent(package, monkeypatch):
+    with FakeKFP(token="s3cret") as fake:
+        monkeypatch.setenv("KFP_TOKEN", "s3cret")
+        monkeypatch.setenv("KFP_HOST", fake.host)
+        assert _recsys("upload", package) == 0
+        assert fake.requests and all(
+            {k.lower(): v for k, v in r["headers"].items()}.get("authorization") == "Bearer s3cret"
+            for r in fake.requests)
+
+
+@pytest.mark.parametrize("cron, message", [
+    ("0 3 * *", "4 fields"),
+    ("0 0 25 * * *", "hour 25 is outside 0-23"),
+    ("0 61 * * * *", "minute 61 is outside 0-59"),
+    ("0 0 3 * * MON-FRX", "day-of-week field has 'MON-FRX'"),
+    ("0 0 3 ? * * *", "7 fields"),
+    ("0 0 5-3 * * *", "empty range '5-3'"),
+    ("0 */0 * * * *", "step '0'"),
+])
+def test_bad_cron_is_refused_before_any_call(server, capsys, cron, message):
+    assert _recsys("schedule", "--host", server.host, "--cron", cron) == 2
+    err = capsys.readouterr().err
+    assert f"invalid cron expression {cron!r}" in err and message in err, err
+    assert "second minute hour day-of-month month day-of-week" in err
+    assert server.recurring == {} and not [r for r in server.requests if r["method"] == "POST"]
+
+
+@pytest.mark.parametrize("cron, normalized", [
+    ("0 3 * * *", "0 0 3 * * *"), ("*/15 * * * * *", "*/15 * * * * *"),
+    ("0 30 2 * * MON-FRI", "0 30 2 * * MON-FRI"), ("@daily", "@daily"),
+    ("0 0 0 1,15 JAN-JUN ?", "0 0 0 1,15 JAN-JUN ?"), ("@every 6h", "@every 6h")])
+def test_good_cron(cron, normalized):
+    assert kfc.normalize_cron(cron) == normalized

@@ -1,0 +1,138 @@
+"""Compiling for Kubeflow: the spec's task graph is the local DAG's, it parses as KFP's
+PipelineSpec, carries the configured image and run-time parameters, and matches the checked-in
+golden spec once volatile fields are removed.
+
+To accept an intended change of the compiled spec, regenerate the golden file with
+``RECSYS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/kubeflow/test_compile.py`` and review its diff.
+"""
+
+import json
+import os
+import pathlib
+import re
+
+import pytest
+
+from recsys_pipeline.kubeflow import compile as kf_compile
+from recsys_pipeline.pipeline.config import PipelineConfig
+from recsys_pipeline.pipeline.pipeline import RUNTIME_PARAMETERS, create_pipeline
+
+GOLDEN = pathlib.Path(__file__).parent / "golden" / "pipeline_spec.json"
+IMAGE = "registry.example.com/ml/recsys-pipeline:golden"
+
+
+def _config(target="kfp"):
+    config = PipelineConfig()
+    config.kubeflow.image = IMAGE
+    config.kubeflow.target = target
+    return config
+
+
+@pytest.fixture(scope="module")
+def kfp_spec(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compile") / "pipeline.yaml"
+    document = kf_compile.compile_pipeline(_config(), str(out))
+    return document, out
+
+
+def _local_graph(ml100k_dir):
+    config = PipelineConfig()
+    config.data.data_dir = str(ml100k_dir)
+    return {c.id: sorted(u.id for u in c.upstream_nodes)
+            for c in create_pipeline(config).components}
+
+
+def normalized(spec: dict) -> dict:
+    """The spec without what changes with the TFX release or any source edit."""
+    text = json.dumps(spec, sort_keys=True)
+    text = re.sub(r'(\\*"source_fingerprint\\*": \\*")[0-9a-f]{16}', r"\1<hash>", text)
+    document = json.loads(text)
+    document["sdkVersion"] = "<tfx version>"
+    return document
+
+
+def test_task_graph_equals_the_local_dag(kfp_spec, ml100k):
+    spec, _ = kfp_spec
+    assert kf_compile.task_graph(spec) == dict(sorted(_local_graph(ml100k).items()))
+
+
+def test_vertex_target_has_the_same_graph_with_native_resolvers(tmp_path, ml100k):
+    job = kf_compile.compile_pipeline(_config("vertex"), str(tmp_path / "job.json"))
+    spec = job["pipelineSpec"]
+    assert kf_compile.task_graph(spec) == dict(sorted(_local_graph(ml100k).items()))
+    executors = spec["deploymentSpec"]["executors"]
+    assert {k for k, v in executors.items() if "resolver" in v} == {
+        f"{n}Baseline-model{s}-resolver_executor" for n in ("Retrieval", "Ranking")
+        for s in ("", "-blessing")}
+    # Vertex takes the PipelineJob with the parameters' defaults in its runtime config.
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == PipelineConfig().kubeflow.pipeline_root
+    assert job["runtimeConfig"]["parameterValues"]["min_top_k_accuracy"] == 0.2
+
+
+def test_spec_is_what_kfp_upload_accepts(kfp_spec):
+    spec, path = kfp_spec
+    import yaml
+
+    assert yaml.safe_load(path.read_text()) == spec  # the written file is the document
+    message = kf_compile.check_pipeline_spec(spec)
+    assert message.schema_version == "2.1.0"  # the only version KFP 2.x's backend accepts
+    assert message.pipeline_info.name == "recsys-pipeline"
+    assert spec["defaultPipelineRoot"] == PipelineConfig().kubeflow.pipeline_root
+    executors = spec["deploymentSpec"]["executors"]
+    assert all("container" in e for e in executors.values()), "no resolver executors on KFP"
+    assert {e["container"]["image"] for e in executors.values()} == {IMAGE}
+    for executor in executors.values():
+        container = executor["container"]
+        assert container["command"][:3] == [
+            "python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+        assert "{{$}}" in container["args"]
+        assert {"name": "TF_USE_LEGACY_KERAS", "value": "1"} in container["env"]
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["MovieLensExampleGen"]["cachingOptions"] == {"enableCache": False}
+
+
+def test_runtime_parameters_with_defaults(kfp_spec):
+    spec, _ = kfp_spec
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    kinds = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE"}
+    assert {k: v["parameterType"] for k, v in params.items()} == {
+        k: kinds[t] for k, t in RUNTIME_PARAMETERS.items()}
+    defaults = {k: v.get("defaultValue") for k, v in params.items()}
+    config = PipelineConfig()
+    assert defaults == {"data_dir": None,  # no data directory configured: required at run time
+                        "retrieval_epochs": config.retrieval.epochs,
+                        "ranking_epochs": config.ranking.epochs,
+                        "min_top_k_accuracy": config.evaluation.min_top_k_accuracy,
+                        "max_rmse": config.evaluation.max_rmse}
+    tasks = spec["root"]["dag"]["tasks"]
+
+    def source(task, name):
+        return tasks[task]["inputs"]["parameters"][name]["componentInputParameter"]
+
+    assert source("MovieLensExampleGen", "data_dir") == "data_dir"
+    assert source("RetrievalTrainer", "epochs") == "retrieval_epochs"
+    assert source("RankingTrainer", "epochs") == "ranking_epochs"
+    assert source("RetrievalEvaluator", "value_bound") == "min_top_k_accuracy"
+    assert source("RankingEvaluator", "value_bound") == "max_rmse"
+
+
+def test_beam_args_reach_every_beam_component(tmp_path):
+    config = _config()
+    config.beam.pipeline_args = ["--runner=DataflowRunner", "--project=p", "--region=r",
+                                 "--temp_location=gs://b/tmp"]
+    spec = kf_compile.compile_pipeline(config, str(tmp_path / "p.yaml"))
+    executors = spec["deploymentSpec"]["executors"]
+    for name in ("StatisticsGen", "Transform", "RetrievalEvaluator", "RankingEvaluator",
+                 "MovieLensExampleGen"):
+        assert executors[f"{name}_executor"]["container"]["args"][-4:] == \
+            config.beam.pipeline_args, name
+
+
+def test_matches_the_golden_spec(kfp_spec):
+    spec, _ = kfp_spec
+    actual = normalized(spec)
+    if os.environ.get("RECSYS_UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text(json.dumps(actual, indent=1, sort_keys=True) + "\n")
+    expected = json.loads(GOLDEN.read_text())
+    assert actual == expected, (
+        "the compiled spec changed; if intended, regenerate it (see this module's docstring)")
