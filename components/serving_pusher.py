@@ -59,6 +59,22 @@ def remove_stale_staging(model_dir: str) -> None:
                 shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
 
 
+def copy_tree(source: str, destination: str) -> None:
+    """Copies a model directory; the source may be on object storage (gs://), read with
+    tf.io.gfile -- as on Kubeflow, where artifacts live under a gs:// pipeline root."""
+    if "://" not in source:
+        shutil.copytree(source, destination)
+        return
+    import tensorflow as tf
+
+    for dirpath, _, filenames in tf.io.gfile.walk(source):
+        relative = dirpath[len(source):].lstrip("/")
+        os.makedirs(os.path.join(destination, relative), exist_ok=True)
+        for name in filenames:
+            tf.io.gfile.copy(os.path.join(dirpath, name),
+                             os.path.join(destination, relative, name), overwrite=True)
+
+
 def push(model_dir: str, serving_dir: str, model_name: str,
          record: dict) -> tuple[Optional[int], str]:
     """Pushes the SavedModel at ``model_dir``; returns (version or None, path or reason)."""
@@ -75,7 +91,7 @@ def push(model_dir: str, serving_dir: str, model_name: str,
     remove_stale_staging(target)
     version = _next_version(target)
     staging = os.path.join(target, f"{STAGING_PREFIX}{version}-{os.getpid()}")
-    shutil.copytree(model_dir, staging)
+    copy_tree(model_dir, staging)
     metadata = export.read_metadata(staging)
     serving.write_warmup(staging, model_name, metadata["warmup_inputs"])
     record = dict(record, version=version, model_name=model_name, pushed_at=time.time())

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any
+from typing import Any, Optional
 
 from recsys_pipeline.errors import ConfigError
 from recsys_pipeline.pipeline.config import PipelineConfig
@@ -98,13 +98,53 @@ def check_pipeline_spec(spec: dict[str, Any]):
     return message
 
 
-def render(document: dict[str, Any], path: str) -> str:
-    """JSON for .json paths, YAML otherwise (KFP's upload takes either)."""
+def platform_spec(spec: dict[str, Any], claim: str, mount_path: str) -> dict[str, Any]:
+    """KFP's Kubernetes platform spec mounting ``claim`` at ``mount_path`` in every step.
+
+    The same document kfp-kubernetes' ``mount_pvc`` writes; it travels as the second YAML
+    document of the upload. ``constant`` names the claim: the form every KFP 2.x backend reads.
+    """
+    mount = {"constant": claim, "mountPath": mount_path}
+    executors = {name: {"pvcMount": [dict(mount)]}
+                 for name, executor in spec["deploymentSpec"]["executors"].items()
+                 if "container" in executor}
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
+
+
+def render(documents: list[dict[str, Any]], path: str) -> str:
+    """JSON for .json paths (one document), YAML otherwise (KFP's upload takes either)."""
     if path.endswith(".json"):
-        return json.dumps(document, indent=2, sort_keys=True) + "\n"
+        if len(documents) != 1:
+            raise ConfigError(f"{path}: the volume mount travels as a second YAML document; "
+                              "write a .yaml file (or set kubeflow.volume_claim = \"\")")
+        return json.dumps(documents[0], indent=2, sort_keys=True) + "\n"
     import yaml
 
-    return yaml.safe_dump(document, sort_keys=True, width=100)
+    return yaml.safe_dump_all(documents, sort_keys=True, width=100)
+
+
+def load_package(path: str) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
+    """(PipelineSpec, platform spec or None) from a compiled file, as KFP's upload reads it.
+
+    A Vertex PipelineJob yields its ``pipelineSpec``.
+    """
+    import yaml
+
+    spec, platform = None, None
+    with open(path) as f:
+        for document in yaml.safe_load_all(f):
+            if not isinstance(document, dict):
+                continue
+            if "pipelineSpec" in document:
+                document = document["pipelineSpec"]
+            if "pipelineInfo" in document:
+                spec = document
+            elif "platforms" in document:
+                platform = document
+    if spec is None:
+        raise ConfigError(f"{path} holds no pipeline spec (compile it with recsys kubeflow "
+                          "compile)")
+    return spec, platform
 
 
 def compile_pipeline(config: PipelineConfig, output_path: str) -> dict[str, Any]:
@@ -114,14 +154,19 @@ def compile_pipeline(config: PipelineConfig, output_path: str) -> dict[str, Any]
     if target == "vertex":
         document = job
         check_pipeline_spec(job["pipelineSpec"])
+        documents = [job]
     else:
         document = kfp_pipeline_spec(job)
         check_pipeline_spec(document)
+        documents = [document]
+        if config.kubeflow.volume_claim:
+            documents.append(platform_spec(document, config.kubeflow.volume_claim,
+                                           config.kubeflow.volume_mount_path))
     directory = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(directory, exist_ok=True)
     tmp = f"{output_path}.tmp"
     with open(tmp, "w") as f:
-        f.write(render(document, output_path))
+        f.write(render(documents, output_path))
     os.replace(tmp, output_path)
     return document
 

@@ -131,9 +131,10 @@ class KubeflowConfig:
         "the cluster can pull from (e.g. us-docker.pkg.dev/PROJECT/REPO/recsys-pipeline:TAG).")
     pipeline_root: str = knob(
         "gs://YOUR-BUCKET/recsys-pipeline",
-        "Root of every artifact of every run, readable by TensorFlow in each step: gs://... "
-        "(GKE / Vertex AI), or an absolute path on a volume mounted at the same path in every "
-        "step.")
+        "Root of every artifact of every run: gs://... on Kubeflow Pipelines and Vertex AI "
+        "(KFP's launcher needs an object store, and the TFX steps read it with tf.io.gfile, "
+        "which has no s3:// or minio:// in TensorFlow 2.20). An absolute path only serves "
+        "`recsys kubeflow run-local`.")
     data_dir: Optional[str] = knob(
         None,
         "Default of the data_dir run-time parameter: the dataset directory as the steps see it "
@@ -142,6 +143,15 @@ class KubeflowConfig:
         "/opt/recsys-pipeline",
         "Where kubeflow/Dockerfile puts this project inside the image (schemas are read from "
         "there).")
+    volume_claim: str = knob(
+        "recsys-serving",
+        "PersistentVolumeClaim mounted in every step at volume_mount_path (kubeflow/serving/"
+        "pvc.yaml; ReadWriteMany, shared with TF Serving). Pushes land on it: publishing a "
+        "version is a directory rename, which object stores cannot do atomically. Empty: no "
+        "mount (then serving.base_dir must be a volume the steps have by other means).")
+    volume_mount_path: str = knob(
+        "/mnt/recsys", "Where volume_claim is mounted; pushes go to <this>/serving unless "
+        "serving.base_dir is set.")
     runtime_parameters: bool = knob(
         True,
         "Expose data_dir, retrieval_epochs, ranking_epochs, min_top_k_accuracy and max_rmse as "
@@ -245,10 +255,17 @@ class PipelineConfig:
             # Every TFX step reads and writes artifacts through tf.io.gfile, and TensorFlow
             # 2.20 has no S3 filesystem (tensorflow-io has no build for it).
             raise bad("kubeflow.pipeline_root",
-                      f"is {kf.pipeline_root!r}; expected gs://... or an absolute path on a "
-                      "volume mounted in every step (s3:// and minio:// are not readable by "
-                      "TensorFlow 2.20)")
+                      f"is {kf.pipeline_root!r}; expected gs://... (or an absolute path, for "
+                      "`recsys kubeflow run-local` only): s3:// and minio:// are not readable "
+                      "by TensorFlow 2.20")
+        if not kf.volume_mount_path.startswith("/"):
+            raise bad("kubeflow.volume_mount_path", "must be an absolute path")
         return self
+
+    @property
+    def kubeflow_serving_dir(self) -> str:
+        """Where the pushers write when the DAG runs on Kubeflow (a mounted volume)."""
+        return self.serving.base_dir or os.path.join(self.kubeflow.volume_mount_path, "serving")
 
     def split_config_json(self) -> str:
         """The split settings as the JSON exec property the ExampleGen reads."""

@@ -121,8 +121,11 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
     layout, fingerprint = resolve_layout(config, target)
     local = target == "local"
     pipeline_root = config.pipeline_root if local else config.kubeflow.pipeline_root
-    serving_dir = (os.path.abspath(config.serving_dir) if local else
-                   config.serving.base_dir or os.path.join(pipeline_root, "serving"))
+    serving_dir = os.path.abspath(config.serving_dir) if local else config.kubeflow_serving_dir
+    if not serving_dir.startswith("/"):
+        raise ConfigError(f"serving.base_dir is {serving_dir!r}: pushes need a path on a volume "
+                          "(a version is published by renaming a directory, which object "
+                          "stores cannot do atomically); on Kubeflow see kubeflow.volume_claim")
     values = _runtime_values(config, target)
 
     example_gen = MovieLensExampleGen(

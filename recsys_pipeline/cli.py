@@ -270,13 +270,10 @@ def _cmd_kubeflow(args: argparse.Namespace) -> int:
         print(f"Wrote {output} ({kind}, image {kf.image}, pipeline root {kf.pipeline_root})")
         return 0
     if command == "run-local":
-        import yaml
-
+        from recsys_pipeline.kubeflow.compile import load_package
         from recsys_pipeline.kubeflow.launcher import run_spec
 
-        with open(args.package) as f:
-            spec = yaml.safe_load(f)
-        spec = spec.get("pipelineSpec", spec)  # a Vertex PipelineJob holds the spec
+        spec, _ = load_package(args.package)
         results = run_spec(spec, args.pipeline_root, _parse_params(args.param))
         for r in results:
             print(f"  {r.name:<22} {r.seconds:6.0f}s  {os.path.dirname(r.log_path)}")

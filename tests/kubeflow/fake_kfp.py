@@ -165,7 +165,19 @@ class FakeKFP:
                  for part in message.iter_parts()}
         if "uploadfile" not in parts:
             raise BadRequest("multipart upload has no 'uploadfile' part")
-        document = yaml.safe_load(parts["uploadfile"].get_payload(decode=True))
+        # Like KFP's backend: the document with the pipeline spec, beside an optional
+        # platform spec (which must then parse as one).
+        documents = [d for d in yaml.safe_load_all(parts["uploadfile"].get_payload(decode=True))
+                     if isinstance(d, dict)]
+        specs = [d for d in documents if "pipelineInfo" in d]
+        if len(specs) != 1:
+            raise BadRequest(f"expected one pipeline spec document, found {len(specs)}")
+        for extra in (d for d in documents if "platforms" in d):
+            try:
+                json_format.ParseDict(extra, pipeline_spec_pb2.PlatformSpec())
+            except json_format.ParseError as e:
+                raise BadRequest(f"cannot unmarshal platform specific configs: {e}") from None
+        document = specs[0]
         spec = pipeline_spec_pb2.PipelineSpec()
         try:
             json_format.ParseDict(document, spec)

@@ -49,10 +49,9 @@ def test_upload_run_schedule_list_disable(server, package, capsys):
     assert pipeline["display_name"] == "recsys-pipeline"
     versions = server.versions[pipeline["pipeline_id"]]
     assert [v["display_name"] for v in versions] == ["recsys-pipeline", "v2"]
-    import yaml
-
-    with open(package) as f:
-        assert server.specs[versions[-1]["pipeline_version_id"]] == yaml.safe_load(f)
+    spec, platform = kf_compile.load_package(package)
+    assert server.specs[versions[-1]["pipeline_version_id"]] == spec
+    assert platform is not None  # the PVC mount went along (and parsed as a PlatformSpec)
 
     assert _recsys("run", *host, "--param", "retrieval_epochs=3",
                    "--param", "data_dir=gs://bucket/ml-100k") == 0

@@ -71,9 +71,16 @@ def test_vertex_target_has_the_same_graph_with_native_resolvers(tmp_path, ml100k
 
 def test_spec_is_what_kfp_upload_accepts(kfp_spec):
     spec, path = kfp_spec
-    import yaml
-
-    assert yaml.safe_load(path.read_text()) == spec  # the written file is the document
+    written, platform = kf_compile.load_package(str(path))
+    assert written == spec
+    # The serving volume is mounted in every step, where the pushers write.
+    mounts = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(mounts) == set(spec["deploymentSpec"]["executors"])
+    assert {json.dumps(m) for m in mounts.values()} == {json.dumps(
+        {"pvcMount": [{"constant": "recsys-serving", "mountPath": "/mnt/recsys"}]})}
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["ScannPusher"]["inputs"]["parameters"]["serving_dir"]["runtimeValue"][
+        "constant"] == "/mnt/recsys/serving"
     message = kf_compile.check_pipeline_spec(spec)
     assert message.schema_version == "2.1.0"  # the only version KFP 2.x's backend accepts
     assert message.pipeline_info.name == "recsys-pipeline"
@@ -87,7 +94,6 @@ def test_spec_is_what_kfp_upload_accepts(kfp_spec):
             "python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
         assert "{{$}}" in container["args"]
         assert {"name": "TF_USE_LEGACY_KERAS", "value": "1"} in container["env"]
-    tasks = spec["root"]["dag"]["tasks"]
     assert tasks["MovieLensExampleGen"]["cachingOptions"] == {"enableCache": False}
 
 
@@ -136,3 +142,27 @@ def test_matches_the_golden_spec(kfp_spec):
     expected = json.loads(GOLDEN.read_text())
     assert actual == expected, (
         "the compiled spec changed; if intended, regenerate it (see this module's docstring)")
+
+
+def test_cli_compile_for_vertex_with_flags(tmp_path, capsys):
+    from recsys_pipeline import cli
+
+    out = tmp_path / "job.json"
+    assert cli.main(["kubeflow", "compile", "--target", "vertex", "--output", str(out),
+                     "--image", "eu.gcr.io/p/recsys:7", "--pipeline-root", "gs://b/r"]) == 0
+    job = json.loads(out.read_text())
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://b/r"
+    images = {e["container"]["image"] for e in
+              job["pipelineSpec"]["deploymentSpec"]["executors"].values() if "container" in e}
+    assert images == {"eu.gcr.io/p/recsys:7"}
+    assert "PipelineJob for Vertex AI" in capsys.readouterr().out
+
+
+def test_cli_compile_refuses_what_kfp_could_not_use(tmp_path, capsys):
+    from recsys_pipeline import cli
+
+    assert cli.main(["kubeflow", "compile", "--pipeline-root", "s3://bucket/root"]) == 2
+    assert "s3:// and minio:// are not readable" in capsys.readouterr().err
+    assert cli.main(["kubeflow", "compile", "--output", str(tmp_path / "p.json")]) == 2
+    assert "second YAML document" in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()

@@ -79,6 +79,7 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
     config.kubeflow.image = "recsys-pipeline:test"
     config.kubeflow.pipeline_root = str(tmp_path / "root")
     config.kubeflow.project_dir = str(REPO)  # where the image has the project, here the repo
+    config.kubeflow.volume_mount_path = str(tmp_path / "volume")  # the PVC, here a folder
     config.evaluation.min_top_k_accuracy = 0.01
     config.evaluation.max_rmse = 2.0
     spec = kf_compile.compile_pipeline(config, str(tmp_path / "pipeline.yaml"))
@@ -95,7 +96,7 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
     for name in ("RetrievalEvaluator", "RankingEvaluator"):
         blessing = by_name[name].artifacts["blessing"]
         assert blessing["metadata"]["blessed"] == 1, blessing
-    serving_dir = tmp_path / "root" / "serving"
+    serving_dir = tmp_path / "volume" / "serving"
     for model in serving.MODEL_NAMES:
         version = serving.latest_version_dir(str(serving_dir), model)
         assert version and (pathlib.Path(version) / "saved_model.pb").is_file(), model
@@ -109,3 +110,20 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
     registry = tmp_path / "root" / "blessings" / "RetrievalEvaluator"
     record = latest_blessed(str(registry))
     assert record["model_uri"] == by_name["RetrievalTrainer"].artifacts["model"]["uri"]
+
+    # Second run of the same spec: each Evaluator now compares against the first run's model,
+    # found by BlessedModelLookup (KFP has no Resolver), whatever it then decides.
+    second = {r.name: r for r in run_spec(
+        spec, parameters={"data_dir": str(small_subset), "retrieval_epochs": 2,
+                          "ranking_epochs": 1}, env=env)}
+    for name in ("Retrieval", "Ranking"):
+        first_model = by_name[f"{name}Trainer"].artifacts["model"]["uri"]
+        assert second[f"{name}Baseline"].artifacts["model"]["metadata"]["baseline_model"] == \
+            first_model
+        blessing = second[f"{name}Evaluator"].artifacts["blessing"]["metadata"]
+        assert blessing["baseline_model"] == first_model, blessing
+    for model in serving.MODEL_NAMES:  # only complete versions, whatever was pushed
+        model_dir = serving_dir / model
+        assert all((v / "saved_model.pb").is_file() for v in model_dir.iterdir()
+                   if v.name.isdigit())
+        assert not [v for v in model_dir.iterdir() if v.name.startswith(".staging")]

@@ -80,3 +80,22 @@ def test_eval_configs_bound_and_compare_to_the_baseline():
     ranking = evaluation.ranking_eval_config(ev).metrics_specs[0].metrics[1]
     assert ranking.threshold.value_threshold.upper_bound.value == ev.max_rmse
     assert ranking.threshold.change_threshold.absolute.value == ev.rmse_tolerance
+
+
+def test_kfp_target_looks_baselines_up_in_the_registry_its_evaluator_writes(pipeline):
+    config, _ = pipeline
+    p = create_pipeline(config, target="kfp")
+    nodes = {c.id: c for c in p.components}
+    for name in ("Retrieval", "Ranking"):
+        lookup, evaluator = nodes[f"{name}Baseline"], nodes[f"{name}Evaluator"]
+        assert type(lookup).__name__ == "BlessedModelLookup"
+        registry = lookup.exec_properties["blessing_registry"]
+        assert registry == evaluator.exec_properties["blessing_registry"] == \
+            f"{config.kubeflow.pipeline_root}/blessings/{name}Evaluator"
+    assert p.metadata_connection_config is None  # KFP brings its own ML Metadata
+
+
+def test_unknown_target_is_refused(pipeline):
+    config, _ = pipeline
+    with pytest.raises(Exception, match="unknown pipeline target 'argo'"):
+        create_pipeline(config, target="argo")

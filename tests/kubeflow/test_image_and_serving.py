@@ -1,0 +1,73 @@
+"""kubeflow/Dockerfile and kubeflow/serving/: consistent with the config and the setup script.
+
+Docker does not run on these machines, so the image is held to what the tests exercise: it
+installs with scripts/setup.sh (the script `make setup` runs), on a base whose glibc and
+libstdc++ need no repair, at the path the compiled pipeline expects the project."""
+
+import pathlib
+import re
+
+import yaml
+
+from recsys_pipeline.pipeline.config import PipelineConfig
+from recsys_pipeline.trainer import serving
+
+KUBEFLOW = pathlib.Path(__file__).resolve().parents[2] / "kubeflow"
+
+
+def _instructions():
+    text = (KUBEFLOW / "Dockerfile").read_text()
+    text = re.sub(r"\\\n\s*", " ", text)  # join continuation lines
+    return [line.split(None, 1) for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_image_base_needs_no_runtime_repair():
+    (base,) = [arg for op, arg in _instructions() if op == "FROM"]
+    # Debian 13 or Ubuntu 24.04: glibc >= 2.39 and GCC >= 13's libstdc++ (ml-metadata 1.21).
+    assert re.match(r"(debian:trixie|debian:13|ubuntu:24\.04|ubuntu:noble)", base), base
+
+
+def test_image_installs_with_the_setup_script_at_the_configured_project_dir():
+    steps = _instructions()
+    (workdir,) = [arg for op, arg in steps if op == "WORKDIR"]
+    assert workdir == PipelineConfig().kubeflow.project_dir
+    runs = [arg for op, arg in steps if op == "RUN"]
+    assert "bash scripts/setup.sh --system-only" in runs
+    assert any(r.startswith("bash scripts/setup.sh &&") or r == "bash scripts/setup.sh"
+               for r in runs)
+    # No second way of installing Python packages.
+    assert not [r for r in runs if re.search(r"\bpip3? install|\buv (pip|sync)", r)]
+    env = " ".join(arg for op, arg in steps if op == "ENV")
+    assert "/opt/recsys-pipeline/.venv/bin" in env and "TF_USE_LEGACY_KERAS=1" in env
+    makefile = (KUBEFLOW.parent / "Makefile").read_text()
+    assert "bash scripts/setup.sh" in makefile  # the same script as `make setup`
+
+
+def _documents(name):
+    with open(KUBEFLOW / "serving" / name) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def test_serving_manifests_read_the_pushed_model_base():
+    config = PipelineConfig()
+    claim = _documents("pvc.yaml")[0]
+    assert claim["metadata"]["name"] == config.kubeflow.volume_claim
+    assert "ReadWriteMany" in claim["spec"]["accessModes"]
+    for name, models_config, probe_model in (
+            ("tf-serving-scann.yaml", "models.config", serving.SCANN_MODEL),
+            ("tf-serving-stock.yaml", "models.stock.config", serving.BRUTE_FORCE_MODEL)):
+        deployment, service = _documents(name)
+        assert (deployment["kind"], service["kind"]) == ("Deployment", "Service")
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert f"--model_config_file={config.kubeflow_serving_dir}/{models_config}" in \
+            container["args"], name
+        (mount,) = container["volumeMounts"]
+        assert mount["mountPath"] == config.kubeflow.volume_mount_path
+        (volume,) = pod["volumes"]
+        assert volume["persistentVolumeClaim"]["claimName"] == config.kubeflow.volume_claim
+        assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{probe_model}"
+        assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    stock = _documents("tf-serving-stock.yaml")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert stock["image"].startswith("tensorflow/serving:")
