@@ -2,7 +2,8 @@
 
 For ``<serving_dir>/<model_name>/``, a push:
   1. does nothing unless the blessing says blessed (the reason is recorded on the output);
-  2. does nothing if the newest version already holds this very model (a cached rerun);
+  2. does nothing if the newest version already holds this very model (a cached rerun), or if
+     ``recsys rollback`` withdrew this model from service (``<model>/rollbacks.jsonl``);
   3. copies the SavedModel to a dot-prefixed staging directory next to the versions, adds the
      warm-up requests and a push record, fsyncs, and renames it to the next integer version:
      TF Serving only loads all-digit directories, so it never sees a partial version, and a
@@ -87,6 +88,10 @@ def push(model_dir: str, serving_dir: str, model_name: str,
             previous = {}
         if previous.get("source_model") == record.get("source_model"):
             return None, f"unchanged: {newest} already serves this model"
+    withdrawn = serving.withdrawn_models(target).get(record.get("source_model"))
+    if withdrawn and "rollback" not in record:
+        return None, (f"withdrawn by recsys rollback (version {withdrawn['from_version']} -> "
+                      f"{withdrawn['to_version']}): not pushed again")
     os.makedirs(target, exist_ok=True)
     remove_stale_staging(target)
     version = _next_version(target)

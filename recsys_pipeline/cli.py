@@ -3,6 +3,11 @@
     recsys run [--config FILE] [--data-dir DIR] [--output-dir DIR] [--verbose]
     recsys recommend --user-id ID [--k 10] [--output-dir DIR] [--config FILE]
     recsys config [--config FILE]       print the effective configuration, documented
+    recsys runs [--output-dir DIR]      list the runs recorded in ML Metadata
+    recsys lineage --version V [--model NAME] [--output-dir DIR]
+                                        what is behind a pushed version
+    recsys rollback --model NAME --to VERSION [--output-dir DIR] [--config FILE]
+                                        serve an earlier pushed version again
     recsys kubeflow compile|run-local|upload|run|schedule|schedules|disable ...
                                         compile for and schedule on Kubeflow Pipelines
 
@@ -45,6 +50,20 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cfg = sub.add_parser("config", help="print the effective configuration as documented TOML")
     cfg.add_argument("--config", help="TOML or YAML config file to start from")
+    runs = sub.add_parser("runs", help="list the pipeline runs recorded in ML Metadata")
+    runs.add_argument("--output-dir", help="output directory of the runs (default: ./outputs)")
+    runs.add_argument("--config", help="config file (pipeline_name)")
+    lin = sub.add_parser("lineage", help="data, Transform, Trainer and evaluation behind a "
+                         "pushed version")
+    lin.add_argument("--version", required=True, type=int, help="pushed version number")
+    lin.add_argument("--model", help="retrieval, retrieval_brute_force or ranking")
+    lin.add_argument("--output-dir", help="output directory of the runs (default: ./outputs)")
+    lin.add_argument("--config", help="config file (pipeline_name)")
+    rb = sub.add_parser("rollback", help="serve an earlier pushed version again (as the newest)")
+    rb.add_argument("--model", required=True, help="retrieval, retrieval_brute_force or ranking")
+    rb.add_argument("--to", required=True, type=int, help="the version to serve again")
+    rb.add_argument("--output-dir", help="output directory of the runs (default: ./outputs)")
+    rb.add_argument("--config", help="config file (for serving.base_dir)")
     _add_kubeflow_parser(sub)
     return parser
 
@@ -310,6 +329,41 @@ def _cmd_kubeflow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_tf_logs() -> None:
+    # TFMA's readers log TensorFlow deprecation notices through absl: noise for a listing.
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from recsys_pipeline.history import format_runs, run_rows
+
+    _quiet_tf_logs()
+    print(format_runs(run_rows(_load_config(args))))
+    return 0
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    from recsys_pipeline.history import lineage
+
+    _quiet_tf_logs()
+    print(lineage(_load_config(args), args.version, args.model))
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from recsys_pipeline.rollback import rollback
+
+    config = _load_config(args)
+    version, path = rollback(config.serving_dir, args.model, args.to)
+    print(f"{args.model}: version {version} ({path}) now serves version {args.to}'s model; "
+          f"TF Serving picks it up at its next poll. Recorded in "
+          f"{os.path.join(config.serving_dir, args.model, 'rollbacks.jsonl')}.")
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from recsys_pipeline.pipeline.config import render_toml
 
@@ -326,6 +380,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         return {"run": _cmd_run, "recommend": _cmd_recommend, "config": _cmd_config,
+                "rollback": _cmd_rollback, "runs": _cmd_runs, "lineage": _cmd_lineage,
                 "kubeflow": _cmd_kubeflow}[args.command](args)
     except RecsysError as e:
         print(f"error: {e}", file=sys.stderr)

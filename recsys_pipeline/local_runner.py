@@ -71,12 +71,15 @@ class ComponentResult:
     outputs: dict[str, list[str]]  # output key -> artifact URIs
     # output key -> custom properties of its (first) artifact, e.g. blessed, pushed, reason
     properties: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # the execution's properties as TFX recorded them (exec properties, e.g. data_dir)
+    execution_properties: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
 class RunSummary:
     run_id: str
     components: list[ComponentResult]
+    started: Optional[float] = None  # Unix seconds
 
     def output(self, node_id: str, key: str) -> Optional[str]:
         for c in self.components:
@@ -91,55 +94,84 @@ class RunSummary:
         return {}
 
 
-def summarize_run(config: PipelineConfig, node_ids: list[str],
-                  seconds: Optional[dict[str, float]] = None) -> Optional[RunSummary]:
-    """Reads the newest run of this pipeline from MLMD (wall times from ``seconds``)."""
+def open_store(config: PipelineConfig):
+    """The run's sqlite MLMD store; an OutputError if there is none (nothing ran here)."""
     from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
     from tfx.orchestration import metadata
 
-    store = metadata_store.MetadataStore(
+    if not os.path.exists(config.metadata_path):
+        raise OutputError(f"no ML Metadata store at {config.metadata_path}: nothing has run "
+                          "with this output directory (--output-dir)")
+    return metadata_store.MetadataStore(
         metadata.sqlite_metadata_connection_config(config.metadata_path))
-    runs = [c for c in store.get_contexts_by_type("pipeline_run")
-            if _belongs(store, c, config.pipeline_name)]
-    if not runs:
-        return None
-    run = max(runs, key=lambda c: c.create_time_since_epoch)
-    executions = store.get_executions_by_context(run.id)
-    by_node: dict[str, metadata_store_pb2.Execution] = {}
-    for execution in executions:
-        for ctx in store.get_contexts_by_execution(execution.id):
-            prefix = f"{config.pipeline_name}."
-            if ctx.type == "node" and ctx.name.startswith(prefix):
-                by_node[ctx.name[len(prefix):]] = execution
-    results = []
+
+
+def _properties(message) -> dict[str, Any]:
+    return {name: getattr(value, value.WhichOneof("value"))
+            for name, value in message.custom_properties.items()
+            if value.WhichOneof("value") in ("int_value", "double_value", "string_value")}
+
+
+def summarize_runs(config: PipelineConfig, node_ids: Optional[list[str]] = None,
+                   seconds: Optional[dict[str, float]] = None,
+                   store=None) -> list[RunSummary]:
+    """Every run of this pipeline in MLMD, oldest first.
+
+    Without ``node_ids``, a run lists the nodes that have an execution in it, in execution
+    order; wall times come from ``seconds`` or else from the executions' timestamps.
+    """
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = store or open_store(config)
+    runs = sorted((c for c in store.get_contexts_by_type("pipeline_run")
+                   if _belongs(store, c, config.pipeline_name)),
+                  key=lambda c: (c.create_time_since_epoch, c.id))
     E = metadata_store_pb2.Execution
-    for node_id in node_ids:
-        execution = by_node.get(node_id)
-        if execution is None:
-            results.append(ComponentResult(node_id, "not run", None, {}))
-            continue
-        state = {E.COMPLETE: "ran", E.CACHED: "cached", E.FAILED: "failed",
-                 E.RUNNING: "running"}.get(execution.last_known_state, "unknown")
-        outputs: dict[str, list[str]] = {}
-        properties: dict[str, dict[str, Any]] = {}
-        events = [e for e in store.get_events_by_execution_ids([execution.id])
-                  if e.type in (metadata_store_pb2.Event.OUTPUT,
-                                metadata_store_pb2.Event.DECLARED_OUTPUT)]
-        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-        for event in events:
-            key = event.path.steps[0].key if event.path.steps else "?"
-            if event.artifact_id in artifacts:
-                artifact = artifacts[event.artifact_id]
-                outputs.setdefault(key, []).append(artifact.uri)
-                properties.setdefault(key, {
-                    name: getattr(value, value.WhichOneof("value"))
-                    for name, value in artifact.custom_properties.items()
-                    if value.WhichOneof("value") in ("int_value", "double_value",
-                                                     "string_value")})
-        results.append(ComponentResult(node_id, state, (seconds or {}).get(node_id), outputs,
-                                       properties))
-    return RunSummary(run.name, results)
+    summaries = []
+    for run in runs:
+        executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
+        by_node: dict[str, metadata_store_pb2.Execution] = {}
+        for execution in executions:
+            for ctx in store.get_contexts_by_execution(execution.id):
+                prefix = f"{config.pipeline_name}."
+                if ctx.type == "node" and ctx.name.startswith(prefix):
+                    by_node[ctx.name[len(prefix):]] = execution
+        results = []
+        for node_id in node_ids or list(by_node):
+            execution = by_node.get(node_id)
+            if execution is None:
+                results.append(ComponentResult(node_id, "not run", None, {}))
+                continue
+            state = {E.COMPLETE: "ran", E.CACHED: "cached", E.FAILED: "failed",
+                     E.RUNNING: "running"}.get(execution.last_known_state, "unknown")
+            outputs: dict[str, list[str]] = {}
+            properties: dict[str, dict[str, Any]] = {}
+            events = [e for e in store.get_events_by_execution_ids([execution.id])
+                      if e.type in (metadata_store_pb2.Event.OUTPUT,
+                                    metadata_store_pb2.Event.DECLARED_OUTPUT)]
+            artifacts = {a.id: a for a in
+                         store.get_artifacts_by_id([e.artifact_id for e in events])}
+            for event in events:
+                key = event.path.steps[0].key if event.path.steps else "?"
+                if event.artifact_id in artifacts:
+                    artifact = artifacts[event.artifact_id]
+                    outputs.setdefault(key, []).append(artifact.uri)
+                    properties.setdefault(key, _properties(artifact))
+            took = (seconds or {}).get(node_id)
+            if took is None and seconds is None and execution.last_update_time_since_epoch:
+                took = (execution.last_update_time_since_epoch
+                        - execution.create_time_since_epoch) / 1000
+            results.append(ComponentResult(node_id, state, took, outputs, properties,
+                                           _properties(execution)))
+        summaries.append(RunSummary(run.name, results, run.create_time_since_epoch / 1000))
+    return summaries
+
+
+def summarize_run(config: PipelineConfig, node_ids: list[str],
+                  seconds: Optional[dict[str, float]] = None) -> Optional[RunSummary]:
+    """The newest run of this pipeline in MLMD (wall times from ``seconds``)."""
+    runs = summarize_runs(config, node_ids, seconds or {})
+    return runs[-1] if runs else None
 
 
 def _belongs(store, run_context, pipeline_name: str) -> bool:

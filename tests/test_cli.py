@@ -78,3 +78,10 @@ def test_recommend_without_pushed_models_says_what_to_do(capsys, tmp_path):
     assert code == 2
     assert f"no pushed version of model 'retrieval' under {tmp_path / 'serving'}" in out.err
     assert "recsys run" in out.err
+
+
+def test_runs_without_a_metadata_store_says_so(tmp_path, capsys):
+    from recsys_pipeline import cli
+
+    assert cli.main(["runs", "--output-dir", str(tmp_path / "nothing-here")]) == 2
+    assert "no ML Metadata store" in capsys.readouterr().err

@@ -31,6 +31,7 @@ MODELS_CONFIG = "models.config"
 STOCK_MODELS_CONFIG = "models.stock.config"
 WARMUP_FILE = "tf_serving_warmup_requests"
 PUSH_RECORD = "recsys_push.json"
+ROLLBACK_LOG = "rollbacks.jsonl"  # per model: what `recsys rollback` took out of service
 
 
 def versions(model_dir: str) -> list[int]:
@@ -50,6 +51,20 @@ def latest_version_dir(serving_dir: str, model_name: str) -> Optional[str]:
 def read_push_record(version_dir: str) -> dict[str, Any]:
     with open(os.path.join(version_dir, "assets.extra", PUSH_RECORD)) as f:
         return json.load(f)
+
+
+def withdrawn_models(model_dir: str) -> dict[str, dict[str, Any]]:
+    """{source model: rollback entry} of the models rollbacks took out of service."""
+    path = os.path.join(model_dir, ROLLBACK_LOG)
+    if not os.path.exists(path):
+        return {}
+    withdrawn = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                entry = json.loads(line)
+                withdrawn[entry["withdrawn_source_model"]] = entry
+    return withdrawn
 
 
 def models_config_text(serving_dir: str, names: list[str]) -> str:

@@ -211,6 +211,32 @@ def test_second_run_reuses_data_and_models_and_pushes_nothing_new(first_run, rea
     assert {n: serving.versions(str(out / "serving" / n)) for n in serving.MODEL_NAMES} == before
 
 
+def test_runs_and_lineage_read_the_history(first_run, real_ml100k):
+    out, result = first_run
+    runs = _recsys("runs", "--output-dir", str(out))
+    assert runs.returncode == 0, runs.stderr
+    rows = runs.stdout.splitlines()[1:]
+    assert len(rows) >= 1, runs.stdout  # the first run, and the second if it ran
+    first = rows[0]
+    versions = {n: serving.versions(str(out / "serving" / n))[0] for n in serving.MODEL_NAMES}
+    assert all(f"{n}={v}" in first for n, v in versions.items()), first
+    assert " 16      0 " in first and "yes/yes" in first and str(real_ml100k) in first
+    models = _models(result.stdout)
+    assert f"{models['retrieval'][1]:.4f}" in first and f"{models['ranking'][1]:.4f}" in first
+
+    lineage = _recsys("lineage", "--output-dir", str(out), "--model", "retrieval",
+                      "--version", str(versions["retrieval"]))
+    assert lineage.returncode == 0, lineage.stderr
+    text = lineage.stdout
+    for node in ("ScannPusher", "ScannIndexer", "RetrievalEvaluator", "RetrievalTrainer",
+                 "Transform", "MovieLensExampleGen"):
+        assert f"{node} (execution" in text, text
+    assert str(real_ml100k) in text and "recsys_pipeline.trainer.retrieval_trainer.run_fn" in text
+    assert '\\"learning_rate\\": 0.1' in text or '"learning_rate": 0.1' in text, text
+    missing = _recsys("lineage", "--output-dir", str(out), "--version", "1")
+    assert missing.returncode == 2 and "no pushed version 1" in missing.stderr
+
+
 def _subset(real_ml100k, tmp_path, n_ratings=3000):
     d = tmp_path / "ml-100k"
     d.mkdir()

@@ -1,0 +1,57 @@
+"""``recsys rollback``: serve an earlier pushed version again, as the newest version.
+
+TF Serving serves a model's highest version number, so a rollback re-publishes the chosen
+version's files under a new, higher number -- with the pusher's own staging-and-rename, so TF
+Serving never sees a partial version -- rather than deleting the bad one (which stays on disk
+for inspection). It is recorded twice: in the new version's push record (``rollback``), and in
+``<serving>/<model>/rollbacks.jsonl``, which the pushers read: a model withdrawn by a rollback
+is not pushed again by a later run that blesses the same model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from recsys_pipeline.errors import OutputError
+from recsys_pipeline.trainer import serving
+
+def rollback(serving_dir: str, model_name: str, to_version: int) -> tuple[int, str]:
+    """Publishes ``to_version`` of ``model_name`` as a new newest version; (version, path)."""
+    from recsys_pipeline.components.serving_pusher import push
+
+    if model_name not in serving.MODEL_NAMES:
+        raise OutputError(f"unknown model {model_name!r}; the pushed models are "
+                          f"{', '.join(serving.MODEL_NAMES)}")
+    model_dir = os.path.join(serving_dir, model_name)
+    available = serving.versions(model_dir)
+    if to_version not in available:
+        listing = ", ".join(map(str, available)) or "none"
+        raise OutputError(f"{model_name} has no version {to_version} under {model_dir} "
+                          f"(versions: {listing})")
+    newest = available[-1]
+    if to_version == newest:
+        raise OutputError(f"{model_name} version {to_version} is already the newest: it is the "
+                          "one being served")
+    source = os.path.join(model_dir, str(to_version))
+    try:
+        record = serving.read_push_record(source)
+        current = serving.read_push_record(os.path.join(model_dir, str(newest)))
+    except (OSError, ValueError) as e:
+        raise OutputError(f"cannot read the push records of {model_name} ({e}): not a version "
+                          "this pipeline pushed") from None
+    if record.get("source_model") == current.get("source_model"):
+        raise OutputError(f"{model_name} version {newest} already serves the model of version "
+                          f"{to_version}")
+    entry = {"at": time.time(), "model_name": model_name, "from_version": newest,
+             "to_version": to_version, "withdrawn_source_model": current.get("source_model"),
+             "restored_source_model": record.get("source_model")}
+    version, path = push(source, serving_dir, model_name, {**record, "rollback": entry})
+    if version is None:
+        raise OutputError(f"rollback of {model_name} to {to_version} was not published: {path}")
+    entry["new_version"] = version
+    with open(os.path.join(model_dir, serving.ROLLBACK_LOG), "a") as f:
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return version, path

@@ -1,0 +1,83 @@
+"""recsys rollback: an earlier version served again as the newest, atomically, and recorded
+so that later runs do not push the withdrawn model back."""
+
+import json
+import os
+
+import pytest
+
+from recsys_pipeline import cli
+from recsys_pipeline.components import serving_pusher
+from recsys_pipeline.errors import OutputError
+from recsys_pipeline.rollback import rollback
+from recsys_pipeline.trainer import serving
+from tests.components.test_serving_pusher import _model
+
+
+@pytest.fixture
+def served(tmp_path):
+    base = str(tmp_path / "serving")
+    v1, _ = serving_pusher.push(_model(tmp_path, "good"), base, "ranking", {"source_model": "good"})
+    v2, _ = serving_pusher.push(_model(tmp_path, "bad", 9.0), base, "ranking",
+                                {"source_model": "bad"})
+    return base, v1, v2
+
+
+def test_rollback_republishes_the_old_version_as_the_newest(served):
+    base, v1, v2 = served
+    v3, path = rollback(base, "ranking", v1)
+    assert v3 > v2 and serving.latest_version_dir(base, "ranking") == path
+    record = serving.read_push_record(path)
+    assert record["source_model"] == "good"
+    assert record["rollback"]["from_version"] == v2 and record["rollback"]["to_version"] == v1
+    # Same files as the version rolled back to (but its own push record).
+    for name in ("saved_model.pb", "assets.extra/tf_serving_warmup_requests"):
+        with open(os.path.join(base, "ranking", str(v1), name), "rb") as a, \
+                open(os.path.join(path, name), "rb") as b:
+            assert a.read() == b.read()
+    assert not [n for n in os.listdir(os.path.join(base, "ranking")) if n.startswith(".")]
+    (entry,) = [json.loads(line) for line in
+                open(os.path.join(base, "ranking", serving.ROLLBACK_LOG))]
+    assert entry["withdrawn_source_model"] == "bad" and entry["new_version"] == v3
+
+
+def test_a_withdrawn_model_is_not_pushed_again(served, tmp_path):
+    base, v1, v2 = served
+    v3, _ = rollback(base, "ranking", v1)
+    version, reason = serving_pusher.push(_model(tmp_path, "bad-again", 9.0), base, "ranking",
+                                          {"source_model": "bad"})
+    assert version is None and "withdrawn by recsys rollback" in reason
+    assert serving.versions(os.path.join(base, "ranking"))[-1] == v3
+    # A new model still goes through.
+    v4, _ = serving_pusher.push(_model(tmp_path, "new", 2.0), base, "ranking",
+                                {"source_model": "new"})
+    assert v4 > v3
+
+
+@pytest.mark.parametrize("model, version, message", [
+    ("ranking", 123, "has no version 123"),
+    ("rankings", 1, "unknown model 'rankings'"),
+])
+def test_bad_rollback_requests(served, model, version, message):
+    base, _, _ = served
+    with pytest.raises(OutputError, match=message):
+        rollback(base, model, version)
+
+
+def test_rollback_to_the_served_version_is_refused(served):
+    base, _, v2 = served
+    with pytest.raises(OutputError, match="already the newest"):
+        rollback(base, "ranking", v2)
+
+
+def test_cli_rollback(served, capsys, tmp_path):
+    base, v1, _ = served
+    config = tmp_path / "c.toml"
+    config.write_text(f'[serving]\nbase_dir = "{base}"\n')
+    assert cli.main(["rollback", "--config", str(config), "--model", "ranking",
+                     "--to", str(v1)]) == 0
+    out = capsys.readouterr().out
+    assert f"now serves version {v1}'s model" in out
+    assert cli.main(["rollback", "--config", str(config), "--model", "ranking",
+                     "--to", "1"]) == 2
+    assert "has no version 1" in capsys.readouterr().err
