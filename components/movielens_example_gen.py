@@ -47,6 +47,17 @@ def to_example(feats: dict[str, list]) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
+def _duplicates(pair_lines) -> list[str]:
+    """A description of a user/movie pair rated more than once, or nothing."""
+    (user, movie), lines = pair_lines
+    lines = sorted(lines)
+    if len(lines) < 2:
+        return []
+    beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "duplicate_pairs").inc()
+    shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+    return [f"user {user} rated movie {movie} {len(lines)} times (lines {shown})"]
+
+
 class _JoinFn(beam.DoFn):
     """Joins a rating with its movie and user; unknown ids go to the 'orphans' output."""
 
@@ -118,6 +129,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             # Spread the single file's ratings over workers for the rest of the pipeline.
             | "Redistribute" >> beam.Reshuffle()
         )
+        # MovieLens has one rating per user and movie; a pair seen twice means a damaged or
+        # twice-concatenated file, and either copy could be the wrong one: refuse, naming lines.
+        duplicate_sample = os.path.join(examples.uri, "_duplicate_sample")
+        (
+            ratings
+            | "PairKey" >> beam.Map(lambda r: ((r.user_id, r.movie_id), r.line_no))
+            | "GroupPairs" >> beam.GroupByKey()
+            | "Duplicates" >> beam.FlatMap(_duplicates)
+            | "SampleDuplicates" >> beam.combiners.Sample.FixedSizeGlobally(5)
+            | "DuplicatesJson" >> beam.Map(json.dumps)
+            | "WriteDuplicates" >> beam.io.WriteToText(duplicate_sample, shard_name_template="")
+        )
         joined = ratings | "Join" >> beam.ParDo(
             _JoinFn(dataset.ratings_path), movies_si, users_si
         ).with_outputs("orphans", main="joined")
@@ -162,6 +185,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             if inner is not None:
                 raise inner from None
             raise
+        self._check_duplicates(result, duplicate_sample, dataset)
         self._check_orphans(result, orphan_sample, max_orphans, dataset)
 
     @staticmethod
@@ -180,18 +204,32 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         )
 
     @staticmethod
-    def _check_orphans(result, sample_path: str, max_fraction: float, dataset) -> None:
-        def counter(name: str) -> int:
-            found = result.metrics().query(
-                MetricsFilter().with_namespace(_METRICS_NAMESPACE).with_name(name))["counters"]
-            return sum(c.result for c in found)
+    def _counter(result, name: str) -> int:
+        found = result.metrics().query(
+            MetricsFilter().with_namespace(_METRICS_NAMESPACE).with_name(name))["counters"]
+        return sum(c.result for c in found)
 
-        total, orphans = counter("ratings"), counter("orphans")
+    @staticmethod
+    def _read_sample(path: str) -> list[str]:
         sample = []
-        if tf.io.gfile.exists(sample_path):
-            with tf.io.gfile.GFile(sample_path) as f:
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
                 sample = [x for line in f if line.strip() for x in json.loads(line)]
-            tf.io.gfile.remove(sample_path)
+            tf.io.gfile.remove(path)
+        return sample
+
+    def _check_duplicates(self, result, sample_path: str, dataset) -> None:
+        pairs = self._counter(result, "duplicate_pairs")
+        sample = sorted(self._read_sample(sample_path))
+        if pairs:
+            raise DataError(
+                f"{dataset.ratings_path}: {pairs} user/movie pair(s) are rated more than once; "
+                f"MovieLens has one rating per pair (a file concatenated twice?): "
+                f"{'; '.join(sample[:3])}")
+
+    def _check_orphans(self, result, sample_path: str, max_fraction: float, dataset) -> None:
+        total, orphans = self._counter(result, "ratings"), self._counter(result, "orphans")
+        sample = self._read_sample(sample_path)
         if orphans == 0:
             logger.info("MovieLensExampleGen: %d ratings, none dropped", total)
             return

@@ -199,11 +199,18 @@ def _native_stderr_to(log_path: str, enabled: bool):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from recsys_pipeline.data.download import resolve_data_dir
-    from recsys_pipeline.local_runner import check_output_dir, format_summary, run_pipeline
+    from recsys_pipeline.local_runner import check_output_dir, run_lock
 
     config = _load_config(args)
     check_output_dir(config.output_dir)
+    with run_lock(config.output_dir):
+        return _run_locked(args, config)
+
+
+def _run_locked(args: argparse.Namespace, config) -> int:
+    from recsys_pipeline.data.download import resolve_data_dir
+    from recsys_pipeline.local_runner import format_summary, run_pipeline
+
     log_path = _setup_logging(config.output_dir, args.verbose)
     data_dir, origin = resolve_data_dir(
         config.data.dataset, args.data_dir, os.environ, config.data.data_dir,

@@ -7,13 +7,15 @@ afterwards from ML Metadata, which is the authority on what ran and what was cac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
 import sys
 import tempfile
 import time
-from typing import Any, Optional, TextIO
+from typing import Any, Iterator, Optional, TextIO
 
 from recsys_pipeline import model_summary
 from recsys_pipeline.errors import OutputError
@@ -31,6 +33,34 @@ def check_output_dir(path: str) -> None:
             f"output directory {path!r} is not writable ({e.strerror}). Choose another with "
             "--output-dir DIR or fix its permissions."
         ) from None
+
+
+LOCK_FILE = ".recsys-run.lock"
+
+
+@contextlib.contextmanager
+def run_lock(output_dir: str) -> Iterator[None]:
+    """Holds the output directory's run lock; refuses, naming the holder's pid, if taken.
+
+    Two runs on one output directory would interleave writes to the same MLMD store and
+    serving directory. The lock is an flock on a file there: the kernel releases it when the
+    holder exits, however it exits (kill -9 included), so a crash never leaves it stuck.
+    """
+    path = os.path.join(output_dir, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise OutputError(
+                f"another recsys run (pid {holder}) is using {output_dir}: wait for it to "
+                "finish, or use another --output-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class ProgressReporter(logging.Handler):
@@ -94,6 +124,25 @@ class RunSummary:
         return {}
 
 
+def check_metadata_store(path: str) -> None:
+    """Fails with what to do if ``path`` exists but is not a sound SQLite database."""
+    import sqlite3
+
+    if not os.path.exists(path):
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            status = db.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        status = str(e)
+    if status != "ok":
+        raise OutputError(
+            f"the ML Metadata store {path} is corrupt ({status}). It holds the run history "
+            f"and cache: restore it from a backup, or move it aside (mv {path} {path}.corrupt) "
+            "to start a new history -- the artifacts under tfx/ and the serving directory are "
+            "not touched either way.")
+
+
 def open_store(config: PipelineConfig):
     """The run's sqlite MLMD store; an OutputError if there is none (nothing ran here)."""
     from ml_metadata.metadata_store import metadata_store
@@ -102,6 +151,7 @@ def open_store(config: PipelineConfig):
     if not os.path.exists(config.metadata_path):
         raise OutputError(f"no ML Metadata store at {config.metadata_path}: nothing has run "
                           "with this output directory (--output-dir)")
+    check_metadata_store(config.metadata_path)
     return metadata_store.MetadataStore(
         metadata.sqlite_metadata_connection_config(config.metadata_path))
 
@@ -214,6 +264,7 @@ def run_pipeline(config: PipelineConfig, stream: TextIO = sys.stdout) -> RunSumm
     from recsys_pipeline.pipeline.pipeline import create_pipeline
 
     check_output_dir(config.output_dir)
+    check_metadata_store(config.metadata_path)
     pipeline = create_pipeline(config)
     node_ids = [c.id for c in pipeline.components]
     progress = ProgressReporter(node_ids, stream)

@@ -85,3 +85,61 @@ def test_runs_without_a_metadata_store_says_so(tmp_path, capsys):
 
     assert cli.main(["runs", "--output-dir", str(tmp_path / "nothing-here")]) == 2
     assert "no ML Metadata store" in capsys.readouterr().err
+
+
+def test_a_second_run_on_the_same_output_dir_is_refused_with_the_holders_pid(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from recsys_pipeline import cli
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from recsys_pipeline.local_runner import run_lock\n"
+         "with run_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)\n",
+         str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert cli.main(["run", "--output-dir", str(out), "--data-dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert f"another recsys run (pid {holder.pid}) is using {out}" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel released the lock with the (killed) holder: a run may now start -- here it
+    # gets past the lock and stops at the missing dataset instead.
+    assert cli.main(["run", "--output-dir", str(out), "--data-dir", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["runs"], ["run", "--data-dir", "/nonexistent"]])
+def test_corrupt_metadata_store_says_what_to_do_and_touches_nothing(tmp_path, capsys, command):
+    from recsys_pipeline import cli
+
+    store = tmp_path / "metadata.sqlite"
+    store.write_bytes(b"this is not a database")
+    assert cli.main([*command, "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"the ML Metadata store {store} is corrupt" in err and ".corrupt" in err
+    assert store.read_bytes() == b"this is not a database"
+
+
+@pytest.mark.parametrize("content", ["empty", "foreign", "corrupt-record"])
+def test_recommend_refuses_a_foreign_or_corrupt_newest_version(capsys, tmp_path, content):
+
+    for name in ("retrieval", "ranking"):
+        version = tmp_path / "serving" / name / "1795000000"
+        version.mkdir(parents=True)
+        if content != "empty":
+            (version / "saved_model.pb").write_bytes(b"not ours")
+        if content == "corrupt-record":
+            (version / "assets.extra").mkdir()
+            (version / "assets.extra" / "recsys_push.json").write_text("{truncated")
+    code, out = _run(capsys, "recommend", "--output-dir", str(tmp_path), "--user-id", "42")
+    assert code == 2
+    assert f"{tmp_path / 'serving' / 'retrieval' / '1795000000'} is not a version this " \
+        "pipeline pushed" in out.err
+    assert {"empty": "no saved_model.pb", "foreign": "missing or unreadable",
+            "corrupt-record": "missing or unreadable"}[content] in out.err

@@ -67,6 +67,17 @@ def withdrawn_models(model_dir: str) -> dict[str, dict[str, Any]]:
     return withdrawn
 
 
+def version_problem(version_dir: str) -> Optional[str]:
+    """Why ``version_dir`` is not a complete version this pipeline pushed, or None."""
+    if not os.path.isfile(os.path.join(version_dir, "saved_model.pb")):
+        return "it has no saved_model.pb"
+    try:
+        read_push_record(version_dir)
+    except (OSError, ValueError) as e:
+        return f"its push record assets.extra/{PUSH_RECORD} is missing or unreadable ({e})"
+    return None
+
+
 def models_config_text(serving_dir: str, names: list[str]) -> str:
     """A TF Serving ``--model_config_file`` (text proto) serving ``names`` from this base."""
     entries = "".join(
@@ -176,6 +187,12 @@ class Recommender:
                     f"no pushed version of model '{name}' under {serving_dir}. Run "
                     "`recsys run` until the model is blessed and pushed, or pass the "
                     "--output-dir of a run that pushed it.")
+            problem = version_problem(path)
+            if problem:
+                raise OutputError(
+                    f"{path} is not a version this pipeline pushed: {problem}. TF Serving "
+                    "serves the highest version number, so it would serve this directory too: "
+                    "move it out of the model directory (or `recsys rollback` to a good one).")
             self.version_dirs[name] = path
         import scann  # noqa: F401  (registers ScaNN's ops; the retrieval model needs them)
         import tensorflow as tf

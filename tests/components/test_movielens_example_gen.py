@@ -105,3 +105,14 @@ def test_bad_line_inside_beam_names_file_and_line(tmp_path):
     with pytest.raises(DataError, match=r"u.data line 2: expected 4 '\\t'-separated fields"):
         _run(tmp_path, d)
     assert _holds_nothing(tmp_path / "examples") and _holds_nothing(tmp_path / "catalogue")
+
+
+def test_duplicate_ratings_fail_naming_the_pair_and_lines_and_leave_no_output(tmp_path):
+    d = make_ml100k(tmp_path, ratings="1\t1\t5\t874965758\n2\t3\t4\t878542960\n"
+                                      "1\t1\t2\t875000000\n")
+    with pytest.raises(DataError) as e:
+        _run(tmp_path, d)
+    msg = str(e.value)
+    assert "u.data: 1 user/movie pair(s) are rated more than once" in msg
+    assert "user 1 rated movie 1 2 times (lines 1, 3)" in msg
+    assert _holds_nothing(tmp_path / "examples") and _holds_nothing(tmp_path / "catalogue")

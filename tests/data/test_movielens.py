@@ -81,6 +81,9 @@ def test_layout_mismatch_with_config(ml100k):
     ("1\t1\tfive\t874965758", r"u.data line 2: rating 'five' is not a number"),
     ("1\t1\t5\t2001-09-09", r"u.data line 2: timestamp '2001-09-09' is not an integer"),
     ("1\t1\t5\t-5", r"u.data line 2: timestamp -5 is negative"),
+    ("1\t1\t5\tnan", r"u.data line 2: timestamp 'nan' is not an integer"),
+    ("1\t1\t5\t", r"u.data line 2: timestamp '' is not an integer"),
+    ("1\t1\tnan\t874965758", r"u.data line 2: rating 'nan' is outside the ml-100k scale"),
     ("x\t1\t5\t874965758", r"u.data line 2: user id must be a positive integer, got 'x'"),
 ])
 def test_bad_ratings_line_names_file_and_line(tmp_path, line, message):

@@ -118,3 +118,22 @@ def test_metadata_travels_with_the_export(retrieval, data, tiny):
     assert metadata["vocab_sizes"] == data.sizes
     assert metadata["popular"][0]["ratings"] == max(data.stats.movie_counts.values())
     assert metadata["latest_train_timestamp"] == max(r[F.TIMESTAMP] for r in tiny.raw_train_rows)
+
+
+def test_eval_examples_with_users_and_movies_unseen_in_train_are_scored(
+        retrieval, ranking, tiny, fresh_signature):
+    # Vocabularies come from the train split; eval may hold ids train never had. They map to
+    # the out-of-vocabulary buckets: evaluated, not an error, and never a hit for a movie
+    # outside the catalogue.
+    first = next(iter(tf.data.TFRecordDataset(inputs.files(tiny.raw_eval_dir),
+                                              compression_type="GZIP"))).numpy()
+    example = tf.train.Example.FromString(first)
+    example.features.feature[F.USER_ID].bytes_list.value[:] = [b"user-never-seen"]
+    unseen_user = example.SerializeToString()
+    example.features.feature[F.MOVIE_ID].bytes_list.value[:] = [b"movie-never-seen"]
+    unseen_both = example.SerializeToString()
+    batch = np.array([unseen_user, unseen_both], dtype=object)
+    got = fresh_signature(retrieval[1], "evaluate", examples=batch)
+    assert got["top_k_hit"].shape == (2,) and got["top_k_hit"][1] == 0
+    rated = fresh_signature(ranking[1], "evaluate", examples=batch)
+    assert np.isfinite(rated["rating"]).all()
