@@ -11,7 +11,9 @@ run: setup
 	.venv/bin/recsys run $(RUN_ARGS)
 
 # Everything, end-to-end tests included (those are marked e2e and skipped by plain pytest).
+# Also installs the test-only tools (headless Chromium for the run report's browser test).
 test: setup
+	@bash scripts/setup.sh --test-tools
 	.venv/bin/pytest -m "e2e or not e2e" $(PYTEST_ARGS)
 
 # Unit tests only (a minute or two).

@@ -70,8 +70,9 @@ def ScannIndexer(
               f"{report['settings']['num_leaves']} leaves searched -> recall "
               f"{step['tuning_recall']:.4f} on the tuning queries", flush=True)
     print(f"      ScaNN recall@{report['recall_k']} = {recall:.4f} on {report['queries']} held-out "
-          f"queries (bound {params.min_recall}), built in {report['build_seconds']:.2f}s",
-          flush=True)
+          f"queries (bound {params.min_recall}), built in {report['build_seconds']:.2f}s; "
+          f"one query {report['latency_ms']['scann']['p50']:.2f} ms (brute force "
+          f"{report['latency_ms']['brute_force']['p50']:.2f} ms), median", flush=True)
     index_blessing.set_float_custom_property("recall", recall)
     index_blessing.set_float_custom_property("min_recall", params.min_recall)
     index_blessing.set_string_custom_property("report", json.dumps(report, sort_keys=True))

@@ -4,6 +4,7 @@
     recsys recommend --user-id ID [--k 10] [--output-dir DIR] [--config FILE]
     recsys config [--config FILE]       print the effective configuration, documented
     recsys runs [--output-dir DIR]      list the runs recorded in ML Metadata
+    recsys report [--output-dir DIR] [--run ID]   write the HTML report of a run
     recsys lineage --version V [--model NAME] [--output-dir DIR]
                                         what is behind a pushed version
     recsys rollback --model NAME --to VERSION [--output-dir DIR] [--config FILE]
@@ -53,6 +54,10 @@ def _build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list the pipeline runs recorded in ML Metadata")
     runs.add_argument("--output-dir", help="output directory of the runs (default: ./outputs)")
     runs.add_argument("--config", help="config file (pipeline_name)")
+    rep = sub.add_parser("report", help="write a self-contained HTML report of a run")
+    rep.add_argument("--output-dir", help="output directory of the runs (default: ./outputs)")
+    rep.add_argument("--run", help="run id (default: the newest; recsys runs lists them)")
+    rep.add_argument("--config", help="config file (pipeline_name, bounds)")
     lin = sub.add_parser("lineage", help="data, Transform, Trainer and evaluation behind a "
                          "pushed version")
     lin.add_argument("--version", required=True, type=int, help="pushed version number")
@@ -352,6 +357,15 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from recsys_pipeline.report import write_report
+
+    _quiet_tf_logs()
+    path = write_report(_load_config(args), args.run)
+    print(f"Report: {path}")
+    return 0
+
+
 def _cmd_lineage(args: argparse.Namespace) -> int:
     from recsys_pipeline.history import lineage
 
@@ -388,6 +402,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return {"run": _cmd_run, "recommend": _cmd_recommend, "config": _cmd_config,
                 "rollback": _cmd_rollback, "runs": _cmd_runs, "lineage": _cmd_lineage,
+                "report": _cmd_report,
                 "kubeflow": _cmd_kubeflow}[args.command](args)
     except RecsysError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -71,6 +71,14 @@ def _pushed(props: dict[str, Any], state: Optional[str]) -> str:
     return f"not pushed: the pusher {state or 'did not run'}"
 
 
+def run_bound(summary, evaluator: str) -> Optional[float]:
+    """The absolute bound the run's Evaluator applied (its ``value_bound``), if recorded."""
+    for c in summary.components:
+        if c.node_id == evaluator and "value_bound" in c.execution_properties:
+            return float(c.execution_properties["value_bound"])
+    return None
+
+
 def model_rows(summary, config: PipelineConfig) -> list[ModelRow]:
     """Rows for the ScaNN, brute-force and ranking models of ``summary``'s run."""
     from recsys_pipeline.pipeline.evaluation import RMSE_METRIC, top_k_metric
@@ -87,6 +95,9 @@ def model_rows(summary, config: PipelineConfig) -> list[ModelRow]:
     )
     for prefix, metric, bound, pushers in gates:
         evaluator = f"{prefix}Evaluator"
+        used = run_bound(summary, evaluator)
+        if used is not None:  # the bound this run's Evaluator applied (a run-time value)
+            bound = f"{bound.split()[0]} {used:g}"
         uri = summary.output(evaluator, "evaluation")
         evaluation = read_evaluation(uri) if uri and states.get(evaluator) in (
             "ran", "cached") else Evaluation({}, [])

@@ -9,14 +9,18 @@
 #   3. .venv: created from uv.lock with `uv sync --locked` (fails if the lock is stale).
 #
 # Idempotent: on a machine that is already set up it only checks, which takes seconds.
-# Options: --system-only (step 1 only, used by the Dockerfile before copying the project).
+# Options: --system-only (step 1 only, used by the Dockerfile before copying the project);
+#          --test-tools (`make test` only: also Debian's Chromium, for the run report's browser
+#          test; not in the image).
 set -euo pipefail
 
 UV_VERSION="0.13.9"
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SYSTEM_ONLY=0
+TEST_TOOLS=0
 RUNTIME_REPAIRED=0
 [[ "${1:-}" == "--system-only" ]] && SYSTEM_ONLY=1
+[[ "${1:-}" == "--test-tools" ]] && TEST_TOOLS=1
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -130,8 +134,22 @@ ensure_venv() {
     || die "uv sync failed. If you changed dependencies, run 'uv lock' and commit uv.lock."
 }
 
+ensure_chromium() {
+  # The run report is checked in headless Chromium (render, screenshot, no console errors).
+  if command -v chromium >/dev/null 2>&1; then return; fi
+  [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1 \
+    || die "the tests need Chromium (headless) for the run report: install Debian/Ubuntu's
+       'chromium' package (sudo apt-get install chromium), then re-run."
+  log "Installing Chromium (Debian's package) for the report's browser test"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2 || die "apt-get update failed (is the Debian mirror reachable?)"
+  apt-get install -y -q --no-install-recommends chromium >&2 \
+    || die "apt-get install chromium failed"
+}
+
 ensure_runtime
 if [[ "$SYSTEM_ONLY" == "1" ]]; then exit 0; fi
 ensure_uv
 ensure_venv
+if [[ "$TEST_TOOLS" == "1" ]]; then ensure_chromium; fi
 log "Ready: $REPO_DIR/.venv"

@@ -237,6 +237,37 @@ def test_runs_and_lineage_read_the_history(first_run, real_ml100k):
     assert missing.returncode == 2 and "no pushed version 1" in missing.stderr
 
 
+def test_report_renders_in_headless_chromium(first_run):
+    from tests.browser import Browser
+
+    out, _ = first_run
+    result = _recsys("report", "--output-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    page = out / "report" / "index.html"
+    assert result.stdout.strip() == f"Report: {page}"
+    text = page.read_text()
+    # Self-contained: no scripts, nothing loaded from anywhere.
+    assert "<script" not in text and not re.search(r"\s(src|href)=", text)
+    shot = out / "report" / "screenshot.png"
+    with Browser(width=1400, height=1200) as browser:
+        browser.load(page.as_uri())
+        assert browser.errors == []
+        statuses = browser.evaluate(
+            "[...document.querySelectorAll('#dag .node')].map(n => n.dataset.status)")
+        assert len(statuses) == 16 and set(statuses) <= {"ran", "cached"}, statuses
+        models = browser.evaluate("document.getElementById('models').innerText")
+        assert "top_100_accuracy" in models and "root_mean_squared_error" in models
+        data = browser.evaluate("document.getElementById('data').innerText")
+        assert "train" in data and "eval" in data
+        runs = browser.evaluate("document.querySelectorAll('#runs tr').length") - 1
+        assert runs >= 1 and browser.evaluate(
+            "document.querySelectorAll('svg .point').length") == 2 * runs  # both charts
+        index = browser.evaluate("document.getElementById('index').innerText")
+        assert "recall@10" in index and "one query, scann" in index
+        browser.screenshot(str(shot))
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 30_000
+
+
 def _subset(real_ml100k, tmp_path, n_ratings=3000):
     d = tmp_path / "ml-100k"
     d.mkdir()

@@ -38,6 +38,9 @@ def test_scann_export_meets_the_recall_bound_against_brute_force(retrieval, tiny
     report = index.build_scann_export(path, str(out), params, users, [880_000_000] * len(users))
     assert report["recall"] >= params.min_recall, report
     assert report["tuning"] and report["queries"] == len(users) // 2
+    for method in ("scann", "brute_force"):  # measured, one query at a time
+        timing = report["latency_ms"][method]
+        assert 0 < timing["p50"] <= timing["p99"], report["latency_ms"]
     assert export.read_metadata(str(out))["kind"] == "retrieval_scann"
 
     # In a fresh process (scann imported first, as a server must): same top movies as exact.

@@ -1,0 +1,364 @@
+"""``recsys report``: one self-contained HTML page about a run (inline CSS and SVG, no scripts,
+nothing fetched), written to ``<output-dir>/report/index.html``.
+
+Sections: the DAG with each component's status (ran / cached / failed) and duration; data
+highlights from StatisticsGen (ratings per split, users, movies, time span, rating
+distribution); the gated metrics against their bounds and the baseline; top-k accuracy and
+RMSE across all runs as plots; the ScaNN index's recall and one-query latency against brute
+force. Everything is read from ML Metadata and the artifacts it points to.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import os
+from typing import Any, Optional
+
+from recsys_pipeline.errors import OutputError
+from recsys_pipeline.pipeline.config import PipelineConfig
+
+STATUS_COLOURS = {"ran": "#2e7d32", "cached": "#1565c0", "failed": "#c62828",
+                  "running": "#ef6c00", "not run": "#9e9e9e"}
+REPORT_DIR = "report"
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+# --- Data gathering -------------------------------------------------------------------------
+
+def dag_edges(store, run_id: str) -> set[tuple[str, str]]:
+    """(producer node, consumer node) for every artifact consumed in the run."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    from recsys_pipeline.history import _node_of
+
+    Event = metadata_store_pb2.Event
+    (run,) = [c for c in store.get_contexts_by_type("pipeline_run") if c.name == run_id]
+    edges = set()
+    for execution in store.get_executions_by_context(run.id):
+        consumer = _node_of(store, execution)
+        inputs = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                  if e.type == Event.INPUT]
+        producers = [e.execution_id for e in store.get_events_by_artifact_ids(inputs)
+                     if e.type == Event.OUTPUT]
+        for producer in store.get_executions_by_id(sorted(set(producers))):
+            edges.add((_node_of(store, producer), consumer))
+    return edges
+
+
+def layers(nodes: list[str], edges: set[tuple[str, str]]) -> dict[str, int]:
+    """Column of each node: the length of the longest path reaching it."""
+    depth = {n: 0 for n in nodes}
+    for _ in nodes:  # at most len(nodes) relaxations in a DAG
+        changed = False
+        for a, b in edges:
+            if a in depth and b in depth and depth[b] < depth[a] + 1:
+                depth[b] = depth[a] + 1
+                changed = True
+        if not changed:
+            break
+    return depth
+
+
+def data_highlights(statistics_uri: Optional[str]) -> dict[str, Any]:
+    """Counts, users, movies, time span and rating histogram per split."""
+    from recsys_pipeline.transform import features as F
+
+    if not statistics_uri or not os.path.isdir(statistics_uri):
+        return {}
+    import tensorflow_data_validation as tfdv
+
+    result = {}
+    for split in ("train", "eval"):
+        path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
+        if not os.path.exists(path):
+            continue
+        dataset = tfdv.load_stats_binary(path).datasets[0]
+        info: dict[str, Any] = {"ratings": dataset.num_examples}
+        for feature in dataset.features:
+            name = feature.path.step[0] if feature.path.step else feature.name
+            if name in (F.USER_ID, F.MOVIE_ID) and feature.HasField("string_stats"):
+                info[name] = feature.string_stats.unique
+            elif name == F.TIMESTAMP and feature.HasField("num_stats"):
+                info["first"], info["last"] = feature.num_stats.min, feature.num_stats.max
+            elif name == F.USER_RATING and feature.HasField("num_stats"):
+                stats = feature.num_stats
+                info["mean_rating"] = stats.mean
+                if stats.histograms:
+                    info["histogram"] = [(b.low_value, b.high_value, b.sample_count)
+                                         for b in stats.histograms[0].buckets]
+        result[split] = info
+    return result
+
+
+# --- SVG ------------------------------------------------------------------------------------
+
+def dag_svg(components, edges: set[tuple[str, str]]) -> str:
+    """The DAG, left to right, each node coloured by status with its duration."""
+    nodes = [c.node_id for c in components]
+    column = layers(nodes, edges)
+    rows: dict[int, int] = {}
+    position = {}
+    for node in nodes:
+        col = column[node]
+        position[node] = (col, rows.get(col, 0))
+        rows[col] = rows.get(col, 0) + 1
+    width, height, dx, dy = 178, 46, 214, 62
+    total_w = (max(column.values(), default=0) + 1) * dx + 10
+    total_h = max(rows.values(), default=1) * dy + 10
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {total_w} {total_h}" '
+             f'width="{total_w}" height="{total_h}" role="img" aria-label="pipeline DAG">']
+    for a, b in sorted(edges):
+        if a not in position or b not in position:
+            continue
+        (ca, ra), (cb, rb) = position[a], position[b]
+        x1, y1 = 5 + ca * dx + width, 5 + ra * dy + height / 2
+        x2, y2 = 5 + cb * dx, 5 + rb * dy + height / 2
+        mid = (x1 + x2) / 2
+        parts.append(f'<path d="M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}" fill="none" '
+                     'stroke="#90a4ae" stroke-width="1.4"/>')
+    by_id = {c.node_id: c for c in components}
+    for node in nodes:
+        col, row = position[node]
+        c = by_id[node]
+        x, y = 5 + col * dx, 5 + row * dy
+        colour = STATUS_COLOURS.get(c.state, "#9e9e9e")
+        took = "-" if c.seconds is None else (
+            f"{c.seconds:.1f}s" if c.seconds >= 1 else f"{c.seconds:.2f}s")
+        parts.append(
+            f'<g class="node" data-status="{_e(c.state)}"><rect x="{x}" y="{y}" '
+            f'width="{width}" height="{height}" rx="6" fill="#fff" stroke="{colour}" '
+            f'stroke-width="2.5"/><text x="{x + 8}" y="{y + 19}" font-size="13" '
+            f'font-weight="600">{_e(node)}</text><text x="{x + 8}" y="{y + 37}" '
+            f'font-size="12" fill="{colour}">{_e(c.state)} · {_e(took)}</text></g>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def line_chart_svg(title: str, values: list[Optional[float]], bound: Optional[float],
+                   blessed: list[Optional[bool]]) -> str:
+    """A small line chart of a metric over runs, with the bound dashed."""
+    w, h, left, bottom, top = 460, 200, 52, 28, 24
+    points = [(i, v) for i, v in enumerate(values) if v is not None]
+    if not points:
+        return f"<p>{_e(title)}: no evaluated runs yet.</p>"
+    ys = [v for _, v in points] + ([bound] if bound is not None else [])
+    lo, hi = min(ys), max(ys)
+    pad = (hi - lo) * 0.15 or 0.05
+    lo, hi = lo - pad, hi + pad
+    n = max(len(values) - 1, 1)
+
+    def px(i: float) -> float:
+        return left + (w - left - 12) * (i / n if len(values) > 1 else 0.5)
+
+    def py(v: float) -> float:
+        return top + (h - top - bottom) * (1 - (v - lo) / (hi - lo))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" '
+             f'height="{h}" role="img" aria-label="{_e(title)}">',
+             f'<text x="{left}" y="15" font-size="13" font-weight="600">{_e(title)}</text>',
+             f'<line x1="{left}" y1="{h - bottom}" x2="{w - 8}" y2="{h - bottom}" '
+             'stroke="#607d8b"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" stroke="#607d8b"/>',
+             f'<text x="{left - 6}" y="{py(hi - pad) + 4}" font-size="11" '
+             f'text-anchor="end">{hi - pad:.3f}</text>',
+             f'<text x="{left - 6}" y="{py(lo + pad) + 4}" font-size="11" '
+             f'text-anchor="end">{lo + pad:.3f}</text>',
+             f'<text x="{w - 8}" y="{h - 8}" font-size="11" text-anchor="end">run</text>']
+    if bound is not None:
+        parts.append(f'<line x1="{left}" y1="{py(bound)}" x2="{w - 8}" y2="{py(bound)}" '
+                     'stroke="#c62828" stroke-dasharray="5,4"/>'
+                     f'<text x="{w - 10}" y="{py(bound) - 4}" font-size="11" fill="#c62828" '
+                     f'text-anchor="end">bound {bound:g}</text>')
+    if len(points) > 1:
+        path = " ".join(f"{px(i):.1f},{py(v):.1f}" for i, v in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="#1565c0" '
+                     'stroke-width="2"/>')
+    for i, v in points:
+        colour = "#2e7d32" if blessed[i] else "#c62828"
+        parts.append(f'<circle class="point" cx="{px(i):.1f}" cy="{py(v):.1f}" r="4" '
+                     f'fill="{colour}"><title>run {i + 1}: {v:.4f}</title></circle>'
+                     f'<text x="{px(i):.1f}" y="{h - bottom + 14}" font-size="10" '
+                     f'text-anchor="middle">{i + 1}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def histogram_svg(buckets: list[tuple[float, float, float]]) -> str:
+    """Bars of the rating histogram (non-empty buckets)."""
+    bars = [(lo, hi_, count) for lo, hi_, count in buckets if count >= 1.5]
+    if not bars:
+        return ""
+    w, h, bar = 64 * len(bars) + 20, 140, 48
+    top = max(c for _, _, c in bars)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" '
+             f'height="{h}" role="img" aria-label="rating distribution">']
+    for i, (lo, hi_, count) in enumerate(bars):
+        height = (h - 40) * count / top
+        x = 10 + 64 * i
+        label = f"{lo:.1f}–{hi_:.1f}"
+        parts.append(f'<rect x="{x}" y="{h - 22 - height:.1f}" width="{bar}" '
+                     f'height="{height:.1f}" fill="#5c6bc0"><title>{count:.0f}</title></rect>'
+                     f'<text x="{x + bar / 2}" y="{h - 8}" font-size="11" '
+                     f'text-anchor="middle">{label}</text>'
+                     f'<text x="{x + bar / 2}" y="{h - 26 - height:.1f}" font-size="10" '
+                     f'text-anchor="middle">{count:.0f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# --- Page -----------------------------------------------------------------------------------
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#263238;
+max-width:1400px}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid
+#cfd8dc;padding-bottom:4px}table{border-collapse:collapse;font-size:13px}td,th{padding:4px
+10px;border-bottom:1px solid #eceff1;text-align:left}th{background:#f5f7f8}.num{text-align:right;
+font-variant-numeric:tabular-nums}.yes{color:#2e7d32;font-weight:600}.no{color:#c62828;
+font-weight:600}.muted{color:#78909c}.scroll{overflow-x:auto}.charts{display:flex;gap:24px;
+flex-wrap:wrap}.legend span{margin-right:14px}
+"""
+
+
+def _num(v: Optional[float], digits: int = 4) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _when(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render(config: PipelineConfig, summary, edges, data, models, history_rows,
+           index: dict[str, Any]) -> str:
+    """The page's HTML."""
+    ran = sum(c.state == "ran" for c in summary.components)
+    cached = sum(c.state == "cached" for c in summary.components)
+    total = sum(c.seconds or 0 for c in summary.components)
+    legend = "".join(f'<span style="color:{colour}">■ {state}</span>'
+                     for state, colour in STATUS_COLOURS.items())
+    out = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+           f"<title>recsys-pipeline run {_e(summary.run_id)}</title><style>{CSS}</style>"
+           "</head><body>",
+           f"<h1>recsys-pipeline · run {_e(summary.run_id)}</h1>",
+           f'<p class="muted">Started {_e(_when(summary.started))} · {ran} ran, {cached} cached '
+           f"of {len(summary.components)} components · {total:.0f}s of component time · "
+           f"output {_e(config.output_dir)}</p>",
+           "<h2>Pipeline</h2>", f'<p class="legend">{legend}</p>',
+           f'<div class="scroll" id="dag">{dag_svg(summary.components, edges)}</div>']
+
+    out.append("<h2>Data</h2>")
+    if data:
+        out.append("<table id=data><tr><th>split</th><th class=num>ratings</th>"
+                   "<th class=num>users</th><th class=num>movies</th><th class=num>mean rating"
+                   "</th><th>from</th><th>to</th></tr>")
+        for split, info in data.items():
+            out.append(
+                f"<tr><td>{_e(split)}</td><td class=num>{info.get('ratings', '-')}</td>"
+                f"<td class=num>{info.get('user_id', '-')}</td>"
+                f"<td class=num>{info.get('movie_id', '-')}</td>"
+                f"<td class=num>{_num(info.get('mean_rating'), 3)}</td>"
+                f"<td>{_e(_when(info.get('first'))[:10])}</td>"
+                f"<td>{_e(_when(info.get('last'))[:10])}</td></tr>")
+        out.append("</table>")
+        if data.get("train", {}).get("histogram"):
+            out.append("<p>Rating distribution (train):</p>"
+                       + histogram_svg(data["train"]["histogram"]))
+    else:
+        out.append("<p>No statistics in this run.</p>")
+
+    out.append("<h2>Models against the gates</h2><table id=models><tr><th>model</th>"
+               "<th>metric</th><th class=num>value</th><th class=num>bound</th>"
+               "<th class=num>baseline</th><th>blessed</th><th>pushed</th></tr>")
+    for r in models:
+        blessed = "" if r.blessed is None else (
+            '<span class="yes">yes</span>' if r.blessed else '<span class="no">NO</span>')
+        out.append(f"<tr><td>{_e(r.model)}</td><td>{_e(r.metric)}</td>"
+                   f"<td class=num>{_num(r.value)}</td><td class=num>{_e(r.bound)}</td>"
+                   f"<td class=num>{_num(r.baseline)}</td><td>{blessed}</td>"
+                   f"<td>{_e(r.pushed)}</td></tr>")
+    out.append("</table>")
+
+    from recsys_pipeline.model_summary import run_bound
+
+    ev = config.evaluation
+    top_k_bound = run_bound(summary, "RetrievalEvaluator")
+    rmse_bound = run_bound(summary, "RankingEvaluator")
+    out.append("<h2>History</h2><div class=charts>")
+    out.append(line_chart_svg(f"top-{ev.top_k} accuracy",
+                              [r["top_k_accuracy"] for r in history_rows],
+                              ev.min_top_k_accuracy if top_k_bound is None else top_k_bound,
+                              [r["blessed"]["Retrieval"] for r in history_rows]))
+    out.append(line_chart_svg("RMSE", [r["rmse"] for r in history_rows],
+                              ev.max_rmse if rmse_bound is None else rmse_bound,
+                              [r["blessed"]["Ranking"] for r in history_rows]))
+    out.append("</div><table id=runs><tr><th>#</th><th>run</th><th>started</th>"
+               "<th class=num>ran</th><th class=num>cached</th><th>pushed</th></tr>")
+    for i, r in enumerate(history_rows, 1):
+        pushed = ", ".join(f"{m}={v}" for m, v in sorted(r["pushed"].items())) or "none"
+        out.append(f"<tr><td>{i}</td><td>{_e(r['run'])}</td><td>{_e(_when(r['started']))}"
+                   f"</td><td class=num>{r['ran']}</td><td class=num>{r['cached']}</td>"
+                   f"<td>{_e(pushed)}</td></tr>")
+    out.append("</table>")
+
+    out.append("<h2>ScaNN index</h2>")
+    if index:
+        report = index.get("report", {})
+        latency = report.get("latency_ms", {})
+        settings = report.get("settings", {})
+        out.append(
+            f"<table id=index><tr><th>recall@{_e(report.get('recall_k', '?'))}</th>"
+            f"<td class=num>{_num(index.get('recall'))}</td><td>bound "
+            f"{_e(index.get('min_recall', '-'))}</td></tr>")
+        for method in ("scann", "brute_force"):
+            if method in latency:
+                out.append(f"<tr><th>one query, {method.replace('_', ' ')}</th><td class=num>"
+                           f"{latency[method]['p50']:.3f} ms</td><td>p99 "
+                           f"{latency[method]['p99']:.3f} ms</td></tr>")
+        out.append(f"<tr><th>index</th><td colspan=2>{_e(report.get('catalogue_size', '?'))} "
+                   f"movies, {_e(settings.get('num_leaves', '?'))} leaves, "
+                   f"{_e(settings.get('num_leaves_to_search', '?'))} searched, built in "
+                   f"{_e(report.get('build_seconds', '?'))}s</td></tr></table>")
+    else:
+        out.append("<p>The index was not built in this run.</p>")
+    out.append("</body></html>\n")
+    return "\n".join(out)
+
+
+def write_report(config: PipelineConfig, run_id: Optional[str] = None) -> str:
+    """Writes the report of ``run_id`` (default: the newest run); returns its path."""
+    from recsys_pipeline import history, model_summary
+    from recsys_pipeline.local_runner import open_store, summarize_runs
+
+    store = open_store(config)
+    summaries = summarize_runs(config, store=store)
+    if not summaries:
+        raise OutputError(f"{config.metadata_path} records no run of {config.pipeline_name}")
+    if run_id is None:
+        summary = summaries[-1]
+    else:
+        matches = [s for s in summaries if s.run_id == run_id]
+        if not matches:
+            raise OutputError(f"no run {run_id!r}; recsys runs lists them")
+        summary = matches[0]
+    index = dict(summary.properties("ScannIndexer", "index_blessing"))
+    if "report" in index:
+        index["report"] = json.loads(index["report"])
+    page = render(config, summary, dag_edges(store, summary.run_id),
+                  data_highlights(summary.output("StatisticsGen", "statistics")),
+                  model_summary.model_rows(summary, config),
+                  history.run_rows(config, store), index)
+    directory = os.path.join(config.output_dir, REPORT_DIR)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "index.html")
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(page)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,27 @@
+"""The report's pure parts: DAG layering and the SVG builders."""
+
+from recsys_pipeline.local_runner import ComponentResult
+from recsys_pipeline.report import dag_svg, histogram_svg, layers, line_chart_svg
+
+
+def test_layers_follow_the_longest_path():
+    edges = {("a", "b"), ("b", "c"), ("a", "c"), ("d", "c")}
+    assert layers(["a", "b", "c", "d"], edges) == {"a": 0, "b": 1, "c": 2, "d": 0}
+
+
+def test_dag_nodes_carry_status_and_duration():
+    svg = dag_svg([ComponentResult("a", "ran", 1.25, {}), ComponentResult("b", "cached", 0.04,
+                                                                          {})], {("a", "b")})
+    assert svg.count('class="node"') == 2 and 'data-status="cached"' in svg
+    assert "ran · 1.2s" in svg and "cached · 0.04s" in svg and "<path" in svg
+
+
+def test_line_chart_marks_unblessed_runs_and_the_bound():
+    svg = line_chart_svg("RMSE", [0.95, None, 0.93], 1.0, [True, None, False])
+    assert svg.count('class="point"') == 2 and "bound 1" in svg
+    assert "#c62828" in svg.split("run 3")[0].rsplit("<circle", 1)[1]  # not blessed: red
+
+
+def test_histogram_skips_empty_buckets():
+    svg = histogram_svg([(1.0, 1.4, 100.0), (1.4, 1.8, 0.9), (1.8, 2.2, 50.0)])
+    assert svg.count("<rect") == 2 and "1.0–1.4" in svg
