@@ -1,0 +1,196 @@
+"""Fault injection: the runner is killed with SIGKILL inside ExampleGen, Transform, a Trainer,
+an Evaluator and a Pusher (tests/faults.py stops it at the exact point). After each kill the
+serving directory holds only the complete, previously blessed versions, ML Metadata opens,
+and a rerun completes, reusing what finished before the kill. Plus a disk full during a push.
+
+Each scenario starts from a copy of one served baseline (3,000 ratings of MovieLens 100K, few
+epochs) and changes the data or the config so that the component to kill has to execute.
+"""
+
+import errno
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from recsys_pipeline.components import serving_pusher
+from recsys_pipeline.local_runner import summarize_runs
+from recsys_pipeline.pipeline.config import PipelineConfig
+from recsys_pipeline.trainer import serving
+
+pytestmark = pytest.mark.e2e
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+RECSYS = str(pathlib.Path(sys.executable).parent / "recsys")
+BASE_CONFIG = """
+[retrieval]
+epochs = 2
+[ranking]
+epochs = 1
+[evaluation]
+min_top_k_accuracy = 0.01
+max_rmse = 3.0
+"""
+
+
+def _subset(real_ml100k, root, n):
+    d = root / f"ml-100k-{n}"
+    if not d.exists():
+        d.mkdir(parents=True)
+        for name in ("u.item", "u.user", "u.genre"):
+            shutil.copy(real_ml100k / name, d / name)
+        with open(real_ml100k / "u.data") as src, open(d / "u.data", "w") as dst:
+            for _ in range(n):
+                dst.write(src.readline())
+    return d
+
+
+def _config(path, extra=""):
+    path.write_text(BASE_CONFIG + extra)
+    return str(path)
+
+
+def _run(out, data, config):
+    result = subprocess.run([RECSYS, "run", "--output-dir", str(out), "--data-dir", str(data),
+                             "--config", config], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return dict(re.findall(r"^  (\w+)\s+(ran|cached|failed|not run)\s", result.stdout,
+                           flags=re.M))
+
+
+def _served(out):
+    """{model: [versions]} as TF Serving would see them (all-digit directories)."""
+    return {m: serving.versions(str(out / "serving" / m)) for m in serving.MODEL_NAMES}
+
+
+@pytest.fixture(scope="module")
+def baseline(real_ml100k, tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    out = root / "baseline"
+    _run(out, _subset(real_ml100k, root, 3000), _config(root / "base.toml"))
+    served = _served(out)
+    assert all(len(v) == 1 for v in served.values()), served
+    return root, out, served
+
+
+def _kill_at(point, out, data, config, markers):
+    markers.mkdir(exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.faults", point, str(markers), "run", "--output-dir",
+         str(out), "--data-dir", str(data), "--config", config],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 600
+    while not (markers / point).exists():
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before reaching {point}:\n{process.stdout.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the run never reached {point}")
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
+def _assert_only_complete_blessed_versions(out, served):
+    assert _served(out) == served  # nothing new visible to TF Serving, nothing lost
+    for model, versions in served.items():
+        for version in versions:
+            path = str(out / "serving" / model / str(version))
+            assert serving.version_problem(path) is None, path
+    # ML Metadata opens and reads: the killed run is there, its last component unfinished.
+    config = PipelineConfig(output_dir=str(out))
+    runs = summarize_runs(config)
+    assert len(runs) == 2 and runs[-1].components
+
+
+# Fault point -> ratings in the data (3,500: new data, so ExampleGen and Transform execute).
+SCENARIOS = {"ExampleGen": 3500, "Transform": 3500, "Trainer": 3000, "Evaluator": 3000,
+             "Pusher": 3000}
+
+
+def _scenario_config(point):
+    """(config, ran on the rerun, cached on the rerun): the change that makes ``point``'s
+    component execute, and what finished before the kill that the rerun must reuse."""
+    if point == "ExampleGen":
+        return BASE_CONFIG, ["MovieLensExampleGen"], ["ImportSchemaGen"]
+    if point == "Transform":
+        return BASE_CONFIG, ["Transform"], ["MovieLensExampleGen", "StatisticsGen",
+                                            "ExampleValidator", "AnomalyGate"]
+    if point == "Trainer":
+        text = BASE_CONFIG.replace("[retrieval]\nepochs = 2", "[retrieval]\nepochs = 3")
+        return text, ["RetrievalTrainer"], ["Transform", "RankingTrainer"]
+    if point == "Evaluator":
+        # A new bound for retrieval; ranking now has a baseline (the served model) too, so
+        # both Evaluators execute, and the kill lands in the first. Neither finished.
+        text = BASE_CONFIG.replace("min_top_k_accuracy = 0.01", "min_top_k_accuracy = 0.02")
+        return text, ["RetrievalEvaluator", "RankingEvaluator"], ["RetrievalTrainer",
+                                                                  "RankingTrainer"]
+    # Pusher: a retrained ranking model, blessed whatever its RMSE (wide tolerance), so that
+    # RankingPusher copies it -- and is killed before publishing it.
+    text = BASE_CONFIG.replace("[ranking]\nepochs = 1", "[ranking]\nepochs = 2").replace(
+        "max_rmse = 3.0", "max_rmse = 3.0\nrmse_tolerance = 1.0")
+    # The killed run's Evaluator had blessed the new model, so the rerun's baseline is that
+    # model: the Evaluator runs again (against it), the Trainer does not.
+    return text, ["RankingEvaluator", "RankingPusher"], ["Transform", "RetrievalTrainer",
+                                                         "RankingTrainer"]
+
+
+@pytest.mark.parametrize("point", list(SCENARIOS))
+def test_kill_9_leaves_served_versions_and_a_rerun_recovers(baseline, real_ml100k, tmp_path,
+                                                            point):
+    root, base_out, served = baseline
+    out = tmp_path / "outputs"
+    shutil.copytree(base_out, out)
+    data = _subset(real_ml100k, root, SCENARIOS[point])
+    text, ran, cached = _scenario_config(point)
+    config = tmp_path / "scenario.toml"
+    config.write_text(text)
+
+    _kill_at(point, out, data, str(config), tmp_path / "markers")
+    _assert_only_complete_blessed_versions(out, served)
+
+    statuses = _run(out, data, str(config))  # the killed run's lock is gone with it
+    for name in ran:
+        assert statuses[name] == "ran", (name, statuses)
+    for name in cached:
+        assert statuses[name] == "cached", (name, statuses)
+    after = _served(out)
+    for model, versions in after.items():
+        assert versions[: len(served[model])] == served[model]  # old versions kept
+        for version in versions:
+            assert serving.version_problem(str(out / "serving" / model / str(version))) is None
+        # A staging copy left by the kill is removed by the next push of that model.
+        if len(versions) > len(served[model]):
+            assert not [n for n in os.listdir(out / "serving" / model) if n.startswith(".")]
+    if point == "Pusher":
+        assert len(after[serving.RANKING_MODEL]) == 2  # the killed push, done by the rerun
+
+
+def test_disk_full_during_a_push_leaves_the_old_version_served(baseline, tmp_path, monkeypatch):
+    _, base_out, served = baseline
+    serving_dir = tmp_path / "serving"
+    shutil.copytree(base_out / "serving", serving_dir)
+    configs = {n: (serving_dir / n).read_bytes()
+               for n in (serving.MODELS_CONFIG, serving.STOCK_MODELS_CONFIG)}
+    model = serving.RANKING_MODEL
+    source = str(serving_dir / model / str(served[model][0]))
+
+    def full_disk(src, dst):
+        os.makedirs(dst)
+        with open(os.path.join(dst, "saved_model.pb"), "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", dst)
+
+    monkeypatch.setattr(serving_pusher, "copy_tree", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        serving_pusher.push(source, str(serving_dir), model, {"source_model": "a new model"})
+    assert _served(tmp_path) == served  # TF Serving still sees only the old version
+    assert serving.version_problem(source) is None
+    assert {n: (serving_dir / n).read_bytes() for n in configs} == configs
