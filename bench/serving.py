@@ -1,0 +1,320 @@
+"""Serving benchmark: exact brute force vs ScaNN (TFRS defaults) vs ScaNN (tuned), at scale.
+
+    .venv/bin/python bench/serving.py [--output-dir outputs] [--candidates 1000000]
+
+From a trained retrieval model (the newest pushed ``retrieval_brute_force`` version under
+``--output-dir``; if there is none, ``recsys run`` trains one first), it builds a candidate
+set of ``--candidates`` items -- the real catalogue's embeddings plus perturbed copies, as
+TFRS's efficient-serving guide does -- and indexes it three ways. Each index is saved as a
+SavedModel (``search(query_embedding) -> ids, scores``) and measured in a fresh process, as a
+server would run it: recall@10 against exact search for ``--queries`` real user queries (the
+query tower on eval-split users and times), single-query latency p50/p99, batch throughput,
+resident memory; plus index build time and SavedModel size. "Tuned" is chosen on half of the
+queries (the fastest search setting whose recall clears the target by a margin) and graded
+on the other half. Prints one markdown table with ratios against brute force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+K = 10
+MEASURE = r"""
+import json, resource, sys, time
+import numpy as np
+import scann  # registers the Scann ops before a ScaNN SavedModel loads
+import tensorflow as tf
+path, queries_path, out_path, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+queries = np.load(queries_path)
+loaded = tf.saved_model.load(path)
+search = loaded.signatures["search"]
+one = [tf.constant(q[None, :]) for q in queries]
+search(query_embedding=one[0])  # warm-up: graph tracing and allocation are not per query
+times, ids = [], []
+for q in one:
+    started = time.perf_counter()
+    result = search(query_embedding=q)
+    times.append(time.perf_counter() - started)
+    ids.append(result["ids"].numpy()[0])
+batches = [tf.constant(queries[i:i + batch]) for i in range(0, len(queries), batch)]
+search(query_embedding=batches[0])
+started, done = time.perf_counter(), 0
+while time.perf_counter() - started < 3.0 or done == 0:
+    for b in batches:
+        search(query_embedding=b)
+        done += int(b.shape[0])
+elapsed = time.perf_counter() - started
+np.save(out_path, np.array(ids))
+print(json.dumps({"p50_ms": 1000 * float(np.percentile(times, 50)),
+                  "p99_ms": 1000 * float(np.percentile(times, 99)),
+                  "single_qps": len(times) / sum(times), "batch_qps": done / elapsed,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- Inputs ---------------------------------------------------------------------------------
+
+def find_model(output_dir: str, train_if_missing: bool = True) -> tuple[str, str]:
+    """(pushed brute-force retrieval version, eval split of the run that trained it)."""
+    from recsys_pipeline.local_runner import summarize_runs
+    from recsys_pipeline.pipeline.config import PipelineConfig
+    from recsys_pipeline.trainer import serving
+
+    config = PipelineConfig(output_dir=output_dir)
+    version = serving.latest_version_dir(config.serving_dir, serving.BRUTE_FORCE_MODEL)
+    if version is None:
+        if not train_if_missing:
+            raise SystemExit(f"no pushed retrieval model under {output_dir}")
+        log(f"no trained model under {output_dir}: running `recsys run` first")
+        recsys = os.path.join(os.path.dirname(sys.executable), "recsys")
+        subprocess.run([recsys, "run", "--output-dir", output_dir], check=True)
+        return find_model(output_dir, train_if_missing=False)
+    for summary in reversed(summarize_runs(config)):
+        examples = summary.output("MovieLensExampleGen", "examples")
+        if examples and os.path.isdir(examples):
+            return version, os.path.join(examples, "Split-eval")
+    raise SystemExit(f"the MLMD store under {output_dir} has no ExampleGen output left")
+
+
+def eval_pairs(eval_dir: str, n: int) -> tuple[list[bytes], list[int]]:
+    """The first ``n`` (user, time) pairs of the eval split: real queries."""
+    import tensorflow as tf
+
+    from recsys_pipeline.transform import features as F
+
+    spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.string),
+            F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
+    files = sorted(tf.io.gfile.glob(os.path.join(eval_dir, "*")))
+    users, times = [], []
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024):
+        parsed = tf.io.parse_example(batch, spec)
+        users += parsed[F.USER_ID].numpy().tolist()
+        times += parsed[F.TIMESTAMP].numpy().tolist()
+        if len(users) >= n:
+            break
+    return users[:n], times[:n]
+
+
+def queries_and_catalogue(model_dir: str, eval_dir: str, n: int) -> tuple[np.ndarray,
+                                                                           np.ndarray]:
+    """(query embeddings of ``n`` real queries, the catalogue's candidate embeddings)."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(model_dir)
+    users, times = eval_pairs(eval_dir, n)
+    query = loaded.signatures["query_embedding"]
+    out = [query(user_id=tf.constant(users[i:i + 256]),
+                 timestamp=tf.constant(times[i:i + 256], tf.int64))["embedding"].numpy()
+           for i in range(0, len(users), 256)]
+    return np.concatenate(out).astype(np.float32), loaded.candidate_embeddings.numpy()
+
+
+def grow(catalogue: np.ndarray, size: int, seed: int = 0, noise: float = 0.1) -> np.ndarray:
+    """``size`` candidates: the catalogue, then copies with Gaussian noise (``noise`` times
+    each dimension's spread), so the copies compete with the real movies."""
+    rng = np.random.default_rng(seed)
+    reps = -(-size // len(catalogue))
+    grown = np.tile(catalogue, (reps, 1))[:size].astype(np.float32)
+    spread = catalogue.std(axis=0, keepdims=True)
+    grown[len(catalogue):] += (noise * spread * rng.standard_normal(
+        (size - len(catalogue), catalogue.shape[1]))).astype(np.float32)
+    return grown
+
+
+# --- Indexes --------------------------------------------------------------------------------
+
+def save_brute_force(candidates: np.ndarray, path: str) -> float:
+    """Exact top-k by one matmul: pure TensorFlow, servable by stock TF Serving."""
+    import tensorflow as tf
+
+    started = time.monotonic()
+    module = tf.Module()
+    module.candidates = tf.Variable(candidates, trainable=False)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, candidates.shape[1]], tf.float32,
+                                                name="query_embedding")])
+    def search(query_embedding):
+        scores, ids = tf.math.top_k(tf.matmul(query_embedding, module.candidates,
+                                              transpose_b=True), k=K)
+        return {"ids": tf.cast(ids, tf.int64), "scores": scores}
+
+    module.search = search
+    built = time.monotonic() - started
+    tf.saved_model.save(module, path, signatures={"search": search})
+    return built
+
+
+def save_scann(candidates: np.ndarray, settings: dict, path: str) -> float:
+    """A TFRS ScaNN layer over the candidates; returns the index build time."""
+    import tensorflow as tf
+    import tensorflow_recommenders as tfrs
+
+    started = time.monotonic()
+    layer = tfrs.layers.factorized_top_k.ScaNN(k=K, **settings)
+    layer.index(tf.constant(candidates), tf.range(len(candidates), dtype=tf.int64))
+    built = time.monotonic() - started
+    module = tf.Module()
+    module.layer = layer
+
+    @tf.function(input_signature=[tf.TensorSpec([None, candidates.shape[1]], tf.float32,
+                                                name="query_embedding")])
+    def search(query_embedding):
+        scores, ids = layer(query_embedding, k=K)
+        return {"ids": ids, "scores": scores}
+
+    module.search = search
+    tf.saved_model.save(module, path, signatures={"search": search},
+                        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
+    return built
+
+
+def tune(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
+         target: float, margin: float = 0.01) -> dict:
+    """The fastest (leaves searched, reordering) on ``queries`` with recall >= target+margin.
+
+    One tree per leaf count; the search settings vary per call on the built searcher.
+    """
+    import scann
+
+    from recsys_pipeline.trainer.index import recall_at_k
+
+    best = None
+    leaf_counts = sorted({max(2, int(round(2 * np.sqrt(len(candidates))))),
+                          max(2, int(round(np.sqrt(len(candidates)))))})
+    for leaves in leaf_counts:
+        started = time.monotonic()
+        searcher = (scann.scann_ops_pybind.builder(candidates, K, "dot_product")
+                    .tree(num_leaves=leaves, num_leaves_to_search=max(1, leaves // 20),
+                          training_sample_size=min(len(candidates), 100_000))
+                    .score_ah(2)
+                    .reorder(100).build())
+        log(f"  tuning: tree of {leaves} leaves built in {time.monotonic() - started:.1f}s")
+        for fraction in (0.005, 0.01, 0.02, 0.04, 0.08):
+            search = max(1, int(round(leaves * fraction)))
+            for reorder in (50, 100, 200):
+                started = time.perf_counter()
+                ids, _ = searcher.search_batched(queries, leaves_to_search=search,
+                                                 pre_reorder_num_neighbors=reorder)
+                seconds = time.perf_counter() - started
+                recall = recall_at_k(ids, exact, K)
+                if recall >= target + margin and (best is None or seconds < best["seconds"]):
+                    best = {"num_leaves": leaves, "num_leaves_to_search": search,
+                            "num_reordering_candidates": reorder, "seconds": seconds,
+                            "tuning_recall": recall}
+        log(f"  tuning: best so far {best}")
+    if best is None:
+        raise SystemExit(f"no setting reached recall {target + margin} on the tuning queries")
+    return best
+
+
+def measure(path: str, queries: np.ndarray, batch: int = 256) -> tuple[dict, np.ndarray]:
+    """Latency, throughput and memory of the SavedModel at ``path``, in a fresh process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        qpath, idpath = os.path.join(tmp, "q.npy"), os.path.join(tmp, "ids.npy")
+        np.save(qpath, queries)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        result = subprocess.run([sys.executable, "-c", MEASURE, path, qpath, idpath,
+                                 str(batch)], capture_output=True, text=True, env=env,
+                                check=False)
+        if result.returncode != 0:
+            raise SystemExit(f"measuring {path} failed:\n{result.stderr[-3000:]}")
+        return json.loads(result.stdout.strip().splitlines()[-1]), np.load(idpath)
+
+
+def directory_mb(path: str) -> float:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path)
+               for f in fs) / 2**20
+
+
+def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
+        workdir: str) -> list[dict]:
+    """Builds and measures the three indexes; returns one row per method."""
+    from recsys_pipeline.trainer.index import exact_top_k, recall_at_k
+
+    queries, catalogue = queries_and_catalogue(model_dir, eval_dir, n_queries)
+    candidates = grow(catalogue, size)
+    log(f"{len(queries)} real queries, {len(candidates):,} candidates "
+        f"({len(catalogue)} real, dim {candidates.shape[1]})")
+    started = time.monotonic()
+    exact = exact_top_k(queries, candidates, K)
+    log(f"exact top-{K} in numpy: {time.monotonic() - started:.1f}s")
+    tuning, grading = np.arange(0, len(queries), 2), np.arange(1, len(queries), 2)
+    tuned = tune(candidates, queries[tuning], exact[tuning], target)
+    methods = [
+        ("brute force (pure TF)", None),
+        ("ScaNN, TFRS defaults", {}),
+        ("ScaNN, tuned", {k: tuned[k] for k in ("num_leaves", "num_leaves_to_search",
+                                                 "num_reordering_candidates")}),
+    ]
+    rows = []
+    for name, settings in methods:
+        path = os.path.join(workdir, name.split(",")[0].split()[0] + str(len(rows)))
+        log(f"{name}: building ...")
+        build = (save_brute_force(candidates, path) if settings is None
+                 else save_scann(candidates, settings, path))
+        log(f"{name}: built in {build:.1f}s; measuring in a fresh process ...")
+        stats, ids = measure(path, queries)
+        rows.append({"method": name, "settings": settings,
+                     "recall": recall_at_k(ids[grading], exact[grading], K),
+                     "build_s": build, "size_mb": directory_mb(path), **stats})
+        shutil.rmtree(path, ignore_errors=True)
+    return rows
+
+
+def table(rows: list[dict], size: int, n_queries: int) -> str:
+    base = rows[0]
+    lines = [f"Serving benchmark: {size:,} candidates, {n_queries} real queries "
+             f"(recall@{K} on the {n_queries // 2} not used for tuning), k={K}", "",
+             "| method | recall@10 | p50 ms | p99 ms | single q/s | × BF | batch q/s | × BF | "
+             "build s | SavedModel MB | RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['recall']:.4f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['single_qps']:.0f} | {r['single_qps'] / base['single_qps']:.1f} | "
+            f"{r['batch_qps']:.0f} | {r['batch_qps'] / base['batch_qps']:.1f} | "
+            f"{r['build_s']:.1f} | {r['size_mb']:.0f} | {r['rss_mb']:.0f} |")
+    tuned = rows[-1]["settings"]
+    lines += ["", f"Tuned settings: {json.dumps(tuned, sort_keys=True)}"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output-dir", default="outputs",
+                        help="output directory of a `recsys run` (trained if empty)")
+    parser.add_argument("--model-dir", help="a retrieval export to use instead")
+    parser.add_argument("--eval-dir", help="eval split (TFRecords) for --model-dir's queries")
+    parser.add_argument("--candidates", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--target-recall", type=float, default=0.97)
+    args = parser.parse_args(argv)
+    import recsys_pipeline  # noqa: F401  (Keras 2 before TensorFlow loads)
+
+    if args.model_dir:
+        model_dir, eval_dir = args.model_dir, args.eval_dir
+    else:
+        model_dir, eval_dir = find_model(args.output_dir)
+    log(f"model {model_dir}; queries from {eval_dir}")
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as workdir:
+        rows = run(model_dir, eval_dir, args.candidates, args.queries, args.target_recall,
+                   workdir)
+    print(table(rows, args.candidates, args.queries))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
