@@ -81,8 +81,6 @@ def test_recommend_without_pushed_models_says_what_to_do(capsys, tmp_path):
 
 
 def test_runs_without_a_metadata_store_says_so(tmp_path, capsys):
-    from recsys_pipeline import cli
-
     assert cli.main(["runs", "--output-dir", str(tmp_path / "nothing-here")]) == 2
     assert "no ML Metadata store" in capsys.readouterr().err
 
@@ -90,8 +88,6 @@ def test_runs_without_a_metadata_store_says_so(tmp_path, capsys):
 def test_a_second_run_on_the_same_output_dir_is_refused_with_the_holders_pid(tmp_path, capsys):
     import subprocess
     import sys
-
-    from recsys_pipeline import cli
 
     out = tmp_path / "out"
     out.mkdir()
@@ -116,8 +112,6 @@ def test_a_second_run_on_the_same_output_dir_is_refused_with_the_holders_pid(tmp
 
 @pytest.mark.parametrize("command", [["runs"], ["run", "--data-dir", "/nonexistent"]])
 def test_corrupt_metadata_store_says_what_to_do_and_touches_nothing(tmp_path, capsys, command):
-    from recsys_pipeline import cli
-
     store = tmp_path / "metadata.sqlite"
     store.write_bytes(b"this is not a database")
     assert cli.main([*command, "--output-dir", str(tmp_path)]) == 2
