@@ -188,14 +188,10 @@ def task_graph(spec: dict[str, Any]) -> dict[str, list[str]]:
     latest-blessed-model Resolver (Vertex target) into two resolver tasks named after it;
     they count as the one node they came from.
     """
+    from recsys_pipeline.kubeflow.launcher import upstream_tasks
+
     graph: dict[str, set] = {}
     for name, task in spec["root"]["dag"]["tasks"].items():
-        upstream = set(task.get("dependentTasks", []))
-        for kind in ("artifacts", "parameters"):
-            for source in task.get("inputs", {}).get(kind, {}).values():
-                for key in ("taskOutputArtifact", "taskOutputParameter"):
-                    if key in source:
-                        upstream.add(source[key]["producerTask"])
         node = _node_of(name)
-        graph.setdefault(node, set()).update(_node_of(u) for u in upstream)
+        graph.setdefault(node, set()).update(_node_of(u) for u in upstream_tasks(task))
     return {node: sorted(up - {node}) for node, up in sorted(graph.items())}

@@ -48,18 +48,20 @@ class TaskResult:
     log_path: str
 
 
+def upstream_tasks(task: dict) -> set[str]:
+    """The tasks a compiled task waits for: its dependencies and its inputs' producers."""
+    found = set(task.get("dependentTasks", []))
+    for kind in ("artifacts", "parameters"):
+        for source in task.get("inputs", {}).get(kind, {}).values():
+            for key in ("taskOutputArtifact", "taskOutputParameter"):
+                if key in source:
+                    found.add(source[key]["producerTask"])
+    return found
+
+
 def topological_order(tasks: Mapping[str, dict]) -> list[str]:
     """Task names so that every task comes after the tasks it depends on."""
-    def upstream(task: dict) -> set:
-        found = set(task.get("dependentTasks", []))
-        for kind in ("artifacts", "parameters"):
-            for source in task.get("inputs", {}).get(kind, {}).values():
-                for key in ("taskOutputArtifact", "taskOutputParameter"):
-                    if key in source:
-                        found.add(source[key]["producerTask"])
-        return found
-
-    pending = {name: upstream(task) for name, task in tasks.items()}
+    pending = {name: upstream_tasks(task) for name, task in tasks.items()}
     order: list[str] = []
     while pending:
         ready = sorted(n for n, up in pending.items() if not up - set(order))

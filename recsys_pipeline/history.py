@@ -45,11 +45,12 @@ def _evaluation_value(summary, evaluator: str) -> Optional[float]:
     return values[0] if values else None
 
 
-def run_rows(config: PipelineConfig, store=None) -> list[dict[str, Any]]:
-    """One dict per run, oldest first (see module doc)."""
-    store = store or open_store(config)
+def run_rows(config: PipelineConfig, store=None, summaries=None) -> list[dict[str, Any]]:
+    """One dict per run, oldest first (see module doc); ``summaries`` if already read."""
+    if summaries is None:
+        summaries = summarize_runs(config, store=store or open_store(config))
     rows = []
-    for summary in summarize_runs(config, store=store):
+    for summary in summaries:
         states = collections.Counter(c.state for c in summary.components)
         blessed = {}
         for prefix in ("Retrieval", "Ranking"):

@@ -353,7 +353,7 @@ def write_report(config: PipelineConfig, run_id: Optional[str] = None) -> str:
     page = render(config, summary, dag_edges(store, summary.run_id),
                   data_highlights(summary.output("StatisticsGen", "statistics")),
                   model_summary.model_rows(summary, config),
-                  history.run_rows(config, store), index)
+                  history.run_rows(config, summaries=summaries), index)
     directory = os.path.join(config.output_dir, REPORT_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "index.html")

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 
 import pytest
 
@@ -65,6 +66,18 @@ def ml1m(tmp_path):
 @pytest.fixture
 def csv_dataset(tmp_path):
     return make_csv(tmp_path)
+
+
+def write_subset(real_ml100k: pathlib.Path, directory: pathlib.Path,
+                 n_ratings: int) -> pathlib.Path:
+    """The first ``n_ratings`` ratings of MovieLens 100K with its movie/user/genre files."""
+    directory.mkdir(parents=True)
+    for name in ("u.item", "u.user", "u.genre"):
+        shutil.copy(real_ml100k / name, directory / name)
+    with open(real_ml100k / "u.data") as src, open(directory / "u.data", "w") as dst:
+        for _ in range(n_ratings):
+            dst.write(src.readline())
+    return directory
 
 
 @pytest.fixture(scope="session")

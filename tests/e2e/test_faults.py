@@ -23,6 +23,7 @@ from recsys_pipeline.components import serving_pusher
 from recsys_pipeline.local_runner import summarize_runs
 from recsys_pipeline.pipeline.config import PipelineConfig
 from recsys_pipeline.trainer import serving
+from tests.conftest import write_subset
 
 pytestmark = pytest.mark.e2e
 
@@ -41,14 +42,7 @@ max_rmse = 3.0
 
 def _subset(real_ml100k, root, n):
     d = root / f"ml-100k-{n}"
-    if not d.exists():
-        d.mkdir(parents=True)
-        for name in ("u.item", "u.user", "u.genre"):
-            shutil.copy(real_ml100k / name, d / name)
-        with open(real_ml100k / "u.data") as src, open(d / "u.data", "w") as dst:
-            for _ in range(n):
-                dst.write(src.readline())
-    return d
+    return d if d.exists() else write_subset(real_ml100k, d, n)
 
 
 def _config(path, extra=""):

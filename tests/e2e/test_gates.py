@@ -10,13 +10,13 @@ import hashlib
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from recsys_pipeline.trainer import serving
+from tests.conftest import write_subset
 
 pytestmark = pytest.mark.e2e
 
@@ -99,14 +99,7 @@ def _row(stdout, model):
 
 @pytest.fixture(scope="module")
 def subset(real_ml100k, tmp_path_factory):
-    d = tmp_path_factory.mktemp("subset") / "ml-100k"
-    d.mkdir()
-    for name in ("u.item", "u.user", "u.genre"):
-        shutil.copy(real_ml100k / name, d / name)
-    with open(real_ml100k / "u.data") as src, open(d / "u.data", "w") as dst:
-        for _ in range(20_000):
-            dst.write(src.readline())
-    return d
+    return write_subset(real_ml100k, tmp_path_factory.mktemp("subset") / "ml-100k", 20_000)
 
 
 def test_models_are_pushed_only_through_the_gates(subset, tmp_path):

@@ -7,7 +7,6 @@ are loaded in fresh processes, as TF Serving would.
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
@@ -20,6 +19,7 @@ from recsys_pipeline.data import splits
 from recsys_pipeline.pipeline.config import PipelineConfig
 from recsys_pipeline.trainer import serving
 from recsys_pipeline.transform import features as F
+from tests.conftest import write_subset
 
 pytestmark = pytest.mark.e2e
 
@@ -269,14 +269,7 @@ def test_report_renders_in_headless_chromium(first_run):
 
 
 def _subset(real_ml100k, tmp_path, n_ratings=3000):
-    d = tmp_path / "ml-100k"
-    d.mkdir()
-    for name in ("u.item", "u.user", "u.genre"):
-        shutil.copy(real_ml100k / name, d / name)
-    with open(real_ml100k / "u.data") as src, open(d / "u.data", "w") as dst:
-        for _ in range(n_ratings):
-            dst.write(src.readline())
-    return d
+    return write_subset(real_ml100k, tmp_path / "ml-100k", n_ratings)
 
 
 def test_corrupt_ratings_line_fails_with_file_and_line(real_ml100k, tmp_path):

@@ -4,7 +4,6 @@ with pushed models. Plus the launcher's own rules on tiny hand-made specs."""
 
 import os
 import pathlib
-import shutil
 import sys
 
 import pytest
@@ -13,6 +12,7 @@ from recsys_pipeline.kubeflow import compile as kf_compile
 from recsys_pipeline.kubeflow.launcher import LaunchError, run_spec, topological_order
 from recsys_pipeline.pipeline.config import PipelineConfig
 from recsys_pipeline.trainer import serving
+from tests.conftest import write_subset
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -63,14 +63,7 @@ def test_remote_pipeline_root_is_refused():
 
 @pytest.fixture(scope="module")
 def small_subset(real_ml100k, tmp_path_factory):
-    d = tmp_path_factory.mktemp("kf-subset") / "ml-100k"
-    d.mkdir()
-    for name in ("u.item", "u.user", "u.genre"):
-        shutil.copy(real_ml100k / name, d / name)
-    with open(real_ml100k / "u.data") as src, open(d / "u.data", "w") as dst:
-        for _ in range(5_000):
-            dst.write(src.readline())
-    return d
+    return write_subset(real_ml100k, tmp_path_factory.mktemp("kf-subset") / "ml-100k", 5_000)
 
 
 @pytest.mark.e2e
