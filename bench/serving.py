@@ -6,9 +6,11 @@ From a trained retrieval model (the newest pushed ``retrieval_brute_force`` vers
 ``--output-dir``; if there is none, ``recsys run`` trains one first), it builds a candidate
 set of ``--candidates`` items -- the real catalogue's embeddings plus copies with each
 coordinate scaled by a uniform random factor, as TFRS's efficient-serving guide does -- and
-indexes it three ways. Each index is saved as a SavedModel
-(``search(query_embedding) -> ids, scores``) and measured in a fresh process, as a server
-would run it: recall@10 against exact search for ``--queries`` real user queries (the
+indexes it: exact brute force, ScaNN with TFRS's default settings, ScaNN with the
+pipeline's ``[index]`` defaults at this size (``IndexParams.resolved``) and ScaNN tuned here.
+Each index is saved as a SavedModel (``search(query_embedding) -> ids, scores``) and
+measured in a fresh process, as a server would run it: recall@10 against exact search (the
+``recall_at_k`` the pipeline's index gate uses) for ``--queries`` real user queries (the
 query tower on eval-split users and times), single-query latency p50/p99, batch throughput,
 resident memory; plus index build time and SavedModel size. "Tuned" is chosen on half of the
 queries (the fastest search setting whose recall clears the target by a margin) and graded
@@ -74,7 +76,7 @@ def log(message: str) -> None:
 
 def find_model(output_dir: str, train_if_missing: bool = True) -> tuple[str, str]:
     """(pushed brute-force retrieval version, eval split of the run that trained it)."""
-    from recsys_pipeline.local_runner import summarize_runs
+    from recsys_pipeline.local_runner import run_first, summarize_runs
     from recsys_pipeline.pipeline.config import PipelineConfig
     from recsys_pipeline.trainer import serving
 
@@ -83,9 +85,7 @@ def find_model(output_dir: str, train_if_missing: bool = True) -> tuple[str, str
     if version is None:
         if not train_if_missing:
             raise SystemExit(f"no pushed retrieval model under {output_dir}")
-        log(f"no trained model under {output_dir}: running `recsys run` first")
-        recsys = os.path.join(os.path.dirname(sys.executable), "recsys")
-        subprocess.run([recsys, "run", "--output-dir", output_dir], check=True)
+        run_first(output_dir)
         return find_model(output_dir, train_if_missing=False)
     for summary in reversed(summarize_runs(config)):
         examples = summary.output("MovieLensExampleGen", "examples")
@@ -247,7 +247,7 @@ def directory_mb(path: str) -> float:
 def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
         workdir: str) -> list[dict]:
     """Builds and measures the three indexes; returns one row per method."""
-    from recsys_pipeline.trainer.index import exact_top_k, recall_at_k
+    from recsys_pipeline.trainer.index import IndexParams, exact_top_k, recall_at_k
 
     queries, catalogue = queries_and_catalogue(model_dir, eval_dir, n_queries)
     candidates = grow(catalogue, size)
@@ -258,11 +258,14 @@ def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
     log(f"exact top-{K} in numpy: {time.monotonic() - started:.1f}s")
     tuning, grading = np.arange(0, len(queries), 2), np.arange(1, len(queries), 2)
     tuned = tune(candidates, queries[tuning], exact[tuning], target)
+    keys = ("num_leaves", "num_leaves_to_search", "num_reordering_candidates")
+    # The pipeline's [index] defaults at this size (before its automatic widening).
+    defaults = IndexParams(k=K, recall_k=K).resolved(len(candidates))
     methods = [
         ("brute force (pure TF)", None),
         ("ScaNN, TFRS defaults", {}),
-        ("ScaNN, tuned", {k: tuned[k] for k in ("num_leaves", "num_leaves_to_search",
-                                                 "num_reordering_candidates")}),
+        ("ScaNN, pipeline defaults", {k: defaults[k] for k in keys}),
+        ("ScaNN, tuned", {k: tuned[k] for k in keys}),
     ]
     rows = []
     for name, settings in methods:
@@ -292,8 +295,8 @@ def table(rows: list[dict], size: int, n_queries: int) -> str:
             f"{r['single_qps']:.0f} | {r['single_qps'] / base['single_qps']:.1f} | "
             f"{r['batch_qps']:.0f} | {r['batch_qps'] / base['batch_qps']:.1f} | "
             f"{r['build_s']:.1f} | {r['size_mb']:.0f} | {r['rss_mb']:.0f} |")
-    tuned = rows[-1]["settings"]
-    lines += ["", f"Tuned settings: {json.dumps(tuned, sort_keys=True)}"]
+    for r in rows[2:]:
+        lines += ["", f"{r['method']}: {json.dumps(r['settings'], sort_keys=True)}"]
     return "\n".join(lines)
 
 

@@ -69,6 +69,11 @@ def _build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--to", required=True, type=int, help="the version to serve again")
     rb.add_argument("--output-dir", help="output directory of the runs (default: ./outputs)")
     rb.add_argument("--config", help="config file (for serving.base_dir)")
+    syn = sub.add_parser("synth", help="write a synthetic MovieLens-shaped dataset "
+                         "(GroupLens CSV layout) for scale tests")
+    syn.add_argument("--ratings", required=True, type=int, help="number of ratings")
+    syn.add_argument("--out", required=True, help="directory for ratings.csv and movies.csv")
+    syn.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     _add_kubeflow_parser(sub)
     return parser
 
@@ -385,6 +390,27 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from recsys_pipeline.data import synthetic
+    from recsys_pipeline.errors import ConfigError
+
+    if args.ratings < synthetic.MIN_RATINGS_PER_USER:
+        raise ConfigError(f"--ratings must be at least {synthetic.MIN_RATINGS_PER_USER}")
+    step = max(1, args.ratings // 10)
+    reported = [0]
+
+    def progress(written: int, total: int) -> None:
+        if written - reported[0] >= step or written == total:
+            reported[0] = written
+            print(f"  {written:,} / {total:,} ratings", flush=True)
+
+    shape = synthetic.generate(args.out, args.ratings, seed=args.seed, progress=progress)
+    print(f"Wrote {shape.num_ratings:,} ratings by {shape.num_users:,} users of "
+          f"{shape.num_movies:,} movies to {args.out} (ratings.csv, movies.csv). "
+          f"Run it: recsys run --data-dir {args.out}")
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from recsys_pipeline.pipeline.config import render_toml
 
@@ -402,7 +428,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return {"run": _cmd_run, "recommend": _cmd_recommend, "config": _cmd_config,
                 "rollback": _cmd_rollback, "runs": _cmd_runs, "lineage": _cmd_lineage,
-                "report": _cmd_report,
+                "report": _cmd_report, "synth": _cmd_synth,
                 "kubeflow": _cmd_kubeflow}[args.command](args)
     except RecsysError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -12,6 +12,7 @@ import dataclasses
 import fcntl
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -277,3 +278,16 @@ def run_pipeline(config: PipelineConfig, stream: TextIO = sys.stdout) -> RunSumm
     summary = summarize_run(config, node_ids, progress.seconds)
     assert summary is not None, "MLMD holds no run of this pipeline after a successful run"
     return summary
+
+
+def recsys_command(*args: str) -> list[str]:
+    """This environment's ``recsys`` console script with ``args``, to run in a new process."""
+    return [os.path.join(os.path.dirname(sys.executable), "recsys"), *args]
+
+
+def run_first(output_dir: str, stream: TextIO = sys.stderr) -> None:
+    """``recsys run --output-dir output_dir`` in a new process (for tools that need a run)."""
+    print(f"nothing to use under {output_dir}: running `recsys run` first", file=stream,
+          flush=True)
+    subprocess.run(recsys_command("run", "--output-dir", output_dir), check=True)
+

@@ -137,3 +137,15 @@ def test_recommend_refuses_a_foreign_or_corrupt_newest_version(capsys, tmp_path,
         "pipeline pushed" in out.err
     assert {"empty": "no saved_model.pb", "foreign": "missing or unreadable",
             "corrupt-record": "missing or unreadable"}[content] in out.err
+
+
+def test_synth_writes_a_dataset_the_pipeline_reads(capsys, tmp_path):
+    from recsys_pipeline.data import movielens
+
+    code, out = _run(capsys, "synth", "--ratings", "2000", "--out", str(tmp_path / "d"))
+    assert code == 0, out.err
+    assert "2,000 / 2,000 ratings" in out.out and f"--data-dir {tmp_path / 'd'}" in out.out
+    dataset = movielens.detect_layout(str(tmp_path / "d"))
+    assert sum(1 for _ in movielens.iter_ratings(dataset)) == 2000
+    code, out = _run(capsys, "synth", "--ratings", "5", "--out", str(tmp_path / "e"))
+    assert code == 2 and "--ratings must be at least 20" in out.err

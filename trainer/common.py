@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from typing import TextIO
+from typing import Optional, TextIO
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -49,9 +49,10 @@ class EpochProgress(tf.keras.callbacks.Callback):
     TFRS models report the last batch's loss; the line shows the epoch's mean batch loss.
     """
 
-    def __init__(self, label: str, epochs: int, stream: TextIO = sys.stdout):
+    def __init__(self, label: str, epochs: int, stream: Optional[TextIO] = None):
         super().__init__()
-        self._label, self._epochs, self._stream = label, epochs, stream
+        # sys.stdout is read now, not at import, so that a redirection in effect applies.
+        self._label, self._epochs, self._stream = label, epochs, stream or sys.stdout
         self._start = 0.0
         self._losses: list[float] = []
 

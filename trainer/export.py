@@ -116,7 +116,8 @@ class RetrievalExport(tf.Module):
     """Brute-force retrieval over the catalogue (see module docstring)."""
 
     def __init__(self, query_tower: tf.keras.Model, features: ServingFeatures,
-                 catalogue: Catalogue, embeddings: np.ndarray, k: int, eval_k: int):
+                 catalogue: Catalogue, embeddings: np.ndarray, k: int, eval_k: int,
+                 rated: Optional[tuple[np.ndarray, np.ndarray]] = None):
         super().__init__()
         self.query_tower = query_tower
         self.features = features
@@ -128,10 +129,39 @@ class RetrievalExport(tf.Module):
                                             name="candidate_titles")
         self._k = min(k, len(catalogue))
         self._eval_k = eval_k
+        # Movies each train user rated (``inputs.rated_movies``); when present, they are
+        # excluded from what this model serves and from the top-k it is evaluated on.
+        self._exclude = rated is not None
+        values, splits = rated if rated is not None else (np.zeros(0, np.int64),
+                                                          np.zeros(1, np.int64))
+        self.rated_values = tf.Variable(values, trainable=False, name="rated_values")
+        self.rated_splits = tf.Variable(splits, trainable=False, name="rated_splits")
 
     def _query(self, user_id, timestamp):
         f = self.features.user(user_id, timestamp)
         return self.query_tower(f), self.features.known_user(f)
+
+    def _rated_pairs(self, user_id):
+        """[n, 2] (request row, catalogue row) of every movie the requests' users rated."""
+        rows = self.features.user_rows.lookup(user_id)
+        starts, ends = tf.gather(self.rated_splits, rows), tf.gather(self.rated_splits, rows + 1)
+        positions = tf.ragged.range(starts, ends)
+        movies = tf.gather(self.rated_values, positions.flat_values)
+        return tf.stack([positions.value_rowids(), movies], axis=1)
+
+    def _without_rated(self, scores, user_id):
+        if not self._exclude:
+            return scores
+        pairs = self._rated_pairs(user_id)
+        return tf.tensor_scatter_nd_update(
+            scores, pairs, tf.fill([tf.shape(pairs)[0]], tf.constant(-np.inf, scores.dtype)))
+
+    @tf.function(input_signature=[_USER_ID])
+    def rated_pairs(self, user_id):
+        """(request row, catalogue row) pairs to exclude; empty when exclusion is off."""
+        if not self._exclude:
+            return {"pairs": tf.zeros([0, 2], tf.int64)}
+        return {"pairs": self._rated_pairs(user_id)}
 
     @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
     def query_embedding(self, user_id, timestamp):
@@ -142,7 +172,7 @@ class RetrievalExport(tf.Module):
     def serve(self, user_id, timestamp):
         embedding, known = self._query(user_id, timestamp)
         scores = tf.matmul(embedding, self.candidate_embeddings, transpose_b=True)
-        top = tf.math.top_k(scores, k=self._k)
+        top = tf.math.top_k(self._without_rated(scores, user_id), k=self._k)
         return {"movie_ids": tf.gather(self.candidate_ids, top.indices),
                 "movie_titles": tf.gather(self.candidate_titles, top.indices),
                 "scores": top.values, "known_user": known}
@@ -151,6 +181,7 @@ class RetrievalExport(tf.Module):
     def evaluate(self, examples):
         f = self.features.examples(examples)
         scores = tf.matmul(self.query_tower(f), self.candidate_embeddings, transpose_b=True)
+        scores = self._without_rated(scores, f[F.USER_ID])
         rows = self.features.movie_rows.lookup(f[F.MOVIE_ID])
         in_catalogue = rows < tf.shape(scores, out_type=tf.int64)[1]
         # The positive's score is read from the same score row, so the movie never outranks
@@ -166,12 +197,21 @@ class RetrievalExport(tf.Module):
 
 
 class ScannExport(tf.Module):
-    """``serving_default`` over a ScaNN index of a loaded RetrievalExport's catalogue."""
+    """``serving_default`` over a ScaNN index of a loaded RetrievalExport's catalogue.
 
-    def __init__(self, base: Any, index: tf.keras.layers.Layer):
+    With ``exclude_rated`` the index returns more than ``k`` candidates (enough to cover the
+    most movies any train user rated); the user's rated movies are dropped from them and the
+    best ``k`` of the rest are served.
+    """
+
+    def __init__(self, base: Any, index: tf.keras.layers.Layer, k: int,
+                 exclude_rated: bool = False):
         super().__init__()
         self.base = base
         self.index = index
+        self._k = k
+        self._exclude = exclude_rated
+        self._catalogue_size = int(base.candidate_ids.shape[0])
 
     @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
     def query_embedding(self, user_id, timestamp):
@@ -181,6 +221,15 @@ class ScannExport(tf.Module):
     def serve(self, user_id, timestamp):
         query = self.base.query_embedding(user_id, timestamp)
         scores, rows = self.index(query["embedding"])
+        if self._exclude:
+            pairs = self.base.rated_pairs(user_id)["pairs"]
+            rated = tf.tensor_scatter_nd_update(
+                tf.zeros([tf.shape(rows)[0], self._catalogue_size], tf.bool), pairs,
+                tf.ones([tf.shape(pairs)[0]], tf.bool))
+            scores = tf.where(tf.gather(rated, rows, batch_dims=1),
+                              tf.constant(-np.inf, scores.dtype), scores)
+            top = tf.math.top_k(scores, k=self._k)
+            scores, rows = top.values, tf.gather(rows, top.indices, batch_dims=1)
         return {"movie_ids": tf.gather(self.base.candidate_ids, rows),
                 "movie_titles": tf.gather(self.base.candidate_titles, rows),
                 "scores": scores, "known_user": query["known_user"]}

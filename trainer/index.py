@@ -17,6 +17,14 @@ import numpy as np
 from recsys_pipeline.knobs import knob
 
 
+# Defaults picked by bench/serving.py (bench/RESULTS.md): at 1M candidates the fastest
+# setting with recall@10 >= 0.98 on the tuning queries was sqrt(N) leaves, 24% of them
+# searched and 50 x recall_k candidates rescored exactly. They scale with the catalogue: the
+# leaf count as sqrt(N), the search as a share of the leaves.
+SEARCH_FRACTION = 0.24
+REORDER_PER_RECALL_K = 50
+
+
 @dataclasses.dataclass
 class IndexParams:
     """[index] The ScaNN index shipped with the retrieval model, and its recall gate."""
@@ -24,10 +32,12 @@ class IndexParams:
     num_leaves: int = knob(
         0, "Partitions of the catalogue (0 = about sqrt(catalogue size)).")
     num_leaves_to_search: int = knob(
-        0, "Partitions searched per query. 0 = automatic: start at a quarter of num_leaves "
-        "and widen until half the recall queries clear min_recall (the other half grade it).")
+        0, "Partitions searched per query. 0 = automatic: start at 24% of num_leaves "
+        "(bench/serving.py's pick) and widen until half the recall queries clear min_recall "
+        "(the other half grade it).")
     num_reordering_candidates: int = knob(
-        0, "Candidates rescored exactly after the quantized search (0 = 4 x k, at least 100).")
+        0, "Candidates rescored exactly after the quantized search "
+        "(0 = the larger of 50 x recall_k and 4 x k).")
     dimensions_per_block: int = knob(2, "Asymmetric hashing: dimensions per quantized block.")
     training_iterations: int = knob(12, "k-means iterations when partitioning.")
     k: int = knob(100, "Movies the ScaNN serving signature returns.")
@@ -41,9 +51,10 @@ class IndexParams:
         """Concrete ScaNN settings for a catalogue of this size."""
         leaves = self.num_leaves or max(2, round(math.sqrt(catalogue_size)))
         leaves = min(leaves, max(1, catalogue_size - 1))
-        search = self.num_leaves_to_search or max(1, leaves // 4)
+        search = self.num_leaves_to_search or max(1, round(leaves * SEARCH_FRACTION))
         k = min(self.k, catalogue_size)
-        reorder = self.num_reordering_candidates or max(100, 4 * k)
+        reorder = self.num_reordering_candidates or max(REORDER_PER_RECALL_K * self.recall_k,
+                                                        4 * k)
         return {"num_leaves": leaves, "num_leaves_to_search": min(search, leaves),
                 "num_reordering_candidates": min(reorder, catalogue_size), "k": k,
                 "dimensions_per_block": self.dimensions_per_block,
@@ -144,6 +155,13 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
     metadata = export.read_metadata(base_dir)
     embeddings = base.candidate_embeddings.numpy()
     settings = params.resolved(len(embeddings))
+    serving_k = settings["k"]
+    exclusion = metadata.get("exclude_rated")
+    if exclusion:
+        # Room for the user's rated movies, which are dropped after the search.
+        settings["k"] = min(len(embeddings), serving_k + int(exclusion["max_per_user"]))
+        settings["num_reordering_candidates"] = min(
+            len(embeddings), max(settings["num_reordering_candidates"], settings["k"]))
     queries = base.query_embedding(tf.constant(user_ids), tf.constant(timestamps, tf.int64))
     queries = queries["embedding"].numpy()
     tuning, gating = (queries[0::2], queries[1::2]) if len(queries) > 1 else (queries, queries)
@@ -167,10 +185,10 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
     recall = _recall(layer, gating, embeddings, k)
     latency = single_query_latency_ms(layer, gating, embeddings, k)
 
-    module = export.ScannExport(base, layer)
+    module = export.ScannExport(base, layer, k=serving_k, exclude_rated=bool(exclusion))
     report = {"settings": settings, "recall_k": k, "recall": recall, "tuning": steps,
               "queries": len(gating), "catalogue_size": len(embeddings),
               "build_seconds": round(build_seconds, 3), "latency_ms": latency}
-    metadata = dict(metadata, kind="retrieval_scann", serving_k=settings["k"], index=report)
+    metadata = dict(metadata, kind="retrieval_scann", serving_k=serving_k, index=report)
     export.save(module, out_dir, metadata, namespace_whitelist=[export.SCANN_NAMESPACE])
     return report

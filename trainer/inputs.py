@@ -156,6 +156,39 @@ def train_stats(dataset: tf.data.Dataset, num_movie_ids: int) -> TrainStats:
     return TrainStats(n, rating_sum / n, latest, counts, index_counts, users, demo or ())
 
 
+def rated_movies(dataset: tf.data.Dataset, users: np.ndarray,
+                 catalogue: Catalogue) -> tuple[np.ndarray, np.ndarray]:
+    """Catalogue rows each user rated, as ragged row splits over ``users`` (sorted ids).
+
+    Returns ``(values, splits)``: user i rated ``values[splits[i]:splits[i + 1]]``. ``splits``
+    has one extra entry so that row ``len(users)`` (an unknown user) is empty. Built from
+    numpy arrays per batch: no Python object per rating.
+    """
+    by_id = np.argsort(catalogue.movie_ids)
+    sorted_movies = catalogue.movie_ids[by_id]
+    user_rows, movie_rows = [], []
+    for batch in _numpy_batches(dataset):
+        user_rows.append(_rows(users, batch[F.USER_ID]))
+        found = _rows(sorted_movies, batch[F.MOVIE_ID])
+        movie_rows.append(np.where(found >= 0, by_id[np.maximum(found, 0)], -1))
+    u = np.concatenate(user_rows) if user_rows else np.zeros(0, np.int64)
+    m = np.concatenate(movie_rows) if movie_rows else np.zeros(0, np.int64)
+    keep = (m >= 0) & (u >= 0)
+    u, m = u[keep], m[keep]
+    order = np.lexsort((m, u))
+    counts = np.bincount(u, minlength=len(users))
+    splits = np.concatenate([[0], np.cumsum(counts), [len(u)]]).astype(np.int64)
+    return m[order].astype(np.int64), splits
+
+
+def _rows(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Positions of ``keys`` in ``sorted_keys``; -1 where absent."""
+    if len(sorted_keys) == 0:
+        return np.full(len(keys), -1)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return np.where(sorted_keys[pos] == keys, pos, -1)
+
+
 def _numpy_batches(dataset: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:
     for batch in dataset:
         yield {k: v.numpy() for k, v in batch.items()}

@@ -89,7 +89,9 @@ class RetrievalModel(tfrs.models.Model):
         self.candidate_tower = CandidateTower(sizes, hp, name="candidate_tower")
         # Top-k metrics are computed once after training over the whole catalogue (exactly,
         # in the export's eval signature), not per batch: that would dominate training time.
-        self.task = tfrs.tasks.Retrieval(temperature=hp.temperature)
+        self.task = tfrs.tasks.Retrieval(temperature=hp.temperature,
+                                         remove_accidental_hits=hp.remove_accidental_hits)
+        self._remove_accidental_hits = hp.remove_accidental_hits
         self._sampling_probability = None
         if hp.popularity_correction:
             if movie_counts is None:
@@ -104,40 +106,65 @@ class RetrievalModel(tfrs.models.Model):
         if self._sampling_probability is not None:
             probability = tf.gather(self._sampling_probability,
                                     features[F.index_name(F.MOVIE_ID)])
+        movie_ids = features[F.index_name(F.MOVIE_ID)] if self._remove_accidental_hits else None
         return self.task(self.query_tower(features), self.candidate_tower(features),
-                         candidate_sampling_probability=probability, compute_metrics=False)
+                         candidate_sampling_probability=probability, candidate_ids=movie_ids,
+                         compute_metrics=False)
 
 
 class RankingModel(tfrs.models.Model):
-    """Predicts the rating from user, movie, genre and demographic embeddings (MSE loss)."""
+    """Predicts the rating from user, movie, genre and demographic embeddings (MSE loss).
+
+    ``architecture`` mlp: ReLU layers over the concatenated embeddings; dcn: stacked Cross
+    layers (explicit feature crosses, Wang et al. 2020) before them. ``bias_terms`` adds
+    per-user and per-movie offsets to the output, the part of a rating a network otherwise
+    spends capacity on.
+    """
 
     def __init__(self, sizes: dict[str, int], hp: RankingHParams, mean_rating: float = 3.5):
         super().__init__()
         ctx = hp.context_embedding_dim
         reg = tf.keras.regularizers.l2(hp.l2) if hp.l2 else None
-        self.user = tf.keras.layers.Embedding(sizes[F.index_name(F.USER_ID)], hp.embedding_dim,
+        num_users, num_movies = sizes[F.index_name(F.USER_ID)], sizes[F.index_name(F.MOVIE_ID)]
+        self.user = tf.keras.layers.Embedding(num_users, hp.embedding_dim,
                                               embeddings_regularizer=reg)
-        self.movie = tf.keras.layers.Embedding(sizes[F.index_name(F.MOVIE_ID)],
-                                               hp.embedding_dim, embeddings_regularizer=reg)
+        self.movie = tf.keras.layers.Embedding(num_movies, hp.embedding_dim,
+                                               embeddings_regularizer=reg)
         self.genres = MaskedMeanEmbedding(sizes[F.GENRES_INDEX], ctx)
         self.demographic_names = [n for n in F.USER_INDEX_FEATURES[1:] if n in sizes]
         self.demographics = [tf.keras.layers.Embedding(sizes[n], ctx)
                              for n in self.demographic_names]
+        self.cross = [tfrs.layers.dcn.Cross(projection_dim=hp.cross_projection_dim or None,
+                                            kernel_initializer="glorot_uniform")
+                      for _ in range(hp.cross_layers)] if hp.architecture == "dcn" else []
         layers = [tf.keras.layers.Dense(n, activation="relu") for n in hp.hidden_layers]
         # Starting at the mean rating saves the first epoch from learning a constant.
         layers.append(tf.keras.layers.Dense(
             1, bias_initializer=tf.keras.initializers.Constant(mean_rating)))
         self.mlp = tf.keras.Sequential(layers, name="rating_mlp")
+        self.user_bias = self.movie_bias = None
+        if hp.bias_terms:
+            self.user_bias = tf.keras.layers.Embedding(num_users, 1, embeddings_initializer="zeros",
+                                                       embeddings_regularizer=reg)
+            self.movie_bias = tf.keras.layers.Embedding(num_movies, 1,
+                                                        embeddings_initializer="zeros",
+                                                        embeddings_regularizer=reg)
         self.task = tfrs.tasks.Ranking(
             loss=tf.keras.losses.MeanSquaredError(),
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
-        parts = [self.user(f[F.index_name(F.USER_ID)]), self.movie(f[F.index_name(F.MOVIE_ID)]),
-                 self.genres(f[F.GENRES_INDEX])]
+        users, movies = f[F.index_name(F.USER_ID)], f[F.index_name(F.MOVIE_ID)]
+        parts = [self.user(users), self.movie(movies), self.genres(f[F.GENRES_INDEX])]
         parts += [emb(f[n]) for n, emb in zip(self.demographic_names, self.demographics,
                                               strict=True)]
-        return tf.squeeze(self.mlp(tf.concat(parts, axis=1)), axis=1)
+        x0 = x = tf.concat(parts, axis=1)
+        for cross in self.cross:
+            x = cross(x0, x)
+        rating = tf.squeeze(self.mlp(x), axis=1)
+        if self.user_bias is not None:
+            rating += tf.squeeze(self.user_bias(users), 1) + tf.squeeze(self.movie_bias(movies), 1)
+        return rating
 
     def compute_loss(self, features, training=False):
         return self.task(labels=features[F.LABEL], predictions=self(features))

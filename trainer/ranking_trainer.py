@@ -7,7 +7,9 @@ request time) comes from the Trainer's ``catalogue`` input (``fn_args.catalogue_
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
+
+import tensorflow as tf
 
 from recsys_pipeline.trainer import export, models
 from recsys_pipeline.trainer.common import EpochProgress, TrainingData, load_training_data
@@ -17,14 +19,14 @@ MODEL_KIND = "ranking"
 
 
 def train(data: TrainingData, hp: RankingHParams, train_files: list[str],
-          eval_files: list[str]):
+          eval_files: list[str], callbacks: Sequence[tf.keras.callbacks.Callback] = ()):
     """Fits the rating model (eval RMSE per epoch); returns (model, history, seconds)."""
     model = models.build_ranking(data.sizes, hp, mean_rating=data.stats.mean_rating)
     started = time.monotonic()
     history = model.fit(data.dataset(train_files, hp.batch_size, shuffle=True, seed=hp.seed),
                         validation_data=data.dataset(eval_files, 8192),
                         epochs=hp.epochs, verbose=0,
-                        callbacks=[EpochProgress("ranking", hp.epochs)])
+                        callbacks=[EpochProgress("ranking", hp.epochs), *callbacks])
     return model, history, time.monotonic() - started
 
 

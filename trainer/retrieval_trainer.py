@@ -9,9 +9,12 @@ reports). The catalogue comes from the Trainer's ``catalogue`` input channel
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Optional, Sequence
 
-from recsys_pipeline.trainer import export, models
+import numpy as np
+import tensorflow as tf
+
+from recsys_pipeline.trainer import export, inputs, models
 from recsys_pipeline.trainer.common import EpochProgress, TrainingData, load_training_data
 from recsys_pipeline.trainer.hparams import (RetrievalHParams, from_custom_config,
                                              to_custom_config)
@@ -19,23 +22,34 @@ from recsys_pipeline.trainer.hparams import (RetrievalHParams, from_custom_confi
 MODEL_KIND = "retrieval"
 
 
-def train(data: TrainingData, hp: RetrievalHParams, train_files: list[str]):
+def train(data: TrainingData, hp: RetrievalHParams, train_files: list[str],
+          callbacks: Sequence[tf.keras.callbacks.Callback] = ()):
     """Fits the two-tower model; returns (model, Keras history, seconds)."""
     model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts)
     started = time.monotonic()
     history = model.fit(data.dataset(train_files, hp.batch_size, shuffle=True, seed=hp.seed),
                         epochs=hp.epochs, verbose=0,
-                        callbacks=[EpochProgress("retrieval", hp.epochs)])
+                        callbacks=[EpochProgress("retrieval", hp.epochs), *callbacks])
     return model, history, time.monotonic() - started
 
 
+def rated_by_user(data: TrainingData, train_files: list[str]):
+    """The exclusion list: catalogue rows each train user rated (``inputs.rated_movies``)."""
+    users = np.array(sorted(data.stats.user_demographics), dtype=object)
+    return inputs.rated_movies(data.dataset(train_files, 8192), users, data.catalogue)
+
+
 def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
-                 serving_k: int, eval_k: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """Saves the brute-force export of a trained model; returns its metadata."""
+                 serving_k: int, eval_k: int, extra: dict[str, Any],
+                 rated: Optional[tuple[np.ndarray, np.ndarray]] = None) -> dict[str, Any]:
+    """Saves the brute-force export of a trained model; returns its metadata.
+
+    ``rated`` (see ``rated_by_user``): exclude those movies when serving and evaluating.
+    """
     features = export.ServingFeatures(data.tft_output, data.sizes, data.catalogue, data.stats)
     embeddings = export.catalogue_embeddings(model.candidate_tower, data.catalogue)
     module = export.RetrievalExport(model.query_tower, features, data.catalogue, embeddings,
-                                    k=serving_k, eval_k=eval_k)
+                                    k=serving_k, eval_k=eval_k, rated=rated)
     sample_users = [u.decode() for u in sorted(data.stats.user_demographics)[:4]]
     metadata = {
         "kind": MODEL_KIND,
@@ -50,6 +64,9 @@ def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
                           "timestamp": [data.stats.latest_timestamp] * len(sample_users)},
         **extra,
     }
+    if rated is not None:
+        metadata["exclude_rated"] = {"max_per_user": int(np.diff(rated[1]).max(initial=0)),
+                                     "pairs": int(len(rated[0]))}
     export.save(module, path, metadata)
     return metadata
 
@@ -60,8 +77,9 @@ def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_di
     """Trains the two-tower model and saves the brute-force export; returns its metadata."""
     data = load_training_data(transform_dir, train_files, catalogue_dir)
     model, history, seconds = train(data, hp, train_files)
+    rated = rated_by_user(data, train_files) if hp.exclude_rated else None
     return export_model(model, data, serving_model_dir, serving_k=serving_k, eval_k=eval_k,
-                        extra={"train_seconds": round(seconds, 2),
+                        rated=rated, extra={"train_seconds": round(seconds, 2),
                                "final_loss": float(history.history["loss"][-1]),
                                "hparams": to_custom_config(hp)})
 

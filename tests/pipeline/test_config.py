@@ -35,6 +35,8 @@ def test_every_knob_is_documented():
     ("[index]\nmin_recall = -0.1\n", "index.min_recall"),
     ("[index]\nrecall_k = 500\n", "index.recall_k"),
     ("[retrieval]\nhidden_layers = [64, \"x\"]\n", "retrieval.hidden_layers"),
+    ("[ranking]\narchitecture = \"transformer\"\n", "ranking.architecture"),
+    ("[ranking]\ncross_layers = 0\n", "ranking.cross_layers"),
 ])
 def test_model_and_gate_values_are_checked(tmp_path, toml, key):
     path = tmp_path / "c.toml"

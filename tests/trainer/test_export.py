@@ -137,3 +137,85 @@ def test_eval_examples_with_users_and_movies_unseen_in_train_are_scored(
     assert got["top_k_hit"].shape == (2,) and got["top_k_hit"][1] == 0
     rated = fresh_signature(ranking[1], "evaluate", examples=batch)
     assert np.isfinite(rated["rating"]).all()
+
+
+def test_rated_movies_are_ragged_rows_per_sorted_user(data, tiny):
+    users = np.array(sorted(data.stats.user_demographics), dtype=object)
+    values, splits = inputs.rated_movies(data.dataset(tiny.train_files, 64), users,
+                                         data.catalogue)
+    assert len(splits) == len(users) + 2 and splits[-1] == splits[-2]  # unknown user: empty
+    rows = data.catalogue.row_of()
+    for i, user in enumerate(users):
+        expected = sorted(rows[r[F.MOVIE_ID]] for r in tiny.raw_train_rows
+                          if r[F.USER_ID] == user)
+        assert values[splits[i]:splits[i + 1]].tolist() == expected
+    assert len(values) == len(tiny.raw_train_rows)
+
+
+@pytest.fixture(scope="module")
+def excluding(retrieval, data, tiny, tmp_path_factory):
+    """The ``retrieval`` fixture's model exported with the exclusion list."""
+    from recsys_pipeline.trainer import retrieval_trainer
+
+    model, _, _ = retrieval
+    rated = retrieval_trainer.rated_by_user(data, tiny.train_files)
+    path = tmp_path_factory.mktemp("export") / "excluding"
+    metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K,
+                                              extra={}, rated=rated)
+    return str(path), metadata
+
+
+def _assert_unrated(users, served, rated, catalogue):
+    for user, movies, scores in zip(users, served["movie_ids"], served["scores"], strict=True):
+        finite = np.isfinite(scores)
+        assert not set(movies[finite]) & rated[user]
+        assert finite.sum() == min(K, catalogue - len(rated[user]))
+
+
+def _rated(tiny):
+    out: dict[bytes, set] = {}
+    for r in tiny.raw_train_rows:
+        out.setdefault(r[F.USER_ID], set()).add(r[F.MOVIE_ID])
+    return out
+
+
+def test_exclusion_serves_no_movie_the_user_rated(retrieval, excluding, tiny, fresh_signature):
+    users = np.array(sorted(_rated(tiny)))
+    request = {"user_id": users, "timestamp": np.full(len(users), 880_000_000)}
+    plain = fresh_signature(retrieval[1], "serving_default", **request)["movie_ids"]
+    kept = fresh_signature(excluding[0], "serving_default", **request)
+    rated = _rated(tiny)
+    # Without exclusion the tiny users' favourites are mostly movies they rated ...
+    assert sum(len(set(row) & rated[u]) for u, row in zip(users, plain, strict=True)) > 0
+    # ... with it, none are; a user who rated all but n < K movies gets n, then padding
+    # marked by a score of -inf.
+    _assert_unrated(users, kept, rated, catalogue=20)
+    assert excluding[1]["exclude_rated"]["pairs"] == len(tiny.raw_train_rows)
+    assert excluding[1]["exclude_rated"]["max_per_user"] == max(len(v) for v in rated.values())
+
+
+def test_exclusion_ranks_the_eval_movie_among_unrated_movies_only(retrieval, excluding, tiny,
+                                                                  fresh_signature):
+    serialized = np.array([f.numpy() for f in tf.data.TFRecordDataset(
+        inputs.files(tiny.raw_eval_dir), compression_type="GZIP")], dtype=object)
+    plain = fresh_signature(retrieval[1], "evaluate", examples=serialized)["rank"]
+    kept = fresh_signature(excluding[0], "evaluate", examples=serialized)["rank"]
+    assert (kept <= plain).all() and (kept < plain).any()
+
+
+def test_scann_export_with_exclusion_serves_no_rated_movie(excluding, tiny, tmp_path,
+                                                           fresh_signature):
+    from recsys_pipeline.trainer import index
+
+    users = sorted(u.decode() for u in _rated(tiny))
+    params = index.IndexParams(k=K, recall_k=3, num_leaves=4, num_leaves_to_search=4)
+    out = tmp_path / "scann"
+    report = index.build_scann_export(excluding[0], str(out), params, users,
+                                      [880_000_000] * len(users))
+    # The index returns enough candidates to drop each user's rated movies from.
+    assert report["settings"]["k"] == min(20, K + excluding[1]["exclude_rated"]["max_per_user"])
+    got = fresh_signature(str(out), "serving_default", user_id=np.array(users, object),
+                          timestamp=np.full(len(users), 880_000_000))
+    assert got["movie_ids"].shape == (len(users), K)
+    _assert_unrated([u.encode() for u in users], got, _rated(tiny), catalogue=20)
+    assert export.read_metadata(str(out))["serving_k"] == K

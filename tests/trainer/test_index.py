@@ -20,13 +20,21 @@ def test_recall_at_k_counts_shared_ids_per_row():
     assert index.recall_at_k(np.array([[3, 9], [4, 8]]), exact, 1) == 0.5  # first column only
 
 
-@pytest.mark.parametrize("size, leaves, search", [(1682, 41, 10), (1_000_000, 1000, 250),
+@pytest.mark.parametrize("size, leaves, search", [(1682, 41, 10), (1_000_000, 1000, 240),
                                                   (3, 2, 1)])
 def test_automatic_settings_scale_with_the_catalogue(size, leaves, search):
     settings = index.IndexParams().resolved(size)
     assert settings["num_leaves"] == leaves and settings["num_leaves_to_search"] == search
     assert settings["k"] == min(100, size)
-    assert settings["num_reordering_candidates"] == min(max(100, 4 * settings["k"]), size)
+    # 50 x recall_k (10) rescored exactly: what bench/serving.py picked at 1M candidates.
+    assert settings["num_reordering_candidates"] == min(500, size)
+
+
+def test_benchmark_picks_are_the_defaults_at_the_benchmarked_size():
+    # bench/serving.py, 1M candidates, k=10: 1000 leaves, 240 searched, 500 reordered.
+    settings = index.IndexParams(k=10).resolved(1_000_000)
+    assert (settings["num_leaves"], settings["num_leaves_to_search"],
+            settings["num_reordering_candidates"]) == (1000, 240, 500)
 
 
 def test_scann_export_searching_every_leaf_serves_what_brute_force_serves(

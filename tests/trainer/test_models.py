@@ -100,3 +100,42 @@ def test_an_empty_train_split_is_a_data_error(tmp_path, data):
                            sizes[F.index_name(F.MOVIE_ID)])
     with pytest.raises(DataError, match="no data files match"):
         inputs.files(str(tmp_path / "nothing" / "*"))
+
+
+@pytest.mark.parametrize("projection", [0, 4])
+def test_dcn_ranking_crosses_features_and_learns(data, tiny, projection):
+    _, spec, sizes, batch = data
+    hp = RankingHParams(architecture="dcn", cross_layers=2, cross_projection_dim=projection,
+                        bias_terms=True, learning_rate=0.01)
+    model = models.build_ranking(sizes, hp, mean_rating=3.0)
+    assert model(batch).shape == (64,)
+    assert len(model.cross) == 2 and model.user_bias is not None
+    # The built Cross weights: full rank (d x d) or factored through the projection.
+    if projection:
+        assert model.cross[0]._dense_u.kernel.shape[1] == projection
+    else:
+        kernel = model.cross[0]._dense.kernel.shape
+        assert kernel[0] == kernel[1]
+    before, after = _loss_drop(model, inputs.transformed_dataset(tiny.train_files, spec, 128), 20)
+    assert after < 0.7 * before, (before, after)
+
+
+def test_mlp_ranking_has_no_cross_layers_or_biases(data):
+    _, _, sizes, _ = data
+    model = models.build_ranking(sizes, RankingHParams(), mean_rating=3.0)
+    assert model.cross == [] and model.user_bias is None
+
+
+def test_removing_accidental_hits_drops_duplicate_movies_from_the_negatives(data):
+    _, _, sizes, batch = data
+    movies = batch[F.index_name(F.MOVIE_ID)].numpy()
+    assert len(set(movies.tolist())) < len(movies)  # 64 ratings of 20 movies: duplicates
+    losses = {}
+    for remove in (False, True):
+        hp = RetrievalHParams(embedding_dim=8, popularity_correction=False,
+                              remove_accidental_hits=remove)
+        model = models.build_retrieval(sizes, hp)
+        losses[remove] = float(model.compute_loss(batch))
+    # Same seed, same weights: only the masked duplicates differ, and they only add to the
+    # softmax's denominator.
+    assert losses[True] < losses[False], losses

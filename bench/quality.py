@@ -1,0 +1,412 @@
+"""Quality benchmark: the pipeline's models against baselines, on seeded random splits.
+
+    .venv/bin/python bench/quality.py --data-dir ../shared/data/ml-100k [--seeds 0,1,2]
+
+For every seed it runs ``recsys run`` with ``[split] seed`` set (random 80/20 split; every
+other setting from ``--config`` or the defaults), then grades on that run's eval split:
+
+* the Trainers' models, as the Trainer wrote them (the brute-force retrieval export's
+  ``query_embedding`` and catalogue embeddings; the ranking export's ``serving_default``);
+* variants of them (``RETRIEVAL_VARIANTS``, ``RANKING_VARIANTS``: DCN, bias terms, no logQ
+  correction, accidental hits removed), trained by the Trainers' own ``train()`` on the same
+  Transform output and exported the same way (``--no-variants`` skips them);
+* baselines fitted here on the same train split: most popular (train counts), EASE
+  (Steck 2019, closed form on the binary user x movie matrix) for retrieval; the global mean
+  and biased matrix factorization (alternating least squares) for ranking.
+
+Retrieval: top-10/50/100 accuracy as TFRS's FactorizedTopK defines it (the eval movie is
+among the k highest-scored of the whole catalogue), with the movies the user rated in train
+left in (comparable to TFRS's published numbers) and excluded. Ranking: RMSE. Prints mean
+and standard deviation over the seeds as one markdown table, train time and examples/second
+of the learned models, and whether each learned retrieval model beats popularity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+
+KS = (10, 50, 100)
+EASE_LAMBDA = 500.0
+MF_FACTORS, MF_REG, MF_ITERATIONS = 32, 15.0, 12  # best of a small grid on ML-100K
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- Data -----------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Split:
+    """Ratings of one split as aligned arrays (ids as the dataset's strings)."""
+
+    users: np.ndarray
+    movies: np.ndarray
+    ratings: np.ndarray
+    timestamps: np.ndarray
+
+
+def read_split(directory: str) -> Split:
+    """ExampleGen's raw tf.Examples of one split."""
+    import tensorflow as tf
+
+    from recsys_pipeline.trainer.inputs import files
+    from recsys_pipeline.transform import features as F
+
+    spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.string),
+            F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+            F.USER_RATING: tf.io.FixedLenFeature([], tf.float32),
+            F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
+    parts: dict[str, list] = {k: [] for k in spec}
+    for batch in tf.data.TFRecordDataset(files(directory), compression_type="GZIP").batch(8192):
+        for key, value in tf.io.parse_example(batch, spec).items():
+            parts[key].append(value.numpy())
+    joined = {k: np.concatenate(v) for k, v in parts.items()}
+    return Split(joined[F.USER_ID], joined[F.MOVIE_ID], joined[F.USER_RATING],
+                 joined[F.TIMESTAMP])
+
+
+@dataclasses.dataclass
+class Grader:
+    """Index spaces and the train interactions every retrieval method is graded with."""
+
+    movie_ids: np.ndarray  # the catalogue's row order
+    train: Split
+    test: Split
+
+    def __post_init__(self):
+        self.movie_row = {m: i for i, m in enumerate(self.movie_ids.tolist())}
+        self.user_ids = np.unique(self.train.users)
+        self.user_row = {u: i for i, u in enumerate(self.user_ids.tolist())}
+        self.train_u = np.array([self.user_row[u] for u in self.train.users.tolist()])
+        self.train_m = np.array([self.movie_row.get(m, -1) for m in self.train.movies.tolist()])
+        self.test_u = np.array([self.user_row.get(u, -1) for u in self.test.users.tolist()])
+        self.test_m = np.array([self.movie_row.get(m, -1) for m in self.test.movies.tolist()])
+
+    def seen(self) -> np.ndarray:
+        """Binary users x movies matrix of the train split."""
+        x = np.zeros((len(self.user_ids), len(self.movie_ids)), np.float32)
+        keep = self.train_m >= 0
+        x[self.train_u[keep], self.train_m[keep]] = 1.0
+        return x
+
+    def accuracy(self, scores_for, exclude_seen: bool) -> dict[int, float]:
+        """Top-k accuracy over the test pairs; ``scores_for(rows)`` scores test rows."""
+        hits = {k: 0 for k in KS}
+        seen = self.seen() if exclude_seen else None
+        for start in range(0, len(self.test_m), 2048):
+            rows = np.arange(start, min(start + 2048, len(self.test_m)))
+            scores = np.array(scores_for(rows), np.float32)
+            if seen is not None:
+                users = self.test_u[rows]
+                known = users >= 0
+                scores[known] = np.where(seen[users[known]] > 0, -np.inf, scores[known])
+            target = self.test_m[rows]
+            valid = target >= 0
+            positive = scores[np.arange(len(rows)), np.maximum(target, 0)]
+            rank = (scores > positive[:, None]).sum(axis=1)
+            for k in KS:
+                hits[k] += int(np.sum(valid & (rank < k)))
+        return {k: hits[k] / len(self.test_m) for k in KS}
+
+
+# --- Baselines ------------------------------------------------------------------------------
+
+def popularity_scores(g: Grader):
+    counts = np.bincount(g.train_m[g.train_m >= 0], minlength=len(g.movie_ids)).astype(float)
+    return lambda rows: np.broadcast_to(counts, (len(rows), len(counts)))
+
+
+def ease_scores(g: Grader, lam: float = EASE_LAMBDA):
+    """EASE: B = I - P / diag(P) with P = (X'X + lam I)^-1, zero diagonal; scores X_u B."""
+    x = g.seen()
+    gram = x.T.astype(np.float64) @ x + lam * np.eye(x.shape[1])
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    user_scores = (x @ b).astype(np.float32)
+    fallback = popularity_scores(g)  # users without train ratings
+
+    def scores(rows):
+        users = g.test_u[rows]
+        return np.where((users >= 0)[:, None], user_scores[np.maximum(users, 0)],
+                        fallback(rows))
+    return scores
+
+
+def biased_mf(g: Grader, factors: int = MF_FACTORS, reg: float = MF_REG,
+              iterations: int = MF_ITERATIONS, seed: int = 0):
+    """Rating = mean + b_u + b_m + p_u . q_m by alternating least squares (ridge per row)."""
+    rng = np.random.default_rng(seed)
+    keep = g.train_m >= 0
+    u, m, r = g.train_u[keep], g.train_m[keep], g.train.ratings[keep].astype(np.float64)
+    n_u, n_m = len(g.user_ids), len(g.movie_ids)
+    mean = r.mean()
+    # Biases ride along as factors: user rows are [p_u, b_u, 1], movie rows [q_m, 1, b_m],
+    # so their dot product is p_u . q_m + b_u + b_m. Each side is a ridge regression per row.
+    bias_u, bias_m = factors, factors + 1
+    p = np.hstack([rng.normal(0, 0.1, (n_u, factors)), np.zeros((n_u, 1)), np.ones((n_u, 1))])
+    q = np.hstack([rng.normal(0, 0.1, (n_m, factors)), np.ones((n_m, 1)), np.zeros((n_m, 1))])
+    by_user = [np.flatnonzero(u == i) for i in range(n_u)]
+    by_movie = [np.flatnonzero(m == j) for j in range(n_m)]
+
+    def solve(fixed, rows_of, other, own, const):
+        """New rows for one side: ``own`` is its bias column, ``const`` its constant 1."""
+        out = np.zeros((len(rows_of), fixed.shape[1]))
+        out[:, const] = 1.0
+        cols = [*range(factors), own]
+        for i, idx in enumerate(rows_of):
+            if len(idx) == 0:
+                continue
+            f = fixed[other[idx]]
+            a = f[:, cols]
+            y = r[idx] - mean - f[:, const]  # the other side's bias
+            sol = np.linalg.solve(a.T @ a + reg * np.eye(len(cols)), a.T @ y)
+            out[i, :factors], out[i, own] = sol[:factors], sol[-1]
+        return out
+
+    for _ in range(iterations):
+        p = solve(q, by_user, m, own=bias_u, const=bias_m)
+        q = solve(p, by_movie, u, own=bias_m, const=bias_u)
+
+    def predict(users, movies):
+        known_u, known_m = users >= 0, movies >= 0
+        pred = np.full(len(users), mean)
+        both = known_u & known_m
+        pred[both] += np.sum(p[users[both]] * q[movies[both]], axis=1)
+        only_u, only_m = known_u & ~known_m, ~known_u & known_m
+        pred[only_u] += p[users[only_u], bias_u]
+        pred[only_m] += q[movies[only_m], bias_m]
+        return np.clip(pred, 0.5, 5.0)
+    return predict
+
+
+def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(predicted, float) - actual) ** 2)))
+
+
+# --- The pipeline's models ------------------------------------------------------------------
+
+def run_seed(data_dir: str, work: str, seed: int, base_config) -> dict[str, str]:
+    """``recsys run`` with ``split.seed = seed``; paths of its splits and Trainer models."""
+    from recsys_pipeline.local_runner import recsys_command, summarize_runs
+    from recsys_pipeline.pipeline.config import render_toml
+
+    output_dir = os.path.join(work, f"seed-{seed}")
+    config = dataclasses.replace(base_config, output_dir=output_dir,
+                                 split=dataclasses.replace(base_config.split, kind="random",
+                                                           seed=seed))
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "bench-quality.toml")
+    with open(path, "w") as f:
+        f.write(render_toml(config))
+    started = time.monotonic()
+    subprocess.run(recsys_command("run", "--data-dir", data_dir, "--config", path), check=True,
+                   stdout=sys.stderr)
+    log(f"seed {seed}: pipeline {time.monotonic() - started:.0f}s")
+    summary = summarize_runs(config)[-1]
+    examples = summary.output("MovieLensExampleGen", "examples")
+    transformed = summary.output("Transform", "transformed_examples")
+    return {"train": os.path.join(examples, "Split-train"),
+            "eval": os.path.join(examples, "Split-eval"),
+            "transform": summary.output("Transform", "transform_graph"),
+            "transformed_train": os.path.join(transformed, "Split-train"),
+            "transformed_eval": os.path.join(transformed, "Split-eval"),
+            "catalogue": os.path.join(summary.output("MovieLensExampleGen", "catalogue"),
+                                      "Split-catalogue"),
+            "retrieval": os.path.join(summary.output("RetrievalTrainer", "model"),
+                                      "Format-Serving"),
+            "ranking": os.path.join(summary.output("RankingTrainer", "model"),
+                                    "Format-Serving")}
+
+
+def learned_retrieval(path: str, g: Grader):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    candidates = loaded.candidate_embeddings.numpy()
+    ids = loaded.candidate_ids.numpy()
+    order = np.array([g.movie_row[m] for m in ids.tolist()])
+    # The export's catalogue order, re-indexed to the grader's.
+    aligned = np.zeros((len(g.movie_ids), candidates.shape[1]), np.float32)
+    aligned[order] = candidates
+    query = loaded.signatures["query_embedding"]
+
+    def scores(rows):
+        out = query(user_id=tf.constant(g.test.users[rows]),
+                    timestamp=tf.constant(g.test.timestamps[rows]))
+        return out["embedding"].numpy() @ aligned.T
+    return scores
+
+
+def learned_ranking(path: str, g: Grader) -> np.ndarray:
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    out = [serve(user_id=tf.constant(g.test.users[i:i + 4096]),
+                 movie_id=tf.constant(g.test.movies[i:i + 4096]))["rating"].numpy()
+           for i in range(0, len(g.test.users), 4096)]
+    return np.concatenate(out).reshape(-1)
+
+
+def training_speed(path: str) -> tuple[float, float]:
+    from recsys_pipeline.trainer import export
+
+    meta = export.read_metadata(path)
+    seconds = float(meta["train_seconds"])
+    return seconds, meta["train_examples"] * meta["hparams"]["epochs"] / seconds
+
+
+# Options measured against the configured models: each is trained by the Trainer's own
+# train() on the same seed's Transform output and exported as the Trainer exports.
+RETRIEVAL_VARIANTS = {
+    "two-tower, no logQ correction": {"popularity_correction": False},
+    "two-tower, accidental hits removed": {"remove_accidental_hits": True},
+}
+RANKING_VARIANTS = {
+    "ranking DCN": {"architecture": "dcn"},
+    "ranking DCN + bias terms": {"architecture": "dcn", "bias_terms": True},
+    "ranking MLP + bias terms": {"bias_terms": True},
+}
+
+
+def train_variants(paths: dict[str, str], config, work: str) -> dict[str, tuple[str, str]]:
+    """Exports of every variant: name -> (kind, export path)."""
+    from recsys_pipeline.trainer import inputs, ranking_trainer, retrieval_trainer
+    from recsys_pipeline.trainer.common import load_training_data
+
+    train = inputs.files(paths["transformed_train"])
+    evaluation = inputs.files(paths["transformed_eval"])
+    data = load_training_data(paths["transform"], train, paths["catalogue"])
+    out = {}
+    for name, change in {**RETRIEVAL_VARIANTS, **RANKING_VARIANTS}.items():
+        path = os.path.join(work, name.replace(" ", "_").replace(",", ""))
+        if name in RETRIEVAL_VARIANTS:
+            hp = dataclasses.replace(config.retrieval, **change)
+            model, history, seconds = retrieval_trainer.train(data, hp, train)
+            retrieval_trainer.export_model(
+                model, data, path, serving_k=config.index.k, eval_k=config.evaluation.top_k,
+                extra={"train_seconds": seconds, "hparams": dataclasses.asdict(hp)})
+            out[name] = ("retrieval", path)
+        else:
+            hp = dataclasses.replace(config.ranking, **change)
+            model, history, seconds = ranking_trainer.train(data, hp, train, evaluation)
+            ranking_trainer.export_model(model, data, path, extra={
+                "train_seconds": seconds, "hparams": dataclasses.asdict(hp)})
+            out[name] = ("ranking", path)
+        log(f"  variant {name}: trained in {seconds:.0f}s")
+    return out
+
+
+def grade_seed(paths: dict[str, str],
+               variants: Optional[dict[str, tuple[str, str]]] = None) -> dict[str, dict]:
+    """Every method's metrics on one seed's split."""
+    import tensorflow as tf
+
+    train, test = read_split(paths["train"]), read_split(paths["eval"])
+    catalogue = tf.saved_model.load(paths["retrieval"]).candidate_ids.numpy()
+    g = Grader(catalogue, train, test)
+    results: dict[str, dict] = {}
+    retrieval_models = {"two-tower (pipeline)": paths["retrieval"]}
+    ranking_models = {"ranking MLP (pipeline)": paths["ranking"]}
+    for name, (kind, path) in (variants or {}).items():
+        (retrieval_models if kind == "retrieval" else ranking_models)[name] = path
+    methods = [("most popular", popularity_scores), ("EASE", ease_scores)]
+    methods += [(name, lambda g, path=path: learned_retrieval(path, g))
+                for name, path in retrieval_models.items()]
+    for name, make in methods:
+        started = time.monotonic()
+        scores = make(g)
+        row = {f"top{k}": v for k, v in g.accuracy(scores, exclude_seen=False).items()}
+        row.update({f"top{k}_x": v for k, v in g.accuracy(scores, exclude_seen=True).items()})
+        if name in retrieval_models:
+            row["train_s"], row["eps"] = training_speed(retrieval_models[name])
+        else:
+            row["train_s"] = time.monotonic() - started
+        results[name] = row
+    mean = float(np.mean(train.ratings))
+    results["global mean"] = {"rmse": rmse(np.full(len(test.ratings), mean), test.ratings)}
+    started = time.monotonic()
+    predict = biased_mf(g)
+    results["biased MF (ALS)"] = {"rmse": rmse(predict(g.test_u, g.test_m), test.ratings),
+                                  "train_s": time.monotonic() - started}
+    for name, path in ranking_models.items():
+        seconds, eps = training_speed(path)
+        results[name] = {"rmse": rmse(learned_ranking(path, g), test.ratings),
+                         "train_s": seconds, "eps": eps}
+    return results
+
+
+# --- Report ---------------------------------------------------------------------------------
+
+def _cell(values: list[float], digits: int = 4) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+
+
+def table(per_seed: list[dict[str, dict]]) -> str:
+    names = list(per_seed[0])
+    cols = [f"top{k}" for k in KS] + [f"top{k}_x" for k in KS] + ["rmse"]
+    head = ([f"top-{k}" for k in KS] + [f"top-{k} (seen excluded)" for k in KS]
+            + ["RMSE", "train s", "examples/s"])
+    lines = ["| method | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for name in names:
+        rows = [s[name] for s in per_seed]
+        cells = [_cell([r[c] for r in rows if c in r]) for c in cols]
+        cells.append(_cell([r["train_s"] for r in rows if "train_s" in r], 1))
+        cells.append(_cell([r["eps"] for r in rows if "eps" in r], 0))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    verdicts = []
+    pop = np.mean([s["most popular"]["top100"] for s in per_seed])
+    for name in names:
+        if name.startswith("two-tower"):
+            mine = np.mean([s[name]["top100"] for s in per_seed])
+            verdicts.append(f"{name} {'beats' if mine > pop else 'does NOT beat'} most popular "
+                            f"on top-100 accuracy ({mine:.4f} vs {pop:.4f}).")
+    return "\n".join(lines + [""] + verdicts)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", required=True, help="a MovieLens dataset directory")
+    parser.add_argument("--seeds", default="0,1,2", help="split seeds (comma-separated)")
+    parser.add_argument("--config", help="pipeline config to start from (split.seed is set "
+                        "per seed, split.kind to random)")
+    parser.add_argument("--workdir", default=os.path.join("outputs", "bench-quality"))
+    parser.add_argument("--no-variants", action="store_true",
+                        help="grade the pipeline's models and the baselines only")
+    args = parser.parse_args(argv)
+    import recsys_pipeline  # noqa: F401  (Keras 2 before TensorFlow loads)
+    from recsys_pipeline.pipeline.config import PipelineConfig, load_config
+
+    base = load_config(args.config) if args.config else PipelineConfig()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    per_seed = []
+    for seed in seeds:
+        work = os.path.abspath(args.workdir)
+        paths = run_seed(os.path.abspath(args.data_dir), work, seed, base)
+        with contextlib.redirect_stdout(sys.stderr):  # epoch lines are progress, not results
+            variants = None if args.no_variants else train_variants(
+                paths, base, os.path.join(work, f"seed-{seed}", "variants"))
+        per_seed.append(grade_seed(paths, variants))
+        log(f"seed {seed}: {per_seed[-1]}")
+    print(f"Quality benchmark: {args.data_dir}, random 80/20 split, seeds {args.seeds} "
+          f"(mean ± std over {len(seeds)})\n")
+    print(table(per_seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

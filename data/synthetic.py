@@ -1,0 +1,156 @@
+"""MovieLens-shaped synthetic interactions in the current GroupLens CSV layout.
+
+``generate(out_dir, num_ratings)`` writes ``ratings.csv`` (userId,movieId,rating,timestamp)
+and ``movies.csv`` (movieId,title,genres), the layout of ml-latest / ml-25m, so the pipeline
+reads them like a download (``--data-dir out_dir``). The shape follows MovieLens:
+
+* item popularity is a power law (Zipf exponent ``popularity_exponent`` over a shuffled
+  movie order), as rating counts per movie are in every MovieLens release;
+* per-user activity is log-normal with a floor of 20 ratings (GroupLens keeps only users with
+  at least 20), so a few users rate hundreds of movies;
+* each user is active over a window of a few days to a few years inside the dataset's span,
+  and rates distinct movies (no duplicate pairs, as ExampleGen requires);
+* ratings come from user and movie biases plus a low-rank taste term, rounded to half stars,
+  so models have something to learn.
+
+Users are generated in chunks and written as they are made: memory is bounded by a chunk
+and the movie tables, whatever ``num_ratings`` is. The same seed writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Callable, Optional
+
+import numpy as np
+
+from recsys_pipeline.data.movielens import LAYOUTS
+
+GENRES = ("Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary",
+          "Drama", "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance",
+          "Sci-Fi", "Thriller", "War", "Western")
+MIN_RATINGS_PER_USER = 20
+# MovieLens 100K: 1,682 movies; 1M: 3,706. sqrt scaling matches both within a factor of 1.5.
+MOVIES_PER_SQRT_RATING = 5.3
+MEAN_RATINGS_PER_USER = 120  # 106 in ML-100K, 165 in ML-1M
+START = 820_454_400  # 1996-01-01
+SPAN_SECONDS = 20 * 365 * 86_400
+TASTE_DIM = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """Sizes and distributions of one synthetic dataset."""
+
+    num_ratings: int
+    num_movies: int
+    num_users: int
+    popularity_exponent: float = 0.9
+    seed: int = 0
+
+    @classmethod
+    def for_ratings(cls, num_ratings: int, seed: int = 0) -> Shape:
+        """MovieLens-like movie and user counts for ``num_ratings`` ratings."""
+        if num_ratings < MIN_RATINGS_PER_USER:
+            raise ValueError(f"num_ratings must be at least {MIN_RATINGS_PER_USER}")
+        users = max(1, num_ratings // MEAN_RATINGS_PER_USER)
+        # Enough movies that no user has to rate more than half of them (tiny datasets).
+        movies = max(MIN_RATINGS_PER_USER * 2, 2 * math.ceil(num_ratings / users),
+                     round(MOVIES_PER_SQRT_RATING * math.sqrt(num_ratings)))
+        return cls(num_ratings, movies, users, seed=seed)
+
+
+def user_activity(shape: Shape, rng: np.random.Generator) -> np.ndarray:
+    """Ratings per user: log-normal, at least 20 and at most half the catalogue, summing to
+    exactly ``num_ratings``."""
+    cap = max(MIN_RATINGS_PER_USER, shape.num_movies // 2)
+    if shape.num_users * cap < shape.num_ratings:
+        raise ValueError(f"{shape.num_users} users cannot rate {shape.num_ratings} distinct "
+                         f"pairs of {shape.num_movies} movies")
+    weights = rng.lognormal(mean=0.0, sigma=1.0, size=shape.num_users)
+    extra = shape.num_ratings - MIN_RATINGS_PER_USER * shape.num_users
+    counts = MIN_RATINGS_PER_USER + np.floor(weights / weights.sum() * max(extra, 0))
+    counts = np.minimum(counts, cap).astype(np.int64)
+    # Rounding and the cap leave a remainder: hand it out one rating at a time, round robin
+    # over the users with room left, so the total is exact.
+    missing = shape.num_ratings - int(counts.sum())
+    while missing > 0:
+        room = np.flatnonzero(counts < cap)[:missing]
+        counts[room] += 1
+        missing -= len(room)
+    return counts
+
+
+def movie_table(shape: Shape, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per movie: id, popularity (log), bias, taste vector, year and genres."""
+    n = shape.num_movies
+    ranks = rng.permutation(n) + 1  # the most popular movie is not always id 1
+    years = rng.integers(1930, 2016, size=n)
+    genre_counts = rng.integers(1, 4, size=n)
+    genre_ids = [rng.choice(len(GENRES), size=c, replace=False) for c in genre_counts]
+    return {"id": np.arange(1, n + 1),
+            "log_popularity": -shape.popularity_exponent * np.log(ranks),
+            "bias": rng.normal(0.0, 0.5, size=n),
+            "taste": rng.normal(0.0, 1.0, size=(n, TASTE_DIM)) / math.sqrt(TASTE_DIM),
+            "year": years, "genres": genre_ids}
+
+
+def write_movies(path: str, movies: dict[str, np.ndarray]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(",".join(LAYOUTS["csv"].movies_header) + "\n")
+        for movie_id, year, genres in zip(movies["id"], movies["year"], movies["genres"],
+                                          strict=True):
+            names = "|".join(GENRES[g] for g in sorted(genres))
+            f.write(f'{movie_id},"Synthetic Movie {movie_id} ({year})",{names}\n')
+
+
+def _user_chunk(movies: dict[str, np.ndarray], counts: np.ndarray, first_user: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """Rows (user, movie, half-stars, timestamp) of one chunk of users, by user then movie."""
+    n_users, n_movies = len(counts), len(movies["id"])
+    # Distinct movies per user, drawn in proportion to popularity without replacement:
+    # the k largest of log p + Gumbel noise (the Gumbel top-k trick), one matrix per chunk.
+    keys = movies["log_popularity"][None, :] + rng.gumbel(size=(n_users, n_movies))
+    taste = rng.normal(0.0, 1.0, size=(n_users, TASTE_DIM)) / math.sqrt(TASTE_DIM)
+    user_bias = rng.normal(0.0, 0.4, size=n_users)
+    start = START + rng.integers(0, SPAN_SECONDS, size=n_users)
+    window = np.minimum(rng.exponential(180 * 86_400, size=n_users) + 86_400,
+                        START + SPAN_SECONDS - start)
+    rows = []
+    for u in range(n_users):
+        chosen = np.sort(np.argpartition(-keys[u], counts[u] - 1)[:counts[u]])
+        score = (3.55 + user_bias[u] + movies["bias"][chosen]
+                 + 1.5 * movies["taste"][chosen] @ taste[u]
+                 + rng.normal(0.0, 0.6, size=len(chosen)))
+        half_stars = np.clip(np.rint(score * 2), 1, 10).astype(np.int64)
+        times = start[u] + (rng.random(len(chosen)) * window[u]).astype(np.int64)
+        rows.append(np.stack([np.full(len(chosen), first_user + u), movies["id"][chosen],
+                              half_stars, times], axis=1))
+    return np.concatenate(rows)
+
+
+def generate(out_dir: str, num_ratings: int, *, seed: int = 0, chunk_users: int = 512,
+             progress: Optional[Callable[[int, int], None]] = None) -> Shape:
+    """Writes ratings.csv and movies.csv for ``num_ratings`` ratings; returns their shape."""
+    shape = Shape.for_ratings(num_ratings, seed)
+    rng = np.random.default_rng(seed)
+    os.makedirs(out_dir, exist_ok=True)
+    movies = movie_table(shape, rng)
+    write_movies(os.path.join(out_dir, LAYOUTS["csv"].movies_file), movies)
+    counts = user_activity(shape, rng)
+    written = 0
+    path = os.path.join(out_dir, LAYOUTS["csv"].ratings_file)
+    with open(path + ".partial", "w", encoding="utf-8", newline="") as f:
+        f.write(",".join(LAYOUTS["csv"].ratings_header) + "\n")
+        for first in range(0, shape.num_users, chunk_users):
+            chunk = _user_chunk(movies, counts[first:first + chunk_users], first + 1, rng)
+            ratings = [f"{r // 2}.5" if r % 2 else f"{r // 2}.0" for r in chunk[:, 2].tolist()]
+            f.write("".join(f"{u},{m},{r},{t}\n" for (u, m, _, t), r in
+                            zip(chunk.tolist(), ratings, strict=True)))
+            written += len(chunk)
+            if progress:
+                progress(written, shape.num_ratings)
+    os.replace(path + ".partial", path)  # a killed run leaves no half-written ratings.csv
+    return shape

@@ -1,0 +1,81 @@
+"""The synthetic MovieLens-shaped generator: layout, shape, determinism, bounded memory."""
+
+import collections
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from recsys_pipeline.data import movielens, synthetic
+
+
+def _read(path):
+    ds = movielens.detect_layout(str(path))
+    return ds, list(movielens.iter_ratings(ds)), movielens.load_movies(ds)
+
+
+def test_the_pipeline_parser_reads_it_as_the_grouplens_csv_layout(tmp_path):
+    shape = synthetic.generate(str(tmp_path), 6_000, seed=3)
+    ds, ratings, movies = _read(tmp_path)
+    assert ds.spec.kind == "csv"
+    assert len(ratings) == 6_000 == shape.num_ratings
+    assert len(movies) == shape.num_movies
+    pairs = {(r.user_id, r.movie_id) for r in ratings}
+    assert len(pairs) == len(ratings)  # no duplicate ratings: ExampleGen would refuse them
+    assert {r.movie_id for r in ratings} <= set(movies)
+    assert {r.rating for r in ratings} <= set(ds.spec.allowed_ratings)
+    per_user = collections.Counter(r.user_id for r in ratings)
+    assert len(per_user) == shape.num_users
+    assert min(per_user.values()) >= synthetic.MIN_RATINGS_PER_USER
+    times = [r.timestamp for r in ratings]
+    assert synthetic.START <= min(times) and max(times) <= synthetic.START + synthetic.SPAN_SECONDS
+    assert all(1 <= len(m.genres) <= 3 and set(m.genres) <= set(synthetic.GENRES)
+               for m in movies.values())
+    assert not (tmp_path / "ratings.csv.partial").exists()
+
+
+def test_it_is_shaped_like_movielens(tmp_path):
+    synthetic.generate(str(tmp_path), 50_000)
+    _, ratings, _ = _read(tmp_path)
+    per_movie = np.sort(np.array(list(collections.Counter(r.movie_id for r in ratings)
+                                      .values())))[::-1]
+    # Power-law popularity: the top 10% of movies draw a large share of the ratings.
+    assert per_movie[: len(per_movie) // 10].sum() / per_movie.sum() > 0.35
+    per_user = np.array(list(collections.Counter(r.user_id for r in ratings).values()))
+    assert per_user.max() > 5 * np.median(per_user)  # a few very active users
+    mean = np.mean([r.rating for r in ratings])
+    assert 3.0 < mean < 4.0  # MovieLens means are 3.5 to 3.6
+
+
+def test_the_same_seed_writes_the_same_bytes(tmp_path):
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        synthetic.generate(str(tmp_path / name), 3_000, seed=seed)
+    read = {n: (tmp_path / n / "ratings.csv").read_bytes() for n in "abc"}
+    assert read["a"] == read["b"] != read["c"]
+
+
+def test_memory_is_bounded_by_a_chunk_not_by_the_dataset(tmp_path):
+    def peak(n):
+        tracemalloc.start()
+        synthetic.generate(str(tmp_path / str(n)), n, chunk_users=64)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    small, large = peak(20_000), peak(160_000)
+    # 8x the ratings (and ~2.8x the movies, which the per-chunk matrix scales with): far
+    # less than 8x the memory, because ratings are written chunk by chunk.
+    assert large < 2 * small, (small, large)
+
+
+@pytest.mark.parametrize("n", [0, 19])
+def test_too_few_ratings_is_an_error(tmp_path, n):
+    with pytest.raises(ValueError, match="at least 20"):
+        synthetic.generate(str(tmp_path), n)
+
+
+@pytest.mark.parametrize("n", [20, 25, 2_000, 3_001])
+def test_small_sizes_have_room_for_distinct_ratings(tmp_path, n):
+    synthetic.generate(str(tmp_path), n)
+    _, ratings, _ = _read(tmp_path)
+    assert len(ratings) == n == len({(r.user_id, r.movie_id) for r in ratings})
