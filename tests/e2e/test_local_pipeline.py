@@ -67,8 +67,9 @@ def test_first_run_executes_every_component_and_prints_outputs(first_run, real_m
     for label in ("transformed examples", "vocabularies"):
         match = re.search(rf"^  {label}:\s+(\S+)$", result.stdout, flags=re.M)
         assert match and os.path.isdir(match.group(1)), result.stdout
-    for name in ["[1/16]", "] Transform ...", "retrieval epoch 12/12", "ranking epoch 5/5",
-                 "ScaNN recall@10 ="]:
+    epochs = PipelineConfig().retrieval.epochs, PipelineConfig().ranking.epochs
+    for name in ["[1/16]", "] Transform ...", f"retrieval epoch {epochs[0]}/{epochs[0]}",
+                 f"ranking epoch {epochs[1]}/{epochs[1]}", "ScaNN recall@10 ="]:
         assert name in result.stdout  # progress per component, per epoch, for the index
 
 
