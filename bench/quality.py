@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -92,8 +93,9 @@ class Grader:
         self.test_u = np.array([self.user_row.get(u, -1) for u in self.test.users.tolist()])
         self.test_m = np.array([self.movie_row.get(m, -1) for m in self.test.movies.tolist()])
 
+    @functools.cached_property
     def seen(self) -> np.ndarray:
-        """Binary users x movies matrix of the train split."""
+        """Binary users x movies matrix of the train split (built once per grader)."""
         x = np.zeros((len(self.user_ids), len(self.movie_ids)), np.float32)
         keep = self.train_m >= 0
         x[self.train_u[keep], self.train_m[keep]] = 1.0
@@ -102,7 +104,7 @@ class Grader:
     def accuracy(self, scores_for, exclude_seen: bool) -> dict[int, float]:
         """Top-k accuracy over the test pairs; ``scores_for(rows)`` scores test rows."""
         hits = {k: 0 for k in KS}
-        seen = self.seen() if exclude_seen else None
+        seen = self.seen if exclude_seen else None
         for start in range(0, len(self.test_m), 2048):
             rows = np.arange(start, min(start + 2048, len(self.test_m)))
             scores = np.array(scores_for(rows), np.float32)
@@ -128,7 +130,7 @@ def popularity_scores(g: Grader):
 
 def ease_scores(g: Grader, lam: float = EASE_LAMBDA):
     """EASE: B = I - P / diag(P) with P = (X'X + lam I)^-1, zero diagonal; scores X_u B."""
-    x = g.seen()
+    x = g.seen
     gram = x.T.astype(np.float64) @ x + lam * np.eye(x.shape[1])
     p = np.linalg.inv(gram)
     b = -p / np.diag(p)[None, :]

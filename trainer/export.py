@@ -222,12 +222,16 @@ class ScannExport(tf.Module):
         query = self.base.query_embedding(user_id, timestamp)
         scores, rows = self.index(query["embedding"])
         if self._exclude:
-            pairs = self.base.rated_pairs(user_id)["pairs"]
-            rated = tf.tensor_scatter_nd_update(
-                tf.zeros([tf.shape(rows)[0], self._catalogue_size], tf.bool), pairs,
-                tf.ones([tf.shape(pairs)[0]], tf.bool))
-            scores = tf.where(tf.gather(rated, rows, batch_dims=1),
-                              tf.constant(-np.inf, scores.dtype), scores)
+            # Membership of each returned row in the user's rated movies, by binary search on
+            # (request, movie) keys: O(k log rated) per request, never O(catalogue).
+            n = tf.constant(self._catalogue_size, tf.int64)
+            pairs = self.base.rated_pairs(user_id)["pairs"]  # sorted by request, then movie
+            rated = tf.concat([pairs[:, 0] * n + pairs[:, 1], [tf.int64.max]], axis=0)
+            keys = tf.range(tf.shape(rows, out_type=tf.int64)[0])[:, None] * n + rows
+            flat = tf.reshape(keys, [-1])
+            found = tf.reshape(tf.gather(rated, tf.searchsorted(rated, flat)) == flat,
+                               tf.shape(keys))
+            scores = tf.where(found, tf.constant(-np.inf, scores.dtype), scores)
             top = tf.math.top_k(scores, k=self._k)
             scores, rows = top.values, tf.gather(rows, top.indices, batch_dims=1)
         return {"movie_ids": tf.gather(self.base.candidate_ids, rows),
