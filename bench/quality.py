@@ -8,8 +8,9 @@ other setting from ``--config`` or the defaults), then grades on that run's eval
 * the Trainers' models, as the Trainer wrote them (the brute-force retrieval export's
   ``query_embedding`` and catalogue embeddings; the ranking export's ``serving_default``);
 * variants of them (``RETRIEVAL_VARIANTS``, ``RANKING_VARIANTS``: DCN, bias terms, no logQ
-  correction, accidental hits removed), trained by the Trainers' own ``train()`` on the same
-  Transform output and exported the same way (``--no-variants`` skips them);
+  correction, accidental hits removed, title words, ReLU layers, implicit feedback, multitask),
+  trained by the Trainers' own ``train()`` on the same Transform output and exported the same
+  way (``--no-variants`` skips them);
 * baselines fitted here on the same train split: most popular (train counts), EASE
   (Steck 2019, closed form on the binary user x movie matrix) for retrieval; the global mean
   and biased matrix factorization (alternating least squares) for ranking.
@@ -19,6 +20,14 @@ among the k highest-scored of the whole catalogue), with the movies the user rat
 left in (comparable to TFRS's published numbers) and excluded. Ranking: RMSE. Prints mean
 and standard deviation over the seeds as one markdown table, train time and examples/second
 of the learned models, and whether each learned retrieval model beats popularity.
+
+Then, unless ``--sequential no``, sequential retrieval on leave-last-out: each user's last
+rating (by time) is the test pair and the rest is train; contexts come from the product's
+Beam builder (``data/sequences.py``). HR@10 and NDCG@10 over every movie rated in train, with
+the user's train movies left in and excluded, for most popular, EASE, a two-tower model of
+user and movie ids (the pipeline's loss, no context features) and GRU4Rec
+(``models.build_sequential``); the seeds seed the learned models. ``--sequential only`` skips
+the pipeline runs.
 """
 
 from __future__ import annotations
@@ -27,7 +36,9 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -101,9 +112,10 @@ class Grader:
         x[self.train_u[keep], self.train_m[keep]] = 1.0
         return x
 
-    def accuracy(self, scores_for, exclude_seen: bool) -> dict[int, float]:
-        """Top-k accuracy over the test pairs; ``scores_for(rows)`` scores test rows."""
-        hits = {k: 0 for k in KS}
+    def ranks(self, scores_for, exclude_seen: bool) -> np.ndarray:
+        """Per test pair, how many movies score above its movie (inf: not in the catalogue);
+        ``scores_for(rows)`` scores test rows over the catalogue."""
+        out = np.full(len(self.test_m), np.inf)
         seen = self.seen if exclude_seen else None
         for start in range(0, len(self.test_m), 2048):
             rows = np.arange(start, min(start + 2048, len(self.test_m)))
@@ -115,10 +127,21 @@ class Grader:
             target = self.test_m[rows]
             valid = target >= 0
             positive = scores[np.arange(len(rows)), np.maximum(target, 0)]
-            rank = (scores > positive[:, None]).sum(axis=1)
-            for k in KS:
-                hits[k] += int(np.sum(valid & (rank < k)))
-        return {k: hits[k] / len(self.test_m) for k in KS}
+            out[rows[valid]] = (scores > positive[:, None]).sum(axis=1)[valid]
+        return out
+
+    def accuracy(self, scores_for, exclude_seen: bool) -> dict[int, float]:
+        """Top-k accuracy (hit rate at k) over the test pairs, for every k in KS."""
+        rank = self.ranks(scores_for, exclude_seen)
+        return {k: float(np.mean(rank < k)) for k in KS}
+
+
+def ndcg(rank: np.ndarray, k: int) -> float:
+    """NDCG@k of one relevant movie per test pair: 1 / log2(rank + 2) inside the top k."""
+    gain = np.zeros(len(rank))
+    inside = rank < k
+    gain[inside] = 1.0 / np.log2(rank[inside] + 2.0)
+    return float(np.mean(gain))
 
 
 # --- Baselines ------------------------------------------------------------------------------
@@ -273,11 +296,18 @@ def training_speed(path: str) -> tuple[float, float]:
 RETRIEVAL_VARIANTS = {
     "two-tower, no logQ correction": {"popularity_correction": False},
     "two-tower, accidental hits removed": {"remove_accidental_hits": True},
+    "two-tower + title words": {"title_text": True},
+    "two-tower, linear towers": {"hidden_layers": []},
+    "two-tower, linear towers, learning rate 0.1": {"hidden_layers": [], "learning_rate": 0.1},
+    "two-tower, learning rate 0.1": {"learning_rate": 0.1},
+    "two-tower, implicit: positives rated 4+": {"min_rating": 4.0},
 }
 RANKING_VARIANTS = {
     "ranking DCN": {"architecture": "dcn"},
     "ranking DCN + bias terms": {"architecture": "dcn", "bias_terms": True},
     "ranking MLP + bias terms": {"bias_terms": True},
+    "ranking multitask (retrieval weight 0.1)": {"retrieval_weight": 0.1},
+    "ranking multitask (retrieval weight 1)": {"retrieval_weight": 1.0},
 }
 
 
@@ -291,7 +321,7 @@ def train_variants(paths: dict[str, str], config, work: str) -> dict[str, tuple[
     data = load_training_data(paths["transform"], train, paths["catalogue"])
     out = {}
     for name, change in {**RETRIEVAL_VARIANTS, **RANKING_VARIANTS}.items():
-        path = os.path.join(work, name.replace(" ", "_").replace(",", ""))
+        path = os.path.join(work, re.sub(r"\W+", "_", name).strip("_"))
         if name in RETRIEVAL_VARIANTS:
             hp = dataclasses.replace(config.retrieval, **change)
             model, history, seconds = retrieval_trainer.train(data, hp, train)
@@ -348,6 +378,168 @@ def grade_seed(paths: dict[str, str],
     return results
 
 
+# --- Sequential retrieval, leave-last-out ---------------------------------------------------
+
+@dataclasses.dataclass
+class Sequences:
+    """Leave-last-out: each user's last rating is the test pair; contexts are movie ids."""
+
+    train: Split
+    test: Split
+    train_context: np.ndarray  # [train pairs, length] str, "" = padding
+    test_context: np.ndarray
+
+
+def leave_last_out(data_dir: str, length: int, work: str) -> Sequences:
+    """Every rating with its context from the product's Beam builder (``data/sequences.py``),
+    read by the same validating reader ExampleGen uses."""
+    import apache_beam as beam
+
+    from recsys_pipeline.data import movielens, sequences
+
+    dataset = movielens.detect_layout(data_dir)
+    os.makedirs(work, exist_ok=True)
+    out = os.path.join(work, f"contexts-{length}.jsonl")
+    with beam.Pipeline() as p:
+        _ = (p | "Dataset" >> beam.Create([dataset])
+             | "ReadRatings" >> beam.FlatMap(movielens.iter_ratings)
+             | "Tuples" >> beam.Map(lambda r: (r.user_id, r.movie_id, r.rating, r.timestamp))
+             | "Contexts" >> sequences.BuildContexts(length)
+             | "Json" >> beam.Map(json.dumps)
+             | "Write" >> beam.io.WriteToText(out, shard_name_template=""))
+    parts: dict[bool, dict[str, list]] = {
+        last: {"u": [], "m": [], "r": [], "t": [], "c": []} for last in (False, True)}
+    with open(out) as f:
+        for line in f:
+            row = json.loads(line)
+            part = parts[row["is_last"]]
+            part["u"].append(row["user_id"])
+            part["m"].append(row["movie_id"])
+            part["r"].append(row["rating"])
+            part["t"].append(row["timestamp"])
+            part["c"].append(row["context"])
+
+    def split(part):
+        return Split(np.array(part["u"], object), np.array(part["m"], object),
+                     np.array(part["r"], np.float32), np.array(part["t"], np.int64))
+    return Sequences(split(parts[False]), split(parts[True]),
+                     np.array(parts[False]["c"], object).reshape(-1, length),
+                     np.array(parts[True]["c"], object).reshape(-1, length))
+
+
+def movie_rows(g: Grader, ids: np.ndarray) -> np.ndarray:
+    """Catalogue rows of movie ids (any shape); LIST_PADDING for padding and unknown ids."""
+    from recsys_pipeline.transform import features as F
+
+    flat = ids.reshape(-1)
+    pos = np.minimum(np.searchsorted(g.movie_ids, flat), len(g.movie_ids) - 1)
+    found = g.movie_ids[pos] == flat
+    return np.where(found, pos, F.LIST_PADDING).astype(np.int64).reshape(ids.shape)
+
+
+def _fit(model, features: dict[str, np.ndarray], hp, label: str) -> float:
+    import tensorflow as tf
+
+    from recsys_pipeline.trainer.common import EpochProgress
+
+    ds = (tf.data.Dataset.from_tensor_slices(features)
+          .shuffle(len(next(iter(features.values()))), seed=hp.seed)
+          .batch(hp.batch_size).prefetch(tf.data.AUTOTUNE))
+    started = time.monotonic()
+    model.fit(ds, epochs=hp.epochs, verbose=0, callbacks=[EpochProgress(label, hp.epochs)])
+    return time.monotonic() - started
+
+
+def gru4rec_scores(g: Grader, seq: Sequences, hp):
+    """GRU4Rec (``models.build_sequential``) trained on the train pairs' contexts."""
+    from recsys_pipeline.trainer import models
+    from recsys_pipeline.transform import features as F
+
+    counts = np.bincount(g.train_m, minlength=len(g.movie_ids))
+    model = models.build_sequential(len(g.movie_ids), hp, counts)
+    seconds = _fit(model, {F.CONTEXT_INDEX: movie_rows(g, seq.train_context),
+                           F.index_name(F.MOVIE_ID): g.train_m}, hp, "gru4rec")
+    candidates = model.candidate_tower.embedding.embeddings.numpy()
+    test_context = movie_rows(g, seq.test_context)
+
+    def scores(rows):
+        return model.query_tower({F.CONTEXT_INDEX: test_context[rows]}).numpy() @ candidates.T
+    return scores, seconds
+
+
+def two_tower_mf_scores(g: Grader, hp):
+    """The non-sequential learned model on the same protocol: user and movie id towers,
+    trained with the same Retrieval task (in-batch softmax, logQ) as the pipeline's."""
+    import tensorflow as tf
+
+    from recsys_pipeline.trainer import models
+    from recsys_pipeline.transform import features as F
+
+    user, movie = F.index_name(F.USER_ID), F.index_name(F.MOVIE_ID)
+    tf.keras.utils.set_random_seed(hp.seed)
+    model = models.RetrievalModel(
+        models.IdTower(user, len(g.user_ids), hp.embedding_dim),
+        models.IdTower(movie, len(g.movie_ids), hp.embedding_dim), hp,
+        np.bincount(g.train_m, minlength=len(g.movie_ids)))
+    model.compile(optimizer=models.make_optimizer(hp.optimizer, hp.learning_rate))
+    seconds = _fit(model, {user: g.train_u, movie: g.train_m}, hp, "two-tower (ids)")
+    users = model.query_tower.embedding.embeddings.numpy()
+    candidates = model.candidate_tower.embedding.embeddings.numpy()
+    return lambda rows: users[g.test_u[rows]] @ candidates.T, seconds
+
+
+SEQUENTIAL_K = 10
+
+
+def sequential_seed(seq: Sequences, seed: int, seq_hp, mf_hp) -> dict[str, dict]:
+    """HR@10 and NDCG@10 over the catalogue (movies rated in train) of every method;
+    ``seed`` seeds the learned models (the leave-last-out split has no randomness)."""
+    g = Grader(np.unique(seq.train.movies), seq.train, seq.test)
+    seq_hp = dataclasses.replace(seq_hp, seed=seed)
+    mf_hp = dataclasses.replace(mf_hp, seed=seed)
+    methods = {"most popular": lambda: (popularity_scores(g), None),
+               "EASE": lambda: (ease_scores(g), None),
+               "two-tower, ids only": lambda: two_tower_mf_scores(g, mf_hp),
+               "GRU4Rec": lambda: gru4rec_scores(g, seq, seq_hp)}
+    results = {}
+    for name, make in methods.items():
+        started = time.monotonic()
+        with contextlib.redirect_stdout(sys.stderr):
+            scores, seconds = make()
+        row = {"train_s": seconds if seconds is not None else time.monotonic() - started}
+        if seconds is not None:
+            row["eps"] = len(g.train_m) * (seq_hp if name == "GRU4Rec" else mf_hp).epochs / seconds
+        for suffix, exclude in (("", False), ("_x", True)):
+            rank = g.ranks(scores, exclude_seen=exclude)
+            row["hr" + suffix] = float(np.mean(rank < SEQUENTIAL_K))
+            row["ndcg" + suffix] = ndcg(rank, SEQUENTIAL_K)
+        results[name] = row
+        log(f"  leave-last-out {name}: HR@10 {row['hr']:.4f}, seen excluded {row['hr_x']:.4f}")
+    return results
+
+
+def sequential_table(per_seed: list[dict[str, dict]]) -> str:
+    k = SEQUENTIAL_K
+    cols = ["hr", "ndcg", "hr_x", "ndcg_x"]
+    head = [f"HR@{k}", f"NDCG@{k}", f"HR@{k} (seen excluded)", f"NDCG@{k} (seen excluded)",
+            "train s", "examples/s"]
+    lines = ["| method | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for name in per_seed[0]:
+        rows = [s[name] for s in per_seed]
+        cells = [_cell([r[c] for r in rows]) for c in cols]
+        cells.append(_cell([r["train_s"] for r in rows], 1))
+        cells.append(_cell([r["eps"] for r in rows if "eps" in r], 0))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    verdicts = []
+    for col, what in (("hr", "seen left in"), ("hr_x", "seen excluded")):
+        mean = {n: float(np.mean([s[n][col] for s in per_seed])) for n in per_seed[0]}
+        best = max((n for n in mean if n != "GRU4Rec"), key=mean.get)
+        ratio = mean["GRU4Rec"] / mean[best] if mean[best] else float("inf")
+        verdicts.append(f"GRU4Rec HR@{k} ({what}) is {ratio:.2f}x the best non-sequential model "
+                        f"({best}, {mean[best]:.4f}); the target is 1.20x.")
+    return "\n".join(lines + [""] + verdicts)
+
+
 # --- Report ---------------------------------------------------------------------------------
 
 def _cell(values: list[float], digits: int = 4) -> str:
@@ -373,7 +565,7 @@ def table(per_seed: list[dict[str, dict]]) -> str:
     verdicts = []
     pop = np.mean([s["most popular"]["top100"] for s in per_seed])
     for name in names:
-        if name.startswith("two-tower"):
+        if "two-tower" in name:
             mine = np.mean([s[name]["top100"] for s in per_seed])
             verdicts.append(f"{name} {'beats' if mine > pop else 'does NOT beat'} most popular "
                             f"on top-100 accuracy ({mine:.4f} vs {pop:.4f}).")
@@ -389,24 +581,41 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default=os.path.join("outputs", "bench-quality"))
     parser.add_argument("--no-variants", action="store_true",
                         help="grade the pipeline's models and the baselines only")
+    parser.add_argument("--sequential", choices=("also", "no", "only"), default="also",
+                        help="the leave-last-out section (GRU4Rec against the others)")
+    parser.add_argument("--context-length", type=int, default=None,
+                        help="GRU4Rec context length (default: SequentialHParams')")
     args = parser.parse_args(argv)
     import recsys_pipeline  # noqa: F401  (Keras 2 before TensorFlow loads)
     from recsys_pipeline.pipeline.config import PipelineConfig, load_config
+    from recsys_pipeline.trainer.hparams import SequentialHParams
 
     base = load_config(args.config) if args.config else PipelineConfig()
     seeds = [int(s) for s in args.seeds.split(",")]
-    per_seed = []
-    for seed in seeds:
-        work = os.path.abspath(args.workdir)
-        paths = run_seed(os.path.abspath(args.data_dir), work, seed, base)
-        with contextlib.redirect_stdout(sys.stderr):  # epoch lines are progress, not results
-            variants = None if args.no_variants else train_variants(
-                paths, base, os.path.join(work, f"seed-{seed}", "variants"))
-        per_seed.append(grade_seed(paths, variants))
-        log(f"seed {seed}: {per_seed[-1]}")
-    print(f"Quality benchmark: {args.data_dir}, random 80/20 split, seeds {args.seeds} "
-          f"(mean ± std over {len(seeds)})\n")
-    print(table(per_seed))
+    work = os.path.abspath(args.workdir)
+    if args.sequential != "only":
+        per_seed = []
+        for seed in seeds:
+            paths = run_seed(os.path.abspath(args.data_dir), work, seed, base)
+            with contextlib.redirect_stdout(sys.stderr):  # epoch lines are progress
+                variants = None if args.no_variants else train_variants(
+                    paths, base, os.path.join(work, f"seed-{seed}", "variants"))
+            per_seed.append(grade_seed(paths, variants))
+            log(f"seed {seed}: {per_seed[-1]}")
+        print(f"Quality benchmark: {args.data_dir}, random 80/20 split, seeds {args.seeds} "
+              f"(mean ± std over {len(seeds)})\n")
+        print(table(per_seed))
+    if args.sequential != "no":
+        seq_hp = SequentialHParams()
+        if args.context_length:
+            seq_hp = dataclasses.replace(seq_hp, context_length=args.context_length)
+        seq = leave_last_out(os.path.abspath(args.data_dir), seq_hp.context_length,
+                             os.path.join(work, "sequential"))
+        per_seed = [sequential_seed(seq, seed, seq_hp, base.retrieval) for seed in seeds]
+        print(f"\nSequential retrieval, leave-last-out ({len(seq.test.users)} users' last "
+              f"ratings; context {seq_hp.context_length} movies; catalogue: movies rated in "
+              f"train; model seeds {args.seeds})\n")
+        print(sequential_table(per_seed))
     return 0
 
 

@@ -10,6 +10,8 @@
 * ``ScannExport``: the same ``serving_default``/``query_embedding`` over a ScaNN index, built
   from a loaded ``RetrievalExport`` (needs ScaNN's ops: import scann before loading).
 * ``RankingExport``: ``serving_default(user_id, movie_id)`` -> ``rating``; ``evaluate``.
+* ``SequentialExport`` (GRU4Rec, brute force): ``serving_default(context_movies)`` -> top-k
+  ``movie_ids``, ``scores``; the user's recent movies come with the request.
 
 Request-time features come from the raw ids alone: the Transform graph maps ids and
 timestamps; user demographics and movie features come from tables built at training time.
@@ -65,7 +67,7 @@ class ServingFeatures(tf.Module):
         self.movie_features = {}
         for name, values in catalogue.features.items():
             if values.ndim == 2:  # genres: an unknown movie has none
-                oov_row = np.full((1, values.shape[1]), F.GENRE_PADDING, values.dtype)
+                oov_row = np.full((1, values.shape[1]), F.LIST_PADDING, values.dtype)
             else:
                 oov_row = np.array([sizes[name] - 1], values.dtype)
             self.movie_features[name] = tf.Variable(
@@ -262,6 +264,39 @@ class RankingExport(tf.Module):
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve, "evaluate": self.evaluate}
+
+
+class SequentialExport(tf.Module):
+    """Brute-force GRU4Rec serving: the request carries the user's recent movies.
+
+    ``serving_default(context_movies)``: [batch, n] raw movie ids, oldest first, "" for
+    padding (any n; the model was trained on its configured context length, and a longer
+    request is cut to its most recent movies). Unknown ids are dropped like padding. Returns
+    the top ``k`` ``movie_ids`` and ``scores``.
+    """
+
+    def __init__(self, query_tower: tf.keras.Model, movie_ids: np.ndarray,
+                 embeddings: np.ndarray, k: int, context_length: int):
+        super().__init__()
+        self.query_tower = query_tower
+        self.movie_rows = _table(np.asarray(movie_ids, object), F.LIST_PADDING)
+        self.candidate_ids = tf.Variable(np.asarray(movie_ids, object), trainable=False,
+                                         name="candidate_ids")
+        self.candidate_embeddings = tf.Variable(embeddings, trainable=False,
+                                                name="candidate_embeddings")
+        self._k = min(k, len(movie_ids))
+        self._length = context_length
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="context_movies")])
+    def serve(self, context_movies):
+        rows = self.movie_rows.lookup(context_movies[:, -self._length:])
+        query = self.query_tower({F.CONTEXT_INDEX: rows})
+        top = tf.math.top_k(tf.matmul(query, self.candidate_embeddings, transpose_b=True),
+                            k=self._k)
+        return {"movie_ids": tf.gather(self.candidate_ids, top.indices), "scores": top.values}
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.serve}
 
 
 def save(module: tf.Module, path: str, metadata: dict[str, Any],

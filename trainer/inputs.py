@@ -22,7 +22,8 @@ AUTOTUNE = tf.data.AUTOTUNE
 def vocab_sizes(tft_output) -> dict[str, int]:
     """Number of ids (out-of-vocabulary included) of every integer feature Transform wrote."""
     spec = tft_output.transformed_feature_spec()
-    names = F.USER_INDEX_FEATURES + F.MOVIE_INDEX_FEATURES + (F.GENRES_INDEX, F.TIMESTAMP_BUCKET)
+    names = (F.USER_INDEX_FEATURES + F.MOVIE_INDEX_FEATURES + F.MOVIE_LIST_FEATURES
+             + (F.TIMESTAMP_BUCKET,))
     return {n: int(tft_output.num_buckets_for_transformed_feature(n)) for n in names if n in spec}
 
 
@@ -32,7 +33,7 @@ def to_model_features(parsed: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     for name, value in parsed.items():
         if isinstance(value, tf.SparseTensor):
             out[name] = tf.sparse.to_dense(
-                value, default_value=tf.constant(F.GENRE_PADDING, value.dtype))
+                value, default_value=tf.constant(F.LIST_PADDING, value.dtype))
         elif value.shape.rank == 2 and value.shape[1] == 1:
             out[name] = tf.squeeze(value, axis=1)
         else:
@@ -78,7 +79,8 @@ class Catalogue:
 
     movie_ids: np.ndarray  # bytes, [N]
     titles: np.ndarray  # bytes, [N]
-    features: dict[str, np.ndarray]  # movie_id_index/movie_title_index [N]; genres [N, G]
+    # movie_id_index/movie_title_index [N]; id lists (genres, title tokens) [N, longest list]
+    features: dict[str, np.ndarray]
 
     def __len__(self) -> int:
         return len(self.movie_ids)
@@ -91,6 +93,7 @@ def load_catalogue(catalogue_dir: str, tft_output) -> Catalogue:
     """Reads ExampleGen's catalogue split and applies the Transform graph to it."""
     raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items() if k in F.MOVIE_FEATURES}
     layer = tft_output.transform_features_layer()
+    lists = [n for n in F.MOVIE_LIST_FEATURES if n in tft_output.transformed_feature_spec()]
     ids, titles, feats = [], [], []
     ds = tf.data.TFRecordDataset(files(catalogue_dir), compression_type="GZIP").batch(4096)
     for batch in ds:
@@ -98,16 +101,15 @@ def load_catalogue(catalogue_dir: str, tft_output) -> Catalogue:
         transformed = to_model_features(layer(raw))
         ids.append(transformed[F.MOVIE_ID].numpy())
         titles.append(transformed[F.MOVIE_TITLE].numpy())
-        feats.append({n: transformed[n].numpy()
-                      for n in F.MOVIE_INDEX_FEATURES + (F.GENRES_INDEX,)})
+        feats.append({n: transformed[n].numpy() for n in F.MOVIE_INDEX_FEATURES + tuple(lists)})
     if not ids:
         raise DataError(f"the movie catalogue at {catalogue_dir} is empty")
-    width = max(f[F.GENRES_INDEX].shape[1] for f in feats)
-    genres = np.concatenate([np.pad(f[F.GENRES_INDEX], ((0, 0), (0, width - f[F.GENRES_INDEX]
-                                                                  .shape[1])),
-                                    constant_values=F.GENRE_PADDING) for f in feats])
     features = {n: np.concatenate([f[n] for f in feats]) for n in F.MOVIE_INDEX_FEATURES}
-    features[F.GENRES_INDEX] = genres
+    for name in lists:  # each batch is padded to its own longest list: pad to the longest of all
+        width = max(f[name].shape[1] for f in feats)
+        features[name] = np.concatenate([
+            np.pad(f[name], ((0, 0), (0, width - f[name].shape[1])),
+                   constant_values=F.LIST_PADDING) for f in feats])
     return Catalogue(np.concatenate(ids), np.concatenate(titles), features)
 
 

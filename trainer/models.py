@@ -1,7 +1,8 @@
-"""Pure model builders: the TFRS two-tower retrieval model and the rating ranking model.
+"""Pure model builders: the TFRS two-tower retrieval model, GRU4Rec sequential retrieval and
+the rating ranking model.
 
 Inputs are dicts of dense model features (see ``features.py``: ids as [batch], genres as
-[batch, G] padded with GENRE_PADDING); vocabulary sizes are passed in (``inputs.vocab_sizes``
+[batch, G] padded with LIST_PADDING); vocabulary sizes are passed in (``inputs.vocab_sizes``
 reads them from the Transform output). No TFX here: these build and train on plain tensors.
 """
 
@@ -13,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams
+from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams, SequentialHParams
 from recsys_pipeline.transform import features as F
 
 # Normalized timestamps outside the training range (e.g. a request made years later) are
@@ -22,14 +23,14 @@ TIMESTAMP_Z_CLIP = 5.0
 
 
 class MaskedMeanEmbedding(tf.keras.layers.Layer):
-    """Mean embedding of a padded id list (GENRE_PADDING = no id); zeros for an empty list."""
+    """Mean embedding of a padded id list (LIST_PADDING = no id); zeros for an empty list."""
 
     def __init__(self, num_ids: int, dim: int, **kwargs):
         super().__init__(**kwargs)
         self.embedding = tf.keras.layers.Embedding(num_ids, dim)
 
     def call(self, ids: tf.Tensor) -> tf.Tensor:
-        mask = tf.cast(ids != F.GENRE_PADDING, tf.float32)[..., None]
+        mask = tf.cast(ids != F.LIST_PADDING, tf.float32)[..., None]
         vectors = self.embedding(tf.maximum(ids, 0)) * mask
         return tf.reduce_sum(vectors, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
 
@@ -62,7 +63,9 @@ class QueryTower(tf.keras.Model):
 
 
 class CandidateTower(tf.keras.Model):
-    """Movie id and title embeddings and the mean genre embedding."""
+    """Movie id and title embeddings, the mean genre embedding and (``title_text``) the mean
+    embedding of the title's words, which movies with few ratings share with better-known ones.
+    """
 
     def __init__(self, sizes: dict[str, int], hp: RetrievalHParams, **kwargs):
         super().__init__(**kwargs)
@@ -71,22 +74,70 @@ class CandidateTower(tf.keras.Model):
         self.title = tf.keras.layers.Embedding(sizes[F.index_name(F.MOVIE_TITLE)],
                                                hp.id_embedding_dim)
         self.genres = MaskedMeanEmbedding(sizes[F.GENRES_INDEX], hp.context_embedding_dim)
+        self.words = None
+        if hp.title_text:
+            if F.TITLE_TOKENS_INDEX not in sizes:
+                raise ValueError("retrieval.title_text needs the title word ids, which this "
+                                 "Transform output lacks (made before they existed): rerun "
+                                 "Transform")
+            self.words = MaskedMeanEmbedding(sizes[F.TITLE_TOKENS_INDEX], hp.id_embedding_dim)
         self.mlp = _mlp(hp.hidden_layers, hp.embedding_dim, "candidate_mlp")
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
         parts = [self.movie(f[F.index_name(F.MOVIE_ID)]),
                  self.title(f[F.index_name(F.MOVIE_TITLE)]), self.genres(f[F.GENRES_INDEX])]
+        if self.words is not None:
+            parts.append(self.words(f[F.TITLE_TOKENS_INDEX]))
         return self.mlp(tf.concat(parts, axis=1))
 
 
-class RetrievalModel(tfrs.models.Model):
-    """Two towers trained with TFRS's Retrieval task (in-batch softmax)."""
+class IdTower(tf.keras.Model):
+    """An embedding of one id feature (a matrix-factorization tower)."""
 
-    def __init__(self, sizes: dict[str, int], hp: RetrievalHParams,
-                 movie_counts: Optional[np.ndarray] = None):
+    def __init__(self, feature: str, num_ids: int, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.feature = feature
+        self.embedding = tf.keras.layers.Embedding(num_ids, dim)
+
+    def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
+        return self.embedding(f[self.feature])
+
+
+class SequenceQueryTower(tf.keras.Model):
+    """GRU4Rec's query (Hidasi et al., 2016): the previous movies, embedded, through a GRU.
+
+    Padding is masked, so a rating with no history gets the GRU's initial state; the
+    sequence is oldest first, so the GRU's final state has just read the latest movie.
+    """
+
+    def __init__(self, num_movies: int, hp: SequentialHParams, **kwargs):
+        super().__init__(**kwargs)
+        self.movie = tf.keras.layers.Embedding(num_movies, hp.id_embedding_dim)
+        self.gru = tf.keras.layers.GRU(hp.gru_units)
+        self.mlp = _mlp(hp.hidden_layers, hp.embedding_dim, "sequence_mlp")
+
+    def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
+        ids = f[F.CONTEXT_INDEX]
+        state = self.gru(self.movie(tf.maximum(ids, 0)), mask=ids != F.LIST_PADDING)
+        return self.mlp(state)
+
+
+class RetrievalModel(tfrs.models.Model):
+    """Two towers trained with TFRS's Retrieval task (in-batch softmax).
+
+    The towers map a batch of model features to [batch, embedding_dim]; the candidates'
+    labels are the batch's ``movie_id_index`` (for the logQ correction and accidental hits).
+    """
+
+    def __init__(self, query_tower: tf.keras.Model, candidate_tower: tf.keras.Model,
+                 hp: RetrievalHParams | SequentialHParams,
+                 movie_counts: Optional[np.ndarray] = None, min_rating: float = 0.0):
         super().__init__()
-        self.query_tower = QueryTower(sizes, hp, name="query_tower")
-        self.candidate_tower = CandidateTower(sizes, hp, name="candidate_tower")
+        # Implicit feedback: rows rated below min_rating get no positive loss, but their
+        # movies stay in the batch as negatives, so the logQ counts (all ratings) still hold.
+        self._min_rating = min_rating
+        self.query_tower = query_tower
+        self.candidate_tower = candidate_tower
         # Top-k metrics are computed once after training over the whole catalogue (exactly,
         # in the export's eval signature), not per batch: that would dominate training time.
         self.task = tfrs.tasks.Retrieval(temperature=hp.temperature,
@@ -107,9 +158,12 @@ class RetrievalModel(tfrs.models.Model):
             probability = tf.gather(self._sampling_probability,
                                     features[F.index_name(F.MOVIE_ID)])
         movie_ids = features[F.index_name(F.MOVIE_ID)] if self._remove_accidental_hits else None
+        weight = None
+        if self._min_rating > 0:
+            weight = tf.cast(features[F.LABEL] >= self._min_rating, tf.float32)
         return self.task(self.query_tower(features), self.candidate_tower(features),
-                         candidate_sampling_probability=probability, candidate_ids=movie_ids,
-                         compute_metrics=False)
+                         sample_weight=weight, candidate_sampling_probability=probability,
+                         candidate_ids=movie_ids, compute_metrics=False)
 
 
 class RankingModel(tfrs.models.Model):
@@ -118,7 +172,8 @@ class RankingModel(tfrs.models.Model):
     ``architecture`` mlp: ReLU layers over the concatenated embeddings; dcn: stacked Cross
     layers (explicit feature crosses, Wang et al. 2020) before them. ``bias_terms`` adds
     per-user and per-movie offsets to the output, the part of a rating a network otherwise
-    spends capacity on.
+    spends capacity on. ``retrieval_weight`` > 0 trains a retrieval task on the user and movie
+    id embeddings alongside (multitask).
     """
 
     def __init__(self, sizes: dict[str, int], hp: RankingHParams, mean_rating: float = 3.5):
@@ -152,6 +207,10 @@ class RankingModel(tfrs.models.Model):
         self.task = tfrs.tasks.Ranking(
             loss=tf.keras.losses.MeanSquaredError(),
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
+        # Multitask (TFRS's multitask tutorial): the id embeddings also learn which movies a
+        # user rates at all, a signal the rating loss alone does not see.
+        self.retrieval_weight = hp.retrieval_weight
+        self.retrieval_task = tfrs.tasks.Retrieval() if hp.retrieval_weight > 0 else None
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
         users, movies = f[F.index_name(F.USER_ID)], f[F.index_name(F.MOVIE_ID)]
@@ -167,7 +226,14 @@ class RankingModel(tfrs.models.Model):
         return rating
 
     def compute_loss(self, features, training=False):
-        return self.task(labels=features[F.LABEL], predictions=self(features))
+        loss = self.task(labels=features[F.LABEL], predictions=self(features))
+        if self.retrieval_task is not None:
+            users = self.user(features[F.index_name(F.USER_ID)])
+            # The Retrieval task sums over the batch; per example, it compares with the MSE.
+            retrieval = self.retrieval_task(users, self.movie(features[F.index_name(F.MOVIE_ID)]),
+                                            compute_metrics=False)
+            loss += self.retrieval_weight * retrieval / tf.cast(tf.shape(users)[0], tf.float32)
+        return loss
 
 
 def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:
@@ -181,7 +247,24 @@ def build_retrieval(sizes: dict[str, int], hp: RetrievalHParams,
                     movie_counts: Optional[np.ndarray] = None) -> RetrievalModel:
     """A compiled retrieval model (``movie_counts``: train ratings per movie_id_index)."""
     tf.keras.utils.set_random_seed(hp.seed)
-    model = RetrievalModel(sizes, hp, movie_counts)
+    model = RetrievalModel(QueryTower(sizes, hp, name="query_tower"),
+                           CandidateTower(sizes, hp, name="candidate_tower"), hp, movie_counts,
+                           min_rating=hp.min_rating)
+    model.compile(optimizer=make_optimizer(hp.optimizer, hp.learning_rate))
+    return model
+
+
+def build_sequential(num_movies: int, hp: SequentialHParams,
+                     movie_counts: Optional[np.ndarray] = None) -> RetrievalModel:
+    """A compiled GRU4Rec model over ``num_movies`` movie ids (``movie_counts`` per id).
+
+    Features: ``context_movies_index`` (the query) and ``movie_id_index`` (the candidate).
+    """
+    tf.keras.utils.set_random_seed(hp.seed)
+    model = RetrievalModel(
+        SequenceQueryTower(num_movies, hp, name="query_tower"),
+        IdTower(F.index_name(F.MOVIE_ID), num_movies, hp.embedding_dim, name="candidate_tower"),
+        hp, movie_counts)
     model.compile(optimizer=make_optimizer(hp.optimizer, hp.learning_rate))
     return model
 

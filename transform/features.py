@@ -24,6 +24,10 @@ DEMOGRAPHIC_FEATURES = (USER_GENDER, USER_AGE, USER_OCCUPATION, USER_ZIP_CODE)
 # Features describing a movie: the catalogue output of ExampleGen holds exactly these.
 MOVIE_FEATURES = (MOVIE_ID, MOVIE_TITLE, MOVIE_GENRES)
 
+# Sequential context (``data/sequences.py``): the movie ids the user rated strictly before this
+# rating, oldest first, left-padded with "" to the configured length.
+CONTEXT_MOVIES = "context_movies"
+
 # --- Categorical features that get a tf.Transform vocabulary -------------------------------
 # Vocabulary file name == raw feature name, so `vocabulary_file_by_name(USER_ID)` is obvious.
 # Zip codes are deliberately not vocabularized: too sparse to learn from at this data size.
@@ -42,6 +46,9 @@ def index_name(raw_name: str) -> str:
 # --- Transformed features (Transform output) ----------------------------------------------
 TIMESTAMP_BUCKET = "timestamp_bucket"  # quantile bucket id, int64 in [0, timestamp_buckets)
 TIMESTAMP_Z = "timestamp_z"  # z-score normalized timestamp, float32
+# Title words (lower-cased alphanumeric runs, the release year included): the vocabulary is
+# named after this, and the ids are a variable-length list like the genres.
+MOVIE_TITLE_TOKENS = "movie_title_tokens"
 LABEL = USER_RATING  # passed through unchanged
 
 # Raw string ids are also passed through: serving returns them and Trainers key on them. The
@@ -49,13 +56,19 @@ LABEL = USER_RATING  # passed through unchanged
 PASSTHROUGH_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE, TIMESTAMP)
 
 # --- Model inputs (Trainers) ---------------------------------------------------------------
-# Trainers see each transformed feature as a dense batch: ids and floats as [batch], genres as
-# [batch, max_genres] int64 padded with GENRE_PADDING.
-GENRE_PADDING = -1
+# Trainers see each transformed feature as a dense batch: ids and floats as [batch], id lists
+# (genres, title tokens) as [batch, longest list] int64 padded with LIST_PADDING.
+LIST_PADDING = -1
 USER_INDEX_FEATURES = (index_name(USER_ID),) + tuple(
     index_name(n) for n in DEMOGRAPHIC_VOCAB_FEATURES)
 MOVIE_INDEX_FEATURES = (index_name(MOVIE_ID), index_name(MOVIE_TITLE))
 GENRES_INDEX = index_name(MOVIE_GENRES)
+TITLE_TOKENS_INDEX = index_name(MOVIE_TITLE_TOKENS)
+# The id-list features of a movie; TITLE_TOKENS_INDEX is absent from Transform outputs made
+# before it existed, so readers take the ones a Transform output has.
+MOVIE_LIST_FEATURES = (GENRES_INDEX, TITLE_TOKENS_INDEX)
+# Context movies as movie_id vocabulary ids, [batch, context length], LIST_PADDING for none.
+CONTEXT_INDEX = index_name(CONTEXT_MOVIES)
 
 # tf.Example value kind of every raw feature ("bytes", "int" or "float").
 RAW_FEATURE_KINDS = {

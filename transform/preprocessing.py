@@ -5,6 +5,8 @@ Outputs, named in ``features.py``:
     dataset has them, gender/age/occupation: ids from vocabulary files named after the raw
     feature (plus NUM_OOV_BUCKETS out-of-vocabulary ids). Trainers read the sizes from the
     Transform output, never from code.
+  * ``movie_title_tokens_index`` (sparse): the title's words (``title_tokens``) through a
+    vocabulary Transform fits on them -- the candidate tower's text feature.
   * ``timestamp_bucket``: quantile bucket of the timestamp; ``timestamp_z``: its z-score.
   * ``user_rating`` (label) and the raw ids/title, passed through.
 """
@@ -26,6 +28,17 @@ def _vocab(values, name: str):
         values, vocab_filename=name, num_oov_buckets=F.NUM_OOV_BUCKETS)
 
 
+def title_tokens(titles: tf.Tensor) -> tf.SparseTensor:
+    """Words of each title: lower-cased runs of letters and digits ("Heat (1995)" -> heat, 1995).
+
+    ``titles`` is [batch] or [batch, 1]; the result is [batch, words] sparse, one row per title.
+    """
+    text = tf.strings.lower(tf.reshape(titles, [-1]), encoding="utf-8")
+    # RE2's Unicode classes keep accented letters (titles are UTF-8) inside their words.
+    text = tf.strings.strip(tf.strings.regex_replace(text, r"[^\pL\pN]+", " "))
+    return tf.strings.split(text).to_sparse()
+
+
 def preprocessing_fn(inputs: dict[str, Any],
                      custom_config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Maps raw features to model features (see module docstring)."""
@@ -35,6 +48,8 @@ def preprocessing_fn(inputs: dict[str, Any],
 
     for name in F.VOCAB_FEATURES:
         outputs[F.index_name(name)] = _vocab(inputs[name], name)
+    outputs[F.TITLE_TOKENS_INDEX] = _vocab(title_tokens(inputs[F.MOVIE_TITLE]),
+                                           F.MOVIE_TITLE_TOKENS)
     for name in F.DEMOGRAPHIC_VOCAB_FEATURES:
         if name not in inputs:  # the GroupLens CSV layout has no demographics
             continue

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import write_subset
+from tests.conftest import make_ml100k, write_subset
 
 BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench" / "quality.py"
 
@@ -41,6 +41,28 @@ def test_top_k_accuracy_counts_ranks_with_and_without_seen_movies(quality, monke
     assert g.accuracy(scores, exclude_seen=False) == {1: 0.0, 2: 0.5}  # b is 2nd, c 3rd
     # u has seen a: b becomes u's first; v has seen b: c becomes v's second.
     assert g.accuracy(scores, exclude_seen=True) == {1: 0.5, 2: 1.0}
+
+
+def test_ndcg_discounts_by_rank_and_ignores_misses(quality):
+    ranks = np.array([0, 1, 9, 10, np.inf])
+    expected = (1 + 1 / np.log2(3) + 1 / np.log2(11)) / 5
+    assert quality.ndcg(ranks, 10) == pytest.approx(expected)
+
+
+def test_leave_last_out_holds_out_each_users_latest_rating(quality, tmp_path):
+    # u1: m1 at t=10, m3 at t=30, m2 at t=20 -> m3 is held out with context [m1, m2].
+    data = make_ml100k(tmp_path, "1\t1\t5\t10\n1\t3\t3\t30\n1\t2\t4\t20\n"
+                                 "2\t3\t4\t5\n2\t1\t2\t6\n")
+    seq = quality.leave_last_out(str(data), 2, str(tmp_path / "work"))
+    held_out = dict(zip(seq.test.users, zip(seq.test.movies, map(tuple, seq.test_context),
+                                            strict=True), strict=True))
+    assert held_out == {"1": ("3", ("1", "2")), "2": ("1", ("", "3"))}
+    train = sorted(zip(seq.train.users, seq.train.movies, map(tuple, seq.train_context),
+                       strict=True))
+    assert train == [("1", "1", ("", "")), ("1", "2", ("", "1")), ("2", "3", ("", ""))]
+    g = quality.Grader(np.unique(seq.train.movies), seq.train, seq.test)
+    # m2 was rated only by u1, in train: unknown ids and padding become LIST_PADDING.
+    np.testing.assert_array_equal(quality.movie_rows(g, seq.test_context), [[0, 1], [-1, 2]])
 
 
 def test_ease_recommends_what_co_occurs(quality):
@@ -90,6 +112,11 @@ def test_quality_benchmark_one_seed_on_a_subset(real_ml100k, tmp_path):
                  "ranking DCN", "ranking DCN \\+ bias terms"):
         assert re.search(rf"^\| {name} \|(  \|){{6}} {number} \|", out, flags=re.M), out
     assert re.search(r"two-tower \(pipeline\) (beats|does NOT beat) most popular", out)
+    assert "Sequential retrieval, leave-last-out" in out
+    for name in ("most popular", "EASE", "two-tower, ids only", "GRU4Rec"):
+        assert len(re.findall(rf"^\| {name} \| " + rf"{number} \| " * 4, out, flags=re.M)) == (
+            2 if name in ("most popular", "EASE") else 1), out  # the first two: both tables
+    assert re.search(r"GRU4Rec HR@10 \(seen excluded\) is \d+\.\d\dx the best", out)
     assert "epoch" not in out  # the Trainers' progress goes to stderr
     # The split was the configured seed's.
     assert 'seed = 3' in (tmp_path / "work" / "seed-3" / "bench-quality.toml").read_text()

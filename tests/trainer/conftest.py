@@ -132,8 +132,9 @@ def retrieval(tiny, tmp_path_factory):
     from recsys_pipeline.trainer.hparams import RetrievalHParams
 
     data = load_training_data(tiny.transform_dir, tiny.train_files, tiny.catalogue_dir)
-    model, _, _ = retrieval_trainer.train(data, RetrievalHParams(embedding_dim=8, epochs=3),
-                                          tiny.train_files)
+    # Title words on: the export must carry every candidate feature the tower reads.
+    hp = RetrievalHParams(embedding_dim=8, epochs=3, title_text=True)
+    model, _, _ = retrieval_trainer.train(data, hp, tiny.train_files)
     path = tmp_path_factory.mktemp("export") / "retrieval"
     metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K,
                                               extra={})

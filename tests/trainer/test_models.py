@@ -32,12 +32,12 @@ def test_batches_are_dense_with_padded_genres(data):
     assert batch[F.index_name(F.USER_ID)].shape == (64,)
     genres = batch[F.GENRES_INDEX].numpy()
     assert genres.ndim == 2 and genres.shape[1] == 2  # at most two genres per movie
-    assert (genres[:, 0] >= 0).all() and set(genres[:, 1]) <= {F.GENRE_PADDING, 0, 1, 2, 3}
+    assert (genres[:, 0] >= 0).all() and set(genres[:, 1]) <= {F.LIST_PADDING, 0, 1, 2, 3}
 
 
 def test_masked_mean_embedding_ignores_padding():
     layer = models.MaskedMeanEmbedding(5, 3)
-    out = layer(tf.constant([[1, 2], [1, F.GENRE_PADDING], [F.GENRE_PADDING, F.GENRE_PADDING]],
+    out = layer(tf.constant([[1, 2], [1, F.LIST_PADDING], [F.LIST_PADDING, F.LIST_PADDING]],
                             tf.int64)).numpy()
     table = layer.embedding.embeddings.numpy()
     np.testing.assert_allclose(out[0], (table[1] + table[2]) / 2, rtol=1e-6)
@@ -45,13 +45,25 @@ def test_masked_mean_embedding_ignores_padding():
     np.testing.assert_allclose(out[2], 0.0)
 
 
-@pytest.mark.parametrize("hidden", [[], [16]])
-def test_towers_map_to_the_embedding_size(data, hidden):
+def test_batches_carry_the_title_words(data, tiny):
+    tft_output, _, sizes, batch = data
+    words = tft_output.vocabulary_by_name(F.MOVIE_TITLE_TOKENS)
+    assert sizes[F.TITLE_TOKENS_INDEX] == len(words) + 1
+    # Tiny titles are "Movie <i> (<1990 + i>)": three words each.
+    for title, ids in zip(batch[F.MOVIE_TITLE].numpy(), batch[F.TITLE_TOKENS_INDEX].numpy(),
+                          strict=True):
+        expected = title.decode().lower().replace("(", "").replace(")", "").split()
+        assert [words[i].decode() for i in ids if i != F.LIST_PADDING] == expected
+
+
+@pytest.mark.parametrize("hidden,title_text", [([], False), ([16], False), ([16], True)])
+def test_towers_map_to_the_embedding_size(data, hidden, title_text):
     _, _, sizes, batch = data
-    hp = RetrievalHParams(embedding_dim=8, hidden_layers=hidden)
+    hp = RetrievalHParams(embedding_dim=8, hidden_layers=hidden, title_text=title_text)
     model = models.build_retrieval(sizes, hp, np.ones(sizes[F.index_name(F.MOVIE_ID)]))
     assert model.query_tower(batch).shape == (64, 8)
     assert model.candidate_tower(batch).shape == (64, 8)
+    assert (model.candidate_tower.words is not None) == title_text
     # demographics are used when Transform produced them
     assert model.query_tower.demographic_names == list(F.USER_INDEX_FEATURES[1:])
 
@@ -63,11 +75,30 @@ def _loss_drop(model, ds, epochs):
     return before, after
 
 
-def test_retrieval_training_lowers_the_loss(data, tiny):
+@pytest.mark.parametrize("hidden,learning_rate", [
+    ([], 0.2), (RetrievalHParams().hidden_layers, RetrievalHParams().learning_rate)])
+def test_retrieval_training_lowers_the_loss(data, tiny, hidden, learning_rate):
     _, spec, sizes, _ = data
     # Small batches: with only 20 movies, larger ones are mostly duplicate "negatives".
     ds = inputs.transformed_dataset(tiny.train_files, spec, 8)
-    hp = RetrievalHParams(embedding_dim=8, learning_rate=0.2)
+    hp = RetrievalHParams(embedding_dim=8, hidden_layers=hidden, learning_rate=learning_rate)
+    model = models.build_retrieval(sizes, hp, np.ones(sizes[F.index_name(F.MOVIE_ID)]))
+    before, after = _loss_drop(model, ds, 10)
+    assert after < 0.9 * before, (before, after)
+
+
+def test_title_text_needs_the_title_word_ids(data):
+    _, _, sizes, _ = data
+    older = {k: v for k, v in sizes.items() if k != F.TITLE_TOKENS_INDEX}
+    with pytest.raises(ValueError, match="rerun Transform"):
+        models.build_retrieval(older, RetrievalHParams(title_text=True,
+                                                       popularity_correction=False))
+
+
+def test_retrieval_with_title_text_training_lowers_the_loss(data, tiny):
+    _, spec, sizes, _ = data
+    ds = inputs.transformed_dataset(tiny.train_files, spec, 8)
+    hp = RetrievalHParams(embedding_dim=8, hidden_layers=[], learning_rate=0.2, title_text=True)
     model = models.build_retrieval(sizes, hp, np.ones(sizes[F.index_name(F.MOVIE_ID)]))
     before, after = _loss_drop(model, ds, 10)
     assert after < 0.9 * before, (before, after)
@@ -139,3 +170,39 @@ def test_removing_accidental_hits_drops_duplicate_movies_from_the_negatives(data
     # Same seed, same weights: only the masked duplicates differ, and they only add to the
     # softmax's denominator.
     assert losses[True] < losses[False], losses
+
+
+def test_implicit_feedback_counts_only_high_ratings_as_positives(data):
+    _, _, sizes, batch = data
+    ratings = batch[F.LABEL].numpy()
+    assert 0 < (ratings >= 4).sum() < len(ratings)
+    losses = {}
+    for threshold in (0.0, 4.0):
+        hp = RetrievalHParams(embedding_dim=8, popularity_correction=False, min_rating=threshold)
+        losses[threshold] = float(models.build_retrieval(sizes, hp).compute_loss(batch))
+    # Same seed, same weights: the in-batch softmax is summed over the positives only.
+    model = models.build_retrieval(sizes, RetrievalHParams(embedding_dim=8,
+                                                          popularity_correction=False))
+    per_row = tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction="none")(
+        tf.eye(len(ratings)), tf.matmul(model.query_tower(batch), model.candidate_tower(batch),
+                                        transpose_b=True)).numpy()
+    np.testing.assert_allclose(losses[0.0], per_row.sum(), rtol=1e-4)
+    np.testing.assert_allclose(losses[4.0], per_row[ratings >= 4].sum(), rtol=1e-4)
+
+
+def test_multitask_ranking_adds_a_retrieval_loss_and_learns(data, tiny):
+    _, spec, sizes, batch = data
+    plain = models.build_ranking(sizes, RankingHParams(), mean_rating=3.0)
+    joint = models.build_ranking(sizes, RankingHParams(retrieval_weight=0.5, l2=0.0),
+                                 mean_rating=3.0)
+    assert plain.retrieval_task is None and joint.retrieval_task is not None
+    # The joint loss is the rating loss plus half the per-example retrieval loss.
+    rating = float(joint.task(labels=batch[F.LABEL], predictions=joint(batch)))
+    retrieval = float(joint.retrieval_task(joint.user(batch[F.index_name(F.USER_ID)]),
+                                           joint.movie(batch[F.index_name(F.MOVIE_ID)]),
+                                           compute_metrics=False))
+    assert retrieval > 0
+    np.testing.assert_allclose(float(joint.compute_loss(batch)), rating + 0.5 * retrieval / 64,
+                               rtol=1e-5)
+    before, after = _loss_drop(joint, inputs.transformed_dataset(tiny.train_files, spec, 128), 20)
+    assert after < 0.8 * before, (before, after)

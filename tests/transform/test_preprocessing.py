@@ -12,7 +12,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from recsys_pipeline.transform import features as F
-from recsys_pipeline.transform.preprocessing import preprocessing_fn
+from recsys_pipeline.transform.preprocessing import preprocessing_fn, title_tokens
 
 BASE = 880_000_000  # Unix seconds in 1997, like MovieLens 100K: float32 would lose minutes
 ROWS = [
@@ -84,6 +84,26 @@ def test_ids_come_from_the_vocabularies(transformed):
     assert list(first[F.index_name(F.MOVIE_GENRES)]) == [0, 1]
     drama = [r for r in rows if r[F.MOVIE_ID] == b"m3"]
     assert [list(r[F.index_name(F.MOVIE_GENRES)]) for r in drama] == [[2]]
+
+
+def test_title_words_get_their_own_vocabulary(transformed):
+    rows, tft_out = transformed
+    words = tft_out.vocabulary_by_name(F.MOVIE_TITLE_TOKENS)
+    # Per rating: alpha and 1990 x4, beta and 1991 x3, gamma and 1992 x1 (ties by value).
+    assert words == [b"alpha", b"1990", b"beta", b"1991", b"gamma", b"1992"]
+    for row in rows:
+        title = row[F.MOVIE_TITLE].decode().lower().replace("(", "").replace(")", "")
+        assert [words[i].decode() for i in row[F.TITLE_TOKENS_INDEX]] == title.split()
+    assert tft_out.num_buckets_for_transformed_feature(F.TITLE_TOKENS_INDEX) == len(words) + 1
+
+
+def test_title_tokens_are_lower_cased_words_and_digits():
+    titles = tf.constant([["Star Wars: Episode IV - A New Hope (1977)"], ["Café Society (2016)"],
+                          ["Se7en"], [""], ["  ...  "]])
+    tokens = tf.sparse.to_dense(title_tokens(titles), default_value=b"").numpy()
+    got = [[t.decode() for t in row if t] for row in tokens]
+    assert got == [["star", "wars", "episode", "iv", "a", "new", "hope", "1977"],
+                   ["café", "society", "2016"], ["se7en"], [], []]
 
 
 def test_timestamp_quantile_buckets(transformed):
