@@ -246,7 +246,8 @@ def test_runs_and_lineage_read_the_history(first_run, real_ml100k):
                  "Transform", "MovieLensExampleGen"):
         assert f"{node} (execution" in text, text
     assert str(real_ml100k) in text and "recsys_pipeline.trainer.retrieval_trainer.run_fn" in text
-    assert '\\"learning_rate\\": 0.1' in text or '"learning_rate": 0.1' in text, text
+    rate = PipelineConfig().retrieval.learning_rate  # the Trainer's hyperparameters are shown
+    assert f'\\"learning_rate\\": {rate}' in text or f'"learning_rate": {rate}' in text, text
     missing = _recsys("lineage", "--output-dir", str(out), "--version", "1")
     assert missing.returncode == 2 and "no pushed version 1" in missing.stderr
 
