@@ -450,21 +450,28 @@ def _fit(model, features: dict[str, np.ndarray], hp, label: str) -> float:
     return time.monotonic() - started
 
 
+def _fit_and_score(g: Grader, model, hp, train: dict, test: dict, label: str):
+    """Fits a model whose candidate tower is a movie id embedding on ``train`` (plus the
+    train movies); returns (scores of the ``test`` rows over every movie, train seconds)."""
+    from recsys_pipeline.transform import features as F
+
+    seconds = _fit(model, {**train, F.index_name(F.MOVIE_ID): g.train_m}, hp, label)
+    candidates = model.candidate_tower.embedding.embeddings.numpy()
+
+    def scores(rows):
+        return model.query_tower({n: v[rows] for n, v in test.items()}).numpy() @ candidates.T
+    return scores, seconds
+
+
 def gru4rec_scores(g: Grader, seq: Sequences, hp):
     """GRU4Rec (``models.build_sequential``) trained on the train pairs' contexts."""
     from recsys_pipeline.trainer import models
     from recsys_pipeline.transform import features as F
 
-    counts = np.bincount(g.train_m, minlength=len(g.movie_ids))
-    model = models.build_sequential(len(g.movie_ids), hp, counts)
-    seconds = _fit(model, {F.CONTEXT_INDEX: movie_rows(g, seq.train_context),
-                           F.index_name(F.MOVIE_ID): g.train_m}, hp, "gru4rec")
-    candidates = model.candidate_tower.embedding.embeddings.numpy()
-    test_context = movie_rows(g, seq.test_context)
-
-    def scores(rows):
-        return model.query_tower({F.CONTEXT_INDEX: test_context[rows]}).numpy() @ candidates.T
-    return scores, seconds
+    model = models.build_sequential(len(g.movie_ids), hp,
+                                    np.bincount(g.train_m, minlength=len(g.movie_ids)))
+    return _fit_and_score(g, model, hp, {F.CONTEXT_INDEX: movie_rows(g, seq.train_context)},
+                          {F.CONTEXT_INDEX: movie_rows(g, seq.test_context)}, "gru4rec")
 
 
 def two_tower_mf_scores(g: Grader, hp):
@@ -482,10 +489,7 @@ def two_tower_mf_scores(g: Grader, hp):
         models.IdTower(movie, len(g.movie_ids), hp.embedding_dim), hp,
         np.bincount(g.train_m, minlength=len(g.movie_ids)))
     model.compile(optimizer=models.make_optimizer(hp.optimizer, hp.learning_rate))
-    seconds = _fit(model, {user: g.train_u, movie: g.train_m}, hp, "two-tower (ids)")
-    users = model.query_tower.embedding.embeddings.numpy()
-    candidates = model.candidate_tower.embedding.embeddings.numpy()
-    return lambda rows: users[g.test_u[rows]] @ candidates.T, seconds
+    return _fit_and_score(g, model, hp, {user: g.train_u}, {user: g.test_u}, "two-tower (ids)")
 
 
 SEQUENTIAL_K = 10

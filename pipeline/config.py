@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 from recsys_pipeline.errors import ConfigError
 from recsys_pipeline.knobs import knob
 from recsys_pipeline.trainer import hparams
-from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams
+from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams, SequentialHParams
 from recsys_pipeline.trainer.index import IndexParams
 
 LAYOUTS = ("auto", "ml-100k", "ml-1m", "csv")
@@ -93,6 +93,9 @@ class EvaluationConfig:
         0.2, "Retrieval is blessed only with top-k accuracy at least this (absolute bound).")
     top_k_tolerance: float = knob(
         0.01, "...and at most this much below the last blessed retrieval model's (baseline).")
+    min_sequential_top_k_accuracy: float = knob(
+        0.2, "[sequential] enabled: GRU4Rec is blessed only with top-k accuracy at least this "
+        "(its query is the user's earlier train movies; the same tolerance to its baseline).")
     max_rmse: float = knob(
         1.0, "Ranking is blessed only with RMSE on the eval split at most this.")
     rmse_tolerance: float = knob(
@@ -183,6 +186,7 @@ class PipelineConfig:
     transform: TransformConfig = field(default_factory=TransformConfig)
     retrieval: RetrievalHParams = field(default_factory=RetrievalHParams)
     ranking: RankingHParams = field(default_factory=RankingHParams)
+    sequential: SequentialHParams = field(default_factory=SequentialHParams)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     index: IndexParams = field(default_factory=IndexParams)
     serving: ServingConfig = field(default_factory=ServingConfig)
@@ -222,14 +226,16 @@ class PipelineConfig:
             raise bad("pipeline_name", "must be non-empty without spaces or slashes")
         if not all(isinstance(a, str) for a in self.beam.pipeline_args):
             raise bad("beam.pipeline_args", "must be a list of strings")
-        problems = hparams.check(self.retrieval, "retrieval") + hparams.check(
-            self.ranking, "ranking")
+        problems = (hparams.check(self.retrieval, "retrieval")
+                    + hparams.check(self.ranking, "ranking")
+                    + hparams.check(self.sequential, "sequential"))
         if problems:
             raise ConfigError(f"invalid configuration: {problems[0]}")
         ev = self.evaluation
         if ev.top_k < 1:
             raise bad("evaluation.top_k", "must be at least 1")
-        for key in ("min_top_k_accuracy", "top_k_tolerance", "rmse_tolerance"):
+        for key in ("min_top_k_accuracy", "min_sequential_top_k_accuracy", "top_k_tolerance",
+                    "rmse_tolerance"):
             if not 0.0 <= getattr(ev, key) <= 1.0:
                 raise bad(f"evaluation.{key}", f"is {getattr(ev, key)}; must be in [0, 1]")
         if not ev.max_rmse > 0:
@@ -367,7 +373,9 @@ def render_toml(config: PipelineConfig) -> str:
     lines: list[str] = ["# recsys-pipeline configuration (recsys run --config FILE)."]
 
     def emit(obj: Any) -> None:
-        for f in dataclasses.fields(obj):
+        # A section's own knobs first, then those it shares with others (a base class's).
+        own = type(obj).__dict__.get("__annotations__", {})
+        for f in sorted(dataclasses.fields(obj), key=lambda f: f.name not in own):
             value = getattr(obj, f.name)
             if dataclasses.is_dataclass(value):
                 continue
@@ -382,7 +390,8 @@ def render_toml(config: PipelineConfig) -> str:
         section = getattr(config, f.name)
         if dataclasses.is_dataclass(section):
             lines.append("")
-            lines.append(f"# {(type(section).__doc__ or '').strip()}")
+            doc = " ".join((type(section).__doc__ or "").split())
+            lines.append(f"# {doc}")
             lines.append(f"[{f.name}]")
             emit(section)
     return "\n".join(lines) + "\n"

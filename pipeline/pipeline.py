@@ -5,6 +5,8 @@
     Transform -> RetrievalTrainer -> RetrievalEvaluator (vs RetrievalBaseline) -> ScannIndexer
       -> ScannPusher (ScaNN model) and BruteForcePusher (the pure-TF export)
     Transform -> RankingTrainer -> RankingEvaluator (vs RankingBaseline) -> RankingPusher
+    [sequential] enabled: Transform -> SequentialTrainer (GRU4Rec) -> SequentialEvaluator
+      (vs SequentialBaseline) -> SequentialPusher
 
 The baselines are Resolvers with TFX's latest-blessed-model strategy, restricted to the
 matching Trainer and Evaluator -- except on open-source Kubeflow Pipelines, which cannot run
@@ -43,6 +45,7 @@ from recsys_pipeline.trainer.hparams import to_custom_config
 PREPROCESSING_FN = "recsys_pipeline.transform.preprocessing.preprocessing_fn"
 RETRIEVAL_RUN_FN = "recsys_pipeline.trainer.retrieval_trainer.run_fn"
 RANKING_RUN_FN = "recsys_pipeline.trainer.ranking_trainer.run_fn"
+SEQUENTIAL_RUN_FN = "recsys_pipeline.trainer.sequential_trainer.run_fn"
 TARGETS = ("local", "kfp", "vertex")
 # Run-time parameters of the compiled Kubeflow pipeline (name -> type).
 RUNTIME_PARAMETERS = {"data_dir": str, "retrieval_epochs": int, "ranking_epochs": int,
@@ -219,6 +222,20 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
     ranking_pusher = pusher("RankingPusher", ranking_trainer.outputs["model"],
                             ranking_evaluator.outputs["blessing"], serving.RANKING_MODEL)
 
+    sequential = []
+    if config.sequential.enabled:
+        sequential_trainer = trainer("SequentialTrainer", SEQUENTIAL_RUN_FN, {
+            "hparams": to_custom_config(config.sequential),
+            "serving_k": config.index.k, "eval_k": config.evaluation.top_k},
+            config.sequential.epochs)
+        sequential_baseline, sequential_evaluator = gate(
+            "Sequential", sequential_trainer,
+            evaluation.retrieval_eval_config(config.evaluation),
+            config.evaluation.min_sequential_top_k_accuracy)
+        sequential = [sequential_trainer, sequential_baseline, sequential_evaluator,
+                      pusher("SequentialPusher", sequential_trainer.outputs["model"],
+                             sequential_evaluator.outputs["blessing"], serving.SEQUENTIAL_MODEL)]
+
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root,
@@ -226,7 +243,8 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
                     transform,
                     retrieval_trainer, retrieval_baseline, retrieval_evaluator, indexer,
                     scann_pusher, brute_force_pusher,
-                    ranking_trainer, ranking_baseline, ranking_evaluator, ranking_pusher],
+                    ranking_trainer, ranking_baseline, ranking_evaluator, ranking_pusher,
+                    *sequential],
         enable_cache=config.enable_cache,
         # LocalDagRunner's store; Kubeflow and Vertex bring their own metadata store.
         metadata_connection_config=(

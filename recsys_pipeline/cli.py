@@ -61,11 +61,12 @@ def _build_parser() -> argparse.ArgumentParser:
     lin = sub.add_parser("lineage", help="data, Transform, Trainer and evaluation behind a "
                          "pushed version")
     lin.add_argument("--version", required=True, type=int, help="pushed version number")
-    lin.add_argument("--model", help="retrieval, retrieval_brute_force or ranking")
+    lin.add_argument("--model", help="retrieval, retrieval_brute_force, ranking or sequential")
     lin.add_argument("--output-dir", help="output directory of the runs (default: ./outputs)")
     lin.add_argument("--config", help="config file (pipeline_name)")
     rb = sub.add_parser("rollback", help="serve an earlier pushed version again (as the newest)")
-    rb.add_argument("--model", required=True, help="retrieval, retrieval_brute_force or ranking")
+    rb.add_argument("--model", required=True,
+                    help="retrieval, retrieval_brute_force, ranking or sequential")
     rb.add_argument("--to", required=True, type=int, help="the version to serve again")
     rb.add_argument("--output-dir", help="output directory of the runs (default: ./outputs)")
     rb.add_argument("--config", help="config file (for serving.base_dir)")

@@ -21,7 +21,7 @@ from recsys_pipeline.local_runner import open_store, summarize_runs
 from recsys_pipeline.pipeline.config import PipelineConfig
 
 PUSHERS = {"ScannPusher": "retrieval", "BruteForcePusher": "retrieval_brute_force",
-           "RankingPusher": "ranking"}
+           "RankingPusher": "ranking", "SequentialPusher": "sequential"}
 
 
 def _when(seconds: Optional[float]) -> str:
@@ -53,7 +53,7 @@ def run_rows(config: PipelineConfig, store=None, summaries=None) -> list[dict[st
     for summary in summaries:
         states = collections.Counter(c.state for c in summary.components)
         blessed = {}
-        for prefix in ("Retrieval", "Ranking"):
+        for prefix in ("Retrieval", "Ranking", "Sequential"):
             props = summary.properties(f"{prefix}Evaluator", "blessing")
             blessed[prefix] = None if "blessed" not in props else props["blessed"] == 1
         pushed = {}
@@ -229,7 +229,8 @@ def _interesting(node: str, execution) -> dict[str, Any]:
     props = _props(execution)
     keep = {"MovieLensExampleGen": ("data_dir", "layout", "split_config", "input_fingerprint"),
             "Transform": ("custom_config",), "ScannIndexer": ("index_params",),
-            "RetrievalEvaluator": ("value_bound",), "RankingEvaluator": ("value_bound",)}
+            "RetrievalEvaluator": ("value_bound",), "RankingEvaluator": ("value_bound",),
+            "SequentialEvaluator": ("value_bound",)}
     if node.endswith("Trainer"):
         return {k: props[k] for k in ("run_fn", "custom_config", "epochs") if k in props}
     return {k: props[k] for k in keep.get(node, ()) if k in props}

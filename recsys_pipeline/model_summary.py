@@ -93,6 +93,10 @@ def model_rows(summary, config: PipelineConfig) -> list[ModelRow]:
         ("Ranking", RMSE_METRIC, f"<= {ev.max_rmse:g}",
          ((serving.RANKING_MODEL, "RankingPusher"),)),
     )
+    if "SequentialEvaluator" in states:  # the GRU4Rec branch is in this run's DAG
+        gates += (("Sequential", top_k_metric(ev.top_k),
+                   f">= {ev.min_sequential_top_k_accuracy:g}",
+                   ((serving.SEQUENTIAL_MODEL, "SequentialPusher"),)),)
     for prefix, metric, bound, pushers in gates:
         evaluator = f"{prefix}Evaluator"
         used = run_bound(summary, evaluator)

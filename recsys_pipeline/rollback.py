@@ -20,9 +20,10 @@ def rollback(serving_dir: str, model_name: str, to_version: int) -> tuple[int, s
     """Publishes ``to_version`` of ``model_name`` as a new newest version; (version, path)."""
     from recsys_pipeline.components.serving_pusher import push
 
-    if model_name not in serving.MODEL_NAMES:
+    known = serving.MODEL_NAMES + serving.OPTIONAL_MODEL_NAMES
+    if model_name not in known:
         raise OutputError(f"unknown model {model_name!r}; the pushed models are "
-                          f"{', '.join(serving.MODEL_NAMES)}")
+                          f"{', '.join(known)}")
     model_dir = os.path.join(serving_dir, model_name)
     available = serving.versions(model_dir)
     if to_version not in available:

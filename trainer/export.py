@@ -11,7 +11,9 @@
   from a loaded ``RetrievalExport`` (needs ScaNN's ops: import scann before loading).
 * ``RankingExport``: ``serving_default(user_id, movie_id)`` -> ``rating``; ``evaluate``.
 * ``SequentialExport`` (GRU4Rec, brute force): ``serving_default(context_movies)`` -> top-k
-  ``movie_ids``, ``scores``; the user's recent movies come with the request.
+  ``movie_ids``, ``scores``; the user's recent movies come with the request. From the
+  pipeline also ``recommend(user_id, timestamp)`` and ``evaluate`` over the train history
+  exported with it.
 
 Request-time features come from the raw ids alone: the Transform graph maps ids and
 timestamps; user demographics and movie features come from tables built at training time.
@@ -28,7 +30,8 @@ from typing import Any, Optional
 import numpy as np
 import tensorflow as tf
 
-from recsys_pipeline.trainer.inputs import Catalogue, TrainStats, to_model_features
+from recsys_pipeline.trainer.inputs import (Catalogue, TrainStats, UserHistory, history_context,
+                                            to_model_features)
 from recsys_pipeline.transform import features as F
 
 METADATA_FILE = "recsys_model.json"
@@ -114,6 +117,18 @@ def catalogue_embeddings(candidate_tower: tf.keras.Model, catalogue: Catalogue,
     return np.concatenate(out)
 
 
+def top_k_hit(scores: tf.Tensor, rows: tf.Tensor, k: int) -> dict[str, tf.Tensor]:
+    """``top_k_hit`` (1.0 when candidate ``rows`` ranks within the top ``k`` of its score row;
+    a row past the candidates, i.e. an unknown movie, is a miss) and its ``rank``."""
+    in_catalogue = rows < tf.shape(scores, out_type=tf.int64)[1]
+    # The positive's score is read from the same score row, so the movie never outranks
+    # itself through rounding.
+    positive = tf.gather(scores, tf.where(in_catalogue, rows, 0), batch_dims=1)
+    rank = tf.reduce_sum(tf.cast(scores > positive[:, None], tf.int64), axis=1)
+    hit = tf.logical_and(in_catalogue, rank < k)
+    return {"top_k_hit": tf.cast(hit, tf.float32), "rank": rank}
+
+
 class RetrievalExport(tf.Module):
     """Brute-force retrieval over the catalogue (see module docstring)."""
 
@@ -184,14 +199,7 @@ class RetrievalExport(tf.Module):
         f = self.features.examples(examples)
         scores = tf.matmul(self.query_tower(f), self.candidate_embeddings, transpose_b=True)
         scores = self._without_rated(scores, f[F.USER_ID])
-        rows = self.features.movie_rows.lookup(f[F.MOVIE_ID])
-        in_catalogue = rows < tf.shape(scores, out_type=tf.int64)[1]
-        # The positive's score is read from the same score row, so the movie never outranks
-        # itself through rounding.
-        positive = tf.gather(scores, tf.where(in_catalogue, rows, 0), batch_dims=1)
-        rank = tf.reduce_sum(tf.cast(scores > positive[:, None], tf.int64), axis=1)
-        hit = tf.logical_and(in_catalogue, rank < self._eval_k)
-        return {"top_k_hit": tf.cast(hit, tf.float32), "rank": rank}
+        return top_k_hit(scores, self.features.movie_rows.lookup(f[F.MOVIE_ID]), self._eval_k)
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve, "query_embedding": self.query_embedding,
@@ -267,17 +275,27 @@ class RankingExport(tf.Module):
 
 
 class SequentialExport(tf.Module):
-    """Brute-force GRU4Rec serving: the request carries the user's recent movies.
+    """Brute-force GRU4Rec serving over ``movie_ids`` (row i = movie_id_index i).
 
     ``serving_default(context_movies)``: [batch, n] raw movie ids, oldest first, "" for
     padding (any n; the model was trained on its configured context length, and a longer
     request is cut to its most recent movies). Unknown ids are dropped like padding. Returns
     the top ``k`` ``movie_ids`` and ``scores``.
+
+    With ``history`` (the train split's ``inputs.UserHistory``) and ``features``, two more:
+    ``recommend(user_id, timestamp)`` reads the context from the history exported with the
+    model (the user's train movies before ``timestamp``), and ``evaluate(examples)`` (for
+    TFMA) does the same for raw eval examples and reports ``top_k_hit``/``rank`` of their
+    movie, like ``RetrievalExport.evaluate``.
     """
 
     def __init__(self, query_tower: tf.keras.Model, movie_ids: np.ndarray,
-                 embeddings: np.ndarray, k: int, context_length: int):
+                 embeddings: np.ndarray, k: int, context_length: int, *,
+                 history: Optional[UserHistory] = None,
+                 features: Optional[ServingFeatures] = None, eval_k: int = 0):
         super().__init__()
+        if (history is None) != (features is None):
+            raise ValueError("history and features go together (both or neither)")
         self.query_tower = query_tower
         self.movie_rows = _table(np.asarray(movie_ids, object), F.LIST_PADDING)
         self.candidate_ids = tf.Variable(np.asarray(movie_ids, object), trainable=False,
@@ -285,18 +303,49 @@ class SequentialExport(tf.Module):
         self.candidate_embeddings = tf.Variable(embeddings, trainable=False,
                                                 name="candidate_embeddings")
         self._k = min(k, len(movie_ids))
+        self._eval_k = eval_k
         self._length = context_length
+        self.features = features
+        if history is not None:
+            self.history_keys = tf.Variable(history.keys, trainable=False, name="history_keys")
+            self.history_movies = tf.Variable(history.movies, trainable=False,
+                                              name="history_movies")
+            # Only with a history: SavedModel traces every tf.function the module has.
+            self.recommend = tf.function(self._recommend,
+                                         input_signature=[_USER_ID, _TIMESTAMP])
+            self.evaluate = tf.function(self._evaluate, input_signature=[_EXAMPLES])
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="context_movies")])
-    def serve(self, context_movies):
-        rows = self.movie_rows.lookup(context_movies[:, -self._length:])
-        query = self.query_tower({F.CONTEXT_INDEX: rows})
+    def _top_k(self, context_rows):
+        query = self.query_tower({F.CONTEXT_INDEX: context_rows})
         top = tf.math.top_k(tf.matmul(query, self.candidate_embeddings, transpose_b=True),
                             k=self._k)
         return {"movie_ids": tf.gather(self.candidate_ids, top.indices), "scores": top.values}
 
+    def _history_context(self, f):
+        return history_context(self.history_keys, self.history_movies,
+                               f[F.index_name(F.USER_ID)], f[F.TIMESTAMP], self._length)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="context_movies")])
+    def serve(self, context_movies):
+        return self._top_k(self.movie_rows.lookup(context_movies[:, -self._length:]))
+
+    def _recommend(self, user_id, timestamp):
+        f = self.features.user(user_id, timestamp)
+        f[F.TIMESTAMP] = timestamp
+        return {**self._top_k(self._history_context(f)),
+                "known_user": self.features.known_user(f)}
+
+    def _evaluate(self, examples):
+        f = self.features.examples(examples)
+        query = self.query_tower({F.CONTEXT_INDEX: self._history_context(f)})
+        scores = tf.matmul(query, self.candidate_embeddings, transpose_b=True)
+        return top_k_hit(scores, f[F.index_name(F.MOVIE_ID)], self._eval_k)
+
     def signatures(self) -> dict:
-        return {"serving_default": self.serve}
+        out = {"serving_default": self.serve}
+        if hasattr(self, "history_keys"):
+            out.update(recommend=self.recommend, evaluate=self.evaluate)
+        return out
 
 
 def save(module: tf.Module, path: str, metadata: dict[str, Any],

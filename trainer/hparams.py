@@ -20,10 +20,24 @@ T = TypeVar("T")
 
 
 @dataclass
-class RetrievalHParams:
-    """[retrieval] The two-tower retrieval model (TFRS Retrieval task, in-batch softmax)."""
+class InBatchSoftmaxHParams:
+    """The knobs every model trained with TFRS's Retrieval task (in-batch softmax) has."""
 
     embedding_dim: int = knob(64, "Size of the query and candidate embeddings (dot product).")
+    batch_size: int = knob(1024, "Batch size; the other items in a batch are the negatives.")
+    temperature: float = knob(
+        1.0, "Softmax temperature of the in-batch loss: lower sharpens it (1.0 = none).")
+    popularity_correction: bool = knob(
+        True, "Correct the in-batch softmax for popularity-proportional negatives (logQ).")
+    remove_accidental_hits: bool = knob(
+        False, "Do not count a batch's other ratings of the same movie as negatives.")
+    seed: int = knob(42, "Seed for initialization and shuffling.")
+
+
+@dataclass
+class RetrievalHParams(InBatchSoftmaxHParams):
+    """[retrieval] The two-tower retrieval model (TFRS Retrieval task, in-batch softmax)."""
+
     id_embedding_dim: int = knob(
         64, "Size of the user, movie and title id embeddings inside the towers.")
     context_embedding_dim: int = knob(
@@ -36,46 +50,35 @@ class RetrievalHParams:
         "embedding_dim ([] = a linear projection only). [128] with learning rate 0.03: top-100 "
         "0.445 vs 0.360 for [] at 0.1 (ML-100K, 3 seeds; bench/RESULTS.md).")
     epochs: int = knob(12, "Training epochs over the train split.")
-    batch_size: int = knob(1024, "Batch size; the other items in a batch are the negatives.")
     learning_rate: float = knob(
         0.03, "Learning rate (0.1 makes the ReLU towers collapse to popularity).")
     optimizer: str = knob("adagrad", f"One of {', '.join(OPTIMIZERS)}.")
-    temperature: float = knob(
-        1.0, "Softmax temperature of the in-batch loss: lower sharpens it (1.0 = none).")
-    popularity_correction: bool = knob(
-        True, "Correct the in-batch softmax for popularity-proportional negatives (logQ).")
-    remove_accidental_hits: bool = knob(
-        False, "Do not count a batch's other ratings of the same movie as negatives.")
     min_rating: float = knob(
         0.0, "Implicit feedback: only ratings at or above this are positives (the others "
         "still serve as in-batch negatives for the rest); 0 = every rating is a positive.")
     exclude_rated: bool = knob(
         False, "Serve only movies the user has not rated in the train split (a per-user "
         "exclusion list is exported with the model); the evaluated top-k excludes them too.")
-    seed: int = knob(42, "Seed for initialization and shuffling.")
 
 
 @dataclass
-class SequentialHParams:
-    """GRU4Rec sequential retrieval: a GRU over the user's previous movies is the query."""
+class SequentialHParams(InBatchSoftmaxHParams):
+    """[sequential] GRU4Rec sequential retrieval: a GRU over the user's previous movies is the
+    query. Off by default; when on, the DAG trains, gates and pushes it as model "sequential".
+    """
 
+    enabled: bool = knob(
+        False, "Add the GRU4Rec branch (SequentialTrainer, SequentialEvaluator, "
+        "SequentialPusher) to the pipeline.")
     context_length: int = knob(10, "Previous movies (time order) the query reads; padded.")
-    embedding_dim: int = knob(64, "Size of the query and candidate embeddings (dot product).")
     id_embedding_dim: int = knob(64, "Size of the context movies' embeddings (the GRU's input).")
     gru_units: int = knob(64, "Size of the GRU's state.")
     hidden_layers: list = knob([], "Sizes of ReLU layers after the GRU, before the projection.")
     epochs: int = knob(10, "Training epochs over the train split.")
-    batch_size: int = knob(1024, "Batch size; the other items in a batch are the negatives.")
     # Adam 0.002: leave-last-out HR@10 0.152/0.153 on two seeds; Adagrad 0.1 ranged
     # 0.105-0.155 over three (ML-100K, seen excluded).
     learning_rate: float = knob(0.002, "Learning rate.")
     optimizer: str = knob("adam", f"One of {', '.join(OPTIMIZERS)}.")
-    temperature: float = knob(1.0, "Softmax temperature of the in-batch loss.")
-    popularity_correction: bool = knob(
-        True, "Correct the in-batch softmax for popularity-proportional negatives (logQ).")
-    remove_accidental_hits: bool = knob(
-        False, "Do not count a batch's other ratings of the same movie as negatives.")
-    seed: int = knob(42, "Seed for initialization and shuffling.")
 
 
 @dataclass
@@ -91,6 +94,9 @@ class RankingHParams:
         0, "dcn: low-rank size of each Cross layer's weight (0 = full rank).")
     bias_terms: bool = knob(
         False, "Add learned per-user and per-movie rating offsets to the network's output.")
+    ensemble: int = knob(
+        1, "Members: independently initialized rating networks, each trained on its own "
+        "loss, whose predictions are averaged (training time grows in proportion).")
     embedding_dim: int = knob(32, "Size of the user and movie id embeddings.")
     context_embedding_dim: int = knob(8, "Size of the genre and demographic embeddings.")
     hidden_layers: list = knob([128, 64], "Sizes of the ReLU layers of the rating MLP.")
@@ -110,8 +116,9 @@ class RankingHParams:
 def check(hp: Any, section: str) -> list[str]:
     """Problems with a hyperparameter set, as "section.key message" strings."""
     problems = []
-    for name in ("epochs", "batch_size", "embedding_dim"):
-        if getattr(hp, name) < 1:
+    for name in ("epochs", "batch_size", "embedding_dim", "context_length", "gru_units",
+                 "ensemble"):
+        if getattr(hp, name, 1) < 1:
             problems.append(f"{section}.{name} must be at least 1")
     if not hp.learning_rate > 0:
         problems.append(f"{section}.learning_rate must be positive")
@@ -119,9 +126,9 @@ def check(hp: Any, section: str) -> list[str]:
         problems.append(f"{section}.optimizer is {hp.optimizer!r}; expected one of {OPTIMIZERS}")
     if not all(isinstance(n, int) and n > 0 for n in hp.hidden_layers):
         problems.append(f"{section}.hidden_layers must be a list of positive integers")
-    if getattr(hp, "min_rating", 0.0) < 0 or getattr(hp, "retrieval_weight", 0.0) < 0:
-        problems.append(f"{section}.min_rating and {section}.retrieval_weight must not be "
-                        "negative")
+    for name in ("min_rating", "retrieval_weight"):
+        if getattr(hp, name, 0.0) < 0:
+            problems.append(f"{section}.{name} must not be negative")
     if getattr(hp, "temperature", 1.0) <= 0:
         problems.append(f"{section}.temperature must be positive")
     if getattr(hp, "architecture", "mlp") not in RANKING_ARCHITECTURES:

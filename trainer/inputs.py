@@ -183,6 +183,59 @@ def rated_movies(dataset: tf.data.Dataset, users: np.ndarray,
     return m[order].astype(np.int64), splits
 
 
+# A (user, time) key: user_id_index in the high bits, the timestamp (seconds, clipped to 32
+# bits) in the low ones, so one sorted int64 array orders ratings by user, then time.
+_TIME_BITS = 32
+_MAX_TIME = (1 << _TIME_BITS) - 1
+
+
+def history_key(user_index, timestamp):
+    """The (user, time) sort key of ``UserHistory`` (numpy arrays or tensors)."""
+    if isinstance(user_index, np.ndarray):
+        return (user_index.astype(np.int64) << _TIME_BITS) | np.clip(
+            timestamp, 0, _MAX_TIME).astype(np.int64)
+    return tf.bitwise.bitwise_or(
+        tf.bitwise.left_shift(tf.cast(user_index, tf.int64), _TIME_BITS),
+        tf.clip_by_value(tf.cast(timestamp, tf.int64), 0, _MAX_TIME))
+
+
+@dataclasses.dataclass
+class UserHistory:
+    """Every train rating as (user, time) key and movie_id_index, sorted by key, then movie.
+
+    The GRU4Rec context of a (user, time) is read from it (``history_context``) in the same way
+    at training, evaluation and serving. The last entry is a sentinel (largest key, no movie),
+    so that a lookup never indexes past the end, even with no history at all.
+    """
+
+    keys: np.ndarray
+    movies: np.ndarray
+
+
+def user_history(dataset: tf.data.Dataset) -> UserHistory:
+    """One pass over batched model features; numpy arrays per batch, no object per rating."""
+    keys, movies = [np.array([np.iinfo(np.int64).max])], [np.array([F.LIST_PADDING])]
+    for batch in _numpy_batches(dataset):
+        keys.append(history_key(batch[F.index_name(F.USER_ID)], batch[F.TIMESTAMP]))
+        movies.append(batch[F.index_name(F.MOVIE_ID)])
+    k, m = np.concatenate(keys).astype(np.int64), np.concatenate(movies).astype(np.int64)
+    order = np.lexsort((m, k))
+    return UserHistory(k[order], m[order])
+
+
+def history_context(keys: tf.Tensor, movies: tf.Tensor, user_index: tf.Tensor,
+                    timestamp: tf.Tensor, length: int) -> tf.Tensor:
+    """[batch, length] movie_id_index: each user's movies rated *strictly* before
+    ``timestamp`` (a same-second rating is not before), oldest first, the most recent last,
+    left-padded with LIST_PADDING. ``keys``/``movies``: a ``UserHistory``'s arrays."""
+    start = tf.searchsorted(keys, history_key(user_index, tf.zeros_like(timestamp)),
+                            out_type=tf.int64)
+    cut = tf.searchsorted(keys, history_key(user_index, timestamp), out_type=tf.int64)
+    positions = cut[:, None] - length + tf.range(length, dtype=tf.int64)[None, :]
+    found = tf.gather(movies, tf.maximum(positions, 0))
+    return tf.where(positions >= start[:, None], found, tf.constant(F.LIST_PADDING, tf.int64))
+
+
 def _rows(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Positions of ``keys`` in ``sorted_keys``; -1 where absent."""
     if len(sorted_keys) == 0:

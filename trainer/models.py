@@ -166,18 +166,14 @@ class RetrievalModel(tfrs.models.Model):
                          candidate_ids=movie_ids, compute_metrics=False)
 
 
-class RankingModel(tfrs.models.Model):
-    """Predicts the rating from user, movie, genre and demographic embeddings (MSE loss).
+class RatingNetwork(tf.keras.layers.Layer):
+    """One rating predictor: user, movie, genre and demographic embeddings into an MLP
+    (``architecture`` dcn: stacked Cross layers before it), plus per-user and per-movie
+    offsets with ``bias_terms``."""
 
-    ``architecture`` mlp: ReLU layers over the concatenated embeddings; dcn: stacked Cross
-    layers (explicit feature crosses, Wang et al. 2020) before them. ``bias_terms`` adds
-    per-user and per-movie offsets to the output, the part of a rating a network otherwise
-    spends capacity on. ``retrieval_weight`` > 0 trains a retrieval task on the user and movie
-    id embeddings alongside (multitask).
-    """
-
-    def __init__(self, sizes: dict[str, int], hp: RankingHParams, mean_rating: float = 3.5):
-        super().__init__()
+    def __init__(self, sizes: dict[str, int], hp: RankingHParams, mean_rating: float,
+                 **kwargs):
+        super().__init__(**kwargs)
         ctx = hp.context_embedding_dim
         reg = tf.keras.regularizers.l2(hp.l2) if hp.l2 else None
         num_users, num_movies = sizes[F.index_name(F.USER_ID)], sizes[F.index_name(F.MOVIE_ID)]
@@ -204,6 +200,39 @@ class RankingModel(tfrs.models.Model):
             self.movie_bias = tf.keras.layers.Embedding(num_movies, 1,
                                                         embeddings_initializer="zeros",
                                                         embeddings_regularizer=reg)
+
+    def call(self, f: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(rating, user id embeddings, movie id embeddings): the multitask loss reuses the
+        embeddings rather than looking them up again."""
+        users, movies = f[F.index_name(F.USER_ID)], f[F.index_name(F.MOVIE_ID)]
+        user_vectors, movie_vectors = self.user(users), self.movie(movies)
+        parts = [user_vectors, movie_vectors, self.genres(f[F.GENRES_INDEX])]
+        parts += [emb(f[n]) for n, emb in zip(self.demographic_names, self.demographics,
+                                              strict=True)]
+        x0 = x = tf.concat(parts, axis=1)
+        for cross in self.cross:
+            x = cross(x0, x)
+        rating = tf.squeeze(self.mlp(x), axis=1)
+        if self.user_bias is not None:
+            rating += tf.squeeze(self.user_bias(users), 1) + tf.squeeze(self.movie_bias(movies), 1)
+        return rating, user_vectors, movie_vectors
+
+
+class RankingModel(tfrs.models.Model):
+    """Predicts the rating: the mean of ``ensemble`` independently initialized
+    ``RatingNetwork``s (MSE loss, RMSE metric).
+
+    Each member is trained on its own MSE (their parameters are disjoint, so this is
+    training them separately, on the same batches); averaging them cancels much of the
+    variance one network's initialization leaves in its predictions. ``retrieval_weight`` > 0
+    trains a retrieval task on each member's user and movie id embeddings alongside
+    (multitask).
+    """
+
+    def __init__(self, sizes: dict[str, int], hp: RankingHParams, mean_rating: float = 3.5):
+        super().__init__()
+        self.members = [RatingNetwork(sizes, hp, mean_rating, name=f"member_{i}")
+                        for i in range(hp.ensemble)]
         self.task = tfrs.tasks.Ranking(
             loss=tf.keras.losses.MeanSquaredError(),
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
@@ -213,26 +242,25 @@ class RankingModel(tfrs.models.Model):
         self.retrieval_task = tfrs.tasks.Retrieval() if hp.retrieval_weight > 0 else None
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
-        users, movies = f[F.index_name(F.USER_ID)], f[F.index_name(F.MOVIE_ID)]
-        parts = [self.user(users), self.movie(movies), self.genres(f[F.GENRES_INDEX])]
-        parts += [emb(f[n]) for n, emb in zip(self.demographic_names, self.demographics,
-                                              strict=True)]
-        x0 = x = tf.concat(parts, axis=1)
-        for cross in self.cross:
-            x = cross(x0, x)
-        rating = tf.squeeze(self.mlp(x), axis=1)
-        if self.user_bias is not None:
-            rating += tf.squeeze(self.user_bias(users), 1) + tf.squeeze(self.movie_bias(movies), 1)
-        return rating
+        return tf.add_n([member(f)[0] for member in self.members]) / len(self.members)
 
     def compute_loss(self, features, training=False):
-        loss = self.task(labels=features[F.LABEL], predictions=self(features))
+        labels = features[F.LABEL]
+        outputs = [member(features) for member in self.members]
+        ratings = [rating for rating, _, _ in outputs]
+        if len(outputs) == 1:
+            loss = self.task(labels=labels, predictions=ratings[0])
+        else:
+            loss = tf.add_n([self.task(labels=labels, predictions=r, compute_metrics=False)
+                             for r in ratings])
+            # The metrics (RMSE) are those of the ensemble's prediction, which is served.
+            self.task(labels=labels, predictions=tf.add_n(ratings) / len(ratings))
         if self.retrieval_task is not None:
-            users = self.user(features[F.index_name(F.USER_ID)])
-            # The Retrieval task sums over the batch; per example, it compares with the MSE.
-            retrieval = self.retrieval_task(users, self.movie(features[F.index_name(F.MOVIE_ID)]),
-                                            compute_metrics=False)
-            loss += self.retrieval_weight * retrieval / tf.cast(tf.shape(users)[0], tf.float32)
+            for _, users, movies in outputs:
+                # The Retrieval task sums over the batch; per example, it compares with the MSE.
+                retrieval = self.retrieval_task(users, movies, compute_metrics=False)
+                loss += (self.retrieval_weight * retrieval
+                         / tf.cast(tf.shape(users)[0], tf.float32))
         return loss
 
 

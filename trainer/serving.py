@@ -24,6 +24,9 @@ SCANN_MODEL = "retrieval"
 BRUTE_FORCE_MODEL = "retrieval_brute_force"
 RANKING_MODEL = "ranking"
 MODEL_NAMES = (SCANN_MODEL, BRUTE_FORCE_MODEL, RANKING_MODEL)
+# Pushed only when enabled in the config ([sequential]).
+SEQUENTIAL_MODEL = "sequential"
+OPTIONAL_MODEL_NAMES = (SEQUENTIAL_MODEL,)
 # Models that need ScaNN's custom ops (ScaNN's TF Serving image).
 SCANN_MODELS = (SCANN_MODEL,)
 

@@ -1,6 +1,7 @@
-"""The eval gates end to end, on a 20,000-rating subset of MovieLens 100K with few epochs.
+"""The eval gates end to end, on a 20,000-rating subset of MovieLens 100K with few epochs,
+with the optional GRU4Rec branch ([sequential]) on, so that it is gated like the others.
 
-1. A first run with modest bounds blesses and pushes both models.
+1. A first run with modest bounds blesses and pushes every model.
 2. Bounds no model can meet: nothing blessed, nothing pushed, the serving directory untouched.
 3. Modest bounds again but a deliberately bad training config: the new models are worse than
    the blessed baselines beyond the tolerance, so they are not pushed.
@@ -13,6 +14,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from recsys_pipeline.trainer import serving
@@ -27,15 +29,20 @@ FAST = """
 epochs = 4
 [ranking]
 epochs = 3
+[sequential]
+enabled = true
+epochs = 4
 """
 MODEST = """
 [evaluation]
 min_top_k_accuracy = 0.05
+min_sequential_top_k_accuracy = 0.05
 max_rmse = 1.5
 """
 IMPOSSIBLE = """
 [evaluation]
 min_top_k_accuracy = 0.99
+min_sequential_top_k_accuracy = 0.99
 max_rmse = 0.2
 """
 BAD_TRAINING = """
@@ -47,7 +54,12 @@ optimizer = "sgd"
 epochs = 1
 learning_rate = 0.000001
 optimizer = "sgd"
+[sequential]
+epochs = 1
+learning_rate = 0.00001
+optimizer = "sgd"
 """
+MODELS = serving.MODEL_NAMES + (serving.SEQUENTIAL_MODEL,)
 
 
 def _config(tmp, name, *parts):
@@ -102,18 +114,28 @@ def subset(real_ml100k, tmp_path_factory):
     return write_subset(real_ml100k, tmp_path_factory.mktemp("subset") / "ml-100k", 20_000)
 
 
-def test_models_are_pushed_only_through_the_gates(subset, tmp_path):
+def test_models_are_pushed_only_through_the_gates(subset, tmp_path, fresh_signature):
     out = tmp_path / "out"
     first = _run(out, subset, _config(tmp_path, "modest", FAST, MODEST))
-    for model in serving.MODEL_NAMES:
+    for model in MODELS:
         value, baseline, blessed, pushed = _row(first, model)
         assert blessed == "yes" and baseline == "-", first
         assert pushed == serving.latest_version_dir(str(out / "serving"), model)
+    # The pushed GRU4Rec model answers its warm-up request in a fresh process, and serves
+    # from the train history it carries.
+    pushed = serving.latest_version_dir(str(out / "serving"), serving.SEQUENTIAL_MODEL)
+    (popular, _) = serving.read_warmup(pushed)
+    got = fresh_signature(pushed, "serving_default", **serving.request_tensors(popular))
+    assert got["movie_ids"].shape == (1, 100)
+    user = (subset / "u.data").read_text().split()[0].encode()
+    got = fresh_signature(pushed, "recommend", user_id=np.array([user], object),
+                          timestamp=np.array([10**10], np.int64))
+    assert got["known_user"].tolist() == [True] and got["movie_ids"].shape == (1, 100)
     digest = _tree_digest(out / "serving")
 
     # 2. Bounds no model can meet.
     second = _run(out, subset, _config(tmp_path, "impossible", FAST, IMPOSSIBLE))
-    for model in serving.MODEL_NAMES:
+    for model in MODELS:
         value, baseline, blessed, pushed = _row(second, model)
         assert blessed == "NO", second
         assert pushed.startswith("not pushed:") and "outside its bound" in pushed, pushed
@@ -121,7 +143,7 @@ def test_models_are_pushed_only_through_the_gates(subset, tmp_path):
 
     # 3. Worse models than the blessed baselines, within the absolute bounds.
     third = _run(out, subset, _config(tmp_path, "worse", FAST, MODEST, BAD_TRAINING))
-    for model in serving.MODEL_NAMES:
+    for model in MODELS:
         value, baseline, blessed, pushed = _row(third, model)
         assert blessed == "NO" and baseline != "-", third
         assert "beyond the tolerance" in pushed, pushed

@@ -69,6 +69,19 @@ def test_vertex_target_has_the_same_graph_with_native_resolvers(tmp_path, ml100k
     assert job["runtimeConfig"]["parameterValues"]["min_top_k_accuracy"] == 0.2
 
 
+def test_sequential_branch_compiles_with_the_same_graph_as_locally(tmp_path, ml100k):
+    config = _config()
+    config.sequential.enabled = True
+    spec = kf_compile.compile_pipeline(config, str(tmp_path / "pipeline.yaml"))
+    local = PipelineConfig()
+    local.data.data_dir = str(ml100k)
+    local.sequential.enabled = True
+    graph = {c.id: sorted(u.id for u in c.upstream_nodes)
+             for c in create_pipeline(local).components}
+    assert kf_compile.task_graph(spec) == dict(sorted(graph.items()))
+    assert {"SequentialTrainer", "SequentialEvaluator", "SequentialPusher"} <= set(graph)
+
+
 def test_spec_is_what_kfp_upload_accepts(kfp_spec):
     spec, path = kfp_spec
     written, platform = kf_compile.load_package(str(path))

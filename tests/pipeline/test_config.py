@@ -45,6 +45,18 @@ def test_model_and_gate_values_are_checked(tmp_path, toml, key):
         load_config(str(path))
 
 
+@pytest.mark.parametrize("toml, key, innocent", [
+    ("[retrieval]\nmin_rating = -1\n", "retrieval.min_rating", "retrieval_weight"),
+    ("[ranking]\nretrieval_weight = -1\n", "ranking.retrieval_weight", "min_rating"),
+])
+def test_a_bad_value_is_named_alone(tmp_path, toml, key, innocent):
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as caught:
+        load_config(str(path))
+    assert innocent not in str(caught.value)
+
+
 def test_hyperparameters_round_trip_through_custom_config():
     from recsys_pipeline.trainer.hparams import (RetrievalHParams, from_custom_config,
                                                  to_custom_config)

@@ -99,3 +99,29 @@ def test_unknown_target_is_refused(pipeline):
     config, _ = pipeline
     with pytest.raises(Exception, match="unknown pipeline target 'argo'"):
         create_pipeline(config, target="argo")
+
+
+def test_sequential_branch_is_added_only_when_enabled(pipeline):
+    from recsys_pipeline.trainer import serving
+
+    config, p = pipeline
+    assert not [c.id for c in p.components if c.id.startswith("Sequential")]
+    config.sequential.enabled = True
+    config.sequential.epochs = 2
+    config.evaluation.min_sequential_top_k_accuracy = 0.25
+    nodes = {c.id: c for c in create_pipeline(config).components}
+    assert _upstream(nodes["SequentialTrainer"]) == ["MovieLensExampleGen", "Transform"]
+    assert _upstream(nodes["SequentialEvaluator"]) == [
+        "MovieLensExampleGen", "SequentialBaseline", "SequentialTrainer"]
+    assert _upstream(nodes["SequentialPusher"]) == ["SequentialEvaluator", "SequentialTrainer"]
+    trainer = nodes["SequentialTrainer"].exec_properties
+    assert trainer["run_fn"].endswith("sequential_trainer.run_fn")
+    custom = json.loads(trainer["custom_config"])
+    assert custom["hparams"]["epochs"] == 2 and custom["hparams"]["context_length"] == 10
+    assert nodes["SequentialEvaluator"].exec_properties["value_bound"] == 0.25
+    assert nodes["SequentialPusher"].exec_properties["model_name"] == serving.SEQUENTIAL_MODEL
+    # Compiles, with its own baseline resolver.
+    from tfx.dsl.compiler import compiler
+
+    compiled = compiler.Compiler().compile(create_pipeline(config))
+    assert "SequentialBaseline" in {n.pipeline_node.node_info.id for n in compiled.nodes}

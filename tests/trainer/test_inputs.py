@@ -1,0 +1,62 @@
+"""``inputs.user_history`` / ``history_context``: the GRU4Rec context the DAG's Trainer,
+evaluation and serving read, checked on a hand-made history."""
+
+import numpy as np
+import tensorflow as tf
+
+from recsys_pipeline.trainer import inputs
+from recsys_pipeline.transform import features as F
+
+P = F.LIST_PADDING
+USER, MOVIE = F.index_name(F.USER_ID), F.index_name(F.MOVIE_ID)
+
+# (user_id_index, timestamp, movie_id_index), in no particular order.
+RATINGS = [(0, 300, 3), (0, 100, 1), (0, 200, 2), (0, 200, 7), (0, 400, 4), (0, 500, 5),
+           (1, 150, 9), (1, 50, 8), (2, 10, 6)]
+
+
+def _history(batch_size=4):
+    columns = np.array(RATINGS, np.int64).T
+    ds = tf.data.Dataset.from_tensor_slices(
+        {USER: columns[0], F.TIMESTAMP: columns[1], MOVIE: columns[2]}).batch(batch_size)
+    return inputs.user_history(ds)
+
+
+def _context(history, users, times, length=3):
+    return inputs.history_context(tf.constant(history.keys), tf.constant(history.movies),
+                                  tf.constant(users, tf.int64), tf.constant(times, tf.int64),
+                                  length).numpy().tolist()
+
+
+def test_history_is_sorted_by_user_then_time_whatever_the_batches():
+    a, b = _history(4), _history(100)
+    np.testing.assert_array_equal(a.keys, b.keys)
+    np.testing.assert_array_equal(a.movies, b.movies)
+    assert list(a.movies[:-1]) == [1, 2, 7, 3, 4, 5, 8, 9, 6]  # same second: by movie
+    assert a.movies[-1] == P and a.keys[-1] == np.iinfo(np.int64).max  # the sentinel
+
+
+def test_context_is_the_strictly_earlier_movies_oldest_first_left_padded():
+    h = _history()
+    assert _context(h, [0], [100]) == [[P, P, P]]  # the first rating has no context
+    assert _context(h, [0], [200]) == [[P, P, 1]]
+    # Two ratings in the same second are not "before" one another...
+    assert _context(h, [0, 0], [300, 250]) == [[1, 2, 7], [1, 2, 7]]
+    # ...and the context keeps the most recent movies, the latest last.
+    assert _context(h, [0], [500]) == [[7, 3, 4]]
+    assert _context(h, [0], [10**9]) == [[3, 4, 5]]
+    assert _context(h, [0], [500], length=7) == [[P, P, 1, 2, 7, 3, 4]]
+
+
+def test_users_are_kept_apart_and_an_unknown_user_has_no_context():
+    h = _history()
+    assert _context(h, [1, 2, 1, 0], [10**9, 10**9, 100, 150]) == [
+        [P, 8, 9], [P, P, 6], [P, P, 8], [P, P, 1]]
+    assert _context(h, [5, 3], [10**9, 10**9]) == [[P, P, P], [P, P, P]]
+
+
+def test_an_empty_history_gives_empty_contexts():
+    empty = inputs.user_history(tf.data.Dataset.from_tensor_slices(
+        {USER: np.zeros(0, np.int64), F.TIMESTAMP: np.zeros(0, np.int64),
+         MOVIE: np.zeros(0, np.int64)}).batch(4))
+    assert _context(empty, [0, 1], [100, 10**9]) == [[P, P, P], [P, P, P]]

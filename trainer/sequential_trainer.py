@@ -1,0 +1,109 @@
+"""GRU4Rec Trainer: ``run_fn`` (the TFX adapter) over ``train_and_export`` (plain paths).
+
+custom_config: ``hparams`` (``SequentialHParams`` as a dict), ``serving_k`` and ``eval_k``
+as for the retrieval Trainer.
+
+Each rating's context is the same user's train ratings *strictly* before it, read from the
+train split's time-sorted ``inputs.UserHistory`` by ``inputs.history_context``: the training
+input, the ``evaluate`` signature TFMA calls and the ``recommend`` signature all use that one
+function over the one table (exported with the model), so what the model was trained on and
+what it is evaluated and served with cannot drift apart. The candidates are the movie
+vocabulary (an id-only model has nothing to say about a movie no one rated in train).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from recsys_pipeline.trainer import export, inputs, models
+from recsys_pipeline.trainer.common import EpochProgress, TrainingData, load_training_data
+from recsys_pipeline.trainer.hparams import (SequentialHParams, from_custom_config,
+                                             to_custom_config)
+from recsys_pipeline.transform import features as F
+
+MODEL_KIND = "sequential"
+
+
+def with_context(dataset: tf.data.Dataset, history: inputs.UserHistory,
+                 length: int) -> tf.data.Dataset:
+    """Adds ``context_movies_index`` (``inputs.history_context``) to batched model features."""
+    keys, movies = tf.constant(history.keys), tf.constant(history.movies)
+
+    def add(f):
+        return {**f, F.CONTEXT_INDEX: inputs.history_context(
+            keys, movies, f[F.index_name(F.USER_ID)], f[F.TIMESTAMP], length)}
+    return dataset.map(add, num_parallel_calls=inputs.AUTOTUNE).prefetch(inputs.AUTOTUNE)
+
+
+def train(data: TrainingData, hp: SequentialHParams, train_files: list[str],
+          history: inputs.UserHistory, callbacks: Sequence[tf.keras.callbacks.Callback] = ()):
+    """Fits GRU4Rec; returns (model, Keras history, seconds)."""
+    model = models.build_sequential(data.sizes[F.index_name(F.MOVIE_ID)], hp,
+                                    data.stats.movie_index_counts)
+    started = time.monotonic()
+    fit = model.fit(with_context(data.dataset(train_files, hp.batch_size, shuffle=True,
+                                              seed=hp.seed), history, hp.context_length),
+                    epochs=hp.epochs, verbose=0,
+                    callbacks=[EpochProgress("sequential", hp.epochs), *callbacks])
+    return model, fit, time.monotonic() - started
+
+
+def export_model(model: models.RetrievalModel, data: TrainingData, history: inputs.UserHistory,
+                 path: str, *, hp: SequentialHParams, serving_k: int, eval_k: int,
+                 extra: dict[str, Any]) -> dict[str, Any]:
+    """Saves the brute-force GRU4Rec export (see ``export.SequentialExport``); its metadata."""
+    vocabulary = np.array(data.tft_output.vocabulary_by_name(F.MOVIE_ID), dtype=object)
+    rows = np.arange(len(vocabulary), dtype=np.int64)
+    embeddings = model.candidate_tower({F.index_name(F.MOVIE_ID): rows}).numpy()
+    features = export.ServingFeatures(data.tft_output, data.sizes, data.catalogue, data.stats)
+    module = export.SequentialExport(model.query_tower, vocabulary, embeddings, k=serving_k,
+                                     context_length=hp.context_length, history=history,
+                                     features=features, eval_k=eval_k)
+    # Warm-up: the most-rated movies as a context, and an empty one (a user's first visit).
+    popular = [m.decode() for m, _ in data.stats.popular(hp.context_length)]
+    metadata = {
+        "kind": MODEL_KIND,
+        "serving_k": min(serving_k, len(vocabulary)),
+        "eval_k": eval_k,
+        "context_length": hp.context_length,
+        "candidates": len(vocabulary),
+        "vocab_sizes": data.sizes,
+        "latest_train_timestamp": data.stats.latest_timestamp,
+        "train_examples": data.stats.num_examples,
+        "history_ratings": int(len(history.keys) - 1),
+        "warmup_inputs": {"context_movies": [popular, [""] * len(popular)]},
+        **extra,
+    }
+    export.save(module, path, metadata)
+    return metadata
+
+
+def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_dir: str,
+                     serving_model_dir: str, hp: SequentialHParams, serving_k: int,
+                     eval_k: int) -> dict[str, Any]:
+    """Trains GRU4Rec on the train split's contexts and saves its export; its metadata."""
+    data = load_training_data(transform_dir, train_files, catalogue_dir)
+    history = inputs.user_history(data.dataset(train_files, 8192))
+    model, fit, seconds = train(data, hp, train_files, history)
+    return export_model(model, data, history, serving_model_dir, hp=hp, serving_k=serving_k,
+                        eval_k=eval_k, extra={"train_seconds": round(seconds, 2),
+                                              "final_loss": float(fit.history["loss"][-1]),
+                                              "hparams": to_custom_config(hp)})
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point."""
+    config = fn_args.custom_config or {}
+    train_and_export(
+        train_files=fn_args.train_files,
+        transform_dir=fn_args.transform_output,
+        catalogue_dir=fn_args.catalogue_uri,
+        serving_model_dir=fn_args.serving_model_dir,
+        hp=from_custom_config(SequentialHParams, config["hparams"]),
+        serving_k=int(config["serving_k"]),
+        eval_k=int(config["eval_k"]),
+    )
