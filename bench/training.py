@@ -89,6 +89,10 @@ def measure(model_name: str, data, paths: dict[str, list[str]], hp, epochs: int)
     from recsys_pipeline.trainer import ranking_trainer, retrieval_trainer
 
     hp = dataclasses.replace(hp, epochs=epochs)
+    if getattr(hp, "ensemble", 1) > 1:
+        # One network's throughput: an ensemble trains its members one after another, each
+        # at this rate (so its wall time is ``ensemble`` times one member's).
+        hp = dataclasses.replace(hp, ensemble=1)
     clock = EpochClock()
     log(f"{model_name}: {epochs} epochs of {data.stats.num_examples:,} examples, "
         f"batch {hp.batch_size} ...")

@@ -219,20 +219,15 @@ class RatingNetwork(tf.keras.layers.Layer):
 
 
 class RankingModel(tfrs.models.Model):
-    """Predicts the rating: the mean of ``ensemble`` independently initialized
-    ``RatingNetwork``s (MSE loss, RMSE metric).
+    """Predicts the rating with a ``RatingNetwork`` (MSE loss, RMSE metric).
 
-    Each member is trained on its own MSE (their parameters are disjoint, so this is
-    training them separately, on the same batches); averaging them cancels much of the
-    variance one network's initialization leaves in its predictions. ``retrieval_weight`` > 0
-    trains a retrieval task on each member's user and movie id embeddings alongside
-    (multitask).
+    ``retrieval_weight`` > 0 trains a retrieval task on the network's user and movie id
+    embeddings alongside (multitask).
     """
 
     def __init__(self, sizes: dict[str, int], hp: RankingHParams, mean_rating: float = 3.5):
         super().__init__()
-        self.members = [RatingNetwork(sizes, hp, mean_rating, name=f"member_{i}")
-                        for i in range(hp.ensemble)]
+        self.network = RatingNetwork(sizes, hp, mean_rating, name="rating_network")
         self.task = tfrs.tasks.Ranking(
             loss=tf.keras.losses.MeanSquaredError(),
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
@@ -242,26 +237,27 @@ class RankingModel(tfrs.models.Model):
         self.retrieval_task = tfrs.tasks.Retrieval() if hp.retrieval_weight > 0 else None
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
-        return tf.add_n([member(f)[0] for member in self.members]) / len(self.members)
+        return self.network(f)[0]
 
     def compute_loss(self, features, training=False):
-        labels = features[F.LABEL]
-        outputs = [member(features) for member in self.members]
-        ratings = [rating for rating, _, _ in outputs]
-        if len(outputs) == 1:
-            loss = self.task(labels=labels, predictions=ratings[0])
-        else:
-            loss = tf.add_n([self.task(labels=labels, predictions=r, compute_metrics=False)
-                             for r in ratings])
-            # The metrics (RMSE) are those of the ensemble's prediction, which is served.
-            self.task(labels=labels, predictions=tf.add_n(ratings) / len(ratings))
+        rating, users, movies = self.network(features)
+        loss = self.task(labels=features[F.LABEL], predictions=rating)
         if self.retrieval_task is not None:
-            for _, users, movies in outputs:
-                # The Retrieval task sums over the batch; per example, it compares with the MSE.
-                retrieval = self.retrieval_task(users, movies, compute_metrics=False)
-                loss += (self.retrieval_weight * retrieval
-                         / tf.cast(tf.shape(users)[0], tf.float32))
+            # The Retrieval task sums over the batch; per example, it compares with the MSE.
+            retrieval = self.retrieval_task(users, movies, compute_metrics=False)
+            loss += self.retrieval_weight * retrieval / tf.cast(tf.shape(users)[0], tf.float32)
         return loss
+
+
+class RankingEnsemble(tf.keras.Model):
+    """The mean rating of separately trained ranking models (``ranking.ensemble``)."""
+
+    def __init__(self, members: list[tf.keras.Model], **kwargs):
+        super().__init__(**kwargs)
+        self.members = list(members)
+
+    def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
+        return tf.add_n([member(f) for member in self.members]) / len(self.members)
 
 
 def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:

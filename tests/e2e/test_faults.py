@@ -34,6 +34,7 @@ BASE_CONFIG = """
 epochs = 2
 [ranking]
 epochs = 1
+ensemble = 1
 [evaluation]
 min_top_k_accuracy = 0.01
 max_rmse = 3.0

@@ -29,6 +29,7 @@ FAST = """
 epochs = 4
 [ranking]
 epochs = 3
+ensemble = 1
 [sequential]
 enabled = true
 epochs = 4

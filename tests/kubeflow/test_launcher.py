@@ -75,6 +75,7 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
     config.kubeflow.volume_mount_path = str(tmp_path / "volume")  # the PVC, here a folder
     config.evaluation.min_top_k_accuracy = 0.01
     config.evaluation.max_rmse = 2.0
+    config.ranking.ensemble = 1  # what runs task by task is tested here, not the model
     spec = kf_compile.compile_pipeline(config, str(tmp_path / "pipeline.yaml"))
     # As in the image, `python` is the project's environment's interpreter.
     env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}

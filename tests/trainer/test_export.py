@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recsys_pipeline.trainer import export, inputs, ranking_trainer
+from recsys_pipeline.trainer import export, inputs, models, ranking_trainer
 from recsys_pipeline.trainer.common import load_training_data
 from recsys_pipeline.trainer.hparams import RankingHParams
 from recsys_pipeline.transform import features as F
@@ -32,7 +32,8 @@ def eval_batch(tiny, data):
 
 @pytest.fixture(scope="module")
 def ranking(data, tiny, tmp_path_factory):
-    hp = RankingHParams(epochs=2)
+    # Two members: the export must carry (and average) every member of an ensemble.
+    hp = RankingHParams(epochs=2, ensemble=2)
     model, _, _ = ranking_trainer.train(data, hp, tiny.train_files, tiny.eval_files)
     path = tmp_path_factory.mktemp("export") / "ranking"
     ranking_trainer.export_model(model, data, str(path), extra={})
@@ -103,6 +104,18 @@ def test_ranking_export_matches_the_in_memory_model(ranking, tiny, eval_batch,
         inputs.files(tiny.raw_eval_dir), compression_type="GZIP")]
     evaluated = fresh_signature(path, "evaluate", examples=np.array(serialized, dtype=object))
     np.testing.assert_allclose(evaluated["rating"], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_ranking_ensemble_is_the_mean_of_separately_seeded_members(ranking, eval_batch, data,
+                                                                   tiny):
+    model, _ = ranking
+    assert isinstance(model, models.RankingEnsemble) and len(model.members) == 2
+    a, b = (member(eval_batch).numpy() for member in model.members)
+    assert not np.allclose(a, b)  # seeds seed + 0 and seed + 1: other weights, other batches
+    np.testing.assert_allclose(model(eval_batch).numpy(), (a + b) / 2, rtol=1e-5)
+    expected = np.sqrt(np.mean(((a + b) / 2 - eval_batch[F.LABEL]) ** 2))
+    assert ranking_trainer.eval_rmse(model, data, tiny.eval_files) == pytest.approx(expected,
+                                                                                     rel=1e-4)
 
 
 def test_ranking_unknown_movie_gets_out_of_vocabulary_features(ranking, fresh_signature):

@@ -140,7 +140,7 @@ def test_dcn_ranking_crosses_features_and_learns(data, tiny, projection):
                         bias_terms=True, learning_rate=0.01)
     model = models.build_ranking(sizes, hp, mean_rating=3.0)
     assert model(batch).shape == (64,)
-    (member,) = model.members
+    member = model.network
     assert len(member.cross) == 2 and member.user_bias is not None
     # The built Cross weights: full rank (d x d) or factored through the projection.
     if projection:
@@ -155,25 +155,7 @@ def test_dcn_ranking_crosses_features_and_learns(data, tiny, projection):
 def test_mlp_ranking_has_no_cross_layers_or_biases(data):
     _, _, sizes, _ = data
     model = models.build_ranking(sizes, RankingHParams(), mean_rating=3.0)
-    (member,) = model.members
-    assert member.cross == [] and member.user_bias is None
-
-
-def test_ranking_ensemble_averages_members_each_trained_on_its_own_loss(data, tiny):
-    _, spec, sizes, batch = data
-    model = models.build_ranking(sizes, RankingHParams(ensemble=3, l2=0.0), mean_rating=3.0)
-    ratings = [member(batch)[0].numpy() for member in model.members]
-    assert not np.allclose(ratings[0], ratings[1])  # initialized independently
-    np.testing.assert_allclose(model(batch).numpy(), np.mean(ratings, axis=0), rtol=1e-5)
-    # The loss is the sum of the members' own MSEs (not the MSE of their mean), so that each
-    # learns alone; the reported RMSE is the ensemble's.
-    labels = batch[F.LABEL].numpy()
-    np.testing.assert_allclose(float(model.compute_loss(batch)),
-                               sum(np.mean((r - labels) ** 2) for r in ratings), rtol=1e-5)
-    np.testing.assert_allclose(float(model.task.metrics[0].result()),
-                               np.sqrt(np.mean((np.mean(ratings, 0) - labels) ** 2)), rtol=1e-5)
-    before, after = _loss_drop(model, inputs.transformed_dataset(tiny.train_files, spec, 128), 20)
-    assert after < 0.7 * before, (before, after)
+    assert model.network.cross == [] and model.network.user_bias is None
 
 
 def test_removing_accidental_hits_drops_duplicate_movies_from_the_negatives(data):
@@ -217,7 +199,7 @@ def test_multitask_ranking_adds_a_retrieval_loss_and_learns(data, tiny):
     assert plain.retrieval_task is None and joint.retrieval_task is not None
     # The joint loss is the rating loss plus half the per-example retrieval loss.
     rating = float(joint.task(labels=batch[F.LABEL], predictions=joint(batch)))
-    (member,) = joint.members
+    member = joint.network
     retrieval = float(joint.retrieval_task(member.user(batch[F.index_name(F.USER_ID)]),
                                            member.movie(batch[F.index_name(F.MOVIE_ID)]),
                                            compute_metrics=False))
