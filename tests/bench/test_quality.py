@@ -97,7 +97,7 @@ def test_biased_mf_beats_the_global_mean_on_low_rank_ratings(quality):
 def test_quality_benchmark_one_seed_on_a_subset(real_ml100k, tmp_path):
     data = write_subset(real_ml100k, tmp_path / "ml-100k", 4_000)
     config = tmp_path / "fast.toml"
-    config.write_text("[retrieval]\nepochs = 1\n\n[ranking]\nepochs = 1\nensemble = 2\n")
+    config.write_text("[retrieval]\nepochs = 1\n\n[ranking]\nepochs = 1\nensemble = 1\n")
     result = subprocess.run(
         [sys.executable, str(BENCH), "--data-dir", str(data), "--seeds", "3",
          "--config", str(config), "--workdir", str(tmp_path / "work")],
