@@ -232,3 +232,19 @@ def test_scann_export_with_exclusion_serves_no_rated_movie(excluding, tiny, tmp_
     assert got["movie_ids"].shape == (len(users), K)
     _assert_unrated([u.encode() for u in users], got, _rated(tiny), catalogue=20)
     assert export.read_metadata(str(out))["serving_k"] == K
+
+
+def test_dcn_multitask_ranking_export_matches_the_in_memory_model(data, tiny, eval_batch,
+                                                                  tmp_path, fresh_signature):
+    # The deep & cross network with the multitask loss: its Cross layers and id embeddings
+    # must survive export and reload like the MLP's.
+    hp = RankingHParams(epochs=1, ensemble=1, architecture="dcn", cross_projection_dim=4,
+                        bias_terms=True, retrieval_weight=0.5)
+    model, _, _ = ranking_trainer.train(data, hp, tiny.train_files, tiny.eval_files)
+    path = tmp_path / "dcn"
+    ranking_trainer.export_model(model, data, str(path), extra={})
+    rows = tiny.raw_eval_rows
+    served = fresh_signature(str(path), "serving_default", user_id=_raw(rows, F.USER_ID),
+                             movie_id=_raw(rows, F.MOVIE_ID))
+    np.testing.assert_allclose(served["rating"], model(eval_batch).numpy(), rtol=1e-4,
+                               atol=1e-4)
