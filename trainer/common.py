@@ -11,6 +11,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from recsys_pipeline.trainer import inputs
+from recsys_pipeline.trainer.hparams import to_custom_config
 from recsys_pipeline.trainer.inputs import Catalogue, TrainStats
 from recsys_pipeline.transform import features as F
 
@@ -41,6 +42,13 @@ def load_training_data(transform_dir: str, train_files: list[str],
     stats = inputs.train_stats(inputs.transformed_dataset(train_files, spec, 8192),
                                sizes[F.index_name(F.MOVIE_ID)])
     return TrainingData(tft_output, sizes, catalogue, stats, spec)
+
+
+def training_metadata(seconds: float, history: tf.keras.callbacks.History,
+                      hp) -> dict:
+    """What every Trainer records in its export's metadata: time, last loss, hyperparameters."""
+    return {"train_seconds": round(seconds, 2), "final_loss": float(history.history["loss"][-1]),
+            "hparams": to_custom_config(hp)}
 
 
 class EpochProgress(tf.keras.callbacks.Callback):

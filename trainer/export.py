@@ -11,9 +11,9 @@
   from a loaded ``RetrievalExport`` (needs ScaNN's ops: import scann before loading).
 * ``RankingExport``: ``serving_default(user_id, movie_id)`` -> ``rating``; ``evaluate``.
 * ``SequentialExport`` (GRU4Rec, brute force): ``serving_default(context_movies)`` -> top-k
-  ``movie_ids``, ``scores``; the user's recent movies come with the request. From the
-  pipeline also ``recommend(user_id, timestamp)`` and ``evaluate`` over the train history
-  exported with it.
+  ``movie_ids``, ``scores``; the user's recent movies come with the request. The pipeline's
+  ``SequentialHistoryExport`` adds ``recommend(user_id, timestamp)`` and ``evaluate`` over
+  the train history exported with it.
 
 Request-time features come from the raw ids alone: the Transform graph maps ids and
 timestamps; user demographics and movie features come from tables built at training time.
@@ -281,21 +281,11 @@ class SequentialExport(tf.Module):
     padding (any n; the model was trained on its configured context length, and a longer
     request is cut to its most recent movies). Unknown ids are dropped like padding. Returns
     the top ``k`` ``movie_ids`` and ``scores``.
-
-    With ``history`` (the train split's ``inputs.UserHistory``) and ``features``, two more:
-    ``recommend(user_id, timestamp)`` reads the context from the history exported with the
-    model (the user's train movies before ``timestamp``), and ``evaluate(examples)`` (for
-    TFMA) does the same for raw eval examples and reports ``top_k_hit``/``rank`` of their
-    movie, like ``RetrievalExport.evaluate``.
     """
 
     def __init__(self, query_tower: tf.keras.Model, movie_ids: np.ndarray,
-                 embeddings: np.ndarray, k: int, context_length: int, *,
-                 history: Optional[UserHistory] = None,
-                 features: Optional[ServingFeatures] = None, eval_k: int = 0):
+                 embeddings: np.ndarray, k: int, context_length: int):
         super().__init__()
-        if (history is None) != (features is None):
-            raise ValueError("history and features go together (both or neither)")
         self.query_tower = query_tower
         self.movie_rows = _table(np.asarray(movie_ids, object), F.LIST_PADDING)
         self.candidate_ids = tf.Variable(np.asarray(movie_ids, object), trainable=False,
@@ -303,17 +293,7 @@ class SequentialExport(tf.Module):
         self.candidate_embeddings = tf.Variable(embeddings, trainable=False,
                                                 name="candidate_embeddings")
         self._k = min(k, len(movie_ids))
-        self._eval_k = eval_k
         self._length = context_length
-        self.features = features
-        if history is not None:
-            self.history_keys = tf.Variable(history.keys, trainable=False, name="history_keys")
-            self.history_movies = tf.Variable(history.movies, trainable=False,
-                                              name="history_movies")
-            # Only with a history: SavedModel traces every tf.function the module has.
-            self.recommend = tf.function(self._recommend,
-                                         input_signature=[_USER_ID, _TIMESTAMP])
-            self.evaluate = tf.function(self._evaluate, input_signature=[_EXAMPLES])
 
     def _top_k(self, context_rows):
         query = self.query_tower({F.CONTEXT_INDEX: context_rows})
@@ -321,31 +301,53 @@ class SequentialExport(tf.Module):
                             k=self._k)
         return {"movie_ids": tf.gather(self.candidate_ids, top.indices), "scores": top.values}
 
-    def _history_context(self, f):
-        return history_context(self.history_keys, self.history_movies,
-                               f[F.index_name(F.USER_ID)], f[F.TIMESTAMP], self._length)
-
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="context_movies")])
     def serve(self, context_movies):
         return self._top_k(self.movie_rows.lookup(context_movies[:, -self._length:]))
 
-    def _recommend(self, user_id, timestamp):
+    def signatures(self) -> dict:
+        return {"serving_default": self.serve}
+
+
+class SequentialHistoryExport(SequentialExport):
+    """``SequentialExport`` plus the train split's history (``inputs.UserHistory``).
+
+    Two more signatures: ``recommend(user_id, timestamp)`` reads the context from the history
+    exported with the model (the user's train movies before ``timestamp``), and
+    ``evaluate(examples)`` (for TFMA) does the same for raw eval examples and reports
+    ``top_k_hit``/``rank`` of their movie, like ``RetrievalExport.evaluate``.
+    """
+
+    def __init__(self, query_tower: tf.keras.Model, movie_ids: np.ndarray,
+                 embeddings: np.ndarray, k: int, context_length: int, *,
+                 history: UserHistory, features: ServingFeatures, eval_k: int):
+        super().__init__(query_tower, movie_ids, embeddings, k, context_length)
+        self.features = features
+        self.history_keys = tf.Variable(history.keys, trainable=False, name="history_keys")
+        self.history_movies = tf.Variable(history.movies, trainable=False,
+                                          name="history_movies")
+        self._eval_k = eval_k
+
+    def _history_context(self, f):
+        return history_context(self.history_keys, self.history_movies,
+                               f[F.index_name(F.USER_ID)], f[F.TIMESTAMP], self._length)
+
+    @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
+    def recommend(self, user_id, timestamp):
         f = self.features.user(user_id, timestamp)
         f[F.TIMESTAMP] = timestamp
         return {**self._top_k(self._history_context(f)),
                 "known_user": self.features.known_user(f)}
 
-    def _evaluate(self, examples):
+    @tf.function(input_signature=[_EXAMPLES])
+    def evaluate(self, examples):
         f = self.features.examples(examples)
         query = self.query_tower({F.CONTEXT_INDEX: self._history_context(f)})
         scores = tf.matmul(query, self.candidate_embeddings, transpose_b=True)
         return top_k_hit(scores, f[F.index_name(F.MOVIE_ID)], self._eval_k)
 
     def signatures(self) -> dict:
-        out = {"serving_default": self.serve}
-        if hasattr(self, "history_keys"):
-            out.update(recommend=self.recommend, evaluate=self.evaluate)
-        return out
+        return {**super().signatures(), "recommend": self.recommend, "evaluate": self.evaluate}
 
 
 def save(module: tf.Module, path: str, metadata: dict[str, Any],

@@ -13,8 +13,9 @@ from typing import Any, Sequence
 import tensorflow as tf
 
 from recsys_pipeline.trainer import export, models
-from recsys_pipeline.trainer.common import EpochProgress, TrainingData, load_training_data
-from recsys_pipeline.trainer.hparams import RankingHParams, from_custom_config, to_custom_config
+from recsys_pipeline.trainer.common import (EpochProgress, TrainingData, load_training_data,
+                                            training_metadata)
+from recsys_pipeline.trainer.hparams import RankingHParams, from_custom_config
 from recsys_pipeline.transform import features as F
 
 MODEL_KIND = "ranking"
@@ -81,13 +82,14 @@ def train_and_export(*, train_files: list[str], eval_files: list[str], transform
     """Trains the rating model and saves its export; returns its metadata."""
     data = load_training_data(transform_dir, train_files, catalogue_dir)
     model, history, seconds = train(data, hp, train_files, eval_files)
-    rmse = eval_rmse(model, data, eval_files)
     if hp.ensemble > 1:
+        rmse = eval_rmse(model, data, eval_files)
         print(f"      ranking ensemble of {hp.ensemble}: eval RMSE {rmse:.4f}", flush=True)
-    return export_model(model, data, serving_model_dir, extra={
-        "train_seconds": round(seconds, 2), "final_loss": float(history.history["loss"][-1]),
-        "trainer_eval_rmse": rmse,
-        "hparams": to_custom_config(hp)})
+    else:  # Keras' val_rmse is exact (summed squared errors over the whole eval split)
+        rmse = float(history.history["val_rmse"][-1])
+    return export_model(model, data, serving_model_dir,
+                        extra={**training_metadata(seconds, history, hp),
+                               "trainer_eval_rmse": rmse})
 
 
 def run_fn(fn_args) -> None:

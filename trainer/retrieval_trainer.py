@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from recsys_pipeline.trainer import export, inputs, models
-from recsys_pipeline.trainer.common import EpochProgress, TrainingData, load_training_data
-from recsys_pipeline.trainer.hparams import (RetrievalHParams, from_custom_config,
-                                             to_custom_config)
+from recsys_pipeline.trainer.common import (EpochProgress, TrainingData, load_training_data,
+                                            training_metadata)
+from recsys_pipeline.trainer.hparams import (RetrievalHParams, from_custom_config)
 
 MODEL_KIND = "retrieval"
 
@@ -79,9 +79,7 @@ def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_di
     model, history, seconds = train(data, hp, train_files)
     rated = rated_by_user(data, train_files) if hp.exclude_rated else None
     return export_model(model, data, serving_model_dir, serving_k=serving_k, eval_k=eval_k,
-                        rated=rated, extra={"train_seconds": round(seconds, 2),
-                               "final_loss": float(history.history["loss"][-1]),
-                               "hparams": to_custom_config(hp)})
+                        rated=rated, extra=training_metadata(seconds, history, hp))
 
 
 def run_fn(fn_args) -> None:

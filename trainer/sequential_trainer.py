@@ -20,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 from recsys_pipeline.trainer import export, inputs, models
-from recsys_pipeline.trainer.common import EpochProgress, TrainingData, load_training_data
-from recsys_pipeline.trainer.hparams import (SequentialHParams, from_custom_config,
-                                             to_custom_config)
+from recsys_pipeline.trainer.common import (EpochProgress, TrainingData, load_training_data,
+                                            training_metadata)
+from recsys_pipeline.trainer.hparams import (SequentialHParams, from_custom_config)
 from recsys_pipeline.transform import features as F
 
 MODEL_KIND = "sequential"
@@ -55,14 +55,14 @@ def train(data: TrainingData, hp: SequentialHParams, train_files: list[str],
 def export_model(model: models.RetrievalModel, data: TrainingData, history: inputs.UserHistory,
                  path: str, *, hp: SequentialHParams, serving_k: int, eval_k: int,
                  extra: dict[str, Any]) -> dict[str, Any]:
-    """Saves the brute-force GRU4Rec export (see ``export.SequentialExport``); its metadata."""
+    """Saves the GRU4Rec export (``export.SequentialHistoryExport``); returns its metadata."""
     vocabulary = np.array(data.tft_output.vocabulary_by_name(F.MOVIE_ID), dtype=object)
     rows = np.arange(len(vocabulary), dtype=np.int64)
     embeddings = model.candidate_tower({F.index_name(F.MOVIE_ID): rows}).numpy()
     features = export.ServingFeatures(data.tft_output, data.sizes, data.catalogue, data.stats)
-    module = export.SequentialExport(model.query_tower, vocabulary, embeddings, k=serving_k,
-                                     context_length=hp.context_length, history=history,
-                                     features=features, eval_k=eval_k)
+    module = export.SequentialHistoryExport(
+        model.query_tower, vocabulary, embeddings, k=serving_k, context_length=hp.context_length,
+        history=history, features=features, eval_k=eval_k)
     # Warm-up: the most-rated movies as a context, and an empty one (a user's first visit).
     popular = [m.decode() for m, _ in data.stats.popular(hp.context_length)]
     metadata = {
@@ -90,9 +90,7 @@ def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_di
     history = inputs.user_history(data.dataset(train_files, 8192))
     model, fit, seconds = train(data, hp, train_files, history)
     return export_model(model, data, history, serving_model_dir, hp=hp, serving_k=serving_k,
-                        eval_k=eval_k, extra={"train_seconds": round(seconds, 2),
-                                              "final_loss": float(fit.history["loss"][-1]),
-                                              "hparams": to_custom_config(hp)})
+                        eval_k=eval_k, extra=training_metadata(seconds, fit, hp))
 
 
 def run_fn(fn_args) -> None:

@@ -118,6 +118,14 @@ def test_ranking_ensemble_is_the_mean_of_separately_seeded_members(ranking, eval
                                                                                      rel=1e-4)
 
 
+def test_one_network_reports_keras_val_rmse_which_equals_a_pass_over_the_eval_split(data, tiny):
+    # train_and_export records Keras' last val_rmse for one network instead of another pass.
+    model, history, _ = ranking_trainer.train(data, RankingHParams(epochs=1, ensemble=1),
+                                              tiny.train_files, tiny.eval_files)
+    assert history.history["val_rmse"][-1] == pytest.approx(
+        ranking_trainer.eval_rmse(model, data, tiny.eval_files), rel=1e-4)
+
+
 def test_ranking_unknown_movie_gets_out_of_vocabulary_features(ranking, fresh_signature):
     _, path = ranking
     got = fresh_signature(path, "serving_default", user_id=np.array([b"u1", b"u1"]),
