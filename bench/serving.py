@@ -14,7 +14,11 @@ measured in a fresh process, as a server would run it: recall@10 against exact s
 query tower on eval-split users and times), single-query latency p50/p99, batch throughput,
 resident memory; plus index build time and SavedModel size. "Tuned" is chosen on half of the
 queries (the fastest search setting whose recall clears the target by a margin) and graded
-on the other half. Prints one markdown table with ratios against brute force.
+on the other half. Prints one markdown table with ratios against brute force, with a last
+row that calls a SavedModel of the same signature doing no search (the per-call floor every
+index pays in this harness). Then where a single query's time goes: that floor, ScaNN's own
+searcher at the tuned settings without TensorFlow, the resulting ceiling on the ratio, and
+the recall reachable per share of leaves searched when those leaves are scored exactly.
 """
 
 from __future__ import annotations
@@ -162,6 +166,23 @@ def save_brute_force(candidates: np.ndarray, path: str) -> float:
     return built
 
 
+def save_noop(dim: int, path: str) -> float:
+    """The same ``search`` signature doing no search: the per-call floor of any index."""
+    import tensorflow as tf
+
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32,
+                                                name="query_embedding")])
+    def search(query_embedding):
+        n = tf.shape(query_embedding)[0]
+        return {"ids": tf.zeros([n, K], tf.int64), "scores": tf.zeros([n, K])}
+
+    module.search = search
+    tf.saved_model.save(module, path, signatures={"search": search})
+    return 0.0
+
+
 def save_scann(candidates: np.ndarray, settings: dict, path: str) -> float:
     """A TFRS ScaNN layer over the candidates; returns the index build time."""
     import tensorflow as tf
@@ -225,6 +246,45 @@ def tune(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
     return best
 
 
+LEAF_SHARES = (0.04, 0.08, 0.12, 0.16, 0.24)
+
+
+def limits(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
+           tuned: dict) -> dict:
+    """What bounds ScaNN's single-query time here, measured without TensorFlow.
+
+    ``raw``: ScaNN's own searcher (pybind) at the tuned settings, one query per call.
+    ``partition_recall``: recall@k when the leaves searched are scored *exactly* (no
+    quantization error) -- the best any search of that share of the leaves can do.
+    """
+    import scann
+
+    from recsys_pipeline.trainer.index import recall_at_k
+
+    leaves = tuned["num_leaves"]
+    searcher = (scann.scann_ops_pybind.builder(candidates, K, "dot_product")
+                .tree(num_leaves=leaves, num_leaves_to_search=tuned["num_leaves_to_search"],
+                      training_sample_size=min(len(candidates), 100_000))
+                .score_ah(2).reorder(tuned["num_reordering_candidates"]).build())
+    ids, started = [], time.perf_counter()
+    for q in queries:
+        ids.append(searcher.search(q)[0])
+    raw_ms = 1000 * (time.perf_counter() - started) / len(queries)
+    raw = {"ms": raw_ms, "recall": recall_at_k(np.array(ids), exact, K)}
+    log(f"  limits: ScaNN without TensorFlow {raw}")
+    exact_in_leaves = (scann.scann_ops_pybind.builder(candidates, K, "dot_product")
+                       .tree(num_leaves=leaves, num_leaves_to_search=1,
+                             training_sample_size=min(len(candidates), 100_000))
+                       .score_brute_force().build())
+    partition = {}
+    for share in LEAF_SHARES:
+        found, _ = exact_in_leaves.search_batched(
+            queries, leaves_to_search=max(1, int(round(leaves * share))))
+        partition[share] = recall_at_k(found, exact, K)
+    log(f"  limits: recall with exact scoring in the leaves searched {partition}")
+    return {"leaves": leaves, "raw": raw, "partition_recall": partition}
+
+
 def measure(path: str, queries: np.ndarray, batch: int = 256) -> tuple[dict, np.ndarray]:
     """Latency, throughput and memory of the SavedModel at ``path``, in a fresh process."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,9 +304,12 @@ def directory_mb(path: str) -> float:
                for f in fs) / 2**20
 
 
+NOOP = "no search (call floor)"
+
+
 def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
-        workdir: str) -> list[dict]:
-    """Builds and measures the three indexes; returns one row per method."""
+        workdir: str) -> tuple[list[dict], dict]:
+    """Builds and measures the indexes; returns one row per method, and ``limits``."""
     from recsys_pipeline.trainer.index import IndexParams, exact_top_k, recall_at_k
 
     queries, catalogue = queries_and_catalogue(model_dir, eval_dir, n_queries)
@@ -266,23 +329,29 @@ def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
         ("ScaNN, TFRS defaults", {}),
         ("ScaNN, pipeline defaults", {k: defaults[k] for k in keys}),
         ("ScaNN, tuned", {k: tuned[k] for k in keys}),
+        (NOOP, "noop"),
     ]
     rows = []
     for name, settings in methods:
         path = os.path.join(workdir, name.split(",")[0].split()[0] + str(len(rows)))
         log(f"{name}: building ...")
-        build = (save_brute_force(candidates, path) if settings is None
-                 else save_scann(candidates, settings, path))
+        if settings == "noop":
+            build, settings = save_noop(candidates.shape[1], path), None
+        elif settings is None:
+            build = save_brute_force(candidates, path)
+        else:
+            build = save_scann(candidates, settings, path)
         log(f"{name}: built in {build:.1f}s; measuring in a fresh process ...")
         stats, ids = measure(path, queries)
-        rows.append({"method": name, "settings": settings,
-                     "recall": recall_at_k(ids[grading], exact[grading], K),
+        recall = (recall_at_k(ids[grading], exact[grading], K) if name != NOOP
+                  else float("nan"))
+        rows.append({"method": name, "settings": settings, "recall": recall,
                      "build_s": build, "size_mb": directory_mb(path), **stats})
         shutil.rmtree(path, ignore_errors=True)
-    return rows
+    return rows, limits(candidates, queries[grading], exact[grading], tuned)
 
 
-def table(rows: list[dict], size: int, n_queries: int) -> str:
+def table(rows: list[dict], limit: dict, size: int, n_queries: int) -> str:
     base = rows[0]
     lines = [f"Serving benchmark: {size:,} candidates, {n_queries} real queries "
              f"(recall@{K} on the {n_queries // 2} not used for tuning), k={K}", "",
@@ -291,12 +360,31 @@ def table(rows: list[dict], size: int, n_queries: int) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['recall']:.4f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"| {r['method']} | {'-' if np.isnan(r['recall']) else format(r['recall'], '.4f')} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
             f"{r['single_qps']:.0f} | {r['single_qps'] / base['single_qps']:.1f} | "
             f"{r['batch_qps']:.0f} | {r['batch_qps'] / base['batch_qps']:.1f} | "
             f"{r['build_s']:.1f} | {r['size_mb']:.0f} | {r['rss_mb']:.0f} |")
     for r in rows[2:]:
-        lines += ["", f"{r['method']}: {json.dumps(r['settings'], sort_keys=True)}"]
+        if r["settings"]:
+            lines += ["", f"{r['method']}: {json.dumps(r['settings'], sort_keys=True)}"]
+    floor = next(r for r in rows if r["method"] == NOOP)
+    raw = limit["raw"]
+    ceiling = base["p50_ms"] / (floor["p50_ms"] + raw["ms"])
+    lines += ["", "Where a single query's time goes (same queries, same machine):", "",
+              f"- the call itself (a SavedModel whose search does nothing): "
+              f"{floor['p50_ms']:.2f} ms p50",
+              f"- ScaNN's own searcher at the tuned settings, without TensorFlow: "
+              f"{raw['ms']:.2f} ms per query (recall {raw['recall']:.4f})",
+              f"- so at most {ceiling:.1f}x brute force's p50 with these settings, even if "
+              f"TensorFlow's ScaNN op added nothing to ScaNN's own time",
+              "", f"Recall@{K} with the leaves searched scored exactly (no quantization "
+              f"error), {limit['leaves']} leaves: the best any search of that share can do",
+              "", "| leaves searched | " + " | ".join(
+                  f"{share:.0%}" for share in limit["partition_recall"]) + " |",
+              "|---|" + "---|" * len(limit["partition_recall"]),
+              "| recall | " + " | ".join(
+                  f"{r:.4f}" for r in limit["partition_recall"].values()) + " |"]
     return "\n".join(lines)
 
 
@@ -318,9 +406,9 @@ def main(argv=None) -> int:
         model_dir, eval_dir = find_model(args.output_dir)
     log(f"model {model_dir}; queries from {eval_dir}")
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as workdir:
-        rows = run(model_dir, eval_dir, args.candidates, args.queries, args.target_recall,
-                   workdir)
-    print(table(rows, args.candidates, args.queries))
+        rows, limit = run(model_dir, eval_dir, args.candidates, args.queries,
+                          args.target_recall, workdir)
+    print(table(rows, limit, args.candidates, args.queries))
     return 0
 
 

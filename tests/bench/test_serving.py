@@ -66,3 +66,8 @@ def test_serving_benchmark_prints_its_table(tmp_path):
     assert "600 candidates, 40 real queries" in result.stdout
     assert "ScaNN, tuned: {" in result.stdout
     assert "ScaNN, pipeline defaults: {" in result.stdout
+    assert re.search(r"^\| no search \(call floor\) \| - \| [\d.]+ \|", result.stdout, re.M)
+    assert re.search(r"ScaNN's own searcher .*: [\d.]+ ms per query \(recall [\d.]+\)",
+                     result.stdout)
+    shares = re.search(r"^\| recall \| (.*) \|$", result.stdout, re.M).group(1).split(" | ")
+    assert len(shares) == 5 and float(shares[-1]) >= float(shares[0])  # more leaves, more found

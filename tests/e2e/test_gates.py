@@ -1,7 +1,5 @@
 """The eval gates end to end, on a 20,000-rating subset of MovieLens 100K with few epochs,
-the optional GRU4Rec branch ([sequential]) on in the first two runs, so that it is gated like
-the others (the third run's comparison with the baseline is the same Evaluator and config as
-retrieval's; leaving GRU4Rec out of it keeps CI under its time budget).
+the optional GRU4Rec branch ([sequential]) on, so that it is gated like the others.
 
 1. A first run with modest bounds blesses and pushes every model.
 2. Bounds no model can meet: nothing blessed, nothing pushed, the serving directory untouched.
@@ -58,6 +56,10 @@ optimizer = "sgd"
 [ranking]
 epochs = 1
 learning_rate = 0.000001
+optimizer = "sgd"
+[sequential]
+epochs = 1
+learning_rate = 0.0001
 optimizer = "sgd"
 """
 MODELS = serving.MODEL_NAMES + (serving.SEQUENTIAL_MODEL,)
@@ -143,13 +145,16 @@ def test_models_are_pushed_only_through_the_gates(subset, tmp_path, fresh_signat
     assert _tree_digest(out / "serving") == digest  # the served versions are untouched
 
     # 3. Worse models than the blessed baselines, within the absolute bounds.
-    third = _run(out, subset, _config(tmp_path, "worse", FAST, MODEST, BAD_TRAINING))
-    for model in serving.MODEL_NAMES:
+    third = _run(out, subset, _config(tmp_path, "worse", FAST, SEQUENTIAL, MODEST,
+                                      BAD_TRAINING))
+    for model in MODELS:
         value, baseline, blessed, pushed = _row(third, model)
         assert blessed == "NO" and baseline != "-", third
         assert "beyond the tolerance" in pushed, pushed
     retrieval_value, retrieval_baseline, *_ = _row(third, serving.SCANN_MODEL)
     assert float(retrieval_value) < float(retrieval_baseline) - 0.01
+    sequential_value, sequential_baseline, *_ = _row(third, serving.SEQUENTIAL_MODEL)
+    assert float(sequential_value) < float(sequential_baseline) - 0.01
     ranking_value, ranking_baseline, *_ = _row(third, serving.RANKING_MODEL)
     assert float(ranking_value) > float(ranking_baseline) + 0.01
     assert _tree_digest(out / "serving") == digest
