@@ -6,19 +6,22 @@ From a trained retrieval model (the newest pushed ``retrieval_brute_force`` vers
 ``--output-dir``; if there is none, ``recsys run`` trains one first), it builds a candidate
 set of ``--candidates`` items -- the real catalogue's embeddings plus copies with each
 coordinate scaled by a uniform random factor, as TFRS's efficient-serving guide does -- and
-indexes it: exact brute force, ScaNN with TFRS's default settings, ScaNN with the
-pipeline's ``[index]`` defaults at this size (``IndexParams.resolved``) and ScaNN tuned here.
-Each index is saved as a SavedModel (``search(query_embedding) -> ids, scores``) and
-measured in a fresh process, as a server would run it: recall@10 against exact search (the
-``recall_at_k`` the pipeline's index gate uses) for ``--queries`` real user queries (the
-query tower on eval-split users and times), single-query latency p50/p99, batch throughput,
-resident memory; plus index build time and SavedModel size. "Tuned" is chosen on half of the
-queries (the fastest search setting whose recall clears the target by a margin) and graded
-on the other half. Prints one markdown table with ratios against brute force, with a last
-row that calls a SavedModel of the same signature doing no search (the per-call floor every
-index pays in this harness). Then where a single query's time goes: that floor, ScaNN's own
-searcher at the tuned settings without TensorFlow, the resulting ceiling on the ratio, and
-the recall reachable per share of leaves searched when those leaves are scored exactly.
+indexes it: exact brute force, ScaNN with TFRS's default settings, ScaNN with the pipeline's
+``[index]`` defaults at this size (``IndexParams.resolved``) and ScaNN tuned here. Each index
+is saved as a SavedModel (``search(query_embedding) -> ids, scores``) and measured in a fresh
+process, as a server would run it: recall@10 against exact search (the ``recall_at_k`` the
+pipeline's index gate uses) for ``--queries`` real user queries (the query tower on eval-split
+users and times), single-query latency p50/p99, batch throughput, resident memory; plus index
+build time and SavedModel size. Single queries are measured two ways: one client calling one
+query at a time (latency, and its inverse as q/s), and ``--clients`` clients (default: one per
+core) each calling single queries at once, as requests reach a loaded server. "Tuned" is
+chosen on half of the queries (the fastest search setting whose recall clears the target by a
+margin) and graded on the other half. Prints one markdown table with ratios against brute
+force, with a last row that calls a SavedModel of the same signature doing no search (the
+per-call floor every index pays in this harness). Then where a single query's time goes: that
+floor, ScaNN's own searcher at the tuned settings without TensorFlow, the resulting ceiling on
+the ratio, and the recall reachable per share of leaves searched when those leaves are scored
+exactly.
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ import numpy as np
 
 K = 10
 MEASURE = r"""
-import json, sys, time
+import json, sys, threading, time
 import numpy as np
 import scann  # registers the Scann ops before a ScaNN SavedModel loads
 import tensorflow as tf
-path, queries_path, out_path, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+path, queries_path, out_path = sys.argv[1], sys.argv[2], sys.argv[3]
+batch, clients = int(sys.argv[4]), int(sys.argv[5])
 queries = np.load(queries_path)
 loaded = tf.saved_model.load(path)
 search = loaded.signatures["search"]
@@ -60,6 +64,22 @@ while time.perf_counter() - started < 3.0 or done == 0:
         search(query_embedding=b)
         done += int(b.shape[0])
 elapsed = time.perf_counter() - started
+# Single-query requests from several clients at once, as a server under load gets them.
+served = [0] * clients
+def client(c):
+    i = c
+    while time.perf_counter() < deadline:
+        search(query_embedding=one[i % len(one)])
+        served[c] += 1
+        i += clients
+threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+concurrent_started = time.perf_counter()
+deadline = concurrent_started + 3.0
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+concurrent_qps = sum(served) / (time.perf_counter() - concurrent_started)
 np.save(out_path, np.array(ids))
 # Peak resident memory of this process: VmHWM (ru_maxrss would carry the parent's peak over
 # the fork and exec).
@@ -68,6 +88,7 @@ with open("/proc/self/status") as f:
 print(json.dumps({"p50_ms": 1000 * float(np.percentile(times, 50)),
                   "p99_ms": 1000 * float(np.percentile(times, 99)),
                   "single_qps": len(times) / sum(times), "batch_qps": done / elapsed,
+                  "concurrent_qps": concurrent_qps,
                   "rss_mb": hwm_kb / 1024}))
 """
 
@@ -249,6 +270,16 @@ def tune(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
 LEAF_SHARES = (0.04, 0.08, 0.12, 0.16, 0.24)
 
 
+def one_by_one(searcher, queries: np.ndarray, **settings) -> np.ndarray:
+    """[queries, K] ids from ScaNN's searcher, one query per call; -1 where the leaves searched
+    held fewer than K candidates (``search_batched`` pads those rows with id 0 instead)."""
+    ids = np.full((len(queries), K), -1, np.int64)
+    for row, q in enumerate(queries):
+        found = searcher.search(q, **settings)[0][:K]
+        ids[row, :len(found)] = found
+    return ids
+
+
 def limits(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
            tuned: dict) -> dict:
     """What bounds ScaNN's single-query time here, measured without TensorFlow.
@@ -266,11 +297,10 @@ def limits(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
                 .tree(num_leaves=leaves, num_leaves_to_search=tuned["num_leaves_to_search"],
                       training_sample_size=min(len(candidates), 100_000))
                 .score_ah(2).reorder(tuned["num_reordering_candidates"]).build())
-    ids, started = [], time.perf_counter()
-    for q in queries:
-        ids.append(searcher.search(q)[0])
+    started = time.perf_counter()
+    ids = one_by_one(searcher, queries)
     raw_ms = 1000 * (time.perf_counter() - started) / len(queries)
-    raw = {"ms": raw_ms, "recall": recall_at_k(np.array(ids), exact, K)}
+    raw = {"ms": raw_ms, "recall": recall_at_k(ids, exact, K)}
     log(f"  limits: ScaNN without TensorFlow {raw}")
     exact_in_leaves = (scann.scann_ops_pybind.builder(candidates, K, "dot_product")
                        .tree(num_leaves=leaves, num_leaves_to_search=1,
@@ -278,22 +308,23 @@ def limits(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
                        .score_brute_force().build())
     partition = {}
     for share in LEAF_SHARES:
-        found, _ = exact_in_leaves.search_batched(
-            queries, leaves_to_search=max(1, int(round(leaves * share))))
+        found = one_by_one(exact_in_leaves, queries,
+                           leaves_to_search=max(1, int(round(leaves * share))))
         partition[share] = recall_at_k(found, exact, K)
     log(f"  limits: recall with exact scoring in the leaves searched {partition}")
     return {"leaves": leaves, "raw": raw, "partition_recall": partition}
 
 
-def measure(path: str, queries: np.ndarray, batch: int = 256) -> tuple[dict, np.ndarray]:
+def measure(path: str, queries: np.ndarray, clients: int,
+            batch: int = 256) -> tuple[dict, np.ndarray]:
     """Latency, throughput and memory of the SavedModel at ``path``, in a fresh process."""
     with tempfile.TemporaryDirectory() as tmp:
         qpath, idpath = os.path.join(tmp, "q.npy"), os.path.join(tmp, "ids.npy")
         np.save(qpath, queries)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         result = subprocess.run([sys.executable, "-c", MEASURE, path, qpath, idpath,
-                                 str(batch)], capture_output=True, text=True, env=env,
-                                check=False)
+                                 str(batch), str(clients)], capture_output=True, text=True,
+                                env=env, check=False)
         if result.returncode != 0:
             raise SystemExit(f"measuring {path} failed:\n{result.stderr[-3000:]}")
         return json.loads(result.stdout.strip().splitlines()[-1]), np.load(idpath)
@@ -308,7 +339,7 @@ NOOP = "no search (call floor)"
 
 
 def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
-        workdir: str) -> tuple[list[dict], dict]:
+        workdir: str, clients: int) -> tuple[list[dict], dict]:
     """Builds and measures the indexes; returns one row per method, and ``limits``."""
     from recsys_pipeline.trainer.index import IndexParams, exact_top_k, recall_at_k
 
@@ -342,7 +373,7 @@ def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
         else:
             build = save_scann(candidates, settings, path)
         log(f"{name}: built in {build:.1f}s; measuring in a fresh process ...")
-        stats, ids = measure(path, queries)
+        stats, ids = measure(path, queries, clients)
         recall = (recall_at_k(ids[grading], exact[grading], K) if name != NOOP
                   else float("nan"))
         rows.append({"method": name, "settings": settings, "recall": recall,
@@ -351,18 +382,20 @@ def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
     return rows, limits(candidates, queries[grading], exact[grading], tuned)
 
 
-def table(rows: list[dict], limit: dict, size: int, n_queries: int) -> str:
+def table(rows: list[dict], limit: dict, size: int, n_queries: int, clients: int) -> str:
     base = rows[0]
     lines = [f"Serving benchmark: {size:,} candidates, {n_queries} real queries "
              f"(recall@{K} on the {n_queries // 2} not used for tuning), k={K}", "",
-             "| method | recall@10 | p50 ms | p99 ms | single q/s | × BF | batch q/s | × BF | "
+             "| method | recall@10 | p50 ms | p99 ms | single q/s | × BF | "
+             f"{clients} clients q/s | × BF | batch q/s | × BF | "
              "build s | SavedModel MB | RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['method']} | {'-' if np.isnan(r['recall']) else format(r['recall'], '.4f')} | "
             f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
             f"{r['single_qps']:.0f} | {r['single_qps'] / base['single_qps']:.1f} | "
+            f"{r['concurrent_qps']:.0f} | {r['concurrent_qps'] / base['concurrent_qps']:.1f} | "
             f"{r['batch_qps']:.0f} | {r['batch_qps'] / base['batch_qps']:.1f} | "
             f"{r['build_s']:.1f} | {r['size_mb']:.0f} | {r['rss_mb']:.0f} |")
     for r in rows[2:]:
@@ -397,6 +430,8 @@ def main(argv=None) -> int:
     parser.add_argument("--candidates", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--target-recall", type=float, default=0.97)
+    parser.add_argument("--clients", type=int, default=os.cpu_count() or 1,
+                        help="concurrent single-query clients (default: one per core)")
     args = parser.parse_args(argv)
     import recsys_pipeline  # noqa: F401  (Keras 2 before TensorFlow loads)
 
@@ -407,8 +442,8 @@ def main(argv=None) -> int:
     log(f"model {model_dir}; queries from {eval_dir}")
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as workdir:
         rows, limit = run(model_dir, eval_dir, args.candidates, args.queries,
-                          args.target_recall, workdir)
-    print(table(rows, limit, args.candidates, args.queries))
+                          args.target_recall, workdir, args.clients)
+    print(table(rows, limit, args.candidates, args.queries, args.clients))
     return 0
 
 

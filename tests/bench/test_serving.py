@@ -1,6 +1,7 @@
 """Smoke test of bench/serving.py on tiny sizes: a stand-in retrieval export (the signatures
 and variable the benchmark reads), a few hundred candidates, a few dozen queries."""
 
+import importlib.util
 import pathlib
 import re
 import subprocess
@@ -53,7 +54,7 @@ def test_serving_benchmark_prints_its_table(tmp_path):
     model, eval_dir = _stand_in(tmp_path)
     result = subprocess.run(
         [sys.executable, str(BENCH), "--model-dir", model, "--eval-dir", eval_dir,
-         "--candidates", "600", "--queries", "40", "--target-recall", "0.5"],
+         "--candidates", "600", "--queries", "40", "--target-recall", "0.5", "--clients", "2"],
         capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = re.findall(r"^\| (brute force \(pure TF\)|ScaNN, [a-zA-Z ]+) \| "
@@ -64,6 +65,7 @@ def test_serving_benchmark_prints_its_table(tmp_path):
     assert float(recall["brute force (pure TF)"]) == 1.0  # exact is exact
     assert float(recall["ScaNN, tuned"]) > 0.3
     assert "600 candidates, 40 real queries" in result.stdout
+    assert "| 2 clients q/s | × BF |" in result.stdout
     assert "ScaNN, tuned: {" in result.stdout
     assert "ScaNN, pipeline defaults: {" in result.stdout
     assert re.search(r"^\| no search \(call floor\) \| - \| [\d.]+ \|", result.stdout, re.M)
@@ -71,3 +73,25 @@ def test_serving_benchmark_prints_its_table(tmp_path):
                      result.stdout)
     shares = re.search(r"^\| recall \| (.*) \|$", result.stdout, re.M).group(1).split(" | ")
     assert len(shares) == 5 and float(shares[-1]) >= float(shares[0])  # more leaves, more found
+
+
+def test_one_by_one_pads_short_results_with_an_id_no_candidate_has():
+    import scann
+
+    spec = importlib.util.spec_from_file_location("bench_serving", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = np.random.default_rng(0)
+    candidates = rng.standard_normal((600, 8)).astype(np.float32)
+    queries = rng.standard_normal((20, 8)).astype(np.float32)
+    # 200 leaves of about 3 candidates, one searched: fewer than K found for most queries.
+    searcher = (scann.scann_ops_pybind.builder(candidates, bench.K, "dot_product")
+                .tree(num_leaves=200, num_leaves_to_search=1, training_sample_size=600)
+                .score_brute_force().build())
+    ids = bench.one_by_one(searcher, queries)
+    assert ids.shape == (20, bench.K)
+    short = (ids == -1).any(axis=1)
+    assert short.any()
+    for row, q in enumerate(queries):
+        found = searcher.search(q)[0]
+        assert ids[row, :len(found)].tolist() == found.tolist()
