@@ -249,7 +249,7 @@ def tune(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
                     .score_ah(2)
                     .reorder(100).build())
         log(f"  tuning: tree of {leaves} leaves built in {time.monotonic() - started:.1f}s")
-        for fraction in (0.01, 0.02, 0.04, 0.08, 0.12, 0.16, 0.24, 0.32):
+        for fraction in (0.01, 0.02, 0.04, 0.08, 0.12, 0.16, 0.20, 0.24, 0.32):
             search = max(1, int(round(leaves * fraction)))
             for reorder in (100, 250, 500, 1000):
                 started = time.perf_counter()
