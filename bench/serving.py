@@ -14,14 +14,14 @@ pipeline's index gate uses) for ``--queries`` real user queries (the query tower
 users and times), single-query latency p50/p99, batch throughput, resident memory; plus index
 build time and SavedModel size. Single queries are measured two ways: one client calling one
 query at a time (latency, and its inverse as q/s), and ``--clients`` clients (default: one per
-core) each calling single queries at once, as requests reach a loaded server. "Tuned" is
-chosen on half of the queries (the fastest search setting whose recall clears the target by a
-margin) and graded on the other half. Prints one markdown table with ratios against brute
-force, with a last row that calls a SavedModel of the same signature doing no search (the
-per-call floor every index pays in this harness). Then where a single query's time goes: that
-floor, ScaNN's own searcher at the tuned settings without TensorFlow, the resulting ceiling on
-the ratio, and the recall reachable per share of leaves searched when those leaves are scored
-exactly.
+core) each calling single queries at once, as requests reach a loaded server. "Tuned" is chosen
+on half of the queries (the fastest search setting, timed one query per call, whose recall
+clears the target by a margin) and graded on the other half. Prints one markdown table with
+ratios against brute force, with a last row that calls a SavedModel of the same signature doing
+no search (the per-call floor every index pays in this harness). Then where a single query's
+time goes: that floor, ScaNN's own searcher at the tuned settings without TensorFlow, the
+resulting ceiling on the ratio, and the recall reachable per share of leaves searched when
+those leaves are scored exactly.
 """
 
 from __future__ import annotations
@@ -228,9 +228,23 @@ def save_scann(candidates: np.ndarray, settings: dict, path: str) -> float:
     return built
 
 
+LEAF_SHARES = (0.04, 0.08, 0.12, 0.16, 0.24)
+
+
+def one_by_one(searcher, queries: np.ndarray, **settings) -> np.ndarray:
+    """[queries, K] ids from ScaNN's searcher, one query per call; -1 where the leaves searched
+    held fewer than K candidates (``search_batched`` pads those rows with id 0 instead)."""
+    ids = np.full((len(queries), K), -1, np.int64)
+    for row, q in enumerate(queries):
+        found = searcher.search(q, **settings)[0][:K]
+        ids[row, :len(found)] = found
+    return ids
+
+
 def tune(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
-         target: float, margin: float = 0.01) -> dict:
-    """The fastest (leaves searched, reordering) on ``queries`` with recall >= target+margin.
+         target: float, margin: float = 0.01) -> tuple[dict, object]:
+    """The fastest (leaves searched, reordering) on ``queries`` with recall >= target+margin,
+    timed one query per call as a server gets them, and the ScaNN searcher it was found on.
 
     One tree per leaf count; the search settings vary per call on the built searcher.
     """
@@ -238,7 +252,7 @@ def tune(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
 
     from recsys_pipeline.trainer.index import recall_at_k
 
-    best = None
+    best, best_searcher = None, None
     leaf_counts = sorted({max(2, int(round(2 * np.sqrt(len(candidates))))),
                           max(2, int(round(np.sqrt(len(candidates)))))})
     for leaves in leaf_counts:
@@ -253,52 +267,39 @@ def tune(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
             search = max(1, int(round(leaves * fraction)))
             for reorder in (100, 250, 500, 1000):
                 started = time.perf_counter()
-                ids, _ = searcher.search_batched(queries, leaves_to_search=search,
-                                                 pre_reorder_num_neighbors=reorder)
+                ids = one_by_one(searcher, queries, leaves_to_search=search,
+                                 pre_reorder_num_neighbors=reorder)
                 seconds = time.perf_counter() - started
                 recall = recall_at_k(ids, exact, K)
                 if recall >= target + margin and (best is None or seconds < best["seconds"]):
                     best = {"num_leaves": leaves, "num_leaves_to_search": search,
                             "num_reordering_candidates": reorder, "seconds": seconds,
                             "tuning_recall": recall}
+                    best_searcher = searcher
         log(f"  tuning: best so far {best}")
     if best is None:
         raise SystemExit(f"no setting reached recall {target + margin} on the tuning queries")
-    return best
+    return best, best_searcher
 
 
-LEAF_SHARES = (0.04, 0.08, 0.12, 0.16, 0.24)
-
-
-def one_by_one(searcher, queries: np.ndarray, **settings) -> np.ndarray:
-    """[queries, K] ids from ScaNN's searcher, one query per call; -1 where the leaves searched
-    held fewer than K candidates (``search_batched`` pads those rows with id 0 instead)."""
-    ids = np.full((len(queries), K), -1, np.int64)
-    for row, q in enumerate(queries):
-        found = searcher.search(q, **settings)[0][:K]
-        ids[row, :len(found)] = found
-    return ids
-
-
-def limits(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
+def limits(searcher, candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
            tuned: dict) -> dict:
     """What bounds ScaNN's single-query time here, measured without TensorFlow.
 
-    ``raw``: ScaNN's own searcher (pybind) at the tuned settings, one query per call.
-    ``partition_recall``: recall@k when the leaves searched are scored *exactly* (no
-    quantization error) -- the best any search of that share of the leaves can do.
+    ``raw``: ScaNN's own searcher (pybind; the one ``tune`` chose on) at the tuned settings,
+    one query per call. ``partition_recall``: recall@k when the leaves searched are scored
+    *exactly* (no quantization error) -- the best any search of that share of the leaves can
+    do.
     """
     import scann
 
     from recsys_pipeline.trainer.index import recall_at_k
 
     leaves = tuned["num_leaves"]
-    searcher = (scann.scann_ops_pybind.builder(candidates, K, "dot_product")
-                .tree(num_leaves=leaves, num_leaves_to_search=tuned["num_leaves_to_search"],
-                      training_sample_size=min(len(candidates), 100_000))
-                .score_ah(2).reorder(tuned["num_reordering_candidates"]).build())
+    settings = {"leaves_to_search": tuned["num_leaves_to_search"],
+                "pre_reorder_num_neighbors": tuned["num_reordering_candidates"]}
     started = time.perf_counter()
-    ids = one_by_one(searcher, queries)
+    ids = one_by_one(searcher, queries, **settings)
     raw_ms = 1000 * (time.perf_counter() - started) / len(queries)
     raw = {"ms": raw_ms, "recall": recall_at_k(ids, exact, K)}
     log(f"  limits: ScaNN without TensorFlow {raw}")
@@ -335,9 +336,6 @@ def directory_mb(path: str) -> float:
                for f in fs) / 2**20
 
 
-NOOP = "no search (call floor)"
-
-
 def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
         workdir: str, clients: int) -> tuple[list[dict], dict]:
     """Builds and measures the indexes; returns one row per method, and ``limits``."""
@@ -351,35 +349,37 @@ def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
     exact = exact_top_k(queries, candidates, K)
     log(f"exact top-{K} in numpy: {time.monotonic() - started:.1f}s")
     tuning, grading = np.arange(0, len(queries), 2), np.arange(1, len(queries), 2)
-    tuned = tune(candidates, queries[tuning], exact[tuning], target)
+    tuned, searcher = tune(candidates, queries[tuning], exact[tuning], target)
     keys = ("num_leaves", "num_leaves_to_search", "num_reordering_candidates")
     # The pipeline's [index] defaults at this size (before its automatic widening).
     defaults = IndexParams(k=K, recall_k=K).resolved(len(candidates))
+    # (row name, kind, ScaNN settings): brute force first (the ratios' base), the no-search
+    # floor last.
     methods = [
-        ("brute force (pure TF)", None),
-        ("ScaNN, TFRS defaults", {}),
-        ("ScaNN, pipeline defaults", {k: defaults[k] for k in keys}),
-        ("ScaNN, tuned", {k: tuned[k] for k in keys}),
-        (NOOP, "noop"),
+        ("brute force (pure TF)", "brute_force", None),
+        ("ScaNN, TFRS defaults", "scann", {}),
+        ("ScaNN, pipeline defaults", "scann", {k: defaults[k] for k in keys}),
+        ("ScaNN, tuned", "scann", {k: tuned[k] for k in keys}),
+        ("no search (call floor)", "noop", None),
     ]
     rows = []
-    for name, settings in methods:
-        path = os.path.join(workdir, name.split(",")[0].split()[0] + str(len(rows)))
+    for name, kind, settings in methods:
+        path = os.path.join(workdir, f"{kind}{len(rows)}")
         log(f"{name}: building ...")
-        if settings == "noop":
-            build, settings = save_noop(candidates.shape[1], path), None
-        elif settings is None:
+        if kind == "noop":
+            build = save_noop(candidates.shape[1], path)
+        elif kind == "brute_force":
             build = save_brute_force(candidates, path)
         else:
             build = save_scann(candidates, settings, path)
         log(f"{name}: built in {build:.1f}s; measuring in a fresh process ...")
         stats, ids = measure(path, queries, clients)
-        recall = (recall_at_k(ids[grading], exact[grading], K) if name != NOOP
+        recall = (recall_at_k(ids[grading], exact[grading], K) if kind != "noop"
                   else float("nan"))
-        rows.append({"method": name, "settings": settings, "recall": recall,
+        rows.append({"method": name, "kind": kind, "settings": settings, "recall": recall,
                      "build_s": build, "size_mb": directory_mb(path), **stats})
         shutil.rmtree(path, ignore_errors=True)
-    return rows, limits(candidates, queries[grading], exact[grading], tuned)
+    return rows, limits(searcher, candidates, queries[grading], exact[grading], tuned)
 
 
 def table(rows: list[dict], limit: dict, size: int, n_queries: int, clients: int) -> str:
@@ -401,7 +401,7 @@ def table(rows: list[dict], limit: dict, size: int, n_queries: int, clients: int
     for r in rows[2:]:
         if r["settings"]:
             lines += ["", f"{r['method']}: {json.dumps(r['settings'], sort_keys=True)}"]
-    floor = next(r for r in rows if r["method"] == NOOP)
+    floor = next(r for r in rows if r["kind"] == "noop")
     raw = limit["raw"]
     ceiling = base["p50_ms"] / (floor["p50_ms"] + raw["ms"])
     lines += ["", "Where a single query's time goes (same queries, same machine):", "",

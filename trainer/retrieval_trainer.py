@@ -17,7 +17,7 @@ import tensorflow as tf
 from recsys_pipeline.trainer import export, inputs, models
 from recsys_pipeline.trainer.common import (EpochProgress, TrainingData, load_training_data,
                                             training_metadata)
-from recsys_pipeline.trainer.hparams import (RetrievalHParams, from_custom_config)
+from recsys_pipeline.trainer.hparams import RetrievalHParams, from_custom_config
 
 MODEL_KIND = "retrieval"
 
