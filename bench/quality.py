@@ -393,7 +393,7 @@ class Sequences:
     test_context: np.ndarray
 
 
-def leave_last_out(data_dir: str, length: int, work: str) -> Sequences:
+def leave_last_out(data_dir: str, length: int, work: str, beam_args: list[str]) -> Sequences:
     """Every rating with its context from the product's Beam builder (``data/sequences.py``),
     read by the same validating reader ExampleGen uses."""
     import apache_beam as beam
@@ -403,7 +403,7 @@ def leave_last_out(data_dir: str, length: int, work: str) -> Sequences:
     dataset = movielens.detect_layout(data_dir)
     os.makedirs(work, exist_ok=True)
     out = os.path.join(work, f"contexts-{length}.jsonl")
-    with beam.Pipeline() as p:
+    with beam.Pipeline(argv=beam_args) as p:
         _ = (p | "Dataset" >> beam.Create([dataset])
              | "ReadRatings" >> beam.FlatMap(movielens.iter_ratings)
              | "Tuples" >> beam.Map(lambda r: (r.user_id, r.movie_id, r.rating, r.timestamp))
@@ -621,7 +621,7 @@ def main(argv=None) -> int:
         if args.context_length:
             seq_hp = dataclasses.replace(seq_hp, context_length=args.context_length)
         seq = leave_last_out(os.path.abspath(args.data_dir), seq_hp.context_length,
-                             os.path.join(work, "sequential"))
+                             os.path.join(work, "sequential"), base.beam.pipeline_args)
         per_seed = [sequential_seed(seq, seed, seq_hp, base.retrieval) for seed in seeds]
         print(f"\nSequential retrieval, leave-last-out ({len(seq.test.users)} users' last "
               f"ratings; context {seq_hp.context_length} movies; catalogue: movies rated in "

@@ -9,7 +9,8 @@ of the root DAG, in dependency order, it:
 2. gives each output artifact a URI under ``<pipeline_root>/<pipeline>/<run id>/<task>/``;
 3. builds the ``ExecutorInput`` JSON, substitutes it for ``{{$}}`` in the container's
    arguments and runs the container's command as a subprocess (in the current environment,
-   not the image: ``python`` is whatever is first on ``PATH``);
+   not the image: ``python`` is whatever is first on ``PATH``), with a temp directory of
+   its own that is removed when it ends, as a pod's ``/tmp`` is;
 4. reads the ``ExecutorOutput`` the step wrote and records its artifacts' metadata.
 
 Only what TFX's compiled pipelines use is implemented; anything else (``resolver`` or
@@ -25,6 +26,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from typing import Any, Callable, Mapping, Optional
@@ -179,11 +181,15 @@ def run_spec(spec: dict, pipeline_root: Optional[str] = None,
             raise LaunchError(f"task {name}: {command[0]!r} is not on PATH")
         task_dir = os.path.join(run_dir, name)
         os.makedirs(task_dir, exist_ok=True)
-        task_env = {**env, **{e["name"]: e["value"] for e in container.get("env", [])}}
         log_path = os.path.join(task_dir, "task.log")
         progress(f"[{len(results) + 1}/{len(tasks)}] {name} ({container.get('image')})")
         start = time.monotonic()
-        with open(log_path, "wb") as log:
+        # A temp directory per task, gone when it ends, like a pod's /tmp: TFX's Beam
+        # executors leave a 41 MB sdist of TFX there every time.
+        with open(log_path, "wb") as log, \
+                tempfile.TemporaryDirectory(prefix=f"recsys-task-{name}-") as tmp:
+            task_env = {**env, "TMPDIR": tmp,
+                        **{e["name"]: e["value"] for e in container.get("env", [])}}
             code = subprocess.run([program] + command[1:], stdout=log,
                                   stderr=subprocess.STDOUT, env=task_env, cwd=task_dir).returncode
         seconds = time.monotonic() - start

@@ -114,10 +114,15 @@ class ServingConfig:
 class BeamConfig:
     """[beam] Apache Beam settings for every Beam-using component."""
 
+    # Not Beam's default runner: with network access, Beam's DirectRunner downloads the
+    # Prism runner from GitHub on first use and runs there instead (falling back to the
+    # FnApiRunner offline), so the same run would execute differently on different machines.
     pipeline_args: list = knob(
-        ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+        ["--runner=FnApiRunner"],
         "Beam pipeline arguments, passed unchanged to every Beam-using component (e.g. "
-        "--runner=DataflowRunner --project=... --region=... --temp_location=gs://...).")
+        "--runner=DataflowRunner --project=... --region=... --temp_location=gs://...). The "
+        "default: Beam's FnApiRunner in this process, one worker, whether or not the machine "
+        "can reach GitHub (Beam's DirectRunner would fetch and use its Prism runner).")
 
 
 @dataclass

@@ -12,6 +12,7 @@ import dataclasses
 import fcntl
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -258,6 +259,68 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
     return "\n".join(lines)
 
 
+RUN_TEMP_PREFIX = "recsys-run-"
+RUN_TEMP_OWNER = ".owner.lock"
+
+
+def _remove_abandoned_run_temp_dirs(parent: str) -> None:
+    """Removes the temp directories of runs that were killed (kill -9, the OOM killer).
+
+    A live run holds an flock on its directory's owner file; the kernel drops it when the
+    run's process dies, however it dies. A directory without the file is still being set up.
+    """
+    for name in os.listdir(parent):
+        if not name.startswith(RUN_TEMP_PREFIX):
+            continue
+        path = os.path.join(parent, name)
+        try:
+            fd = os.open(os.path.join(path, RUN_TEMP_OWNER), os.O_RDONLY)
+        except OSError:  # no owner file yet, or not ours to read
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its run is alive
+        else:
+            # Best effort: another run's leftovers must never fail this run.
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def run_temp_dir() -> Iterator[str]:
+    """A temp directory for one run (``tempfile`` and ``$TMPDIR``), removed when it ends.
+
+    TFX and Beam leave files in the temp directory and never remove them: each Beam
+    component's executor builds a 41 MB sdist of TFX in a fresh ``mkdtemp()`` whenever Beam
+    arguments are set, the defaults included (``tfx/utils/dependency_utils.py``), and Beam
+    pipelines leave staging directories. Owned by the run, they go when it does, failed or
+    not; a killed run's directory goes at the start of the next run.
+    """
+    parent = tempfile.gettempdir()
+    _remove_abandoned_run_temp_dirs(parent)
+    temp = tempfile.TemporaryDirectory(prefix=RUN_TEMP_PREFIX, dir=parent)
+    fd = os.open(os.path.join(temp.name, RUN_TEMP_OWNER), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held for the run's life (released by the kernel on death)
+    saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = temp.name
+    try:
+        yield temp.name
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = saved_env
+        try:
+            temp.cleanup()  # still locked: no other run's sweep races this removal
+        except OSError as e:  # the run's outcome stands; the next run's sweep retries
+            logging.getLogger(__name__).warning(
+                "could not remove the run's temp directory %s: %s", temp.name, e)
+        os.close(fd)
+
+
 def run_pipeline(config: PipelineConfig, stream: TextIO = sys.stdout) -> RunSummary:
     """Runs the whole pipeline with LocalDagRunner; returns the MLMD summary of the run."""
     from tfx import v1 as tfx
@@ -272,7 +335,8 @@ def run_pipeline(config: PipelineConfig, stream: TextIO = sys.stdout) -> RunSumm
     absl_logger = logging.getLogger("absl")
     absl_logger.addHandler(progress)
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        with run_temp_dir():
+            tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
         absl_logger.removeHandler(progress)
     summary = summarize_run(config, node_ids, progress.seconds)

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny MovieLens datasets written by the tests, in all three layouts."""
+"""Shared fixtures: tiny MovieLens datasets written by the tests, in all three layouts, and
+Beam pipelines on the product's runner."""
 
 import os
 import pathlib
@@ -9,6 +10,15 @@ import pytest
 import recsys_pipeline  # noqa: F401  (selects Keras 2 before any test imports TensorFlow)
 
 ML100K_GENRE = "unknown|0\nAction|1\nComedy|2\n"
+
+
+def beam_pipeline():
+    """A Beam pipeline on the runner the product's components use (``[beam]`` defaults)."""
+    import apache_beam as beam
+
+    from recsys_pipeline.pipeline.config import PipelineConfig
+
+    return beam.Pipeline(argv=PipelineConfig().beam.pipeline_args)
 
 
 def write(path: pathlib.Path, text: str, encoding: str = "utf-8") -> pathlib.Path:

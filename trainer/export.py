@@ -211,7 +211,7 @@ class ScannExport(tf.Module):
 
     With ``exclude_rated`` the index returns more than ``k`` candidates (enough to cover the
     most movies any train user rated); the user's rated movies are dropped from them and the
-    best ``k`` of the rest are served.
+    best ``k`` of the rest are served. Places the search could not fill score -inf.
     """
 
     def __init__(self, base: Any, index: tf.keras.layers.Layer, k: int,
@@ -231,6 +231,14 @@ class ScannExport(tf.Module):
     def serve(self, user_id, timestamp):
         query = self.base.query_embedding(user_id, timestamp)
         scores, rows = self.index(query["embedding"])
+        # ScaNN pads a short result (the leaves searched hold fewer movies than asked for)
+        # with row 0 and a NaN score, and cuts the batch to its longest result. NaN has no
+        # defined place in top_k's order: padding gets -inf, this signature's mark for "no
+        # movie", and the width of k.
+        scores = tf.where(tf.math.is_nan(scores), tf.constant(-np.inf, scores.dtype), scores)
+        short = tf.maximum(self._k - tf.shape(scores)[1], 0)
+        scores = tf.pad(scores, [[0, 0], [0, short]], constant_values=-np.inf)
+        rows = tf.pad(rows, [[0, 0], [0, short]])
         if self._exclude:
             # Membership of each returned row in the user's rated movies, by binary search on
             # (request, movie) keys: O(k log rated) per request, never O(catalogue).

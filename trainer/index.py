@@ -92,11 +92,22 @@ def build_scann(embeddings: np.ndarray, settings: dict[str, int]):
     return layer
 
 
-def _recall(layer, queries: np.ndarray, embeddings: np.ndarray, k: int) -> float:
+def scann_top_k(layer, queries: np.ndarray, k: int) -> np.ndarray:
+    """Row ids of a ScaNN layer's top-k per query; -1 where it found fewer than k.
+
+    When the leaves searched hold fewer than k candidates, ScaNN pads the result with row 0
+    and a NaN score, and cuts the batch to its longest result: read as returned, the padding
+    would count as finding row 0.
+    """
     import tensorflow as tf
 
-    _, approximate = layer(tf.constant(queries), k=k)
-    return recall_at_k(approximate.numpy(), exact_top_k(queries, embeddings, k), k)
+    scores, ids = layer(tf.constant(queries), k=k)
+    ids = np.where(np.isnan(scores.numpy()), -1, ids.numpy())
+    return np.pad(ids, ((0, 0), (0, k - ids.shape[1])), constant_values=-1)
+
+
+def _recall(layer, queries: np.ndarray, embeddings: np.ndarray, k: int) -> float:
+    return recall_at_k(scann_top_k(layer, queries, k), exact_top_k(queries, embeddings, k), k)
 
 
 def single_query_latency_ms(layer, queries: np.ndarray, embeddings: np.ndarray, k: int,

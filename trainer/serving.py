@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any, Optional
 
@@ -226,18 +227,20 @@ class Recommender:
             user_id=tf.constant([user_id]), timestamp=tf.constant([when], tf.int64))
         known = bool(retrieved["known_user"].numpy()[0])
         if known:
-            ids = [m.decode() for m in retrieved["movie_ids"].numpy()[0]]
-            titles = [t.decode("utf-8", "replace") for t in retrieved["movie_titles"].numpy()[0]]
-            scores = [float(s) for s in retrieved["scores"].numpy()[0]]
+            found = [(m.decode(), t.decode("utf-8", "replace"), float(s)) for m, t, s in zip(
+                retrieved["movie_ids"].numpy()[0], retrieved["movie_titles"].numpy()[0],
+                retrieved["scores"].numpy()[0], strict=True)
+                if math.isfinite(s)]  # -inf marks places the search left unfilled
         else:
-            popular = self.metadata["popular"][:serving_k]
-            ids = [p["movie_id"] for p in popular]
-            titles = [p["title"] for p in popular]
-            scores = [None] * len(ids)
-        ratings = self._ranking.signatures["serving_default"](
-            user_id=tf.constant([user_id] * len(ids)), movie_id=tf.constant(ids))
-        ratings = [float(r) for r in ratings["rating"].numpy()]
-        items = [Recommendation(*row) for row in zip(ids, titles, scores, ratings, strict=True)]
+            found = [(p["movie_id"], p["title"], None)
+                     for p in self.metadata["popular"][:serving_k]]
+        ratings = []
+        if found:
+            served = self._ranking.signatures["serving_default"](
+                user_id=tf.constant([user_id] * len(found)),
+                movie_id=tf.constant([f[0] for f in found]))
+            ratings = served["rating"].numpy().reshape(-1).tolist()
+        items = [Recommendation(*f, float(r)) for f, r in zip(found, ratings, strict=True)]
         if known:
             items.sort(key=lambda r: -r.predicted_rating)
         return Recommendations(user_id, known, items[:k], dict(self.version_dirs))

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from recsys_pipeline.pipeline.config import PipelineConfig
 from tests.conftest import make_ml100k, write_subset
 
 BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench" / "quality.py"
@@ -53,7 +54,8 @@ def test_leave_last_out_holds_out_each_users_latest_rating(quality, tmp_path):
     # u1: m1 at t=10, m3 at t=30, m2 at t=20 -> m3 is held out with context [m1, m2].
     data = make_ml100k(tmp_path, "1\t1\t5\t10\n1\t3\t3\t30\n1\t2\t4\t20\n"
                                  "2\t3\t4\t5\n2\t1\t2\t6\n")
-    seq = quality.leave_last_out(str(data), 2, str(tmp_path / "work"))
+    seq = quality.leave_last_out(str(data), 2, str(tmp_path / "work"),
+                                 PipelineConfig().beam.pipeline_args)
     held_out = dict(zip(seq.test.users, zip(seq.test.movies, map(tuple, seq.test_context),
                                             strict=True), strict=True))
     assert held_out == {"1": ("3", ("1", "2")), "2": ("1", ("", "3"))}

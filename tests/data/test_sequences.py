@@ -6,6 +6,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from recsys_pipeline.data import sequences
 from recsys_pipeline.data.sequences import PADDING as P
+from tests.conftest import beam_pipeline
 
 # u1 rated out of file order; m3 and m4 were rated in the same second.
 HISTORY = [(50, "m5", 4.0), (10, "m1", 5.0), (30, "m3", 3.0), (20, "m2", 1.0), (30, "m4", 2.0)]
@@ -52,7 +53,7 @@ def test_beam_groups_by_user_and_keeps_users_apart():
                 for user, history in [("u1", HISTORY), ("u2", [(5, "m9", 2.0), (15, "m1", 3.0)])]
                 for r in sequences.user_contexts(user, history, 2)]
     assert ("u2", "m1", (P, "m9"), True) in expected  # u1's movies never reach u2's context
-    with beam.Pipeline() as p:
+    with beam_pipeline() as p:
         out = (p | beam.Create(ratings) | sequences.BuildContexts(2)
                | beam.Map(lambda r: (r["user_id"], r["movie_id"], tuple(r["context"]),
                                      r["is_last"])))

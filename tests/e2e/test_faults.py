@@ -51,9 +51,10 @@ def _config(path, extra=""):
     return str(path)
 
 
-def _run(out, data, config):
+def _run(out, data, config, env=None):
     result = subprocess.run([RECSYS, "run", "--output-dir", str(out), "--data-dir", str(data),
-                             "--config", config], capture_output=True, text=True, timeout=900)
+                             "--config", config], capture_output=True, text=True, timeout=900,
+                            env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return dict(re.findall(r"^  (\w+)\s+(ran|cached|failed|not run)\s", result.stdout,
                            flags=re.M))
@@ -74,12 +75,12 @@ def baseline(real_ml100k, tmp_path_factory):
     return root, out, served
 
 
-def _kill_at(point, out, data, config, markers):
+def _kill_at(point, out, data, config, markers, env=None):
     markers.mkdir(exist_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.faults", point, str(markers), "run", "--output-dir",
          str(out), "--data-dir", str(data), "--config", config],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + 600
     while not (markers / point).exists():
         if process.poll() is not None:
@@ -148,10 +149,16 @@ def test_kill_9_leaves_served_versions_and_a_rerun_recovers(baseline, real_ml100
     config = tmp_path / "scenario.toml"
     config.write_text(text)
 
-    _kill_at(point, out, data, str(config), tmp_path / "markers")
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(system_tmp)}
+    _kill_at(point, out, data, str(config), tmp_path / "markers", env)
     _assert_only_complete_blessed_versions(out, served)
+    assert [p.name.startswith("recsys-run-") for p in system_tmp.iterdir()] == [True]
 
-    statuses = _run(out, data, str(config))  # the killed run's lock is gone with it
+    statuses = _run(out, data, str(config), env)  # the killed run's lock is gone with it
+    # ... and so is its temp directory (TFX's sdists of itself in it), swept by the rerun.
+    assert list(system_tmp.iterdir()) == []
     for name in ran:
         assert statuses[name] == "ran", (name, statuses)
     for name in cached:

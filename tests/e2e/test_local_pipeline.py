@@ -33,10 +33,12 @@ MODEL_COMPONENTS = ["RetrievalTrainer", "RetrievalBaseline", "RetrievalEvaluator
 COMPONENTS = DATA_COMPONENTS + MODEL_COMPONENTS
 
 
-def _recsys(*args, data_dir=None):
+def _recsys(*args, data_dir=None, tmp_dir=None):
     env = dict(os.environ)
     if data_dir is not None:
         env["RECSYS_DATA_DIR"] = str(data_dir)
+    if tmp_dir is not None:
+        env["TMPDIR"] = str(tmp_dir)
     return subprocess.run([RECSYS, *args], capture_output=True, text=True, env=env,
                           timeout=1200)
 
@@ -55,11 +57,23 @@ def _models(stdout):
 
 
 @pytest.fixture(scope="module")
-def first_run(real_ml100k, tmp_path_factory):
+def first_run_tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("system-tmp")
+
+
+@pytest.fixture(scope="module")
+def first_run(real_ml100k, tmp_path_factory, first_run_tmp):
     out = tmp_path_factory.mktemp("run") / "outputs"
-    result = _recsys("run", "--output-dir", str(out), data_dir=real_ml100k)
+    result = _recsys("run", "--output-dir", str(out), data_dir=real_ml100k,
+                     tmp_dir=first_run_tmp)
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result
+
+
+def test_first_run_leaves_nothing_in_the_temp_dir(first_run, first_run_tmp):
+    # TFX builds a 41 MB sdist of itself per Beam component and Beam leaves staging
+    # directories; the run's own temp directory takes them with it.
+    assert sorted(p.name for p in first_run_tmp.iterdir()) == []
 
 
 def test_first_run_executes_every_component_and_prints_outputs(first_run, real_ml100k):

@@ -56,6 +56,19 @@ def test_failing_task_reports_its_log(tmp_path):
         run_spec(spec, pipeline_root=str(tmp_path), progress=lambda _: None)
 
 
+def test_each_task_gets_a_temp_dir_that_goes_with_it(tmp_path, monkeypatch):
+    # Like a pod's /tmp: what a step leaves in its temp directory (TFX's sdist of itself, in
+    # every Beam step) is gone when the step ends, and never lands in the machine's.
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "machine-tmp"))
+    (tmp_path / "machine-tmp").mkdir()
+    spec = _one_task_spec({"container": {"image": "i", "command": [
+        sys.executable, "-c", "import tempfile; print('TMP', tempfile.mkdtemp())"]}})
+    [result] = run_spec(spec, pipeline_root=str(tmp_path / "root"), progress=lambda _: None)
+    left = pathlib.Path(result.log_path).read_text().split("TMP ")[1].strip()
+    assert "recsys-task-t-" in left and not os.path.exists(left)
+    assert list((tmp_path / "machine-tmp").iterdir()) == []
+
+
 def test_remote_pipeline_root_is_refused():
     with pytest.raises(LaunchError, match="local pipeline root"):
         run_spec(_one_task_spec({}), pipeline_root="gs://bucket/root")

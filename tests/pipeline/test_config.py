@@ -121,3 +121,20 @@ def test_rendered_toml_loads_back_to_the_same_config(tmp_path):
     path.write_text(render_toml(config))
     assert load_config(str(path)) == config
     assert "# Seed of the random split." in path.read_text()
+
+
+
+def test_default_beam_arguments_run_beam_in_process_without_fetching_a_runner(caplog):
+    # Beam's DirectRunner tries to download its Prism runner from GitHub and runs there when
+    # it can: the defaults name the runner every measurement here used.
+    import logging
+
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    caplog.set_level(logging.INFO)
+    with beam.Pipeline(argv=PipelineConfig().beam.pipeline_args) as p:
+        counted = p | beam.Create([1, 2, 3]) | beam.combiners.Count.Globally()
+        assert_that(counted, equal_to([3]))
+    assert "prism" not in caplog.text.lower()
+    assert "Creating state cache" in caplog.text  # the FnApiRunner's worker ran it

@@ -16,6 +16,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, sche
 
 from recsys_pipeline.transform import features as F
 from recsys_pipeline.transform.preprocessing import preprocessing_fn
+from tests.conftest import beam_pipeline
 
 GENRES = ["Action", "Comedy", "Drama", "Horror"]
 BASE = 880_000_000
@@ -90,7 +91,7 @@ def tiny(tmp_path_factory) -> TinyArtifacts:
     rows = ratings()
     train, evaluation = rows[: int(len(rows) * 0.8)], rows[int(len(rows) * 0.8):]
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
-    with beam.Pipeline() as p, tft_beam.Context(temp_dir=str(root / "tmp")):
+    with beam_pipeline() as p, tft_beam.Context(temp_dir=str(root / "tmp")):
         fn = lambda inputs: preprocessing_fn(inputs, {"timestamp_buckets": 4})  # noqa: E731
         (out_train, _), transform_fn = (
             (p | "train" >> beam.Create(train), metadata)

@@ -13,6 +13,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from recsys_pipeline.transform import features as F
 from recsys_pipeline.transform.preprocessing import preprocessing_fn, title_tokens
+from tests.conftest import beam_pipeline
 
 BASE = 880_000_000  # Unix seconds in 1997, like MovieLens 100K: float32 would lose minutes
 ROWS = [
@@ -51,7 +52,7 @@ SPEC = {
 def transformed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tft")
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(SPEC))
-    with beam.Pipeline() as p, tft_beam.Context(temp_dir=str(tmp / "tmp")):
+    with beam_pipeline() as p, tft_beam.Context(temp_dir=str(tmp / "tmp")):
         raw = p | beam.Create([_raw(r) for r in ROWS])
         (out, _), transform_fn = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
             lambda inputs: preprocessing_fn(inputs, {"timestamp_buckets": 4}))
@@ -133,7 +134,7 @@ def test_layout_without_demographics_skips_their_vocabularies(tmp_path):
     spec = {k: v for k, v in SPEC.items() if k not in F.DEMOGRAPHIC_FEATURES}
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
     rows = [{k: v for k, v in _raw(r).items() if k in spec} for r in ROWS]
-    with beam.Pipeline() as p, tft_beam.Context(temp_dir=str(tmp_path)):
+    with beam_pipeline() as p, tft_beam.Context(temp_dir=str(tmp_path)):
         (out, meta), _ = (p | beam.Create(rows), metadata) | tft_beam.AnalyzeAndTransformDataset(
             lambda inputs: preprocessing_fn(inputs, {"timestamp_buckets": 2}))
     names = set(meta.dataset_metadata.schema.feature[i].name

@@ -1,0 +1,41 @@
+"""The Recommender over pushed versions, loaded as TF Serving loads them."""
+
+import math
+import shutil
+
+from recsys_pipeline.trainer import index, ranking_trainer, serving
+from recsys_pipeline.trainer.common import load_training_data
+from recsys_pipeline.trainer.hparams import RankingHParams
+
+
+def _push(export_dir, serving_dir, name):
+    version = serving_dir / name / "1"
+    shutil.copytree(export_dir, version)
+    (version / "assets.extra").mkdir(exist_ok=True)
+    (version / "assets.extra" / serving.PUSH_RECORD).write_text("{}")
+
+
+def test_recommend_lists_only_movies_the_search_found(retrieval, tiny, tmp_path):
+    # One of ten two-movie leaves searched: the index fills fewer than k=5 places, and the
+    # unfilled ones (score -inf, row 0's movie) must not be re-ranked into the list.
+    _, path, _ = retrieval
+    users = sorted({r["user_id"].decode() for r in tiny.raw_train_rows})
+    params = index.IndexParams(k=5, recall_k=3, num_leaves=10, num_leaves_to_search=1)
+    index.build_scann_export(path, str(tmp_path / "scann"), params, users,
+                             [880_000_000] * len(users))
+    data = load_training_data(tiny.transform_dir, tiny.train_files, tiny.catalogue_dir)
+    model, _, _ = ranking_trainer.train(data, RankingHParams(epochs=1, ensemble=1),
+                                        tiny.train_files, tiny.eval_files)
+    ranking_trainer.export_model(model, data, str(tmp_path / "ranking"), extra={})
+    served = tmp_path / "serving"
+    _push(tmp_path / "scann", served, serving.SCANN_MODEL)
+    _push(tmp_path / "ranking", served, serving.RANKING_MODEL)
+
+    recommender = serving.Recommender(str(served))
+    lists = [recommender.recommend(user, k=5, timestamp=880_000_000) for user in users]
+    assert all(r.known_user for r in lists)
+    assert min(len(r.items) for r in lists) < 5, [len(r.items) for r in lists]
+    for r in lists:
+        movies = [item.movie_id for item in r.items]
+        assert len(set(movies)) == len(movies), movies
+        assert all(math.isfinite(item.retrieval_score) for item in r.items), r.items
