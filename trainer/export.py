@@ -206,6 +206,19 @@ class RetrievalExport(tf.Module):
                 "evaluate": self.evaluate}
 
 
+def scann_results(scores: tf.Tensor, rows: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """A TFRS ScaNN layer's (scores, rows) with its padding scored -inf, k columns wide.
+
+    ScaNN pads a short result (the leaves searched hold fewer candidates than asked for) with
+    row 0 and a NaN score, and cuts the batch to its longest result. NaN has no defined place
+    in top_k's order; -inf is the exports' mark for "no movie".
+    """
+    scores = tf.where(tf.math.is_nan(scores), tf.constant(-np.inf, scores.dtype), scores)
+    short = tf.maximum(k - tf.shape(scores)[1], 0)
+    return (tf.pad(scores, [[0, 0], [0, short]], constant_values=-np.inf),
+            tf.pad(rows, [[0, 0], [0, short]]))
+
+
 class ScannExport(tf.Module):
     """``serving_default`` over a ScaNN index of a loaded RetrievalExport's catalogue.
 
@@ -230,15 +243,7 @@ class ScannExport(tf.Module):
     @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
     def serve(self, user_id, timestamp):
         query = self.base.query_embedding(user_id, timestamp)
-        scores, rows = self.index(query["embedding"])
-        # ScaNN pads a short result (the leaves searched hold fewer movies than asked for)
-        # with row 0 and a NaN score, and cuts the batch to its longest result. NaN has no
-        # defined place in top_k's order: padding gets -inf, this signature's mark for "no
-        # movie", and the width of k.
-        scores = tf.where(tf.math.is_nan(scores), tf.constant(-np.inf, scores.dtype), scores)
-        short = tf.maximum(self._k - tf.shape(scores)[1], 0)
-        scores = tf.pad(scores, [[0, 0], [0, short]], constant_values=-np.inf)
-        rows = tf.pad(rows, [[0, 0], [0, short]])
+        scores, rows = scann_results(*self.index(query["embedding"]), self._k)
         if self._exclude:
             # Membership of each returned row in the user's rated movies, by binary search on
             # (request, movie) keys: O(k log rated) per request, never O(catalogue).

@@ -93,17 +93,14 @@ def build_scann(embeddings: np.ndarray, settings: dict[str, int]):
 
 
 def scann_top_k(layer, queries: np.ndarray, k: int) -> np.ndarray:
-    """Row ids of a ScaNN layer's top-k per query; -1 where it found fewer than k.
-
-    When the leaves searched hold fewer than k candidates, ScaNN pads the result with row 0
-    and a NaN score, and cuts the batch to its longest result: read as returned, the padding
-    would count as finding row 0.
-    """
+    """Row ids of a ScaNN layer's top-k per query; -1 where it found fewer than k (read as
+    returned, ScaNN's padding would count as finding row 0: ``export.scann_results``)."""
     import tensorflow as tf
 
-    scores, ids = layer(tf.constant(queries), k=k)
-    ids = np.where(np.isnan(scores.numpy()), -1, ids.numpy())
-    return np.pad(ids, ((0, 0), (0, k - ids.shape[1])), constant_values=-1)
+    from recsys_pipeline.trainer import export
+
+    scores, ids = export.scann_results(*layer(tf.constant(queries), k=k), k)
+    return np.where(np.isneginf(scores.numpy()), -1, ids.numpy())
 
 
 def _recall(layer, queries: np.ndarray, embeddings: np.ndarray, k: int) -> float:
