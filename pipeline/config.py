@@ -257,6 +257,11 @@ class PipelineConfig:
                 raise bad(f"index.{key}", "must be 0 (automatic) or positive")
         if ix.recall_k > ix.k:
             raise bad("index.recall_k", f"({ix.recall_k}) must not exceed index.k ({ix.k})")
+        if 0 < ix.num_reordering_candidates < ix.k:
+            # ScaNN returns at most the candidates it rescores: the rest of k would be empty.
+            raise bad("index.num_reordering_candidates",
+                      f"({ix.num_reordering_candidates}) is below index.k ({ix.k}); the index "
+                      f"would return at most {ix.num_reordering_candidates} movies")
         kf = self.kubeflow
         if kf.target not in KUBEFLOW_TARGETS:
             raise bad("kubeflow.target", f"is {kf.target!r}; expected one of {KUBEFLOW_TARGETS}")

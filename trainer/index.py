@@ -37,7 +37,8 @@ class IndexParams:
         "(the other half grade it).")
     num_reordering_candidates: int = knob(
         0, "Candidates rescored exactly after the quantized search "
-        "(0 = the larger of 50 x recall_k and 4 x k).")
+        "(0 = the larger of 50 x recall_k and 4 x k; else at least k, since ScaNN returns "
+        "no more than it rescores).")
     dimensions_per_block: int = knob(2, "Asymmetric hashing: dimensions per quantized block.")
     training_iterations: int = knob(12, "k-means iterations when partitioning.")
     k: int = knob(100, "Movies the ScaNN serving signature returns.")

@@ -34,6 +34,7 @@ def test_every_knob_is_documented():
     ("[ranking]\nepochs = 0\n", "ranking.epochs"),
     ("[index]\nmin_recall = -0.1\n", "index.min_recall"),
     ("[index]\nrecall_k = 500\n", "index.recall_k"),
+    ("[index]\nnum_reordering_candidates = 20\n", "index.num_reordering_candidates"),
     ("[retrieval]\nhidden_layers = [64, \"x\"]\n", "retrieval.hidden_layers"),
     ("[ranking]\narchitecture = \"transformer\"\n", "ranking.architecture"),
     ("[ranking]\ncross_layers = 0\n", "ranking.cross_layers"),

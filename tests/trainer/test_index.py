@@ -89,36 +89,35 @@ def test_explicit_settings_are_not_tuned(retrieval, tiny, tmp_path):
 
 
 def test_short_results_are_padded_with_minus_one_not_row_zero():
-    # Twenty leaves of about three candidates and one searched: ScaNN cannot fill ten places
-    # and pads with row 0 (NaN score). Read raw, each padded place would be a hit on row 0.
+    # Three candidates rescored of ten asked for: ScaNN returns three and pads with row 0
+    # (NaN score). Read raw, each padded place would be a hit on row 0.
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(60, 8)).astype("float32")
-    settings = index.IndexParams(k=10, num_leaves=20, num_leaves_to_search=1).resolved(60)
+    settings = dict(index.IndexParams(k=10, num_leaves=4, num_leaves_to_search=4).resolved(60),
+                    num_reordering_candidates=3)
     layer = index.build_scann(embeddings, settings)
     found = index.scann_top_k(layer, rng.normal(size=(20, 8)).astype("float32"), 10)
     assert found.shape == (20, 10)
-    padded = found == -1
-    assert padded.any(), found
-    for row, pad in zip(found, padded, strict=True):
-        assert not pad[:(~pad).sum()].any()  # padding only after the results
-        assert len(set(row[~pad].tolist())) == (~pad).sum() and (row[~pad] >= 0).all()
+    assert (found[:, 3:] == -1).all(), found
+    for row in found[:, :3]:
+        assert len(set(row.tolist())) == 3 and (row >= 0).all(), found
 
 
 def test_scann_export_marks_unfilled_places_with_minus_inf(retrieval, tiny, tmp_path,
-                                                           fresh_signature):
-    # Ten leaves of two movies and one searched, k=5: the served result keeps its width k and
+                                                           fresh_signature, short_scann):
+    # Every search fills short_scann of k=5 places: the served result keeps its width k and
     # marks the places the search could not fill with -inf, never NaN (which top_k and
     # clients would rank first).
     _, path, _ = retrieval
     users = sorted({r["user_id"].decode() for r in tiny.raw_train_rows})
-    params = index.IndexParams(k=5, recall_k=3, num_leaves=10, num_leaves_to_search=1)
+    params = index.IndexParams(k=5, recall_k=3, num_leaves=4, num_leaves_to_search=4)
     out = tmp_path / "short"
     index.build_scann_export(path, str(out), params, users, [880_000_000] * len(users))
     got = fresh_signature(str(out), "serving_default", user_id=np.array(users, object),
                           timestamp=np.full(len(users), 880_000_000))
     scores = got["scores"]
     assert scores.shape == (len(users), 5) and not np.isnan(scores).any()
-    unfilled = np.isneginf(scores)
-    assert unfilled.any(), scores
-    for movies, empty in zip(got["movie_ids"], unfilled, strict=True):
-        assert len(set(movies[~empty].tolist())) == (~empty).sum()
+    assert np.isneginf(scores[:, short_scann:]).all(), scores
+    assert np.isfinite(scores[:, :short_scann]).all(), scores
+    for movies in got["movie_ids"][:, :short_scann]:
+        assert len(set(movies.tolist())) == short_scann
