@@ -1,5 +1,5 @@
-"""Shared fixtures: tiny MovieLens datasets written by the tests, in all three layouts, and
-Beam pipelines on the product's runner."""
+"""Shared fixtures: tiny MovieLens datasets written by the tests, in all three layouts, Beam
+pipelines on the product's runner, and a temp directory per test session."""
 
 import os
 import pathlib
@@ -8,8 +8,21 @@ import shutil
 import pytest
 
 import recsys_pipeline  # noqa: F401  (selects Keras 2 before any test imports TensorFlow)
+from recsys_pipeline.local_runner import run_temp_dir
 
 ML100K_GENRE = "unknown|0\nAction|1\nComedy|2\n"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_temp_dir(tmp_path_factory):
+    """The temp directory a ``recsys run`` gets, for the whole session (each xdist worker).
+
+    The tests' own Beam pipelines and TFDV calls leave staging directories and statistics
+    files in the temp directory, as a run's components do; they go with the session's.
+    """
+    tmp_path_factory.getbasetemp()  # pytest's own base stays where it was (kept for failures)
+    with run_temp_dir():
+        yield
 
 
 def beam_pipeline():
