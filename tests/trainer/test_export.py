@@ -256,3 +256,16 @@ def test_dcn_multitask_ranking_export_matches_the_in_memory_model(data, tiny, ev
                              movie_id=_raw(rows, F.MOVIE_ID))
     np.testing.assert_allclose(served["rating"], model(eval_batch).numpy(), rtol=1e-4,
                                atol=1e-4)
+
+
+def test_scann_results_score_the_padding_minus_inf_at_width_k():
+    # What the TFRS ScaNN layer returns when one query of a batch finds fewer candidates than
+    # the others: the batch cut to the longest result, the short row padded with row 0, NaN.
+    scores = tf.constant([[3.0, 2.0, np.nan], [5.0, 4.0, 1.0]])
+    rows = tf.constant([[7, 8, 0], [1, 2, 3]], tf.int64)
+    padded_scores, padded_rows = export.scann_results(scores, rows, 5)
+    ninf = -np.inf
+    np.testing.assert_array_equal(padded_scores.numpy(),
+                                  [[3, 2, ninf, ninf, ninf], [5, 4, 1, ninf, ninf]])
+    np.testing.assert_array_equal(padded_rows.numpy()[:, :3], [[7, 8, 0], [1, 2, 3]])
+    assert padded_rows.shape == (2, 5)
