@@ -69,7 +69,8 @@ def ScannIndexer(
         print(f"      tuning: {step['num_leaves_to_search']} of "
               f"{report['settings']['num_leaves']} leaves searched -> recall "
               f"{step['tuning_recall']:.4f} on the tuning queries", flush=True)
-    print(f"      ScaNN recall@{report['recall_k']} = {recall:.4f} on {report['queries']} held-out "
+    print(f"      ScaNN recall@{report['recall_k']} ({report['recall_of']}) = {recall:.4f} on "
+          f"{report['queries']} held-out "
           f"queries (bound {params.min_recall}), built in {report['build_seconds']:.2f}s; "
           f"one query {report['latency_ms']['scann']['p50']:.2f} ms (brute force "
           f"{report['latency_ms']['brute_force']['p50']:.2f} ms), median", flush=True)

@@ -313,7 +313,8 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
         latency = report.get("latency_ms", {})
         settings = report.get("settings", {})
         out.append(
-            f"<table id=index><tr><th>recall@{_e(report.get('recall_k', '?'))}</th>"
+            f"<table id=index><tr><th>recall@{_e(report.get('recall_k', '?'))} "
+            f"({_e(report.get('recall_of', 'index top-k'))})</th>"
             f"<td class=num>{_num(index.get('recall'))}</td><td>bound "
             f"{_e(index.get('min_recall', '-'))}</td></tr>")
         for method in ("scann", "brute_force"):

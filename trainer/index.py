@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -63,19 +63,43 @@ class IndexParams:
 
 
 def recall_at_k(approximate: np.ndarray, exact: np.ndarray, k: int) -> float:
-    """Mean share of each row's exact top-k found in its approximate top-k."""
+    """Mean share of each row's exact top-k found in its approximate top-k.
+
+    -1 marks "no movie" in either: a place the search left unfilled counts as a miss, and
+    exact places that hold no movie (a user with fewer than k unrated) are not counted.
+    """
     approximate, exact = approximate[:, :k], exact[:, :k]
-    found = [len(set(a.tolist()) & set(e.tolist()))
+    found = [len((set(a.tolist()) & set(e.tolist())) - {-1})
              for a, e in zip(approximate, exact, strict=True)]
-    return float(np.sum(found) / exact.size) if exact.size else float("nan")
+    total = int(np.sum(exact >= 0))
+    return float(np.sum(found) / total) if total else float("nan")
 
 
-def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
-    """Row indices of the k highest dot products per query (brute force, numpy)."""
+def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int,
+                excluded: Optional[list[np.ndarray]] = None) -> np.ndarray:
+    """Row indices of the k highest dot products per query (brute force, numpy).
+
+    ``excluded``: per query, rows it must not return (the user's rated movies, as served);
+    places left without a row are -1.
+    """
     scores = queries @ candidates.T
+    if excluded is not None:
+        for row, rows in zip(scores, excluded, strict=True):
+            row[rows] = -np.inf
     top = np.argpartition(-scores, kth=min(k, scores.shape[1] - 1), axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-    return np.take_along_axis(top, order, axis=1)
+    top = np.take_along_axis(top, order, axis=1)
+    return np.where(np.isneginf(np.take_along_axis(scores, top, axis=1)), -1, top)
+
+
+def without_excluded(found: np.ndarray, excluded: list[np.ndarray], k: int) -> np.ndarray:
+    """Each row's first k found rows that are not excluded, as the ScaNN export serves them
+    (-1 past the end)."""
+    out = np.full((len(found), k), -1, np.int64)
+    for i, (row, rows) in enumerate(zip(found, excluded, strict=True)):
+        kept = row[(row >= 0) & ~np.isin(row, rows)][:k]
+        out[i, :len(kept)] = kept
+    return out
 
 
 def build_scann(embeddings: np.ndarray, settings: dict[str, int]):
@@ -104,8 +128,24 @@ def scann_top_k(layer, queries: np.ndarray, k: int) -> np.ndarray:
     return np.where(np.isneginf(scores.numpy()), -1, ids.numpy())
 
 
-def _recall(layer, queries: np.ndarray, embeddings: np.ndarray, k: int) -> float:
-    return recall_at_k(scann_top_k(layer, queries, k), exact_top_k(queries, embeddings, k), k)
+def _recall(layer, queries: np.ndarray, embeddings: np.ndarray, k: int,
+            excluded: Optional[list[np.ndarray]], search_k: int) -> float:
+    """recall@k of what the export serves: with an exclusion list, the index's ``search_k``
+    results less the user's rated movies, against exact search over the unrated ones."""
+    if excluded is None:
+        return recall_at_k(scann_top_k(layer, queries, k), exact_top_k(queries, embeddings, k),
+                           k)
+    served = without_excluded(scann_top_k(layer, queries, search_k), excluded, k)
+    return recall_at_k(served, exact_top_k(queries, embeddings, k, excluded), k)
+
+
+def _excluded_rows(base: Any, user_ids: list[str]) -> list[np.ndarray]:
+    """Per request, the catalogue rows the export excludes for its user."""
+    import tensorflow as tf
+
+    pairs = base.rated_pairs(tf.constant(user_ids))["pairs"].numpy()  # sorted by request
+    bounds = np.searchsorted(pairs[:, 0], np.arange(len(user_ids) + 1))
+    return [pairs[bounds[i]:bounds[i + 1], 1] for i in range(len(user_ids))]
 
 
 def single_query_latency_ms(layer, queries: np.ndarray, embeddings: np.ndarray, k: int,
@@ -144,6 +184,11 @@ def single_query_latency_ms(layer, queries: np.ndarray, embeddings: np.ndarray, 
 AUTO_MARGIN = 0.02
 
 
+def _halves(items):
+    """(tuning, gating): alternate queries, or the same one twice if there is only one."""
+    return (items[0::2], items[1::2]) if len(items) > 1 else (items, items)
+
+
 def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
                        user_ids: list[str], timestamps: list[int]) -> dict[str, Any]:
     """Indexes the export at ``base_dir``, measures recall, saves the ScaNN export.
@@ -173,15 +218,20 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
             len(embeddings), max(settings["num_reordering_candidates"], settings["k"]))
     queries = base.query_embedding(tf.constant(user_ids), tf.constant(timestamps, tf.int64))
     queries = queries["embedding"].numpy()
-    tuning, gating = (queries[0::2], queries[1::2]) if len(queries) > 1 else (queries, queries)
+    tuning, gating = _halves(queries)
     k = min(params.recall_k, len(embeddings))
+    # With exclusion, recall is measured on what is served: the index's results less the
+    # user's rated movies, against exact search over the unrated ones (deeper in the index's
+    # ranking than its raw top-k).
+    tuning_excluded, gating_excluded = (_halves(_excluded_rows(base, user_ids)) if exclusion
+                                        else (None, None))
 
     started = time.monotonic()
     layer = build_scann(embeddings, settings)
     steps = []
     if not params.num_leaves_to_search:
         while True:
-            tuned = _recall(layer, tuning, embeddings, k)
+            tuned = _recall(layer, tuning, embeddings, k, tuning_excluded, settings["k"])
             steps.append({"num_leaves_to_search": settings["num_leaves_to_search"],
                           "tuning_recall": round(tuned, 4)})
             if (tuned >= params.min_recall + AUTO_MARGIN
@@ -191,11 +241,12 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
                 settings["num_leaves"], math.ceil(settings["num_leaves_to_search"] * 1.5))
             layer = build_scann(embeddings, settings)
     build_seconds = time.monotonic() - started
-    recall = _recall(layer, gating, embeddings, k)
+    recall = _recall(layer, gating, embeddings, k, gating_excluded, settings["k"])
     latency = single_query_latency_ms(layer, gating, embeddings, k)
 
     module = export.ScannExport(base, layer, k=serving_k, exclude_rated=bool(exclusion))
     report = {"settings": settings, "recall_k": k, "recall": recall, "tuning": steps,
+              "recall_of": "served, rated movies excluded" if exclusion else "index top-k",
               "queries": len(gating), "catalogue_size": len(embeddings),
               "build_seconds": round(build_seconds, 3), "latency_ms": latency}
     metadata = dict(metadata, kind="retrieval_scann", serving_k=serving_k, index=report)

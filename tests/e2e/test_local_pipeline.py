@@ -84,7 +84,7 @@ def test_first_run_executes_every_component_and_prints_outputs(first_run, real_m
         assert match and os.path.isdir(match.group(1)), result.stdout
     epochs = PipelineConfig().retrieval.epochs, PipelineConfig().ranking.epochs
     for name in ["[1/16]", "] Transform ...", f"retrieval epoch {epochs[0]}/{epochs[0]}",
-                 f"ranking epoch {epochs[1]}/{epochs[1]}", "ScaNN recall@10 ="]:
+                 f"ranking epoch {epochs[1]}/{epochs[1]}", "ScaNN recall@10 (index top-k) ="]:
         assert name in result.stdout  # progress per component, per epoch, for the index
 
 

@@ -224,15 +224,21 @@ def test_exclusion_ranks_the_eval_movie_among_unrated_movies_only(retrieval, exc
     assert (kept <= plain).all() and (kept < plain).any()
 
 
-def test_scann_export_with_exclusion_serves_no_rated_movie(excluding, tiny, tmp_path,
-                                                           fresh_signature):
+def _index_excluding(excluding, tiny, out, leaves_searched):
+    """(users, index report) of a four-leaf ScaNN export of the ``excluding`` model."""
     from recsys_pipeline.trainer import index
 
     users = sorted(u.decode() for u in _rated(tiny))
-    params = index.IndexParams(k=K, recall_k=3, num_leaves=4, num_leaves_to_search=4)
+    params = index.IndexParams(k=K, recall_k=3, num_leaves=4,
+                               num_leaves_to_search=leaves_searched)
+    return users, index.build_scann_export(excluding, str(out), params, users,
+                                           [880_000_000] * len(users))
+
+
+def test_scann_export_with_exclusion_serves_no_rated_movie(excluding, tiny, tmp_path,
+                                                           fresh_signature):
     out = tmp_path / "scann"
-    report = index.build_scann_export(excluding[0], str(out), params, users,
-                                      [880_000_000] * len(users))
+    users, report = _index_excluding(excluding[0], tiny, out, leaves_searched=4)
     # The index returns enough candidates to drop each user's rated movies from.
     assert report["settings"]["k"] == min(20, K + excluding[1]["exclude_rated"]["max_per_user"])
     got = fresh_signature(str(out), "serving_default", user_id=np.array(users, object),
@@ -240,6 +246,27 @@ def test_scann_export_with_exclusion_serves_no_rated_movie(excluding, tiny, tmp_
     assert got["movie_ids"].shape == (len(users), K)
     _assert_unrated([u.encode() for u in users], got, _rated(tiny), catalogue=20)
     assert export.read_metadata(str(out))["serving_k"] == K
+
+
+def test_scann_recall_with_exclusion_is_that_of_what_is_served(excluding, tiny, tmp_path,
+                                                                fresh_signature):
+    # The served top-k after exclusion comes from deeper in the index's ranking than its raw
+    # top-k: the gate's recall must be the served ScaNN list's against the served brute-force
+    # list, on the held-out (odd) queries.
+    out = tmp_path / "scann"
+    users, report = _index_excluding(excluding[0], tiny, out, leaves_searched=1)
+    assert report["recall_of"] == "served, rated movies excluded"
+    held_out = np.array(users[1::2], object)
+    request = {"user_id": held_out, "timestamp": np.full(len(held_out), 880_000_000)}
+
+    def top(served):
+        return [set(m[:3][np.isfinite(s[:3])])
+                for m, s in zip(served["movie_ids"], served["scores"], strict=True)]
+
+    approximate = top(fresh_signature(str(out), "serving_default", **request))
+    exact = top(fresh_signature(excluding[0], "serving_default", **request))
+    hits = sum(len(a & e) for a, e in zip(approximate, exact, strict=True))
+    assert report["recall"] == pytest.approx(hits / sum(len(e) for e in exact))
 
 
 def test_dcn_multitask_ranking_export_matches_the_in_memory_model(data, tiny, eval_batch,

@@ -20,6 +20,27 @@ def test_recall_at_k_counts_shared_ids_per_row():
     assert index.recall_at_k(np.array([[3, 9], [4, 8]]), exact, 1) == 0.5  # first column only
 
 
+def test_recall_at_k_reads_minus_one_as_no_movie():
+    # An unfilled place is a miss, and matches no exact place that holds no movie either.
+    exact = np.array([[1, 2, 3], [4, -1, -1]])
+    assert index.recall_at_k(np.array([[1, -1, -1], [4, -1, -1]]), exact, 3) == pytest.approx(
+        2 / 4)
+
+
+def test_exact_top_k_with_exclusion_skips_the_excluded_rows():
+    q = np.array([[1.0, 0.0], [0.0, 1.0]])
+    c = np.array([[3.0, 0.0], [2.0, 0.0], [1.0, 0.0], [0.0, 5.0]])
+    got = index.exact_top_k(q, c, 3, excluded=[np.array([0]), np.array([0, 1, 2])])
+    np.testing.assert_array_equal(got[0], [1, 2, 3])
+    np.testing.assert_array_equal(got[1], [3, -1, -1])  # one movie left unrated
+
+
+def test_without_excluded_keeps_the_search_order_of_the_rest():
+    found = np.array([[5, 2, 7, 1, -1], [3, 4, -1, -1, -1]])
+    got = index.without_excluded(found, [np.array([2, 1]), np.array([], np.int64)], 3)
+    np.testing.assert_array_equal(got, [[5, 7, -1], [3, 4, -1]])
+
+
 @pytest.mark.parametrize("size, leaves, search", [(1682, 41, 10), (1_000_000, 1000, 240),
                                                   (3, 2, 1)])
 def test_automatic_settings_scale_with_the_catalogue(size, leaves, search):
