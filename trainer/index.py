@@ -128,15 +128,16 @@ def scann_top_k(layer, queries: np.ndarray, k: int) -> np.ndarray:
     return np.where(np.isneginf(scores.numpy()), -1, ids.numpy())
 
 
-def _recall(layer, queries: np.ndarray, embeddings: np.ndarray, k: int,
+def _recall(layer, queries: np.ndarray, exact: np.ndarray, k: int,
             excluded: Optional[list[np.ndarray]], search_k: int) -> float:
-    """recall@k of what the export serves: with an exclusion list, the index's ``search_k``
-    results less the user's rated movies, against exact search over the unrated ones."""
+    """recall@k of what the export serves against ``exact`` (``exact_top_k`` with the same
+    exclusion): with an exclusion list, the index's ``search_k`` results less the user's
+    rated movies."""
     if excluded is None:
-        return recall_at_k(scann_top_k(layer, queries, k), exact_top_k(queries, embeddings, k),
-                           k)
-    served = without_excluded(scann_top_k(layer, queries, search_k), excluded, k)
-    return recall_at_k(served, exact_top_k(queries, embeddings, k, excluded), k)
+        found = scann_top_k(layer, queries, k)
+    else:
+        found = without_excluded(scann_top_k(layer, queries, search_k), excluded, k)
+    return recall_at_k(found, exact, k)
 
 
 def _excluded_rows(base: Any, user_ids: list[str]) -> list[np.ndarray]:
@@ -230,8 +231,10 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
     layer = build_scann(embeddings, settings)
     steps = []
     if not params.num_leaves_to_search:
+        # Exact search once: each widening step rebuilds the index, not the answer key.
+        tuning_exact = exact_top_k(tuning, embeddings, k, tuning_excluded)
         while True:
-            tuned = _recall(layer, tuning, embeddings, k, tuning_excluded, settings["k"])
+            tuned = _recall(layer, tuning, tuning_exact, k, tuning_excluded, settings["k"])
             steps.append({"num_leaves_to_search": settings["num_leaves_to_search"],
                           "tuning_recall": round(tuned, 4)})
             if (tuned >= params.min_recall + AUTO_MARGIN
@@ -241,7 +244,8 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
                 settings["num_leaves"], math.ceil(settings["num_leaves_to_search"] * 1.5))
             layer = build_scann(embeddings, settings)
     build_seconds = time.monotonic() - started
-    recall = _recall(layer, gating, embeddings, k, gating_excluded, settings["k"])
+    recall = _recall(layer, gating, exact_top_k(gating, embeddings, k, gating_excluded), k,
+                     gating_excluded, settings["k"])
     latency = single_query_latency_ms(layer, gating, embeddings, k)
 
     module = export.ScannExport(base, layer, k=serving_k, exclude_rated=bool(exclusion))
