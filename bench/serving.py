@@ -7,7 +7,9 @@ From a trained retrieval model (the newest pushed ``retrieval_brute_force`` vers
 set of ``--candidates`` items -- the real catalogue's embeddings plus copies with each
 coordinate scaled by a uniform random factor, as TFRS's efficient-serving guide does -- and
 indexes it: exact brute force, ScaNN with TFRS's default settings, ScaNN with the pipeline's
-``[index]`` defaults at this size (``IndexParams.resolved``) and ScaNN tuned here. Each index
+``[index]`` defaults at this size (``IndexParams.resolved``, built by ``index.build_scann``)
+and ScaNN tuned here (leaf count, k-means iterations, leaves searched, candidates rescored;
+the tuner's trees use the pipeline's own ``index.configure``). Each index
 is saved as a SavedModel (``search(query_embedding) -> ids, scores``) and measured in a fresh
 process, as a server would run it: recall@10 against exact search (the ``recall_at_k`` the
 pipeline's index gate uses) for ``--queries`` real user queries (the query tower on eval-split
@@ -34,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -204,14 +207,21 @@ def save_noop(dim: int, path: str) -> float:
     return 0.0
 
 
-def save_scann(candidates: np.ndarray, settings: dict, path: str) -> float:
-    """A TFRS ScaNN layer over the candidates; returns the index build time."""
+def save_scann(candidates: np.ndarray, settings: Optional[dict], path: str) -> float:
+    """A ScaNN index over the candidates: TFRS's ScaNN layer with its defaults when
+    ``settings`` is None, else the pipeline's index (``index.build_scann``) with these
+    settings. Returns the index build time."""
     import tensorflow as tf
     import tensorflow_recommenders as tfrs
 
+    from recsys_pipeline.trainer import index
+
     started = time.monotonic()
-    layer = tfrs.layers.factorized_top_k.ScaNN(k=K, **settings)
-    layer.index(tf.constant(candidates), tf.range(len(candidates), dtype=tf.int64))
+    if settings is None:
+        layer = tfrs.layers.factorized_top_k.ScaNN(k=K)
+        layer.index(tf.constant(candidates), tf.range(len(candidates), dtype=tf.int64))
+    else:
+        layer = index.build_scann(candidates, settings)
     built = time.monotonic() - started
     module = tf.Module()
     module.layer = layer
@@ -229,6 +239,12 @@ def save_scann(candidates: np.ndarray, settings: dict, path: str) -> float:
 
 
 LEAF_SHARES = (0.04, 0.08, 0.12, 0.16, 0.24)
+# The tuner's grid: shares of the leaves searched, and k-means iterations (12: ScaNN's and
+# TFRS's default).
+SEARCH_SHARES = (0.01, 0.02, 0.04, 0.08, 0.10, 0.12, 0.14, 0.16, 0.20, 0.24, 0.32)
+TRAINING_ITERATIONS = (12, 50)
+SHOWN_SETTINGS = ("num_leaves", "num_leaves_to_search", "num_reordering_candidates",
+                  "training_iterations")
 
 
 def one_by_one(searcher, queries: np.ndarray, **settings) -> np.ndarray:
@@ -243,40 +259,46 @@ def one_by_one(searcher, queries: np.ndarray, **settings) -> np.ndarray:
 
 def tune(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
          target: float, margin: float = 0.01) -> tuple[dict, object]:
-    """The fastest (leaves searched, reordering) on ``queries`` with recall >= target+margin,
-    timed one query per call as a server gets them, and the ScaNN searcher it was found on.
+    """The fastest index settings on ``queries`` with recall >= target+margin, timed one
+    query per call as a server gets them, and the ScaNN searcher they were found on.
 
-    One tree per leaf count; the search settings vary per call on the built searcher.
+    One tree per (leaf count, k-means iterations), built by the pipeline's own configuration
+    (``index.configure``) on ScaNN's pybind builder; leaves searched and candidates rescored
+    vary per call on the built searcher. Returns the pipeline's index settings at this size
+    with the best of these.
     """
     import scann
 
-    from recsys_pipeline.trainer.index import recall_at_k
+    from recsys_pipeline.trainer.index import IndexParams, configure, recall_at_k
 
+    base = IndexParams(k=K, recall_k=K).resolved(len(candidates))
     best, best_searcher = None, None
     leaf_counts = sorted({max(2, int(round(2 * np.sqrt(len(candidates))))),
                           max(2, int(round(np.sqrt(len(candidates)))))})
     for leaves in leaf_counts:
-        started = time.monotonic()
-        searcher = (scann.scann_ops_pybind.builder(candidates, K, "dot_product")
-                    .tree(num_leaves=leaves, num_leaves_to_search=max(1, leaves // 20),
-                          training_sample_size=min(len(candidates), 100_000))
-                    .score_ah(2)
-                    .reorder(100).build())
-        log(f"  tuning: tree of {leaves} leaves built in {time.monotonic() - started:.1f}s")
-        for fraction in (0.01, 0.02, 0.04, 0.08, 0.12, 0.16, 0.20, 0.24, 0.32):
-            search = max(1, int(round(leaves * fraction)))
-            for reorder in (100, 250, 500, 1000):
-                started = time.perf_counter()
-                ids = one_by_one(searcher, queries, leaves_to_search=search,
-                                 pre_reorder_num_neighbors=reorder)
-                seconds = time.perf_counter() - started
-                recall = recall_at_k(ids, exact, K)
-                if recall >= target + margin and (best is None or seconds < best["seconds"]):
-                    best = {"num_leaves": leaves, "num_leaves_to_search": search,
-                            "num_reordering_candidates": reorder, "seconds": seconds,
-                            "tuning_recall": recall}
-                    best_searcher = searcher
-        log(f"  tuning: best so far {best}")
+        for iterations in TRAINING_ITERATIONS:
+            tree = dict(base, num_leaves=leaves, training_iterations=iterations,
+                        num_leaves_to_search=max(1, leaves // 20), num_reordering_candidates=100)
+            started = time.monotonic()
+            searcher = configure(scann.scann_ops_pybind.builder(candidates, K, "dot_product"),
+                                 tree, len(candidates)).build()
+            log(f"  tuning: tree of {leaves} leaves, {iterations} k-means iterations, built "
+                f"in {time.monotonic() - started:.1f}s")
+            for fraction in SEARCH_SHARES:
+                search = max(1, int(round(leaves * fraction)))
+                for reorder in (100, 250, 500, 1000):
+                    started = time.perf_counter()
+                    ids = one_by_one(searcher, queries, leaves_to_search=search,
+                                     pre_reorder_num_neighbors=reorder)
+                    seconds = time.perf_counter() - started
+                    recall = recall_at_k(ids, exact, K)
+                    if recall >= target + margin and (best is None
+                                                      or seconds < best["seconds"]):
+                        best = dict(tree, num_leaves_to_search=search,
+                                    num_reordering_candidates=reorder, seconds=seconds,
+                                    tuning_recall=recall)
+                        best_searcher = searcher
+            log(f"  tuning: best so far {best}")
     if best is None:
         raise SystemExit(f"no setting reached recall {target + margin} on the tuning queries")
     return best, best_searcher
@@ -305,7 +327,8 @@ def limits(searcher, candidates: np.ndarray, queries: np.ndarray, exact: np.ndar
     log(f"  limits: ScaNN without TensorFlow {raw}")
     exact_in_leaves = (scann.scann_ops_pybind.builder(candidates, K, "dot_product")
                        .tree(num_leaves=leaves, num_leaves_to_search=1,
-                             training_sample_size=min(len(candidates), 100_000))
+                             training_sample_size=len(candidates),
+                             training_iterations=tuned["training_iterations"])
                        .score_brute_force().build())
     partition = {}
     for share in LEAF_SHARES:
@@ -350,16 +373,15 @@ def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
     log(f"exact top-{K} in numpy: {time.monotonic() - started:.1f}s")
     tuning, grading = np.arange(0, len(queries), 2), np.arange(1, len(queries), 2)
     tuned, searcher = tune(candidates, queries[tuning], exact[tuning], target)
-    keys = ("num_leaves", "num_leaves_to_search", "num_reordering_candidates")
     # The pipeline's [index] defaults at this size (before its automatic widening).
     defaults = IndexParams(k=K, recall_k=K).resolved(len(candidates))
     # (row name, kind, ScaNN settings): brute force first (the ratios' base), the no-search
     # floor last.
     methods = [
         ("brute force (pure TF)", "brute_force", None),
-        ("ScaNN, TFRS defaults", "scann", {}),
-        ("ScaNN, pipeline defaults", "scann", {k: defaults[k] for k in keys}),
-        ("ScaNN, tuned", "scann", {k: tuned[k] for k in keys}),
+        ("ScaNN, TFRS defaults", "scann", None),
+        ("ScaNN, pipeline defaults", "scann", defaults),
+        ("ScaNN, tuned", "scann", {k: tuned[k] for k in defaults}),
         ("no search (call floor)", "noop", None),
     ]
     rows = []
@@ -400,7 +422,8 @@ def table(rows: list[dict], limit: dict, size: int, n_queries: int, clients: int
             f"{r['build_s']:.1f} | {r['size_mb']:.0f} | {r['rss_mb']:.0f} |")
     for r in rows[2:]:
         if r["settings"]:
-            lines += ["", f"{r['method']}: {json.dumps(r['settings'], sort_keys=True)}"]
+            shown = {k: r["settings"][k] for k in SHOWN_SETTINGS}
+            lines += ["", f"{r['method']}: {json.dumps(shown, sort_keys=True)}"]
     floor = next(r for r in rows if r["kind"] == "noop")
     raw = limit["raw"]
     ceiling = base["p50_ms"] / (floor["p50_ms"] + raw["ms"])

@@ -206,8 +206,29 @@ class RetrievalExport(tf.Module):
                 "evaluate": self.evaluate}
 
 
+class ScannIndex(tf.Module):
+    """A built ScaNN index, saved with the export: ``(queries[, k]) -> (scores, rows)``.
+
+    What TFRS's ScaNN layer does at query time, one batched search parallel across the
+    batch's queries; the index is built by ``index.build_scann`` instead of by that layer,
+    whose build cannot set the sample k-means trains on.
+    """
+
+    def __init__(self, searcher_state: tf.Module, k: int):
+        super().__init__()
+        self.searcher_state = searcher_state  # ScaNN's assets, as variables
+        self._k = k
+
+    def __call__(self, queries: tf.Tensor, k: Optional[int] = None):
+        from scann.scann_ops.py import scann_ops
+
+        searcher = scann_ops.searcher_from_module(self.searcher_state)
+        result = searcher.search_batched_parallel(queries, final_num_neighbors=k or self._k)
+        return result.distances, tf.cast(result.indices, tf.int64)
+
+
 def scann_results(scores: tf.Tensor, rows: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """A TFRS ScaNN layer's (scores, rows) with its padding scored -inf, k columns wide.
+    """A ScaNN index's (scores, rows) with its padding scored -inf, k columns wide.
 
     ScaNN pads a short result (the leaves searched hold fewer candidates than asked for) with
     row 0 and a NaN score, and cuts the batch to its longest result. NaN has no defined place
@@ -227,7 +248,7 @@ class ScannExport(tf.Module):
     best ``k`` of the rest are served. Places the search could not fill score -inf.
     """
 
-    def __init__(self, base: Any, index: tf.keras.layers.Layer, k: int,
+    def __init__(self, base: Any, index: ScannIndex, k: int,
                  exclude_rated: bool = False):
         super().__init__()
         self.base = base

@@ -41,7 +41,7 @@ def test_without_excluded_keeps_the_search_order_of_the_rest():
     np.testing.assert_array_equal(got, [[5, 7, -1], [3, 4, -1]])
 
 
-@pytest.mark.parametrize("size, leaves, search", [(1682, 41, 10), (1_000_000, 1000, 240),
+@pytest.mark.parametrize("size, leaves, search", [(1682, 41, 7), (1_000_000, 1000, 160),
                                                   (3, 2, 1)])
 def test_automatic_settings_scale_with_the_catalogue(size, leaves, search):
     settings = index.IndexParams().resolved(size)
@@ -52,10 +52,12 @@ def test_automatic_settings_scale_with_the_catalogue(size, leaves, search):
 
 
 def test_benchmark_picks_are_the_defaults_at_the_benchmarked_size():
-    # bench/serving.py, 1M candidates, k=10: 1000 leaves, 240 searched, 500 reordered.
+    # bench/serving.py, 1M candidates, k=10: 1000 leaves, 14-16% searched (the automatic
+    # search's start), 500 reordered, 50 k-means iterations.
     settings = index.IndexParams(k=10).resolved(1_000_000)
     assert (settings["num_leaves"], settings["num_leaves_to_search"],
-            settings["num_reordering_candidates"]) == (1000, 240, 500)
+            settings["num_reordering_candidates"], settings["training_iterations"]) == (
+                1000, 160, 500, 50)
 
 
 def test_scann_export_searching_every_leaf_serves_what_brute_force_serves(
@@ -81,6 +83,21 @@ def test_scann_export_searching_every_leaf_serves_what_brute_force_serves(
     for a, b in zip(scann["movie_ids"], exact["movie_ids"], strict=True):
         assert set(a[:3]) == set(b[:3])
     assert scann["known_user"].all()
+
+
+def test_configure_trains_kmeans_on_the_whole_catalogue():
+    # ScaNN's default k-means sample is 100,000 points; at a million candidates that sample's
+    # partitions need about twice the leaves searched for the same recall.
+    import scann
+
+    embeddings = np.zeros((250_000, 4), np.float32)
+    settings = dict(index.IndexParams(k=10).resolved(len(embeddings)), training_iterations=7)
+    builder = index.configure(scann.scann_ops_pybind.builder(embeddings, 10, "dot_product"),
+                              settings, len(embeddings))
+    partitioning = builder.create_config().split("hash {")[0]
+    assert "expected_sample_size: 250000" in partitioning
+    assert "max_clustering_iterations: 7" in partitioning
+    assert f"max_spill_centers: {settings['num_leaves_to_search']}" in partitioning
 
 
 def test_automatic_search_widens_until_the_tuning_queries_clear_the_bound(retrieval, tiny,
