@@ -1,11 +1,12 @@
 """ScannIndexer: builds the ScaNN-indexed retrieval model and gates it on recall.
 
 Runs after the retrieval Evaluator. For a blessed model it indexes the catalogue embeddings
-with ScaNN (``trainer.index.build_scann``), measures recall@k of the index against exact brute-force search on
-the same model, for the queries of up to ``max_queries`` eval-split users (half tune automatic
-settings, half grade them: see ``trainer.index.build_scann_export``), and saves the
-ScaNN SavedModel (``Format-Serving`` under ``index_model``). ``index_blessing`` is blessed only
-if the model was and the recall reaches the bound; its ``reason`` says why not otherwise.
+with ScaNN (``trainer.index.build_scann``), measures recall@k of the index against exact
+brute-force search on the same model, for the queries of up to ``max_queries`` eval-split
+users (half tune automatic settings, half grade them: see
+``trainer.index.build_scann_export``), and saves the ScaNN SavedModel (``Format-Serving``
+under ``index_model``). ``index_blessing`` is blessed only if the model was and the recall
+reaches the bound; its ``reason`` says why not otherwise.
 """
 
 import json

@@ -1,8 +1,8 @@
 """The ScaNN index over a retrieval export's catalogue, and its recall against brute force.
 
 ``build_scann_export`` loads a brute-force ``RetrievalExport``, indexes its catalogue
-embeddings with ScaNN (``build_scann``), measures recall@k of the index against exact search on
-the same query embeddings, and saves a ``ScannExport`` (``Scann`` namespace allowed).
+embeddings with ScaNN (``build_scann``), measures recall@k of the index against exact search
+on the same query embeddings, and saves a ``ScannExport`` (``Scann`` namespace allowed).
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ import numpy as np
 from recsys_pipeline.knobs import knob
 
 
-# Defaults picked by bench/serving.py (bench/RESULTS.md, serving sixth run): at 1M candidates,
-# with k-means trained on all of them for 50 iterations, recall@10 >= 0.98 on the tuning
-# queries took 14-16% of the leaves searched (24% with ScaNN's default 100,000-point sample
-# and 12 iterations) and 50 x recall_k candidates rescored exactly; sqrt(N) leaves matched
-# 2 sqrt(N) within the timing noise at half the build time. They scale with the catalogue:
-# the leaf count as sqrt(N), the search as a share of the leaves (a start: automatic search
-# widens it until the recall gate's tuning half clears the bound).
+# Defaults from bench/serving.py (bench/RESULTS.md, serving sixth run): at 1M candidates,
+# with k-means trained on all of them for 50 iterations, the fastest settings with recall@10
+# >= 0.98 on the tuning queries searched 12-14% of sqrt(N) leaves (24% with ScaNN's default
+# 100,000-point sample and 12 iterations) and rescored 500-1,000 candidates exactly. The
+# defaults start a little wider, at 16% and 50 x recall_k, served within the noise of the
+# tuned index in all three runs; the automatic search widens from there until the recall
+# gate's tuning half clears the bound. They scale with the catalogue: the leaf count as
+# sqrt(N), the search as a share of the leaves.
 SEARCH_FRACTION = 0.16
 REORDER_PER_RECALL_K = 50
 

@@ -52,8 +52,8 @@ def test_automatic_settings_scale_with_the_catalogue(size, leaves, search):
 
 
 def test_benchmark_picks_are_the_defaults_at_the_benchmarked_size():
-    # bench/serving.py, 1M candidates, k=10: 1000 leaves, 14-16% searched (the automatic
-    # search's start), 500 reordered, 50 k-means iterations.
+    # bench/serving.py, 1M candidates, k=10: 1000 leaves, 16% searched (the automatic
+    # search's start; the tuner picked 12-14%), 500 reordered, 50 k-means iterations.
     settings = index.IndexParams(k=10).resolved(1_000_000)
     assert (settings["num_leaves"], settings["num_leaves_to_search"],
             settings["num_reordering_candidates"], settings["training_iterations"]) == (
