@@ -211,19 +211,23 @@ class ScannIndex(tf.Module):
 
     What TFRS's ScaNN layer does at query time, one batched search parallel across the
     batch's queries; the index is built by ``index.build_scann`` instead of by that layer,
-    whose build cannot set the sample k-means trains on.
+    whose build cannot set the sample k-means trains on. ``leaves_to_search`` (None: as
+    built) is read per call, so a search can be widened without rebuilding the tree.
     """
 
-    def __init__(self, searcher_state: tf.Module, k: int):
+    def __init__(self, searcher_state: tf.Module, k: int,
+                 leaves_to_search: Optional[int] = None):
         super().__init__()
         self.searcher_state = searcher_state  # ScaNN's assets, as variables
         self._k = k
+        self.leaves_to_search = leaves_to_search
 
     def __call__(self, queries: tf.Tensor, k: Optional[int] = None):
         from scann.scann_ops.py import scann_ops
 
         searcher = scann_ops.searcher_from_module(self.searcher_state)
-        result = searcher.search_batched_parallel(queries, final_num_neighbors=k or self._k)
+        result = searcher.search_batched_parallel(queries, final_num_neighbors=k or self._k,
+                                                  leaves_to_search=self.leaves_to_search)
         return result.distances, tf.cast(result.indices, tf.int64)
 
 

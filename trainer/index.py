@@ -250,7 +250,7 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
     layer = build_scann(embeddings, settings)
     steps = []
     if not params.num_leaves_to_search:
-        # Exact search once: each widening step rebuilds the index, not the answer key.
+        # Exact search once, and one tree: each widening step only searches more of its leaves.
         tuning_exact = exact_top_k(tuning, embeddings, k, tuning_excluded)
         while True:
             tuned = _recall(layer, tuning, tuning_exact, k, tuning_excluded, settings["k"])
@@ -261,7 +261,7 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
                 break
             settings["num_leaves_to_search"] = min(
                 settings["num_leaves"], math.ceil(settings["num_leaves_to_search"] * 1.5))
-            layer = build_scann(embeddings, settings)
+            layer.leaves_to_search = settings["num_leaves_to_search"]
     build_seconds = time.monotonic() - started
     recall = _recall(layer, gating, exact_top_k(gating, embeddings, k, gating_excluded), k,
                      gating_excluded, settings["k"])
