@@ -1,6 +1,6 @@
 # The two commands: `make run` (whole pipeline on MovieLens 100K) and `make test`.
 # Both run `make setup` first, which is idempotent and takes seconds once set up.
-.PHONY: setup run test test-fast lint
+.PHONY: setup run test test-fast lint docs
 
 setup:
 	@bash scripts/setup.sh
@@ -23,5 +23,11 @@ test: setup
 test-fast: setup
 	.venv/bin/pytest $(PYTEST_ARGS)
 
+# ruff (pycodestyle, pyflakes, bugbear, isort) and mypy over the installed package layout.
 lint: setup
 	.venv/bin/ruff check .
+	@bash scripts/typecheck.sh
+
+# The configuration reference, generated from `recsys config` (a test checks it is current).
+docs: setup
+	.venv/bin/recsys config --markdown > docs/configuration.md

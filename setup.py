@@ -1,15 +1,16 @@
 """Packaging for recsys-pipeline.
 
 The source folders sit at the repository's top level (``pipeline/``, ``components/``,
-``transform/``, ``trainer/``, ``kubeflow/``, ``data/``) but are installed *inside* the
-``recsys_pipeline`` package (``recsys_pipeline.pipeline`` ...), so that an install never
-shadows other distributions' top-level names -- notably the ``kubeflow`` namespace package
-used by Kubeflow's SDKs, or any third-party ``pipeline`` module. See README, "Package layout".
+``transform/``, ``trainer/``, ``serving/``, ``kubeflow/``, ``data/``) but are installed
+*inside* the ``recsys_pipeline`` package (``recsys_pipeline.pipeline`` ...), so that an install
+never shadows other distributions' top-level names -- notably the ``kubeflow`` namespace
+package used by Kubeflow's SDKs, or any third-party ``pipeline`` module. See
+docs/architecture.md, "Package layout".
 """
 
 from setuptools import setup
 
-_SUBPACKAGES = ("pipeline", "components", "transform", "trainer", "kubeflow", "data")
+_SUBPACKAGES = ("pipeline", "components", "transform", "trainer", "serving", "kubeflow", "data")
 
 setup(
     name="recsys-pipeline",

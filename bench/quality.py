@@ -46,6 +46,8 @@ from typing import Optional
 
 import numpy as np
 
+from recsys_pipeline.pipeline import nodes
+
 KS = (10, 50, 100)
 EASE_LAMBDA = 500.0
 MF_FACTORS, MF_REG, MF_ITERATIONS = 32, 15.0, 12  # best of a small grid on ML-100K
@@ -71,7 +73,7 @@ def read_split(directory: str) -> Split:
     """ExampleGen's raw tf.Examples of one split."""
     import tensorflow as tf
 
-    from recsys_pipeline.trainer.inputs import files
+    from recsys_pipeline.trainer.inputs import READ_BATCH_SIZE, files
     from recsys_pipeline.transform import features as F
 
     spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.string),
@@ -79,7 +81,8 @@ def read_split(directory: str) -> Split:
             F.USER_RATING: tf.io.FixedLenFeature([], tf.float32),
             F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
     parts: dict[str, list] = {k: [] for k in spec}
-    for batch in tf.data.TFRecordDataset(files(directory), compression_type="GZIP").batch(8192):
+    for batch in tf.data.TFRecordDataset(files(directory), compression_type="GZIP").batch(
+            READ_BATCH_SIZE):
         for key, value in tf.io.parse_example(batch, spec).items():
             parts[key].append(value.numpy())
     joined = {k: np.concatenate(v) for k, v in parts.items()}
@@ -223,7 +226,8 @@ def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
 
 def run_seed(data_dir: str, work: str, seed: int, base_config) -> dict[str, str]:
     """``recsys run`` with ``split.seed = seed``; paths of its splits and Trainer models."""
-    from recsys_pipeline.local_runner import recsys_command, summarize_runs
+    from recsys_pipeline.local_runner import recsys_command
+    from recsys_pipeline.metadata import summarize_runs
     from recsys_pipeline.pipeline.config import render_toml
 
     output_dir = os.path.join(work, f"seed-{seed}")
@@ -239,18 +243,18 @@ def run_seed(data_dir: str, work: str, seed: int, base_config) -> dict[str, str]
                    stdout=sys.stderr)
     log(f"seed {seed}: pipeline {time.monotonic() - started:.0f}s")
     summary = summarize_runs(config)[-1]
-    examples = summary.output("MovieLensExampleGen", "examples")
-    transformed = summary.output("Transform", "transformed_examples")
+    examples = summary.output(nodes.EXAMPLE_GEN, "examples")
+    transformed = summary.output(nodes.TRANSFORM, "transformed_examples")
     return {"train": os.path.join(examples, "Split-train"),
             "eval": os.path.join(examples, "Split-eval"),
-            "transform": summary.output("Transform", "transform_graph"),
+            "transform": summary.output(nodes.TRANSFORM, "transform_graph"),
             "transformed_train": os.path.join(transformed, "Split-train"),
             "transformed_eval": os.path.join(transformed, "Split-eval"),
-            "catalogue": os.path.join(summary.output("MovieLensExampleGen", "catalogue"),
+            "catalogue": os.path.join(summary.output(nodes.EXAMPLE_GEN, "catalogue"),
                                       "Split-catalogue"),
-            "retrieval": os.path.join(summary.output("RetrievalTrainer", "model"),
+            "retrieval_export": os.path.join(summary.output(nodes.RETRIEVAL.trainer, "model"),
                                       "Format-Serving"),
-            "ranking": os.path.join(summary.output("RankingTrainer", "model"),
+            "ranking_export": os.path.join(summary.output(nodes.RANKING.trainer, "model"),
                                     "Format-Serving")}
 
 
@@ -287,9 +291,10 @@ def training_speed(path: str) -> tuple[float, float]:
     from recsys_pipeline.trainer import export
 
     meta = export.read_metadata(path)
-    seconds = float(meta["train_seconds"])
-    passes = meta["hparams"]["epochs"] * meta["hparams"].get("ensemble", 1)
-    return seconds, meta["train_examples"] * passes / seconds
+    assert meta.train_seconds and meta.hparams and meta.train_examples, path
+    seconds = float(meta.train_seconds)
+    passes = meta.hparams["epochs"] * meta.hparams.get("ensemble", 1)
+    return seconds, meta.train_examples * passes / seconds
 
 
 # Options measured against the configured models: each is trained by the Trainer's own
@@ -318,6 +323,7 @@ def train_variants(paths: dict[str, str], config, work: str) -> dict[str, tuple[
     """Exports of every variant: name -> (kind, export path)."""
     from recsys_pipeline.trainer import inputs, ranking_trainer, retrieval_trainer
     from recsys_pipeline.trainer.common import load_training_data
+    from recsys_pipeline.trainer.export_metadata import Training
 
     train = inputs.files(paths["transformed_train"])
     evaluation = inputs.files(paths["transformed_eval"])
@@ -330,14 +336,14 @@ def train_variants(paths: dict[str, str], config, work: str) -> dict[str, tuple[
             model, history, seconds = retrieval_trainer.train(data, hp, train)
             retrieval_trainer.export_model(
                 model, data, path, serving_k=config.index.k, eval_k=config.evaluation.top_k,
-                extra={"train_seconds": seconds, "hparams": dataclasses.asdict(hp)})
-            out[name] = ("retrieval", path)
+                training=Training.of(seconds, history, hp))
+            out[name] = (nodes.RETRIEVAL.name, path)
         else:
             hp = dataclasses.replace(config.ranking, **change)
             model, history, seconds = ranking_trainer.train(data, hp, train, evaluation)
-            ranking_trainer.export_model(model, data, path, extra={
-                "train_seconds": seconds, "hparams": dataclasses.asdict(hp)})
-            out[name] = ("ranking", path)
+            ranking_trainer.export_model(model, data, path,
+                                         training=Training.of(seconds, history, hp))
+            out[name] = (nodes.RANKING.name, path)
         log(f"  variant {name}: trained in {seconds:.0f}s")
     return out
 
@@ -348,13 +354,13 @@ def grade_seed(paths: dict[str, str],
     import tensorflow as tf
 
     train, test = read_split(paths["train"]), read_split(paths["eval"])
-    catalogue = tf.saved_model.load(paths["retrieval"]).candidate_ids.numpy()
+    catalogue = tf.saved_model.load(paths["retrieval_export"]).candidate_ids.numpy()
     g = Grader(catalogue, train, test)
     results: dict[str, dict] = {}
-    retrieval_models = {"two-tower (pipeline)": paths["retrieval"]}
-    ranking_models = {"ranking MLP (pipeline)": paths["ranking"]}
+    retrieval_models = {"two-tower (pipeline)": paths["retrieval_export"]}
+    ranking_models = {"ranking MLP (pipeline)": paths["ranking_export"]}
     for name, (kind, path) in (variants or {}).items():
-        (retrieval_models if kind == "retrieval" else ranking_models)[name] = path
+        (retrieval_models if kind == nodes.RETRIEVAL.name else ranking_models)[name] = path
     methods = [("most popular", popularity_scores), ("EASE", ease_scores)]
     methods += [(name, lambda g, path=path: learned_retrieval(path, g))
                 for name, path in retrieval_models.items()]
@@ -621,7 +627,7 @@ def main(argv=None) -> int:
         if args.context_length:
             seq_hp = dataclasses.replace(seq_hp, context_length=args.context_length)
         seq = leave_last_out(os.path.abspath(args.data_dir), seq_hp.context_length,
-                             os.path.join(work, "sequential"), base.beam.pipeline_args)
+                             os.path.join(work, "leave-last-out"), base.beam.pipeline_args)
         per_seed = [sequential_seed(seq, seed, seq_hp, base.retrieval) for seed in seeds]
         print(f"\nSequential retrieval, leave-last-out ({len(seq.test.users)} users' last "
               f"ratings; context {seq_hp.context_length} movies; catalogue: movies rated in "

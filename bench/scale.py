@@ -5,7 +5,7 @@
 For each size it writes a synthetic dataset in the GroupLens CSV layout
 (``recsys_pipeline.data.synthetic``), then runs ``recsys run`` on it in a fresh output
 directory as a child process, as a user would. While the run goes it reads the runner's
-progress lines (which component is running, and its wall time) and samples the resident
+progress events (which component is running, and its wall time) and samples the resident
 memory of the run's whole process tree every 0.2 s, so each component gets its wall time
 and the peak memory seen while it ran. Prints one table (seconds and peak MiB per component
 and size), the total, and the growth exponent log(t2/t1) / log(n2/n1) between consecutive
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -29,8 +28,6 @@ import threading
 import time
 from typing import Optional
 
-STARTED = re.compile(r"^\[(\d+)/(\d+)\] (\S+) \.\.\.$")
-FINISHED = re.compile(r"^\s+(\S+): (done|cached) in ([\d.]+)s$")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
@@ -101,38 +98,47 @@ def write_config(path: str, epochs: int) -> None:
 
 
 def run_pipeline(data_dir: str, output_dir: str, config: str) -> dict:
-    """``recsys run`` as a child process; per-component seconds and peak MiB, and totals."""
+    """``recsys run`` as a child process; per-component seconds and peak MiB, and totals.
+
+    The run's console goes to this process's stderr as it comes; its progress events (JSON
+    lines, ``recsys run --events``) are tailed to attribute memory to the running component.
+    """
+    from recsys_pipeline import progress
     from recsys_pipeline.local_runner import recsys_command
 
+    os.makedirs(output_dir, exist_ok=True)
+    events_path = os.path.join(output_dir, "bench-scale.events.jsonl")
+    open(events_path, "w").close()
     started = time.monotonic()
     proc = subprocess.Popen(recsys_command("run", "--data-dir", data_dir, "--output-dir",
-                                           output_dir, "--config", config),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            bufsize=1)
+                                           output_dir, "--config", config,
+                                           "--events", events_path), stdout=sys.stderr)
     sampler = Sampler(proc.pid)
     sampler.start()
     seconds: dict[str, float] = {}
     order: list[str] = []
-    lines: list[str] = []
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        lines.append(line)
-        if m := STARTED.match(line):
-            sampler.enter(m.group(3))
-            order.append(m.group(3))
-            log(f"    {line}")
-        elif m := FINISHED.match(line):
-            seconds[m.group(1)] = float(m.group(3))
-            sampler.enter(None)
-    code = proc.wait()
+    with open(events_path, encoding="utf-8") as events:
+        partial = ""
+        while True:
+            running = proc.poll() is None
+            # Only whole lines: the run may be midway through writing the last one.
+            *lines, partial = (partial + events.read()).split("\n")
+            for event in progress.read_events(lines):
+                if event.event == progress.STARTED:
+                    sampler.enter(event.node_id)
+                    order.append(event.node_id)
+                elif event.seconds is not None:
+                    seconds[event.node_id] = event.seconds
+                    sampler.enter(None)
+            if not running:
+                break
+            time.sleep(0.05)
     sampler.stop()
-    if code != 0:
-        raise SystemExit(f"recsys run on {data_dir} failed (exit {code}):\n"
-                         + "\n".join(lines[-40:]))
+    if proc.returncode != 0:
+        raise SystemExit(f"recsys run on {data_dir} failed (exit {proc.returncode}); its "
+                         "output is above")
     return {"order": order, "seconds": seconds, "peak_mb": sampler.peak,
-            "total_s": time.monotonic() - started, "overall_peak_mb": sampler.overall,
-            "summary": "\n".join(line for line in lines if not STARTED.match(line)
-                                 and not FINISHED.match(line) and "epoch" not in line)}
+            "total_s": time.monotonic() - started, "overall_peak_mb": sampler.overall}
 
 
 def exponent(n1: int, t1: float, n2: int, t2: float) -> float:
@@ -189,7 +195,6 @@ def main(argv=None) -> int:
         runs.append(run_pipeline(data_dir, output_dir, config))
         log(f"{n:,} ratings: {runs[-1]['total_s']:.0f}s, peak "
             f"{runs[-1]['overall_peak_mb']:,.0f} MiB")
-        log(runs[-1]["summary"])
     print(f"Scale benchmark: sizes {', '.join(f'{n:,}' for n in sizes)} ratings, "
           f"{args.epochs} epochs per Trainer; seconds and peak resident MiB (the run's "
           "process tree) per component\n")

@@ -29,6 +29,7 @@ those leaves are scored exactly.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -36,9 +37,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
+
+from recsys_pipeline.serving.index_params import IndexParams, ScannSettings
 
 K = 10
 MEASURE = r"""
@@ -104,19 +107,21 @@ def log(message: str) -> None:
 
 def find_model(output_dir: str, train_if_missing: bool = True) -> tuple[str, str]:
     """(pushed brute-force retrieval version, eval split of the run that trained it)."""
-    from recsys_pipeline.local_runner import run_first, summarize_runs
+    from recsys_pipeline.local_runner import run_first
+    from recsys_pipeline.metadata import summarize_runs
+    from recsys_pipeline.pipeline import nodes
     from recsys_pipeline.pipeline.config import PipelineConfig
-    from recsys_pipeline.trainer import serving
+    from recsys_pipeline.serving import layout
 
     config = PipelineConfig(output_dir=output_dir)
-    version = serving.latest_version_dir(config.serving_dir, serving.BRUTE_FORCE_MODEL)
+    version = layout.latest_version_dir(config.serving_dir, nodes.BRUTE_FORCE_MODEL)
     if version is None:
         if not train_if_missing:
             raise SystemExit(f"no pushed retrieval model under {output_dir}")
         run_first(output_dir)
         return find_model(output_dir, train_if_missing=False)
     for summary in reversed(summarize_runs(config)):
-        examples = summary.output("MovieLensExampleGen", "examples")
+        examples = summary.output(nodes.EXAMPLE_GEN, "examples")
         if examples and os.path.isdir(examples):
             return version, os.path.join(examples, "Split-eval")
     raise SystemExit(f"the MLMD store under {output_dir} has no ExampleGen output left")
@@ -207,14 +212,14 @@ def save_noop(dim: int, path: str) -> float:
     return 0.0
 
 
-def save_scann(candidates: np.ndarray, settings: Optional[dict], path: str) -> float:
+def save_scann(candidates: np.ndarray, settings: Optional[ScannSettings], path: str) -> float:
     """A ScaNN index over the candidates: TFRS's ScaNN layer with its defaults when
     ``settings`` is None, else the pipeline's index (``index.build_scann``) with these
     settings. Returns the index build time."""
     import tensorflow as tf
     import tensorflow_recommenders as tfrs
 
-    from recsys_pipeline.trainer import index
+    from recsys_pipeline.serving import index
 
     started = time.monotonic()
     if settings is None:
@@ -257,8 +262,20 @@ def one_by_one(searcher, queries: np.ndarray, **settings) -> np.ndarray:
     return ids
 
 
+class Tuned(NamedTuple):
+    """The fastest settings the tuner found, its time for the tuning queries and their recall.
+
+    (A NamedTuple: this script is loaded by path in its tests, outside ``sys.modules``, where
+    a dataclass cannot resolve its annotations.)
+    """
+
+    settings: ScannSettings
+    seconds: float
+    tuning_recall: float
+
+
 def tune(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
-         target: float, margin: float = 0.01) -> tuple[dict, object]:
+         target: float, margin: float = 0.01) -> tuple[Tuned, object]:
     """The fastest index settings on ``queries`` with recall >= target+margin, timed one
     query per call as a server gets them, and the ScaNN searcher they were found on.
 
@@ -269,16 +286,18 @@ def tune(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
     """
     import scann
 
-    from recsys_pipeline.trainer.index import IndexParams, configure, recall_at_k
+    from recsys_pipeline.serving.index import configure, recall_at_k
 
     base = IndexParams(k=K, recall_k=K).resolved(len(candidates))
-    best, best_searcher = None, None
+    best: Optional[Tuned] = None
+    best_searcher = None
     leaf_counts = sorted({max(2, int(round(2 * np.sqrt(len(candidates))))),
                           max(2, int(round(np.sqrt(len(candidates)))))})
     for leaves in leaf_counts:
         for iterations in TRAINING_ITERATIONS:
-            tree = dict(base, num_leaves=leaves, training_iterations=iterations,
-                        num_leaves_to_search=max(1, leaves // 20), num_reordering_candidates=100)
+            tree = dataclasses.replace(
+                base, num_leaves=leaves, training_iterations=iterations,
+                num_leaves_to_search=max(1, leaves // 20), num_reordering_candidates=100)
             started = time.monotonic()
             searcher = configure(scann.scann_ops_pybind.builder(candidates, K, "dot_product"),
                                  tree, len(candidates)).build()
@@ -293,10 +312,10 @@ def tune(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
                     seconds = time.perf_counter() - started
                     recall = recall_at_k(ids, exact, K)
                     if recall >= target + margin and (best is None
-                                                      or seconds < best["seconds"]):
-                        best = dict(tree, num_leaves_to_search=search,
-                                    num_reordering_candidates=reorder, seconds=seconds,
-                                    tuning_recall=recall)
+                                                      or seconds < best.seconds):
+                        best = Tuned(dataclasses.replace(tree, num_leaves_to_search=search,
+                                                         num_reordering_candidates=reorder),
+                                     seconds, recall)
                         best_searcher = searcher
             log(f"  tuning: best so far {best}")
     if best is None:
@@ -305,7 +324,7 @@ def tune(candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
 
 
 def limits(searcher, candidates: np.ndarray, queries: np.ndarray, exact: np.ndarray,
-           tuned: dict) -> dict:
+           tuned: ScannSettings) -> dict:
     """What bounds ScaNN's single-query time here, measured without TensorFlow.
 
     ``raw``: ScaNN's own searcher (pybind; the one ``tune`` chose on) at the tuned settings,
@@ -315,11 +334,11 @@ def limits(searcher, candidates: np.ndarray, queries: np.ndarray, exact: np.ndar
     """
     import scann
 
-    from recsys_pipeline.trainer.index import recall_at_k
+    from recsys_pipeline.serving.index import recall_at_k
 
-    leaves = tuned["num_leaves"]
-    settings = {"leaves_to_search": tuned["num_leaves_to_search"],
-                "pre_reorder_num_neighbors": tuned["num_reordering_candidates"]}
+    leaves = tuned.num_leaves
+    settings = {"leaves_to_search": tuned.num_leaves_to_search,
+                "pre_reorder_num_neighbors": tuned.num_reordering_candidates}
     started = time.perf_counter()
     ids = one_by_one(searcher, queries, **settings)
     raw_ms = 1000 * (time.perf_counter() - started) / len(queries)
@@ -328,7 +347,7 @@ def limits(searcher, candidates: np.ndarray, queries: np.ndarray, exact: np.ndar
     exact_in_leaves = (scann.scann_ops_pybind.builder(candidates, K, "dot_product")
                        .tree(num_leaves=leaves, num_leaves_to_search=1,
                              training_sample_size=len(candidates),
-                             training_iterations=tuned["training_iterations"])
+                             training_iterations=tuned.training_iterations)
                        .score_brute_force().build())
     partition = {}
     for share in LEAF_SHARES:
@@ -362,7 +381,7 @@ def directory_mb(path: str) -> float:
 def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
         workdir: str, clients: int) -> tuple[list[dict], dict]:
     """Builds and measures the indexes; returns one row per method, and ``limits``."""
-    from recsys_pipeline.trainer.index import IndexParams, exact_top_k, recall_at_k
+    from recsys_pipeline.serving.index import exact_top_k, recall_at_k
 
     queries, catalogue = queries_and_catalogue(model_dir, eval_dir, n_queries)
     candidates = grow(catalogue, size)
@@ -381,7 +400,7 @@ def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
         ("brute force (pure TF)", "brute_force", None),
         ("ScaNN, TFRS defaults", "scann", None),
         ("ScaNN, pipeline defaults", "scann", defaults),
-        ("ScaNN, tuned", "scann", {k: tuned[k] for k in defaults}),
+        ("ScaNN, tuned", "scann", tuned.settings),
         ("no search (call floor)", "noop", None),
     ]
     rows = []
@@ -401,7 +420,8 @@ def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
         rows.append({"method": name, "kind": kind, "settings": settings, "recall": recall,
                      "build_s": build, "size_mb": directory_mb(path), **stats})
         shutil.rmtree(path, ignore_errors=True)
-    return rows, limits(searcher, candidates, queries[grading], exact[grading], tuned)
+    return rows, limits(searcher, candidates, queries[grading], exact[grading],
+                        tuned.settings)
 
 
 def table(rows: list[dict], limit: dict, size: int, n_queries: int, clients: int) -> str:
@@ -422,7 +442,7 @@ def table(rows: list[dict], limit: dict, size: int, n_queries: int, clients: int
             f"{r['build_s']:.1f} | {r['size_mb']:.0f} | {r['rss_mb']:.0f} |")
     for r in rows[2:]:
         if r["settings"]:
-            shown = {k: r["settings"][k] for k in SHOWN_SETTINGS}
+            shown = {k: getattr(r["settings"], k) for k in SHOWN_SETTINGS}
             lines += ["", f"{r['method']}: {json.dumps(shown, sort_keys=True)}"]
     floor = next(r for r in rows if r["kind"] == "noop")
     raw = limit["raw"]

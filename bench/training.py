@@ -20,7 +20,9 @@ import resource
 import sys
 import time
 
-MODELS = ("retrieval", "ranking")
+from recsys_pipeline.pipeline import nodes
+
+MODELS = (nodes.RETRIEVAL.name, nodes.RANKING.name)
 
 
 def log(message: str) -> None:
@@ -34,14 +36,15 @@ def cpu_seconds() -> float:
 
 def find_inputs(output_dir: str, train_if_missing: bool = True) -> dict[str, str]:
     """Transform graph, transformed train split and catalogue of the newest complete run."""
-    from recsys_pipeline.local_runner import run_first, summarize_runs
+    from recsys_pipeline.local_runner import run_first
+    from recsys_pipeline.metadata import summarize_runs
     from recsys_pipeline.pipeline.config import PipelineConfig
 
     config = PipelineConfig(output_dir=output_dir)
     for summary in reversed(summarize_runs(config) if os.path.isdir(output_dir) else []):
-        graph = summary.output("Transform", "transform_graph")
-        examples = summary.output("Transform", "transformed_examples")
-        catalogue = summary.output("MovieLensExampleGen", "catalogue")
+        graph = summary.output(nodes.TRANSFORM, "transform_graph")
+        examples = summary.output(nodes.TRANSFORM, "transformed_examples")
+        catalogue = summary.output(nodes.EXAMPLE_GEN, "catalogue")
         if graph and examples and catalogue and all(map(os.path.isdir, (graph, examples))):
             return {"transform": graph, "train": os.path.join(examples, "Split-train"),
                     "eval": os.path.join(examples, "Split-eval"),
@@ -96,7 +99,7 @@ def measure(model_name: str, data, paths: dict[str, list[str]], hp, epochs: int)
     clock = EpochClock()
     log(f"{model_name}: {epochs} epochs of {data.stats.num_examples:,} examples, "
         f"batch {hp.batch_size} ...")
-    if model_name == "retrieval":
+    if model_name == nodes.RETRIEVAL.name:
         retrieval_trainer.train(data, hp, paths["train"], callbacks=[clock])
     else:
         ranking_trainer.train(data, hp, paths["train"], paths["eval"], callbacks=[clock])

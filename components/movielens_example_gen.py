@@ -28,7 +28,6 @@ from recsys_pipeline.data import movielens, splits
 from recsys_pipeline.errors import DataError, find_recsys_error
 from recsys_pipeline.transform import features as F
 
-CATALOGUE_SPLIT = "catalogue"
 _METRICS_NAMESPACE = "recsys.example_gen"
 logger = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         users = movielens.load_users(dataset)
 
         examples.split_names = artifact_utils.encode_split_names(list(splits.SPLITS))
-        catalogue.split_names = artifact_utils.encode_split_names([CATALOGUE_SPLIT])
+        catalogue.split_names = artifact_utils.encode_split_names([splits.CATALOGUE])
         for artifact in (examples, catalogue):
             examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
         orphan_sample = os.path.join(examples.uri, "_orphan_sample")
@@ -162,11 +161,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         else:
             cutoff = self._temporal_cutoff(joined.joined, split_cfg)
 
-            def split_of(kv, _n, cut):
+            def split_by_time(kv, _n, cut):
                 return splits.SPLITS.index(splits.temporal_split(kv[0].timestamp, cut))
 
             parts = joined.joined | "Split" >> beam.Partition(
-                split_of, len(splits.SPLITS), cutoff)
+                split_by_time, len(splits.SPLITS), cutoff)
         for index, split in enumerate(splits.SPLITS):
             _write(parts[index] | f"Serialize{split}" >> beam.Map(lambda kv: to_example(kv[1])),
                    examples.uri, split)
@@ -175,7 +174,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             | "Catalogue" >> beam.Create(sorted(movies.values(), key=lambda m: int(m.movie_id)))
             | "SerializeCatalogue" >> beam.Map(
                 lambda m: to_example(movielens.movie_features(m))),
-            catalogue.uri, CATALOGUE_SPLIT)
+            catalogue.uri, splits.CATALOGUE)
 
         try:
             result = p.run()
@@ -258,7 +257,7 @@ class MovieLensExampleGenSpec(types.ComponentSpec):
         # (keyed on exec properties) re-runs ExampleGen on new data.
         "input_fingerprint": ExecutionParameter(type=str),
     }
-    INPUTS = {}
+    INPUTS: dict[str, Any] = {}
     OUTPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "catalogue": ChannelParameter(type=standard_artifacts.Examples),

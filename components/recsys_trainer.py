@@ -24,8 +24,9 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import json_utils
 
+from recsys_pipeline.data import splits
+
 CATALOGUE_KEY = "catalogue"
-CATALOGUE_SPLIT = "catalogue"
 EPOCHS_KEY = "epochs"
 
 
@@ -48,7 +49,7 @@ class Executor(trainer_executor.GenericExecutor):
         epochs = exec_properties.pop(EPOCHS_KEY, None)
         fn_args = super()._GetFnArgs(input_dict, output_dict, exec_properties)
         fn_args.catalogue_uri = artifact_utils.get_split_uri(
-            input_dict[CATALOGUE_KEY], CATALOGUE_SPLIT)
+            input_dict[CATALOGUE_KEY], splits.CATALOGUE)
         if epochs is not None:
             fn_args.custom_config = {**fn_args.custom_config,
                                      "hparams": {**fn_args.custom_config["hparams"],

@@ -1,12 +1,13 @@
 """ScannIndexer: builds the ScaNN-indexed retrieval model and gates it on recall.
 
 Runs after the retrieval Evaluator. For a blessed model it indexes the catalogue embeddings
-with ScaNN (``trainer.index.build_scann``), measures recall@k of the index against exact
+with ScaNN (``serving.index.build_scann``), measures recall@k of the index against exact
 brute-force search on the same model, for the queries of up to ``max_queries`` eval-split
 users (half tune automatic settings, half grade them: see
-``trainer.index.build_scann_export``), and saves the ScaNN SavedModel (``Format-Serving``
+``serving.index.build_scann_export``), and saves the ScaNN SavedModel (``Format-Serving``
 under ``index_model``). ``index_blessing`` is blessed only if the model was and the recall
-reaches the bound; its ``reason`` says why not otherwise.
+reaches the bound; its ``reason`` says why not otherwise. ``source_fingerprint`` (the hash of
+the code this runs, ``pipeline.fingerprint``) is unused here: it only keys TFX's cache.
 """
 
 import json
@@ -19,7 +20,8 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
 from recsys_pipeline.errors import DataError
-from recsys_pipeline.trainer import index
+from recsys_pipeline.serving import index
+from recsys_pipeline.serving.index_params import IndexParams
 from recsys_pipeline.transform import features as F
 
 
@@ -46,6 +48,7 @@ def ScannIndexer(
     index_model: OutputArtifact[standard_artifacts.Model],
     index_blessing: OutputArtifact[standard_artifacts.ModelBlessing],
     index_params: Parameter[str],
+    source_fingerprint: Parameter[str] = "",
 ):
     """Indexes a blessed retrieval model with ScaNN and gates on recall@k (see module doc)."""
     index_blessing.set_string_custom_property("current_model", model.uri)
@@ -55,7 +58,7 @@ def ScannIndexer(
         index_blessing.set_string_custom_property(
             "reason", "the retrieval model was not blessed by its Evaluator")
         return
-    params = index.IndexParams(**json.loads(index_params))
+    params = IndexParams(**json.loads(index_params))
     users, timestamps = eval_queries(
         artifact_utils.get_split_uri([examples], "eval"), params.max_queries)
     if not users:
@@ -65,22 +68,21 @@ def ScannIndexer(
     report = index.build_scann_export(path_utils.serving_model_path(model.uri),
                                       path_utils.serving_model_dir(index_model.uri),
                                       params, users, timestamps)
-    recall = report["recall"]
-    for step in report["tuning"]:
-        print(f"      tuning: {step['num_leaves_to_search']} of "
-              f"{report['settings']['num_leaves']} leaves searched -> recall "
-              f"{step['tuning_recall']:.4f} on the tuning queries", flush=True)
-    print(f"      ScaNN recall@{report['recall_k']} ({report['recall_of']}) = {recall:.4f} on "
-          f"{report['queries']} held-out "
-          f"queries (bound {params.min_recall}), built in {report['build_seconds']:.2f}s; "
-          f"one query {report['latency_ms']['scann']['p50']:.2f} ms (brute force "
-          f"{report['latency_ms']['brute_force']['p50']:.2f} ms), median", flush=True)
+    recall = report.recall
+    for step in report.tuning:
+        print(f"      tuning: {step.num_leaves_to_search} of {report.settings.num_leaves} "
+              f"leaves searched -> recall {step.tuning_recall:.4f} on the tuning queries",
+              flush=True)
+    print(f"      ScaNN recall@{report.recall_k} ({report.recall_of}) = {recall:.4f} on "
+          f"{report.queries} held-out queries (bound {params.min_recall}), built in "
+          f"{report.build_seconds:.2f}s; one query {report.latency_ms['scann']['p50']:.2f} ms "
+          f"(brute force {report.latency_ms['brute_force']['p50']:.2f} ms), median", flush=True)
     index_blessing.set_float_custom_property("recall", recall)
     index_blessing.set_float_custom_property("min_recall", params.min_recall)
-    index_blessing.set_string_custom_property("report", json.dumps(report, sort_keys=True))
+    index_blessing.set_string_custom_property("report", report.to_json())
     blessed = recall >= params.min_recall
     index_blessing.set_int_custom_property("blessed", int(blessed))
     if not blessed:
         index_blessing.set_string_custom_property(
-            "reason", f"ScaNN recall@{report['recall_k']} {recall:.4f} is below "
+            "reason", f"ScaNN recall@{report.recall_k} {recall:.4f} is below "
                       f"index.min_recall {params.min_recall}")

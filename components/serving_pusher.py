@@ -14,6 +14,7 @@ Output ``pushed_model`` custom properties: ``pushed`` (0/1), ``pushed_version``,
 ``pushed_destination`` and ``reason``, read by the run summary.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -25,9 +26,23 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from recsys_pipeline.trainer import export, serving
+from recsys_pipeline.serving import layout
+from recsys_pipeline.trainer import export
 
 STAGING_PREFIX = ".staging-"
+
+
+@dataclasses.dataclass(frozen=True)
+class PushResult:
+    """What a push did: the version it published and where, or why it published none."""
+
+    version: Optional[int] = None
+    destination: Optional[str] = None
+    reason: Optional[str] = None
+
+    @property
+    def pushed(self) -> bool:
+        return self.version is not None
 
 
 def _fsync_dir(path: str) -> None:
@@ -48,7 +63,7 @@ def _fsync_tree(root: str) -> None:
 
 def _next_version(model_dir: str) -> int:
     # Seconds since the epoch, like TFX's Pusher, but always above every existing version.
-    existing = serving.versions(model_dir)
+    existing = layout.versions(model_dir)
     return max([int(time.time())] + [v + 1 for v in existing])
 
 
@@ -77,37 +92,38 @@ def copy_tree(source: str, destination: str) -> None:
 
 
 def push(model_dir: str, serving_dir: str, model_name: str,
-         record: dict) -> tuple[Optional[int], str]:
-    """Pushes the SavedModel at ``model_dir``; returns (version or None, path or reason)."""
+         record: dict) -> PushResult:
+    """Pushes the SavedModel at ``model_dir`` (see the module doc)."""
     target = os.path.join(serving_dir, model_name)
-    newest = serving.latest_version_dir(serving_dir, model_name)
+    newest = layout.latest_version_dir(serving_dir, model_name)
     if newest is not None:
         try:
-            previous = serving.read_push_record(newest)
+            previous = layout.read_push_record(newest)
         except (OSError, ValueError):
             previous = {}
         if previous.get("source_model") == record.get("source_model"):
-            return None, f"unchanged: {newest} already serves this model"
-    withdrawn = serving.withdrawn_models(target).get(record.get("source_model"))
+            return PushResult(reason=f"unchanged: {newest} already serves this model")
+    withdrawn = layout.withdrawn_models(target).get(str(record.get("source_model")))
     if withdrawn and "rollback" not in record:
-        return None, (f"withdrawn by recsys rollback (version {withdrawn['from_version']} -> "
-                      f"{withdrawn['to_version']}): not pushed again")
+        return PushResult(reason=f"withdrawn by recsys rollback (version "
+                                 f"{withdrawn['from_version']} -> {withdrawn['to_version']}): "
+                                 "not pushed again")
     os.makedirs(target, exist_ok=True)
     remove_stale_staging(target)
     version = _next_version(target)
     staging = os.path.join(target, f"{STAGING_PREFIX}{version}-{os.getpid()}")
     copy_tree(model_dir, staging)
     metadata = export.read_metadata(staging)
-    serving.write_warmup(staging, model_name, metadata["warmup_inputs"])
+    layout.write_warmup(staging, model_name, metadata.warmup_inputs)
     record = dict(record, version=version, model_name=model_name, pushed_at=time.time())
-    with open(os.path.join(staging, "assets.extra", serving.PUSH_RECORD), "w") as f:
+    with open(os.path.join(staging, "assets.extra", layout.PUSH_RECORD), "w") as f:
         json.dump(record, f, indent=1, sort_keys=True)
     _fsync_tree(staging)
     final = os.path.join(target, str(version))
     os.rename(staging, final)
     _fsync_dir(target)  # make the rename itself durable
-    serving.write_models_configs(serving_dir)
-    return version, final
+    layout.write_models_configs(serving_dir)
+    return PushResult(version, final)
 
 
 @component
@@ -123,22 +139,21 @@ def ServingPusher(
     if not blessed:
         reason = (model_blessing.get_string_custom_property("reason")
                   or f"not blessed by {model_blessing.producer_component or 'the evaluator'}")
-        _record(pushed_model, None, reason)
+        _record(pushed_model, PushResult(reason=reason))
         return
     source = path_utils.serving_model_path(model.uri)
     # A ScaNN index artifact names the trained model it indexes: rebuilding the index of the
     # same model (a rerun) is not a new model to serve.
     trained = model.get_string_custom_property("source_model") or model.uri
-    version, where = push(source, serving_dir, model_name, {
+    _record(pushed_model, push(source, serving_dir, model_name, {
         "source_model": trained, "artifact": model.uri, "artifact_id": model.id,
-        "blessing": model_blessing.uri, "blessing_id": model_blessing.id})
-    _record(pushed_model, version, where)
+        "blessing": model_blessing.uri, "blessing_id": model_blessing.id}))
 
 
-def _record(pushed_model, version: Optional[int], where_or_reason: str) -> None:
-    pushed_model.set_int_custom_property("pushed", 0 if version is None else 1)
-    if version is None:
-        pushed_model.set_string_custom_property("reason", where_or_reason)
+def _record(pushed_model, result: PushResult) -> None:
+    pushed_model.set_int_custom_property("pushed", int(result.pushed))
+    if result.version is None:
+        pushed_model.set_string_custom_property("reason", result.reason or "")
     else:
-        pushed_model.set_int_custom_property("pushed_version", version)
-        pushed_model.set_string_custom_property("pushed_destination", where_or_reason)
+        pushed_model.set_int_custom_property("pushed_version", result.version)
+        pushed_model.set_string_custom_property("pushed_destination", result.destination or "")

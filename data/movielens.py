@@ -316,14 +316,16 @@ def load_movies(dataset: Dataset) -> dict[str, Movie]:
         for line_no, line in lines:
             if not line.strip():
                 continue
-            movie, title, genres = _split(line, "::", 3, path, line_no, "movie id, title, genres")
+            movie, title, genre_text = _split(line, "::", 3, path, line_no,
+                                              "movie id, title, genres")
             movie_id = _id(movie, "movie id", path, line_no)
-            _add_movie(movies, Movie(movie_id, title.strip(), _genre_list(genres)), path, line_no)
+            _add_movie(movies, Movie(movie_id, title.strip(), _genre_list(genre_text)), path,
+                       line_no)
     else:
         # Parsed line by line (titles never span lines) so errors can name the line.
         for line_no, line in lines:
             if line_no == 1:
-                _check_header(line, spec.movies_header, path)
+                _check_header(line, spec.movies_header or (), path)
                 continue
             if not line.strip():
                 continue

@@ -7,6 +7,8 @@ import hashlib
 TRAIN = "train"
 EVAL = "eval"
 SPLITS = (TRAIN, EVAL)
+# ExampleGen's second output: every movie of the movie file, one split of its own.
+CATALOGUE = "catalogue"
 
 
 def random_split(user_id: str, movie_id: str, timestamp: int, seed: int,

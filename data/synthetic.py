@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -83,8 +83,9 @@ def user_activity(shape: Shape, rng: np.random.Generator) -> np.ndarray:
     return counts
 
 
-def movie_table(shape: Shape, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Per movie: id, popularity (log), bias, taste vector, year and genres."""
+def movie_table(shape: Shape, rng: np.random.Generator) -> dict[str, Any]:
+    """Per movie: id, popularity (log), bias, taste vector, year (arrays) and genres (a list
+    of arrays)."""
     n = shape.num_movies
     ranks = rng.permutation(n) + 1  # the most popular movie is not always id 1
     years = rng.integers(1930, 2016, size=n)
@@ -99,7 +100,7 @@ def movie_table(shape: Shape, rng: np.random.Generator) -> dict[str, np.ndarray]
 
 def write_movies(path: str, movies: dict[str, np.ndarray]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write(",".join(LAYOUTS["csv"].movies_header) + "\n")
+        f.write(",".join(LAYOUTS["csv"].movies_header or ()) + "\n")
         for movie_id, year, genres in zip(movies["id"], movies["year"], movies["genres"],
                                           strict=True):
             names = "|".join(GENRES[g] for g in sorted(genres))
@@ -143,7 +144,7 @@ def generate(out_dir: str, num_ratings: int, *, seed: int = 0, chunk_users: int 
     written = 0
     path = os.path.join(out_dir, LAYOUTS["csv"].ratings_file)
     with open(path + ".partial", "w", encoding="utf-8", newline="") as f:
-        f.write(",".join(LAYOUTS["csv"].ratings_header) + "\n")
+        f.write(",".join(LAYOUTS["csv"].ratings_header or ()) + "\n")
         for first in range(0, shape.num_users, chunk_users):
             chunk = _user_chunk(movies, counts[first:first + chunk_users], first + 1, rng)
             ratings = [f"{r // 2}.5" if r % 2 else f"{r // 2}.0" for r in chunk[:, 2].tolist()]

@@ -60,7 +60,7 @@ def normalize_cron(expression: str) -> str:
 def _check_field(expression: str, index: int, value: str, name: str, low: int,
                  high: int) -> None:
     def number(token: str) -> int:
-        token = _NAMES.get(index, {}).get(token.upper(), token)
+        token = str(_NAMES.get(index, {}).get(token.upper(), token))
         if not str(token).isdigit():
             raise KubeflowError(f"invalid cron expression {expression!r}: {name} field has "
                                 f"{value!r}. {_HELP}.")

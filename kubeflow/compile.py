@@ -24,10 +24,10 @@ import tempfile
 from typing import Any, Optional
 
 from recsys_pipeline.errors import ConfigError
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
 
 SCHEMA_VERSION = "2.1.0"
-EXAMPLE_GEN = "MovieLensExampleGen"
 CONTAINER_ENV = (("TF_USE_LEGACY_KERAS", "1"),)
 
 
@@ -47,7 +47,7 @@ def build_job(config: PipelineConfig, target: str) -> dict[str, Any]:
             config=runner_config, output_dir=scratch)
         job = runner.run(pipeline, parameter_values=defaults, write_out=False)
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
-    tasks[EXAMPLE_GEN]["cachingOptions"] = {"enableCache": False}
+    tasks[nodes.EXAMPLE_GEN]["cachingOptions"] = {"enableCache": False}
     for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
         if "container" in executor:
             # The entrypoint imports TensorFlow before any of our modules could select Keras 2

@@ -162,7 +162,7 @@ def run_spec(spec: dict, pipeline_root: Optional[str] = None,
     executors = spec["deploymentSpec"]["executors"]
     counter = iter(range(1, 1 << 62))
     outputs: dict[str, dict] = {}
-    results = []
+    results: list[Any] = []
     tasks = spec["root"]["dag"]["tasks"]
     for name in topological_order(tasks):
         component = spec["components"][tasks[name]["componentRef"]["name"]]

@@ -10,19 +10,35 @@ blessed model); TFX's Evaluator ignores the latter when there is no baseline yet
 from __future__ import annotations
 
 import json
+import re
+from typing import Optional
 
 import tensorflow_model_analysis as tfma
 
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import EvaluationConfig
 from recsys_pipeline.transform import features as F
 
 EVAL_SIGNATURE = "evaluate"
 RMSE_METRIC = "root_mean_squared_error"
+_TFMA_NAMES = {nodes.TOP_K_ACCURACY: re.compile(r"top_\d+_accuracy"),
+               nodes.RMSE: re.compile(RMSE_METRIC)}
 
 
 def top_k_metric(k: int) -> str:
     """Name of the retrieval metric in TFMA's results."""
     return f"top_{k}_accuracy"
+
+
+def metric_name(branch: nodes.Branch, ev: EvaluationConfig) -> str:
+    """The TFMA name of a branch's gated metric."""
+    return top_k_metric(ev.top_k) if branch.metric == nodes.TOP_K_ACCURACY else RMSE_METRIC
+
+
+def is_gated_metric(branch: Optional[nodes.Branch], name: str) -> bool:
+    """Whether TFMA metric ``name`` is ``branch``'s gated metric (any branch's, for None)."""
+    kinds = [branch.metric] if branch else list(_TFMA_NAMES)
+    return any(_TFMA_NAMES[kind].fullmatch(name) for kind in kinds)
 
 
 def _gate(prediction_key: str, metric_class: str, metric_name: str,

@@ -21,10 +21,10 @@ No runner code lives here.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from importlib import resources
+from typing import Any
 
 from tfx import v1 as tfx
 
@@ -37,20 +37,13 @@ from recsys_pipeline.components.scann_indexer import ScannIndexer
 from recsys_pipeline.components.serving_pusher import ServingPusher
 from recsys_pipeline.data import movielens
 from recsys_pipeline.errors import ConfigError, DataError
-from recsys_pipeline.pipeline import evaluation
-from recsys_pipeline.pipeline.config import DATASET_LAYOUTS, PipelineConfig
-from recsys_pipeline.trainer import serving
+from recsys_pipeline.pipeline import evaluation, nodes
+from recsys_pipeline.pipeline.config import DATASET_LAYOUTS, RUNTIME_PARAMETERS, PipelineConfig
+from recsys_pipeline.pipeline.fingerprint import code_fingerprint, module_of
 from recsys_pipeline.trainer.hparams import to_custom_config
 
 PREPROCESSING_FN = "recsys_pipeline.transform.preprocessing.preprocessing_fn"
-RETRIEVAL_RUN_FN = "recsys_pipeline.trainer.retrieval_trainer.run_fn"
-RANKING_RUN_FN = "recsys_pipeline.trainer.ranking_trainer.run_fn"
-SEQUENTIAL_RUN_FN = "recsys_pipeline.trainer.sequential_trainer.run_fn"
 TARGETS = ("local", "kfp", "vertex")
-# Run-time parameters of the compiled Kubeflow pipeline (name -> type).
-RUNTIME_PARAMETERS = {"data_dir": str, "retrieval_epochs": int, "ranking_epochs": int,
-                      "min_top_k_accuracy": float, "max_rmse": float}
-
 
 def schema_path(layout: str, project_dir: str = "") -> str:
     """The curated schema for a layout (demographics or not), in this install or under
@@ -59,20 +52,6 @@ def schema_path(layout: str, project_dir: str = "") -> str:
     if project_dir:
         return os.path.join(project_dir, "pipeline", "schemas", name)
     return str(resources.files("recsys_pipeline.pipeline").joinpath("schemas", name))
-
-
-def source_fingerprint(package: str) -> str:
-    """Hash of a package's Python sources.
-
-    Transform is given its preprocessing_fn by import path, so TFX's cache key would not see
-    code edits; this hash goes into the component's custom_config to make it.
-    """
-    h = hashlib.sha256()
-    root = resources.files(package)
-    for entry in sorted(root.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".py"):
-            h.update(entry.name.encode() + b"\0" + entry.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def resolve_layout(config: PipelineConfig, target: str = "local") -> tuple[str, str]:
@@ -137,51 +116,54 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
         split_config=config.split_config_json(),
         max_orphan_fraction=config.data.max_orphan_fraction,
         input_fingerprint=fingerprint,
-    )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    ).with_id(nodes.EXAMPLE_GEN)
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"]).with_id(nodes.STATISTICS_GEN)
     schema_gen = tfx.components.ImportSchemaGen(
-        schema_file=schema_path(layout, "" if local else config.kubeflow.project_dir))
+        schema_file=schema_path(layout, "" if local else config.kubeflow.project_dir),
+    ).with_id(nodes.SCHEMA_GEN)
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+    ).with_id(nodes.EXAMPLE_VALIDATOR)
+    anomaly_gate = AnomalyGate(
+        anomalies=example_validator.outputs["anomalies"]).with_id(nodes.ANOMALY_GATE)
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={
             "timestamp_buckets": config.transform.timestamp_buckets,
-            "source_fingerprint": source_fingerprint("recsys_pipeline.transform"),
+            "source_fingerprint": code_fingerprint([module_of(PREPROCESSING_FN)]),
         },
-    )
+    ).with_id(nodes.TRANSFORM)
     # Transform consumes ExampleGen's output directly; this edge makes it wait for the gate.
     transform.add_upstream_node(anomaly_gate)
-    trainer_code = source_fingerprint("recsys_pipeline.trainer")
 
-    def trainer(name: str, run_fn: str, custom_config: dict, epochs) -> RecsysTrainer:
-        return RecsysTrainer(
+    def branch_nodes(branch: nodes.Branch, custom_config: dict, epochs, eval_config,
+                     bound) -> tuple[RecsysTrainer, Any, RecsysEvaluator]:
+        """A branch's Trainer, Baseline and Evaluator (its Pushers come after)."""
+        model_trainer = RecsysTrainer(
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             catalogue=example_gen.outputs["catalogue"],
-            run_fn=run_fn,
-            custom_config={**custom_config, "source_fingerprint": trainer_code},
+            run_fn=branch.run_fn,
+            custom_config={**custom_config, "source_fingerprint": code_fingerprint(
+                [module_of(branch.run_fn), RecsysTrainer.__module__])},
             epochs=epochs,
-        ).with_id(name)
-
-    def gate(name: str, model_trainer: RecsysTrainer, eval_config, bound) -> tuple:
-        evaluator_id = f"{name}Evaluator"
-        registry = os.path.join(pipeline_root, "blessings", evaluator_id)
+        ).with_id(branch.trainer)
+        registry = os.path.join(pipeline_root, "blessings", branch.evaluator)
         if target == "kfp":
-            baseline = BlessedModelLookup(blessing_registry=registry).with_id(f"{name}Baseline")
+            baseline = BlessedModelLookup(blessing_registry=registry).with_id(branch.baseline)
         else:
             baseline = tfx.dsl.Resolver(
                 strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
                 model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                                      producer_component_id=model_trainer.id,
+                                      producer_component_id=branch.trainer,
                                       output_key="model"),
                 model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                               producer_component_id=evaluator_id,
+                                               producer_component_id=branch.evaluator,
                                                output_key="blessing"),
-            ).with_id(f"{name}Baseline")
+            ).with_id(branch.baseline)
         evaluator = RecsysEvaluator(
             examples=example_gen.outputs["examples"],
             model=model_trainer.outputs["model"],
@@ -189,62 +171,58 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
             eval_config=eval_config,
             value_bound=bound,
             blessing_registry=registry,
-        ).with_id(evaluator_id)
-        return baseline, evaluator
+        ).with_id(branch.evaluator)
+        return model_trainer, baseline, evaluator
 
-    def pusher(name: str, model, blessing, model_name: str) -> ServingPusher:
+    def pusher(push: nodes.Push, model, blessing):
         return ServingPusher(model=model, model_blessing=blessing, serving_dir=serving_dir,
-                             model_name=model_name).with_id(name)
+                             model_name=push.model_name).with_id(push.node_id)
 
-    retrieval_trainer = trainer("RetrievalTrainer", RETRIEVAL_RUN_FN, {
-        "hparams": to_custom_config(config.retrieval),
-        "serving_k": config.index.k, "eval_k": config.evaluation.top_k},
-        values["retrieval_epochs"])
-    retrieval_baseline, retrieval_evaluator = gate(
-        "Retrieval", retrieval_trainer, evaluation.retrieval_eval_config(config.evaluation),
+    retrieval = nodes.RETRIEVAL
+    scann_push, brute_force_push = retrieval.pushes
+    retrieval_trainer, retrieval_baseline, retrieval_evaluator = branch_nodes(
+        retrieval, {"hparams": to_custom_config(config.retrieval),
+                    "serving_k": config.index.k, "eval_k": config.evaluation.top_k},
+        values["retrieval_epochs"], evaluation.retrieval_eval_config(config.evaluation),
         values["min_top_k_accuracy"])
     indexer = ScannIndexer(
         model=retrieval_trainer.outputs["model"],
         model_blessing=retrieval_evaluator.outputs["blessing"],
         examples=example_gen.outputs["examples"],
-        index_params=json.dumps(dataclasses.asdict(config.index), sort_keys=True))
-    scann_pusher = pusher("ScannPusher", indexer.outputs["index_model"],
-                          indexer.outputs["index_blessing"], serving.SCANN_MODEL)
-    brute_force_pusher = pusher("BruteForcePusher", retrieval_trainer.outputs["model"],
-                                retrieval_evaluator.outputs["blessing"],
-                                serving.BRUTE_FORCE_MODEL)
+        index_params=json.dumps(dataclasses.asdict(config.index), sort_keys=True),
+        source_fingerprint=code_fingerprint([ScannIndexer.__module__]),
+    ).with_id(nodes.SCANN_INDEXER)
+    retrieval_nodes = [
+        retrieval_trainer, retrieval_baseline, retrieval_evaluator, indexer,
+        pusher(scann_push, indexer.outputs["index_model"], indexer.outputs["index_blessing"]),
+        pusher(brute_force_push, retrieval_trainer.outputs["model"],
+               retrieval_evaluator.outputs["blessing"])]
 
-    ranking_trainer = trainer("RankingTrainer", RANKING_RUN_FN, {
-        "hparams": to_custom_config(config.ranking)}, values["ranking_epochs"])
-    ranking_baseline, ranking_evaluator = gate(
-        "Ranking", ranking_trainer, evaluation.ranking_eval_config(config.evaluation),
-        values["max_rmse"])
-    ranking_pusher = pusher("RankingPusher", ranking_trainer.outputs["model"],
-                            ranking_evaluator.outputs["blessing"], serving.RANKING_MODEL)
+    ranking = nodes.RANKING
+    ranking_trainer, ranking_baseline, ranking_evaluator = branch_nodes(
+        ranking, {"hparams": to_custom_config(config.ranking)}, values["ranking_epochs"],
+        evaluation.ranking_eval_config(config.evaluation), values["max_rmse"])
+    ranking_nodes = [ranking_trainer, ranking_baseline, ranking_evaluator,
+                     pusher(ranking.pushes[0], ranking_trainer.outputs["model"],
+                            ranking_evaluator.outputs["blessing"])]
 
-    sequential = []
+    sequential_nodes: list = []
     if config.sequential.enabled:
-        sequential_trainer = trainer("SequentialTrainer", SEQUENTIAL_RUN_FN, {
-            "hparams": to_custom_config(config.sequential),
-            "serving_k": config.index.k, "eval_k": config.evaluation.top_k},
-            config.sequential.epochs)
-        sequential_baseline, sequential_evaluator = gate(
-            "Sequential", sequential_trainer,
-            evaluation.retrieval_eval_config(config.evaluation),
+        sequential = nodes.SEQUENTIAL
+        sequential_trainer, sequential_baseline, sequential_evaluator = branch_nodes(
+            sequential, {"hparams": to_custom_config(config.sequential),
+                         "serving_k": config.index.k, "eval_k": config.evaluation.top_k},
+            config.sequential.epochs, evaluation.retrieval_eval_config(config.evaluation),
             config.evaluation.min_sequential_top_k_accuracy)
-        sequential = [sequential_trainer, sequential_baseline, sequential_evaluator,
-                      pusher("SequentialPusher", sequential_trainer.outputs["model"],
-                             sequential_evaluator.outputs["blessing"], serving.SEQUENTIAL_MODEL)]
+        sequential_nodes = [sequential_trainer, sequential_baseline, sequential_evaluator,
+                            pusher(sequential.pushes[0], sequential_trainer.outputs["model"],
+                                   sequential_evaluator.outputs["blessing"])]
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-                    transform,
-                    retrieval_trainer, retrieval_baseline, retrieval_evaluator, indexer,
-                    scann_pusher, brute_force_pusher,
-                    ranking_trainer, ranking_baseline, ranking_evaluator, ranking_pusher,
-                    *sequential],
+                    transform, *retrieval_nodes, *ranking_nodes, *sequential_nodes],
         enable_cache=config.enable_cache,
         # LocalDagRunner's store; Kubeflow and Vertex bring their own metadata store.
         metadata_connection_config=(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
 
 CANDIDATE, BASELINE = "candidate", "baseline"
@@ -80,63 +81,36 @@ def run_bound(summary, evaluator: str) -> Optional[float]:
 
 
 def model_rows(summary, config: PipelineConfig) -> list[ModelRow]:
-    """Rows for the ScaNN, brute-force and ranking models of ``summary``'s run."""
-    from recsys_pipeline.pipeline.evaluation import RMSE_METRIC, top_k_metric
-    from recsys_pipeline.trainer import serving
+    """One row per served model of every branch in ``summary``'s run (and the index recall)."""
+    from recsys_pipeline.pipeline.evaluation import metric_name
 
     ev = config.evaluation
     states = {c.node_id: c.state for c in summary.components}
+    index = summary.properties(nodes.SCANN_INDEXER, "index_blessing")
     rows = []
-    gates = (
-        ("Retrieval", top_k_metric(ev.top_k), f">= {ev.min_top_k_accuracy:g}",
-         ((serving.SCANN_MODEL, "ScannPusher"), (serving.BRUTE_FORCE_MODEL, "BruteForcePusher"))),
-        ("Ranking", RMSE_METRIC, f"<= {ev.max_rmse:g}",
-         ((serving.RANKING_MODEL, "RankingPusher"),)),
-    )
-    if "SequentialEvaluator" in states:  # the GRU4Rec branch is in this run's DAG
-        gates += (("Sequential", top_k_metric(ev.top_k),
-                   f">= {ev.min_sequential_top_k_accuracy:g}",
-                   ((serving.SEQUENTIAL_MODEL, "SequentialPusher"),)),)
-    for prefix, metric, bound, pushers in gates:
-        evaluator = f"{prefix}Evaluator"
-        used = run_bound(summary, evaluator)
-        if used is not None:  # the bound this run's Evaluator applied (a run-time value)
-            bound = f"{bound.split()[0]} {used:g}"
-        uri = summary.output(evaluator, "evaluation")
-        evaluation = read_evaluation(uri) if uri and states.get(evaluator) in (
+    for branch in nodes.BRANCHES:
+        if branch.optional and branch.evaluator not in states:
+            continue  # an opt-in branch that is not in this run's DAG
+        metric = metric_name(branch, ev)
+        used = run_bound(summary, branch.evaluator)  # the bound the run applied (run-time)
+        bound = f"{branch.bound_text} {getattr(ev, branch.bound) if used is None else used:g}"
+        uri = summary.output(branch.evaluator, "evaluation")
+        evaluation = read_evaluation(uri) if uri and states.get(branch.evaluator) in (
             "ran", "cached") else Evaluation({}, [])
-        blessing = summary.properties(evaluator, "blessing")
+        blessing = summary.properties(branch.evaluator, "blessing")
         blessed = None if "blessed" not in blessing else blessing["blessed"] == 1
-        for model, pusher in pushers:
-            props = summary.properties(pusher, "pushed_model")
-            pushed = _pushed(props, states.get(pusher))
+        for push in branch.pushes:
+            props = summary.properties(push.node_id, "pushed_model")
+            pushed = _pushed(props, states.get(push.node_id))
             if blessed is False and evaluation.failures:
                 pushed = "not pushed: " + "; ".join(evaluation.failures)
             row_blessed = blessed
-            index = summary.properties("ScannIndexer", "index_blessing")
-            if model == serving.SCANN_MODEL and "blessed" in index:
+            if push.needs_scann and "blessed" in index:
                 row_blessed = index["blessed"] == 1
-            rows.append(ModelRow(model, metric, evaluation.value(metric), bound,
+            rows.append(ModelRow(push.model_name, metric, evaluation.value(metric), bound,
                                  evaluation.value(metric, BASELINE), row_blessed, pushed))
-            if model == serving.SCANN_MODEL:
-                if "recall" in index:
-                    rows.append(ModelRow("", f"ScaNN recall@{config.index.recall_k}",
-                                         index["recall"], f">= {config.index.min_recall:g}",
-                                         None, None, ""))
+            if push.needs_scann and "recall" in index:
+                rows.append(ModelRow("", f"ScaNN recall@{config.index.recall_k}",
+                                     index["recall"], f">= {config.index.min_recall:g}",
+                                     None, None, ""))
     return rows
-
-
-def format_model_table(rows: list[ModelRow]) -> str:
-    def num(v: Optional[float]) -> str:
-        return "-" if v is None else f"{v:.4f}"
-
-    def yes(v: Optional[bool]) -> str:
-        return "" if v is None else ("yes" if v else "NO")
-
-    header = (f"  {'model':<22} {'metric':<24} {'value':>7} {'bound':>8} {'baseline':>8} "
-              f"{'blessed':>7}  pushed")
-    lines = ["Models:", header]
-    for r in rows:
-        lines.append(f"  {r.model:<22} {r.metric:<24} {num(r.value):>7} {r.bound:>8} "
-                     f"{num(r.baseline):>8} {yes(r.blessed):>7}  {r.pushed}")
-    return "\n".join(lines)

@@ -10,14 +10,16 @@ force. Everything is read from ML Metadata and the artifacts it points to.
 
 from __future__ import annotations
 
-import datetime
 import html
-import json
 import os
 from typing import Any, Optional
 
 from recsys_pipeline.errors import OutputError
+from recsys_pipeline.metadata import node_of
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
+from recsys_pipeline.serving.index_params import IndexReport
+from recsys_pipeline.tables import num, when
 
 STATUS_COLOURS = {"ran": "#2e7d32", "cached": "#1565c0", "failed": "#c62828",
                   "running": "#ef6c00", "not run": "#9e9e9e"}
@@ -34,19 +36,17 @@ def dag_edges(store, run_id: str) -> set[tuple[str, str]]:
     """(producer node, consumer node) for every artifact consumed in the run."""
     from ml_metadata.proto import metadata_store_pb2
 
-    from recsys_pipeline.history import _node_of
-
     Event = metadata_store_pb2.Event
     (run,) = [c for c in store.get_contexts_by_type("pipeline_run") if c.name == run_id]
     edges = set()
     for execution in store.get_executions_by_context(run.id):
-        consumer = _node_of(store, execution)
+        consumer = node_of(store, execution)
         inputs = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
                   if e.type == Event.INPUT]
         producers = [e.execution_id for e in store.get_events_by_artifact_ids(inputs)
                      if e.type == Event.OUTPUT]
         for producer in store.get_executions_by_id(sorted(set(producers))):
-            edges.add((_node_of(store, producer), consumer))
+            edges.add((node_of(store, producer), consumer))
     return edges
 
 
@@ -225,18 +225,8 @@ flex-wrap:wrap}.legend span{margin-right:14px}
 """
 
 
-def _num(v: Optional[float], digits: int = 4) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
-def _when(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "-"
-    return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def render(config: PipelineConfig, summary, edges, data, models, history_rows,
-           index: dict[str, Any]) -> str:
+           index: dict[str, Any], index_report: Optional[IndexReport]) -> str:
     """The page's HTML."""
     ran = sum(c.state == "ran" for c in summary.components)
     cached = sum(c.state == "cached" for c in summary.components)
@@ -247,7 +237,7 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
            f"<title>recsys-pipeline run {_e(summary.run_id)}</title><style>{CSS}</style>"
            "</head><body>",
            f"<h1>recsys-pipeline · run {_e(summary.run_id)}</h1>",
-           f'<p class="muted">Started {_e(_when(summary.started))} · {ran} ran, {cached} cached '
+           f'<p class="muted">Started {_e(when(summary.started))} · {ran} ran, {cached} cached '
            f"of {len(summary.components)} components · {total:.0f}s of component time · "
            f"output {_e(config.output_dir)}</p>",
            "<h2>Pipeline</h2>", f'<p class="legend">{legend}</p>',
@@ -263,9 +253,9 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
                 f"<tr><td>{_e(split)}</td><td class=num>{info.get('ratings', '-')}</td>"
                 f"<td class=num>{info.get('user_id', '-')}</td>"
                 f"<td class=num>{info.get('movie_id', '-')}</td>"
-                f"<td class=num>{_num(info.get('mean_rating'), 3)}</td>"
-                f"<td>{_e(_when(info.get('first'))[:10])}</td>"
-                f"<td>{_e(_when(info.get('last'))[:10])}</td></tr>")
+                f"<td class=num>{num(info.get('mean_rating'), 3)}</td>"
+                f"<td>{_e(when(info.get('first'))[:10])}</td>"
+                f"<td>{_e(when(info.get('last'))[:10])}</td></tr>")
         out.append("</table>")
         if data.get("train", {}).get("histogram"):
             out.append("<p>Rating distribution (train):</p>"
@@ -280,52 +270,53 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
         blessed = "" if r.blessed is None else (
             '<span class="yes">yes</span>' if r.blessed else '<span class="no">NO</span>')
         out.append(f"<tr><td>{_e(r.model)}</td><td>{_e(r.metric)}</td>"
-                   f"<td class=num>{_num(r.value)}</td><td class=num>{_e(r.bound)}</td>"
-                   f"<td class=num>{_num(r.baseline)}</td><td>{blessed}</td>"
+                   f"<td class=num>{num(r.value)}</td><td class=num>{_e(r.bound)}</td>"
+                   f"<td class=num>{num(r.baseline)}</td><td>{blessed}</td>"
                    f"<td>{_e(r.pushed)}</td></tr>")
     out.append("</table>")
 
     from recsys_pipeline.model_summary import run_bound
 
     ev = config.evaluation
-    top_k_bound = run_bound(summary, "RetrievalEvaluator")
-    rmse_bound = run_bound(summary, "RankingEvaluator")
     out.append("<h2>History</h2><div class=charts>")
-    out.append(line_chart_svg(f"top-{ev.top_k} accuracy",
-                              [r["top_k_accuracy"] for r in history_rows],
-                              ev.min_top_k_accuracy if top_k_bound is None else top_k_bound,
-                              [r["blessed"]["Retrieval"] for r in history_rows]))
-    out.append(line_chart_svg("RMSE", [r["rmse"] for r in history_rows],
-                              ev.max_rmse if rmse_bound is None else rmse_bound,
-                              [r["blessed"]["Ranking"] for r in history_rows]))
+    for branch in nodes.BRANCHES:
+        values = [r.gated[branch.name] for r in history_rows]
+        if branch.optional and all(v is None for v in values):
+            continue  # an opt-in branch no run has evaluated
+        bound = run_bound(summary, branch.evaluator)
+        title = (f"{branch.name}: top-{ev.top_k} accuracy"
+                 if branch.metric == nodes.TOP_K_ACCURACY else f"{branch.name}: RMSE")
+        out.append(line_chart_svg(title, values,
+                                  getattr(ev, branch.bound) if bound is None else bound,
+                                  [r.blessed[branch.name] for r in history_rows]))
     out.append("</div><table id=runs><tr><th>#</th><th>run</th><th>started</th>"
                "<th class=num>ran</th><th class=num>cached</th><th>pushed</th></tr>")
     for i, r in enumerate(history_rows, 1):
-        pushed = ", ".join(f"{m}={v}" for m, v in sorted(r["pushed"].items())) or "none"
-        out.append(f"<tr><td>{i}</td><td>{_e(r['run'])}</td><td>{_e(_when(r['started']))}"
-                   f"</td><td class=num>{r['ran']}</td><td class=num>{r['cached']}</td>"
+        pushed = ", ".join(f"{m}={v}" for m, v in sorted(r.pushed.items())) or "none"
+        out.append(f"<tr><td>{i}</td><td>{_e(r.run)}</td><td>{_e(when(r.started))}"
+                   f"</td><td class=num>{r.ran}</td><td class=num>{r.cached}</td>"
                    f"<td>{_e(pushed)}</td></tr>")
     out.append("</table>")
 
     out.append("<h2>ScaNN index</h2>")
-    if index:
-        report = index.get("report", {})
-        latency = report.get("latency_ms", {})
-        settings = report.get("settings", {})
+    if index and index_report is None:  # blessed or not without building (see its reason)
+        out.append(f"<p>No index was built: {_e(index.get('reason', '-'))}</p>")
+    elif index_report is not None:
+        report = index_report
         out.append(
-            f"<table id=index><tr><th>recall@{_e(report.get('recall_k', '?'))} "
-            f"({_e(report.get('recall_of', 'index top-k'))})</th>"
-            f"<td class=num>{_num(index.get('recall'))}</td><td>bound "
+            f"<table id=index><tr><th>recall@{_e(report.recall_k)} ({_e(report.recall_of)})"
+            f"</th><td class=num>{num(index.get('recall'))}</td><td>bound "
             f"{_e(index.get('min_recall', '-'))}</td></tr>")
         for method in ("scann", "brute_force"):
-            if method in latency:
+            if method in report.latency_ms:
+                latency = report.latency_ms[method]
                 out.append(f"<tr><th>one query, {method.replace('_', ' ')}</th><td class=num>"
-                           f"{latency[method]['p50']:.3f} ms</td><td>p99 "
-                           f"{latency[method]['p99']:.3f} ms</td></tr>")
-        out.append(f"<tr><th>index</th><td colspan=2>{_e(report.get('catalogue_size', '?'))} "
-                   f"movies, {_e(settings.get('num_leaves', '?'))} leaves, "
-                   f"{_e(settings.get('num_leaves_to_search', '?'))} searched, built in "
-                   f"{_e(report.get('build_seconds', '?'))}s</td></tr></table>")
+                           f"{latency['p50']:.3f} ms</td><td>p99 "
+                           f"{latency['p99']:.3f} ms</td></tr>")
+        out.append(f"<tr><th>index</th><td colspan=2>{_e(report.catalogue_size)} "
+                   f"movies, {_e(report.settings.num_leaves)} leaves, "
+                   f"{_e(report.settings.num_leaves_to_search)} searched, built in "
+                   f"{_e(report.build_seconds)}s</td></tr></table>")
     else:
         out.append("<p>The index was not built in this run.</p>")
     out.append("</body></html>\n")
@@ -335,7 +326,7 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
 def write_report(config: PipelineConfig, run_id: Optional[str] = None) -> str:
     """Writes the report of ``run_id`` (default: the newest run); returns its path."""
     from recsys_pipeline import history, model_summary
-    from recsys_pipeline.local_runner import open_store, summarize_runs
+    from recsys_pipeline.metadata import open_store, summarize_runs
 
     store = open_store(config)
     summaries = summarize_runs(config, store=store)
@@ -348,13 +339,12 @@ def write_report(config: PipelineConfig, run_id: Optional[str] = None) -> str:
         if not matches:
             raise OutputError(f"no run {run_id!r}; recsys runs lists them")
         summary = matches[0]
-    index = dict(summary.properties("ScannIndexer", "index_blessing"))
-    if "report" in index:
-        index["report"] = json.loads(index["report"])
+    index = summary.properties(nodes.SCANN_INDEXER, "index_blessing")
+    index_report = IndexReport.from_json(index["report"]) if "report" in index else None
     page = render(config, summary, dag_edges(store, summary.run_id),
-                  data_highlights(summary.output("StatisticsGen", "statistics")),
+                  data_highlights(summary.output(nodes.STATISTICS_GEN, "statistics")),
                   model_summary.model_rows(summary, config),
-                  history.run_rows(config, summaries=summaries), index)
+                  history.run_rows(config, summaries=summaries), index, index_report)
     directory = os.path.join(config.output_dir, REPORT_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "index.html")

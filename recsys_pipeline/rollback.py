@@ -13,19 +13,26 @@ from __future__ import annotations
 import json
 import os
 import time
-from recsys_pipeline.errors import OutputError
-from recsys_pipeline.trainer import serving
+from typing import TYPE_CHECKING
 
-def rollback(serving_dir: str, model_name: str, to_version: int) -> tuple[int, str]:
-    """Publishes ``to_version`` of ``model_name`` as a new newest version; (version, path)."""
+from recsys_pipeline.errors import OutputError
+
+if TYPE_CHECKING:
+    from recsys_pipeline.components.serving_pusher import PushResult
+from recsys_pipeline.pipeline import nodes
+from recsys_pipeline.serving import layout
+
+
+def rollback(serving_dir: str, model_name: str, to_version: int) -> PushResult:
+    """Publishes ``to_version`` of ``model_name`` as a new newest version (what was pushed)."""
     from recsys_pipeline.components.serving_pusher import push
 
-    known = serving.MODEL_NAMES + serving.OPTIONAL_MODEL_NAMES
+    known = nodes.MODEL_NAMES + nodes.OPTIONAL_MODEL_NAMES
     if model_name not in known:
         raise OutputError(f"unknown model {model_name!r}; the pushed models are "
                           f"{', '.join(known)}")
     model_dir = os.path.join(serving_dir, model_name)
-    available = serving.versions(model_dir)
+    available = layout.versions(model_dir)
     if to_version not in available:
         listing = ", ".join(map(str, available)) or "none"
         raise OutputError(f"{model_name} has no version {to_version} under {model_dir} "
@@ -36,8 +43,8 @@ def rollback(serving_dir: str, model_name: str, to_version: int) -> tuple[int, s
                           "one being served")
     source = os.path.join(model_dir, str(to_version))
     try:
-        record = serving.read_push_record(source)
-        current = serving.read_push_record(os.path.join(model_dir, str(newest)))
+        record = layout.read_push_record(source)
+        current = layout.read_push_record(os.path.join(model_dir, str(newest)))
     except (OSError, ValueError) as e:
         raise OutputError(f"cannot read the push records of {model_name} ({e}): not a version "
                           "this pipeline pushed") from None
@@ -47,12 +54,13 @@ def rollback(serving_dir: str, model_name: str, to_version: int) -> tuple[int, s
     entry = {"at": time.time(), "model_name": model_name, "from_version": newest,
              "to_version": to_version, "withdrawn_source_model": current.get("source_model"),
              "restored_source_model": record.get("source_model")}
-    version, path = push(source, serving_dir, model_name, {**record, "rollback": entry})
-    if version is None:
-        raise OutputError(f"rollback of {model_name} to {to_version} was not published: {path}")
-    entry["new_version"] = version
-    with open(os.path.join(model_dir, serving.ROLLBACK_LOG), "a") as f:
+    result = push(source, serving_dir, model_name, {**record, "rollback": entry})
+    if result.version is None:
+        raise OutputError(f"rollback of {model_name} to {to_version} was not published: "
+                          f"{result.reason}")
+    entry["new_version"] = result.version
+    with open(os.path.join(model_dir, layout.ROLLBACK_LOG), "a") as f:
         f.write(json.dumps(entry, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
-    return version, path
+    return result

@@ -10,6 +10,8 @@
 #
 # Idempotent: on a machine that is already set up it only checks, which takes seconds.
 # Options: --system-only (step 1 only, used by the Dockerfile before copying the project);
+#          --no-dev (the Kubeflow image: the project and its runtime dependencies, without the
+#          dev group's test and lint tools);
 #          --test-tools (`make test` only: also Debian's Chromium, for the run report's browser
 #          test; not in the image).
 set -euo pipefail
@@ -18,9 +20,11 @@ UV_VERSION="0.13.9"
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SYSTEM_ONLY=0
 TEST_TOOLS=0
+NO_DEV=0
 RUNTIME_REPAIRED=0
 [[ "${1:-}" == "--system-only" ]] && SYSTEM_ONLY=1
 [[ "${1:-}" == "--test-tools" ]] && TEST_TOOLS=1
+[[ "${1:-}" == "--no-dev" ]] && NO_DEV=1
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -126,11 +130,13 @@ ensure_venv() {
     # would still say manylinux_2_36 and uv would refuse the manylinux_2_39 wheels.
     rm -rf "$("$UV" cache dir)"/interpreter-v*
   fi
-  log "Syncing .venv from uv.lock with $py ($("$py" -V 2>&1))"
+  local groups=()
+  [[ "$NO_DEV" == "1" ]] && groups=(--no-dev)
+  log "Syncing .venv from uv.lock with $py ($("$py" -V 2>&1)) ${groups[*]:-}"
   cd "$REPO_DIR"
   # System certificates: behind a TLS-inspecting proxy only the system store has its CA.
   UV_SYSTEM_CERTS="${UV_SYSTEM_CERTS:-1}" UV_PYTHON_DOWNLOADS=never \
-    "$UV" sync --locked --python "$py" >&2 \
+    "$UV" sync --locked --python "$py" "${groups[@]}" >&2 \
     || die "uv sync failed. If you changed dependencies, run 'uv lock' and commit uv.lock."
 }
 

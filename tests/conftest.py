@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 import recsys_pipeline  # noqa: F401  (selects Keras 2 before any test imports TensorFlow)
-from recsys_pipeline.local_runner import run_temp_dir
+from recsys_pipeline.rundir import run_temp_dir
 
 ML100K_GENRE = "unknown|0\nAction|1\nComedy|2\n"
 

@@ -93,7 +93,7 @@ def test_a_second_run_on_the_same_output_dir_is_refused_with_the_holders_pid(tmp
     out.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\n"
-         "from recsys_pipeline.local_runner import run_lock\n"
+         "from recsys_pipeline.rundir import run_lock\n"
          "with run_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)\n",
          str(out)], stdout=subprocess.PIPE, text=True)
     try:

@@ -1,6 +1,6 @@
 """The report's pure parts: DAG layering and the SVG builders."""
 
-from recsys_pipeline.local_runner import ComponentResult
+from recsys_pipeline.metadata import ComponentResult
 from recsys_pipeline.report import dag_svg, histogram_svg, layers, line_chart_svg
 
 

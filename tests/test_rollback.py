@@ -10,24 +10,26 @@ from recsys_pipeline import cli
 from recsys_pipeline.components import serving_pusher
 from recsys_pipeline.errors import OutputError
 from recsys_pipeline.rollback import rollback
-from recsys_pipeline.trainer import serving
+from recsys_pipeline.serving import layout
 from tests.components.test_serving_pusher import _model
 
 
 @pytest.fixture
 def served(tmp_path):
     base = str(tmp_path / "serving")
-    v1, _ = serving_pusher.push(_model(tmp_path, "good"), base, "ranking", {"source_model": "good"})
-    v2, _ = serving_pusher.push(_model(tmp_path, "bad", 9.0), base, "ranking",
-                                {"source_model": "bad"})
+    v1 = serving_pusher.push(_model(tmp_path, "good"), base, "ranking",
+                             {"source_model": "good"}).version
+    v2 = serving_pusher.push(_model(tmp_path, "bad", 9.0), base, "ranking",
+                             {"source_model": "bad"}).version
     return base, v1, v2
 
 
 def test_rollback_republishes_the_old_version_as_the_newest(served):
     base, v1, v2 = served
-    v3, path = rollback(base, "ranking", v1)
-    assert v3 > v2 and serving.latest_version_dir(base, "ranking") == path
-    record = serving.read_push_record(path)
+    result = rollback(base, "ranking", v1)
+    v3, path = result.version, result.destination
+    assert v3 > v2 and layout.latest_version_dir(base, "ranking") == path
+    record = layout.read_push_record(path)
     assert record["source_model"] == "good"
     assert record["rollback"]["from_version"] == v2 and record["rollback"]["to_version"] == v1
     # Same files as the version rolled back to (but its own push record).
@@ -37,20 +39,20 @@ def test_rollback_republishes_the_old_version_as_the_newest(served):
             assert a.read() == b.read()
     assert not [n for n in os.listdir(os.path.join(base, "ranking")) if n.startswith(".")]
     (entry,) = [json.loads(line) for line in
-                open(os.path.join(base, "ranking", serving.ROLLBACK_LOG))]
+                open(os.path.join(base, "ranking", layout.ROLLBACK_LOG))]
     assert entry["withdrawn_source_model"] == "bad" and entry["new_version"] == v3
 
 
 def test_a_withdrawn_model_is_not_pushed_again(served, tmp_path):
     base, v1, v2 = served
-    v3, _ = rollback(base, "ranking", v1)
-    version, reason = serving_pusher.push(_model(tmp_path, "bad-again", 9.0), base, "ranking",
-                                          {"source_model": "bad"})
-    assert version is None and "withdrawn by recsys rollback" in reason
-    assert serving.versions(os.path.join(base, "ranking"))[-1] == v3
+    v3 = rollback(base, "ranking", v1).version
+    refused = serving_pusher.push(_model(tmp_path, "bad-again", 9.0), base, "ranking",
+                                  {"source_model": "bad"})
+    assert refused.version is None and "withdrawn by recsys rollback" in refused.reason
+    assert layout.versions(os.path.join(base, "ranking"))[-1] == v3
     # A new model still goes through.
-    v4, _ = serving_pusher.push(_model(tmp_path, "new", 2.0), base, "ranking",
-                                {"source_model": "new"})
+    v4 = serving_pusher.push(_model(tmp_path, "new", 2.0), base, "ranking",
+                             {"source_model": "new"}).version
     assert v4 > v3
 
 

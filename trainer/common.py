@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from typing import Optional, TextIO
+from typing import Any, Optional, TextIO
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from recsys_pipeline.trainer import inputs
-from recsys_pipeline.trainer.hparams import to_custom_config
-from recsys_pipeline.trainer.inputs import Catalogue, TrainStats
+from recsys_pipeline.trainer.export_metadata import ExportMetadata, Training
+from recsys_pipeline.trainer.inputs import READ_BATCH_SIZE, Catalogue, TrainStats
 from recsys_pipeline.transform import features as F
 
 
@@ -26,7 +26,8 @@ class TrainingData:
     stats: TrainStats
     feature_spec: dict
 
-    def dataset(self, files: list[str], batch_size: int, *, shuffle: bool = False,
+    def dataset(self, files: list[str], batch_size: int = READ_BATCH_SIZE, *,
+                shuffle: bool = False,
                 seed: int = 0) -> tf.data.Dataset:
         return inputs.transformed_dataset(files, self.feature_spec, batch_size,
                                           shuffle=shuffle, seed=seed)
@@ -39,16 +40,18 @@ def load_training_data(transform_dir: str, train_files: list[str],
     spec = tft_output.transformed_feature_spec()
     catalogue = inputs.load_catalogue(catalogue_dir, tft_output)
     sizes = inputs.vocab_sizes(tft_output)
-    stats = inputs.train_stats(inputs.transformed_dataset(train_files, spec, 8192),
+    stats = inputs.train_stats(inputs.transformed_dataset(train_files, spec, READ_BATCH_SIZE),
                                sizes[F.index_name(F.MOVIE_ID)])
     return TrainingData(tft_output, sizes, catalogue, stats, spec)
 
 
-def training_metadata(seconds: float, history: tf.keras.callbacks.History,
-                      hp) -> dict:
-    """What every Trainer records in its export's metadata: time, last loss, hyperparameters."""
-    return {"train_seconds": round(seconds, 2), "final_loss": float(history.history["loss"][-1]),
-            "hparams": to_custom_config(hp)}
+def export_metadata(kind: str, data: TrainingData, training: Optional[Training],
+                    **fields: Any) -> ExportMetadata:
+    """The one writer of every Trainer's ``ExportMetadata``: what all exports record about
+    their training data and run, plus the kind's own ``fields``."""
+    return ExportMetadata(
+        kind=kind, vocab_sizes=data.sizes, train_examples=data.stats.num_examples,
+        latest_train_timestamp=data.stats.latest_timestamp, **fields).with_training(training)
 
 
 class EpochProgress(tf.keras.callbacks.Callback):

@@ -7,8 +7,8 @@
     - ``evaluate(examples)`` (serialized raw tf.Examples, for TFMA) -> ``top_k_hit``: 1.0 when
       the example's movie ranks within the top ``eval_k`` of the catalogue for its query (the
       TFRS FactorizedTopK definition), and its ``rank``.
-* ``ScannExport``: the same ``serving_default``/``query_embedding`` over a ScaNN index, built
-  from a loaded ``RetrievalExport`` (needs ScaNN's ops: import scann before loading).
+* ``serving.scann_export.ScannExport`` (not trained, so not here): the same
+  ``serving_default``/``query_embedding`` over a ScaNN index of a loaded ``RetrievalExport``.
 * ``RankingExport``: ``serving_default(user_id, movie_id)`` -> ``rating``; ``evaluate``.
 * ``SequentialExport`` (GRU4Rec, brute force): ``serving_default(context_movies)`` -> top-k
   ``movie_ids``, ``scores``; the user's recent movies come with the request. The pipeline's
@@ -23,23 +23,25 @@ Pusher, ``recsys recommend`` and the run summary read.
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from recsys_pipeline.trainer.inputs import (Catalogue, TrainStats, UserHistory, history_context,
-                                            to_model_features)
+from recsys_pipeline.trainer.export_metadata import METADATA_FILE, ExportMetadata
+from recsys_pipeline.trainer.inputs import (
+    Catalogue,
+    TrainStats,
+    UserHistory,
+    history_context,
+    to_model_features,
+)
 from recsys_pipeline.transform import features as F
 
-METADATA_FILE = "recsys_model.json"
-SCANN_NAMESPACE = "Scann"
-
-_USER_ID = tf.TensorSpec([None], tf.string, name=F.USER_ID)
+USER_ID_SPEC = tf.TensorSpec([None], tf.string, name=F.USER_ID)
 _MOVIE_ID = tf.TensorSpec([None], tf.string, name=F.MOVIE_ID)
-_TIMESTAMP = tf.TensorSpec([None], tf.int64, name=F.TIMESTAMP)
+TIMESTAMP_SPEC = tf.TensorSpec([None], tf.int64, name=F.TIMESTAMP)
 _EXAMPLES = tf.TensorSpec([None], tf.string, name="examples")
 
 
@@ -173,19 +175,19 @@ class RetrievalExport(tf.Module):
         return tf.tensor_scatter_nd_update(
             scores, pairs, tf.fill([tf.shape(pairs)[0]], tf.constant(-np.inf, scores.dtype)))
 
-    @tf.function(input_signature=[_USER_ID])
+    @tf.function(input_signature=[USER_ID_SPEC])
     def rated_pairs(self, user_id):
         """(request row, catalogue row) pairs to exclude; empty when exclusion is off."""
         if not self._exclude:
             return {"pairs": tf.zeros([0, 2], tf.int64)}
         return {"pairs": self._rated_pairs(user_id)}
 
-    @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
+    @tf.function(input_signature=[USER_ID_SPEC, TIMESTAMP_SPEC])
     def query_embedding(self, user_id, timestamp):
         embedding, known = self._query(user_id, timestamp)
         return {"embedding": embedding, "known_user": known}
 
-    @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
+    @tf.function(input_signature=[USER_ID_SPEC, TIMESTAMP_SPEC])
     def serve(self, user_id, timestamp):
         embedding, known = self._query(user_id, timestamp)
         scores = tf.matmul(embedding, self.candidate_embeddings, transpose_b=True)
@@ -206,90 +208,6 @@ class RetrievalExport(tf.Module):
                 "evaluate": self.evaluate}
 
 
-class ScannIndex(tf.Module):
-    """A built ScaNN index, saved with the export: ``(queries[, k]) -> (scores, rows)``.
-
-    What TFRS's ScaNN layer does at query time, one batched search parallel across the
-    batch's queries; the index is built by ``index.build_scann`` instead of by that layer,
-    whose build cannot set the sample k-means trains on. ``leaves_to_search`` (None: as
-    built) is read per call, so a search can be widened without rebuilding the tree.
-    """
-
-    def __init__(self, searcher_state: tf.Module, k: int,
-                 leaves_to_search: Optional[int] = None):
-        super().__init__()
-        self.searcher_state = searcher_state  # ScaNN's assets, as variables
-        self._k = k
-        self.leaves_to_search = leaves_to_search
-
-    def __call__(self, queries: tf.Tensor, k: Optional[int] = None):
-        from scann.scann_ops.py import scann_ops
-
-        searcher = scann_ops.searcher_from_module(self.searcher_state)
-        result = searcher.search_batched_parallel(queries, final_num_neighbors=k or self._k,
-                                                  leaves_to_search=self.leaves_to_search)
-        return result.distances, tf.cast(result.indices, tf.int64)
-
-
-def scann_results(scores: tf.Tensor, rows: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """A ScaNN index's (scores, rows) with its padding scored -inf, k columns wide.
-
-    ScaNN pads a short result (the leaves searched hold fewer candidates than asked for) with
-    row 0 and a NaN score, and cuts the batch to its longest result. NaN has no defined place
-    in top_k's order; -inf is the exports' mark for "no movie".
-    """
-    scores = tf.where(tf.math.is_nan(scores), tf.constant(-np.inf, scores.dtype), scores)
-    short = tf.maximum(k - tf.shape(scores)[1], 0)
-    return (tf.pad(scores, [[0, 0], [0, short]], constant_values=-np.inf),
-            tf.pad(rows, [[0, 0], [0, short]]))
-
-
-class ScannExport(tf.Module):
-    """``serving_default`` over a ScaNN index of a loaded RetrievalExport's catalogue.
-
-    With ``exclude_rated`` the index returns more than ``k`` candidates (enough to cover the
-    most movies any train user rated); the user's rated movies are dropped from them and the
-    best ``k`` of the rest are served. Places the search could not fill score -inf.
-    """
-
-    def __init__(self, base: Any, index: ScannIndex, k: int,
-                 exclude_rated: bool = False):
-        super().__init__()
-        self.base = base
-        self.index = index
-        self._k = k
-        self._exclude = exclude_rated
-        self._catalogue_size = int(base.candidate_ids.shape[0])
-
-    @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
-    def query_embedding(self, user_id, timestamp):
-        return self.base.query_embedding(user_id, timestamp)
-
-    @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
-    def serve(self, user_id, timestamp):
-        query = self.base.query_embedding(user_id, timestamp)
-        scores, rows = scann_results(*self.index(query["embedding"]), self._k)
-        if self._exclude:
-            # Membership of each returned row in the user's rated movies, by binary search on
-            # (request, movie) keys: O(k log rated) per request, never O(catalogue).
-            n = tf.constant(self._catalogue_size, tf.int64)
-            pairs = self.base.rated_pairs(user_id)["pairs"]  # sorted by request, then movie
-            rated = tf.concat([pairs[:, 0] * n + pairs[:, 1], [tf.int64.max]], axis=0)
-            keys = tf.range(tf.shape(rows, out_type=tf.int64)[0])[:, None] * n + rows
-            flat = tf.reshape(keys, [-1])
-            found = tf.reshape(tf.gather(rated, tf.searchsorted(rated, flat)) == flat,
-                               tf.shape(keys))
-            scores = tf.where(found, tf.constant(-np.inf, scores.dtype), scores)
-            top = tf.math.top_k(scores, k=self._k)
-            scores, rows = top.values, tf.gather(rows, top.indices, batch_dims=1)
-        return {"movie_ids": tf.gather(self.base.candidate_ids, rows),
-                "movie_titles": tf.gather(self.base.candidate_titles, rows),
-                "scores": scores, "known_user": query["known_user"]}
-
-    def signatures(self) -> dict:
-        return {"serving_default": self.serve, "query_embedding": self.query_embedding}
-
-
 class RankingExport(tf.Module):
     """Rating prediction from raw ids (see module docstring)."""
 
@@ -298,7 +216,7 @@ class RankingExport(tf.Module):
         self.model = model
         self.features = features
 
-    @tf.function(input_signature=[_USER_ID, _MOVIE_ID])
+    @tf.function(input_signature=[USER_ID_SPEC, _MOVIE_ID])
     def serve(self, user_id, movie_id):
         f = self.features.user(user_id)
         f.update(self.features.movie(movie_id))
@@ -370,7 +288,7 @@ class SequentialHistoryExport(SequentialExport):
         return history_context(self.history_keys, self.history_movies,
                                f[F.index_name(F.USER_ID)], f[F.TIMESTAMP], self._length)
 
-    @tf.function(input_signature=[_USER_ID, _TIMESTAMP])
+    @tf.function(input_signature=[USER_ID_SPEC, TIMESTAMP_SPEC])
     def recommend(self, user_id, timestamp):
         f = self.features.user(user_id, timestamp)
         f[F.TIMESTAMP] = timestamp
@@ -388,7 +306,7 @@ class SequentialHistoryExport(SequentialExport):
         return {**super().signatures(), "recommend": self.recommend, "evaluate": self.evaluate}
 
 
-def save(module: tf.Module, path: str, metadata: dict[str, Any],
+def save(module: tf.Module, path: str, metadata: ExportMetadata,
          namespace_whitelist: Optional[list[str]] = None) -> None:
     """Saves a module with its signatures and writes its metadata file."""
     options = tf.saved_model.SaveOptions(namespace_whitelist=namespace_whitelist)
@@ -396,17 +314,17 @@ def save(module: tf.Module, path: str, metadata: dict[str, Any],
     write_metadata(path, metadata)
 
 
-def write_metadata(path: str, metadata: dict[str, Any]) -> None:
+def write_metadata(path: str, metadata: ExportMetadata) -> None:
     extra = os.path.join(path, "assets.extra")
     tf.io.gfile.makedirs(extra)
     with tf.io.gfile.GFile(os.path.join(extra, METADATA_FILE), "w") as f:
-        f.write(json.dumps(metadata, indent=1, sort_keys=True))
+        f.write(metadata.to_json())
 
 
-def read_metadata(path: str) -> dict[str, Any]:
+def read_metadata(path: str) -> ExportMetadata:
     """The metadata a saved export carries (see ``save``)."""
     with tf.io.gfile.GFile(os.path.join(path, "assets.extra", METADATA_FILE)) as f:
-        return json.loads(f.read())
+        return ExportMetadata.from_json(f.read())
 
 
 def popular_metadata(stats: TrainStats, catalogue: Catalogue, n: int = 100) -> list[dict]:

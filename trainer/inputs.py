@@ -17,6 +17,9 @@ from recsys_pipeline.errors import DataError
 from recsys_pipeline.transform import features as F
 
 AUTOTUNE = tf.data.AUTOTUNE
+# Batch size of passes that only read the data (statistics, exclusion lists, evaluation):
+# large, since nothing is trained on these batches.
+READ_BATCH_SIZE = 8192
 
 
 def vocab_sizes(tft_output) -> dict[str, int]:

@@ -213,7 +213,7 @@ class RatingNetwork(tf.keras.layers.Layer):
         for cross in self.cross:
             x = cross(x0, x)
         rating = tf.squeeze(self.mlp(x), axis=1)
-        if self.user_bias is not None:
+        if self.user_bias is not None and self.movie_bias is not None:
             rating += tf.squeeze(self.user_bias(users), 1) + tf.squeeze(self.movie_bias(movies), 1)
         return rating, user_vectors, movie_vectors
 

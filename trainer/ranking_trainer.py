@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Sequence
+from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.trainer import export, models
-from recsys_pipeline.trainer.common import (EpochProgress, TrainingData, load_training_data,
-                                            training_metadata)
+from recsys_pipeline.trainer.common import (
+    EpochProgress,
+    TrainingData,
+    export_metadata,
+    load_training_data,
+)
+from recsys_pipeline.trainer.export_metadata import ExportMetadata, Training
 from recsys_pipeline.trainer.hparams import RankingHParams, from_custom_config
 from recsys_pipeline.transform import features as F
 
-MODEL_KIND = "ranking"
+MODEL_KIND = nodes.RANKING.name
 
 
 def train(data: TrainingData, hp: RankingHParams, train_files: list[str],
@@ -28,8 +34,8 @@ def train(data: TrainingData, hp: RankingHParams, train_files: list[str],
 
     With more than one, the model is their ``RankingEnsemble``: separately trained members
     differ in initialization *and* batch order, which is what makes their mean better than
-    each (eight members trained jointly on the same batches: RMSE 0.909, separately 0.900, in
-    an exploratory run on ML-100K split seed 0).
+    each (eight members trained jointly on the same batches: RMSE 0.909, separately 0.900, on
+    ML-100K split seed 0).
     """
     members, started = [], time.monotonic()
     for i in range(hp.ensemble):
@@ -39,8 +45,8 @@ def train(data: TrainingData, hp: RankingHParams, train_files: list[str],
         model = models.build_ranking(data.sizes, member_hp, mean_rating=data.stats.mean_rating)
         history = model.fit(
             data.dataset(train_files, hp.batch_size, shuffle=True, seed=member_hp.seed),
-            validation_data=data.dataset(eval_files, 8192), epochs=hp.epochs, verbose=0,
-            callbacks=[EpochProgress("ranking", hp.epochs), *callbacks])
+            validation_data=data.dataset(eval_files), epochs=hp.epochs, verbose=0,
+            callbacks=[EpochProgress(MODEL_KIND, hp.epochs), *callbacks])
         members.append(model)
     model = members[0] if len(members) == 1 else models.RankingEnsemble(members)
     return model, history, time.monotonic() - started
@@ -49,7 +55,7 @@ def train(data: TrainingData, hp: RankingHParams, train_files: list[str],
 def eval_rmse(model: tf.keras.Model, data: TrainingData, eval_files: list[str]) -> float:
     """RMSE of a model's (or ensemble's) predictions on the eval split."""
     squared, n = 0.0, 0
-    for batch in data.dataset(eval_files, 8192):
+    for batch in data.dataset(eval_files):
         error = model(batch) - batch[F.LABEL]
         squared += float(tf.reduce_sum(error * error))
         n += int(tf.size(error))
@@ -57,28 +63,25 @@ def eval_rmse(model: tf.keras.Model, data: TrainingData, eval_files: list[str]) 
 
 
 def export_model(model: models.RankingModel, data: TrainingData, path: str,
-                 extra: dict[str, Any]) -> dict[str, Any]:
+                 training: Optional[Training] = None,
+                 trainer_eval_rmse: Optional[float] = None) -> ExportMetadata:
     """Saves the export of a trained rating model; returns its metadata."""
     module = export.RankingExport(
         model, export.ServingFeatures(data.tft_output, data.sizes, data.catalogue, data.stats))
     users = [u.decode() for u in sorted(data.stats.user_demographics)[:2]]
     movies = [m.decode() for m, _ in data.stats.popular(2)]
-    metadata = {
-        "kind": MODEL_KIND,
-        "vocab_sizes": data.sizes,
-        "train_examples": data.stats.num_examples,
-        "mean_rating": data.stats.mean_rating,
-        "warmup_inputs": {"user_id": [u for u in users for _ in movies],
-                          "movie_id": movies * len(users)},
-        **extra,
-    }
+    metadata = export_metadata(
+        MODEL_KIND, data, training, mean_rating=data.stats.mean_rating,
+        trainer_eval_rmse=trainer_eval_rmse,
+        warmup_inputs={"user_id": [u for u in users for _ in movies],
+                       "movie_id": movies * len(users)})
     export.save(module, path, metadata)
     return metadata
 
 
 def train_and_export(*, train_files: list[str], eval_files: list[str], transform_dir: str,
                      catalogue_dir: str, serving_model_dir: str,
-                     hp: RankingHParams) -> dict[str, Any]:
+                     hp: RankingHParams) -> ExportMetadata:
     """Trains the rating model and saves its export; returns its metadata."""
     data = load_training_data(transform_dir, train_files, catalogue_dir)
     model, history, seconds = train(data, hp, train_files, eval_files)
@@ -88,8 +91,7 @@ def train_and_export(*, train_files: list[str], eval_files: list[str], transform
     else:  # Keras' val_rmse is exact (summed squared errors over the whole eval split)
         rmse = float(history.history["val_rmse"][-1])
     return export_model(model, data, serving_model_dir,
-                        extra={**training_metadata(seconds, history, hp),
-                               "trainer_eval_rmse": rmse})
+                        training=Training.of(seconds, history, hp), trainer_eval_rmse=rmse)
 
 
 def run_fn(fn_args) -> None:

@@ -9,17 +9,23 @@ reports). The catalogue comes from the Trainer's ``catalogue`` input channel
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.trainer import export, inputs, models
-from recsys_pipeline.trainer.common import (EpochProgress, TrainingData, load_training_data,
-                                            training_metadata)
+from recsys_pipeline.trainer.common import (
+    EpochProgress,
+    TrainingData,
+    export_metadata,
+    load_training_data,
+)
+from recsys_pipeline.trainer.export_metadata import ExportMetadata, Training
 from recsys_pipeline.trainer.hparams import RetrievalHParams, from_custom_config
 
-MODEL_KIND = "retrieval"
+MODEL_KIND = nodes.RETRIEVAL.name
 
 
 def train(data: TrainingData, hp: RetrievalHParams, train_files: list[str],
@@ -29,19 +35,19 @@ def train(data: TrainingData, hp: RetrievalHParams, train_files: list[str],
     started = time.monotonic()
     history = model.fit(data.dataset(train_files, hp.batch_size, shuffle=True, seed=hp.seed),
                         epochs=hp.epochs, verbose=0,
-                        callbacks=[EpochProgress("retrieval", hp.epochs), *callbacks])
+                        callbacks=[EpochProgress(MODEL_KIND, hp.epochs), *callbacks])
     return model, history, time.monotonic() - started
 
 
 def rated_by_user(data: TrainingData, train_files: list[str]):
     """The exclusion list: catalogue rows each train user rated (``inputs.rated_movies``)."""
     users = np.array(sorted(data.stats.user_demographics), dtype=object)
-    return inputs.rated_movies(data.dataset(train_files, 8192), users, data.catalogue)
+    return inputs.rated_movies(data.dataset(train_files), users, data.catalogue)
 
 
 def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
-                 serving_k: int, eval_k: int, extra: dict[str, Any],
-                 rated: Optional[tuple[np.ndarray, np.ndarray]] = None) -> dict[str, Any]:
+                 serving_k: int, eval_k: int, training: Optional[Training] = None,
+                 rated: Optional[tuple[np.ndarray, np.ndarray]] = None) -> ExportMetadata:
     """Saves the brute-force export of a trained model; returns its metadata.
 
     ``rated`` (see ``rated_by_user``): exclude those movies when serving and evaluating.
@@ -51,35 +57,28 @@ def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
     module = export.RetrievalExport(model.query_tower, features, data.catalogue, embeddings,
                                     k=serving_k, eval_k=eval_k, rated=rated)
     sample_users = [u.decode() for u in sorted(data.stats.user_demographics)[:4]]
-    metadata = {
-        "kind": MODEL_KIND,
-        "serving_k": min(serving_k, len(data.catalogue)),
-        "eval_k": eval_k,
-        "catalogue_size": len(data.catalogue),
-        "vocab_sizes": data.sizes,
-        "latest_train_timestamp": data.stats.latest_timestamp,
-        "train_examples": data.stats.num_examples,
-        "popular": export.popular_metadata(data.stats, data.catalogue),
-        "warmup_inputs": {"user_id": sample_users,
-                          "timestamp": [data.stats.latest_timestamp] * len(sample_users)},
-        **extra,
-    }
-    if rated is not None:
-        metadata["exclude_rated"] = {"max_per_user": int(np.diff(rated[1]).max(initial=0)),
-                                     "pairs": int(len(rated[0]))}
+    metadata = export_metadata(
+        MODEL_KIND, data, training,
+        serving_k=min(serving_k, len(data.catalogue)), eval_k=eval_k,
+        catalogue_size=len(data.catalogue),
+        popular=export.popular_metadata(data.stats, data.catalogue),
+        warmup_inputs={"user_id": sample_users,
+                       "timestamp": [data.stats.latest_timestamp] * len(sample_users)},
+        exclude_rated=None if rated is None else {
+            "max_per_user": int(np.diff(rated[1]).max(initial=0)), "pairs": int(len(rated[0]))})
     export.save(module, path, metadata)
     return metadata
 
 
 def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_dir: str,
                      serving_model_dir: str, hp: RetrievalHParams, serving_k: int,
-                     eval_k: int) -> dict[str, Any]:
+                     eval_k: int) -> ExportMetadata:
     """Trains the two-tower model and saves the brute-force export; returns its metadata."""
     data = load_training_data(transform_dir, train_files, catalogue_dir)
     model, history, seconds = train(data, hp, train_files)
     rated = rated_by_user(data, train_files) if hp.exclude_rated else None
     return export_model(model, data, serving_model_dir, serving_k=serving_k, eval_k=eval_k,
-                        rated=rated, extra=training_metadata(seconds, history, hp))
+                        rated=rated, training=Training.of(seconds, history, hp))
 
 
 def run_fn(fn_args) -> None:

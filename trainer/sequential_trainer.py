@@ -14,18 +14,24 @@ vocabulary (an id-only model has nothing to say about a movie no one rated in tr
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.trainer import export, inputs, models
-from recsys_pipeline.trainer.common import (EpochProgress, TrainingData, load_training_data,
-                                            training_metadata)
-from recsys_pipeline.trainer.hparams import (SequentialHParams, from_custom_config)
+from recsys_pipeline.trainer.common import (
+    EpochProgress,
+    TrainingData,
+    export_metadata,
+    load_training_data,
+)
+from recsys_pipeline.trainer.export_metadata import ExportMetadata, Training
+from recsys_pipeline.trainer.hparams import SequentialHParams, from_custom_config
 from recsys_pipeline.transform import features as F
 
-MODEL_KIND = "sequential"
+MODEL_KIND = nodes.SEQUENTIAL.name
 
 
 def with_context(dataset: tf.data.Dataset, history: inputs.UserHistory,
@@ -48,13 +54,13 @@ def train(data: TrainingData, hp: SequentialHParams, train_files: list[str],
     fit = model.fit(with_context(data.dataset(train_files, hp.batch_size, shuffle=True,
                                               seed=hp.seed), history, hp.context_length),
                     epochs=hp.epochs, verbose=0,
-                    callbacks=[EpochProgress("sequential", hp.epochs), *callbacks])
+                    callbacks=[EpochProgress(MODEL_KIND, hp.epochs), *callbacks])
     return model, fit, time.monotonic() - started
 
 
 def export_model(model: models.RetrievalModel, data: TrainingData, history: inputs.UserHistory,
                  path: str, *, hp: SequentialHParams, serving_k: int, eval_k: int,
-                 extra: dict[str, Any]) -> dict[str, Any]:
+                 training: Optional[Training] = None) -> ExportMetadata:
     """Saves the GRU4Rec export (``export.SequentialHistoryExport``); returns its metadata."""
     vocabulary = np.array(data.tft_output.vocabulary_by_name(F.MOVIE_ID), dtype=object)
     rows = np.arange(len(vocabulary), dtype=np.int64)
@@ -65,32 +71,24 @@ def export_model(model: models.RetrievalModel, data: TrainingData, history: inpu
         history=history, features=features, eval_k=eval_k)
     # Warm-up: the most-rated movies as a context, and an empty one (a user's first visit).
     popular = [m.decode() for m, _ in data.stats.popular(hp.context_length)]
-    metadata = {
-        "kind": MODEL_KIND,
-        "serving_k": min(serving_k, len(vocabulary)),
-        "eval_k": eval_k,
-        "context_length": hp.context_length,
-        "candidates": len(vocabulary),
-        "vocab_sizes": data.sizes,
-        "latest_train_timestamp": data.stats.latest_timestamp,
-        "train_examples": data.stats.num_examples,
-        "history_ratings": int(len(history.keys) - 1),
-        "warmup_inputs": {"context_movies": [popular, [""] * len(popular)]},
-        **extra,
-    }
+    metadata = export_metadata(
+        MODEL_KIND, data, training, serving_k=min(serving_k, len(vocabulary)), eval_k=eval_k,
+        context_length=hp.context_length, candidates=len(vocabulary),
+        history_ratings=int(len(history.keys) - 1),
+        warmup_inputs={"context_movies": [popular, [""] * len(popular)]})
     export.save(module, path, metadata)
     return metadata
 
 
 def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_dir: str,
                      serving_model_dir: str, hp: SequentialHParams, serving_k: int,
-                     eval_k: int) -> dict[str, Any]:
+                     eval_k: int) -> ExportMetadata:
     """Trains GRU4Rec on the train split's contexts and saves its export; its metadata."""
     data = load_training_data(transform_dir, train_files, catalogue_dir)
-    history = inputs.user_history(data.dataset(train_files, 8192))
+    history = inputs.user_history(data.dataset(train_files))
     model, fit, seconds = train(data, hp, train_files, history)
     return export_model(model, data, history, serving_model_dir, hp=hp, serving_k=serving_k,
-                        eval_k=eval_k, extra=training_metadata(seconds, fit, hp))
+                        eval_k=eval_k, training=Training.of(seconds, fit, hp))
 
 
 def run_fn(fn_args) -> None:

@@ -36,6 +36,8 @@ DEMOGRAPHIC_VOCAB_FEATURES = (USER_GENDER, USER_AGE, USER_OCCUPATION)
 
 # Out-of-vocabulary buckets appended after each vocabulary (unknown users/movies at serving).
 NUM_OOV_BUCKETS = 1
+# Quantile buckets of the timestamp, unless [transform] timestamp_buckets says otherwise.
+DEFAULT_TIMESTAMP_BUCKETS = 100
 
 
 def index_name(raw_name: str) -> str:

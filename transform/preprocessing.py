@@ -20,8 +20,6 @@ import tensorflow_transform as tft
 
 from recsys_pipeline.transform import features as F
 
-DEFAULT_TIMESTAMP_BUCKETS = 100
-
 
 def _vocab(values, name: str):
     return tft.compute_and_apply_vocabulary(
@@ -43,7 +41,7 @@ def preprocessing_fn(inputs: dict[str, Any],
                      custom_config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Maps raw features to model features (see module docstring)."""
     custom_config = custom_config or {}
-    buckets = int(custom_config.get("timestamp_buckets", DEFAULT_TIMESTAMP_BUCKETS))
+    buckets = int(custom_config.get("timestamp_buckets", F.DEFAULT_TIMESTAMP_BUCKETS))
     outputs: dict[str, Any] = {}
 
     for name in F.VOCAB_FEATURES:

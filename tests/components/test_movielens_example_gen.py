@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
-from recsys_pipeline import local_runner
+from recsys_pipeline import rundir
 from recsys_pipeline.components.movielens_example_gen import Executor
 from recsys_pipeline.data import splits
 from recsys_pipeline.errors import DataError
@@ -22,7 +22,7 @@ def _run(tmp_path, data_dir, split=None, max_orphans=0.01, layout="auto"):
     examples, catalogue = standard_artifacts.Examples(), standard_artifacts.Examples()
     examples.uri, catalogue.uri = str(tmp_path / "examples"), str(tmp_path / "catalogue")
     split = split or {"kind": "random", "eval_fraction": 0.5, "seed": 7, "cutoff_timestamp": None}
-    with local_runner.run_temp_dir():  # for TFX's sdist of itself, as in `recsys run`
+    with rundir.run_temp_dir():  # for TFX's sdist of itself, as in `recsys run`
         executor = Executor(Executor.Context(
             beam_pipeline_args=PipelineConfig().beam.pipeline_args, tmp_dir=str(tmp_path / "tmp")))
         executor.Do({}, {"examples": [examples], "catalogue": [catalogue]}, {

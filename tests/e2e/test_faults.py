@@ -20,9 +20,10 @@ import time
 import pytest
 
 from recsys_pipeline.components import serving_pusher
-from recsys_pipeline.local_runner import summarize_runs
+from recsys_pipeline.metadata import summarize_runs
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
-from recsys_pipeline.trainer import serving
+from recsys_pipeline.serving import layout
 from tests.conftest import write_subset
 
 pytestmark = pytest.mark.e2e
@@ -62,7 +63,7 @@ def _run(out, data, config, env=None):
 
 def _served(out):
     """{model: [versions]} as TF Serving would see them (all-digit directories)."""
-    return {m: serving.versions(str(out / "serving" / m)) for m in serving.MODEL_NAMES}
+    return {m: layout.versions(str(out / "serving" / m)) for m in nodes.MODEL_NAMES}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def _assert_only_complete_blessed_versions(out, served):
     for model, versions in served.items():
         for version in versions:
             path = str(out / "serving" / model / str(version))
-            assert serving.version_problem(path) is None, path
+            assert layout.version_problem(path) is None, path
     # ML Metadata opens and reads: the killed run is there, its last component unfinished.
     config = PipelineConfig(output_dir=str(out))
     runs = summarize_runs(config)
@@ -167,12 +168,12 @@ def test_kill_9_leaves_served_versions_and_a_rerun_recovers(baseline, real_ml100
     for model, versions in after.items():
         assert versions[: len(served[model])] == served[model]  # old versions kept
         for version in versions:
-            assert serving.version_problem(str(out / "serving" / model / str(version))) is None
+            assert layout.version_problem(str(out / "serving" / model / str(version))) is None
         # A staging copy left by the kill is removed by the next push of that model.
         if len(versions) > len(served[model]):
             assert not [n for n in os.listdir(out / "serving" / model) if n.startswith(".")]
     if point == "Pusher":
-        assert len(after[serving.RANKING_MODEL]) == 2  # the killed push, done by the rerun
+        assert len(after[nodes.RANKING_MODEL]) == 2  # the killed push, done by the rerun
 
 
 def test_disk_full_during_a_push_leaves_the_old_version_served(baseline, tmp_path, monkeypatch):
@@ -180,8 +181,8 @@ def test_disk_full_during_a_push_leaves_the_old_version_served(baseline, tmp_pat
     serving_dir = tmp_path / "serving"
     shutil.copytree(base_out / "serving", serving_dir)
     configs = {n: (serving_dir / n).read_bytes()
-               for n in (serving.MODELS_CONFIG, serving.STOCK_MODELS_CONFIG)}
-    model = serving.RANKING_MODEL
+               for n in (layout.MODELS_CONFIG, layout.STOCK_MODELS_CONFIG)}
+    model = nodes.RANKING_MODEL
     source = str(serving_dir / model / str(served[model][0]))
 
     def full_disk(src, dst):
@@ -194,5 +195,5 @@ def test_disk_full_during_a_push_leaves_the_old_version_served(baseline, tmp_pat
     with pytest.raises(OSError, match="No space left on device"):
         serving_pusher.push(source, str(serving_dir), model, {"source_model": "a new model"})
     assert _served(tmp_path) == served  # TF Serving still sees only the old version
-    assert serving.version_problem(source) is None
+    assert layout.version_problem(source) is None
     assert {n: (serving_dir / n).read_bytes() for n in configs} == configs

@@ -17,7 +17,8 @@ import sys
 import numpy as np
 import pytest
 
-from recsys_pipeline.trainer import serving
+from recsys_pipeline.pipeline import nodes
+from recsys_pipeline.serving import layout
 from tests.conftest import write_subset
 
 pytestmark = pytest.mark.e2e
@@ -62,7 +63,7 @@ epochs = 1
 learning_rate = 0.0001
 optimizer = "sgd"
 """
-MODELS = serving.MODEL_NAMES + (serving.SEQUENTIAL_MODEL,)
+MODELS = nodes.MODEL_NAMES + (nodes.SEQUENTIAL_MODEL,)
 
 
 def _config(tmp, name, *parts):
@@ -123,12 +124,12 @@ def test_models_are_pushed_only_through_the_gates(subset, tmp_path, fresh_signat
     for model in MODELS:
         value, baseline, blessed, pushed = _row(first, model)
         assert blessed == "yes" and baseline == "-", first
-        assert pushed == serving.latest_version_dir(str(out / "serving"), model)
+        assert pushed == layout.latest_version_dir(str(out / "serving"), model)
     # The pushed GRU4Rec model answers its warm-up request in a fresh process, and serves
     # from the train history it carries.
-    pushed = serving.latest_version_dir(str(out / "serving"), serving.SEQUENTIAL_MODEL)
-    (popular, _) = serving.read_warmup(pushed)
-    got = fresh_signature(pushed, "serving_default", **serving.request_tensors(popular))
+    pushed = layout.latest_version_dir(str(out / "serving"), nodes.SEQUENTIAL_MODEL)
+    (popular, _) = layout.read_warmup(pushed)
+    got = fresh_signature(pushed, "serving_default", **layout.request_tensors(popular))
     assert got["movie_ids"].shape == (1, 100)
     user = (subset / "u.data").read_text().split()[0].encode()
     got = fresh_signature(pushed, "recommend", user_id=np.array([user], object),
@@ -151,10 +152,10 @@ def test_models_are_pushed_only_through_the_gates(subset, tmp_path, fresh_signat
         value, baseline, blessed, pushed = _row(third, model)
         assert blessed == "NO" and baseline != "-", third
         assert "beyond the tolerance" in pushed, pushed
-    retrieval_value, retrieval_baseline, *_ = _row(third, serving.SCANN_MODEL)
+    retrieval_value, retrieval_baseline, *_ = _row(third, nodes.SCANN_MODEL)
     assert float(retrieval_value) < float(retrieval_baseline) - 0.01
-    sequential_value, sequential_baseline, *_ = _row(third, serving.SEQUENTIAL_MODEL)
+    sequential_value, sequential_baseline, *_ = _row(third, nodes.SEQUENTIAL_MODEL)
     assert float(sequential_value) < float(sequential_baseline) - 0.01
-    ranking_value, ranking_baseline, *_ = _row(third, serving.RANKING_MODEL)
+    ranking_value, ranking_baseline, *_ = _row(third, nodes.RANKING_MODEL)
     assert float(ranking_value) > float(ranking_baseline) + 0.01
     assert _tree_digest(out / "serving") == digest

@@ -17,8 +17,10 @@ import tensorflow as tf
 from recsys_pipeline import model_summary
 from recsys_pipeline.components import scann_indexer
 from recsys_pipeline.data import splits
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
-from recsys_pipeline.trainer import export, serving
+from recsys_pipeline.serving import layout
+from recsys_pipeline.trainer import export
 from recsys_pipeline.transform import features as F
 from tests.conftest import write_subset
 
@@ -91,16 +93,16 @@ def test_first_run_executes_every_component_and_prints_outputs(first_run, real_m
 def test_first_run_blesses_and_pushes_both_models_with_the_target_quality(first_run):
     out, result = first_run
     models = _models(result.stdout)
-    assert set(models) == {serving.SCANN_MODEL, serving.BRUTE_FORCE_MODEL,
-                           serving.RANKING_MODEL}, result.stdout
-    metric, accuracy, baseline, blessed, pushed = models[serving.SCANN_MODEL]
+    assert set(models) == {nodes.SCANN_MODEL, nodes.BRUTE_FORCE_MODEL,
+                           nodes.RANKING_MODEL}, result.stdout
+    metric, accuracy, baseline, blessed, pushed = models[nodes.SCANN_MODEL]
     assert metric == "top_100_accuracy" and accuracy >= 0.25 and baseline is None and blessed
-    metric, rmse, baseline, blessed, _ = models[serving.RANKING_MODEL]
+    metric, rmse, baseline, blessed, _ = models[nodes.RANKING_MODEL]
     assert metric == "root_mean_squared_error" and rmse <= 1.0 and blessed
     for name, (*_, pushed) in models.items():
-        assert pushed == serving.latest_version_dir(str(out / "serving"), name), pushed
+        assert pushed == layout.latest_version_dir(str(out / "serving"), name), pushed
     assert re.search(r"ScaNN recall@10\s+([\d.]+)\s+>= 0.95", result.stdout)
-    assert (out / "serving" / serving.MODELS_CONFIG).is_file()
+    assert (out / "serving" / layout.MODELS_CONFIG).is_file()
 
 
 def _eval_queries(out, n=1000):
@@ -134,11 +136,11 @@ def test_served_scann_recall_is_the_gated_recall_and_meets_the_bound(first_run, 
         params.max_queries)
     users, timestamps = np.array(users[1::2], object), np.array(timestamps[1::2])
     base = str(out / "serving")
-    scann_dir = serving.latest_version_dir(base, serving.SCANN_MODEL)
-    gated = export.read_metadata(scann_dir)["index"]
+    scann_dir = layout.latest_version_dir(base, nodes.SCANN_MODEL)
+    gated = export.read_metadata(scann_dir).index
     assert gated["queries"] == len(users)
     scann = fresh_signature(scann_dir, "serving_default", user_id=users, timestamp=timestamps)
-    exact = fresh_signature(serving.latest_version_dir(base, serving.BRUTE_FORCE_MODEL),
+    exact = fresh_signature(layout.latest_version_dir(base, nodes.BRUTE_FORCE_MODEL),
                             "serving_default", user_id=users, timestamp=timestamps)
     k = gated["recall_k"]
     found = [len(set(a[:k]) & set(b[:k])) for a, b in
@@ -152,7 +154,7 @@ def test_served_scann_recall_is_the_gated_recall_and_meets_the_bound(first_run, 
 def test_tfma_top_100_equals_numpy_on_the_pushed_embeddings(first_run, fresh_signature):
     out, _ = first_run
     users, timestamps, movies = _eval_queries(out, n=10**6)
-    brute_force = serving.latest_version_dir(str(out / "serving"), serving.BRUTE_FORCE_MODEL)
+    brute_force = layout.latest_version_dir(str(out / "serving"), nodes.BRUTE_FORCE_MODEL)
     queries = fresh_signature(brute_force, "query_embedding", user_id=users,
                               timestamp=timestamps)["embedding"]
     loaded = tf.saved_model.load(brute_force)
@@ -173,11 +175,11 @@ def test_tfma_top_100_equals_numpy_on_the_pushed_embeddings(first_run, fresh_sig
 
 def test_pushed_versions_replay_their_warmup_requests(first_run, fresh_signature):
     out, _ = first_run
-    for name in serving.MODEL_NAMES:
-        version = serving.latest_version_dir(str(out / "serving"), name)
-        logs = serving.read_warmup(version)
+    for name in nodes.MODEL_NAMES:
+        version = layout.latest_version_dir(str(out / "serving"), name)
+        logs = layout.read_warmup(version)
         assert logs, name
-        result = fresh_signature(version, "serving_default", **serving.request_tensors(logs[0]))
+        result = fresh_signature(version, "serving_default", **layout.request_tensors(logs[0]))
         assert result, name
 
 
@@ -190,7 +192,7 @@ def test_recommend_prints_reranked_titles_and_falls_back_for_unknown_users(first
     assert len(rows) == 5, result.stdout
     ratings = [float(r[2]) for r in rows]
     assert ratings == sorted(ratings, reverse=True)  # re-ranked by the ranking model
-    assert f"{serving.SCANN_MODEL}: " in result.stdout
+    assert f"{nodes.SCANN_MODEL}: " in result.stdout
 
     unknown = _recsys("recommend", "--output-dir", str(out), "--user-id", "no-such-user")
     assert unknown.returncode == 0, unknown.stderr
@@ -225,7 +227,7 @@ def test_vocabularies_match_the_training_split(first_run, real_ml100k):
 
 def test_second_run_reuses_data_and_models_and_pushes_nothing_new(first_run, real_ml100k):
     out, _ = first_run
-    before = {n: serving.versions(str(out / "serving" / n)) for n in serving.MODEL_NAMES}
+    before = {n: layout.versions(str(out / "serving" / n)) for n in nodes.MODEL_NAMES}
     result = _recsys("run", "--output-dir", str(out), data_dir=real_ml100k)
     assert result.returncode == 0, result.stderr
     statuses = _statuses(result.stdout)
@@ -236,7 +238,7 @@ def test_second_run_reuses_data_and_models_and_pushes_nothing_new(first_run, rea
         # the candidate is its own baseline now: the same model, the same metric
         assert blessed and baseline == value, result.stdout
         assert pushed.startswith("not pushed: unchanged"), pushed
-    assert {n: serving.versions(str(out / "serving" / n)) for n in serving.MODEL_NAMES} == before
+    assert {n: layout.versions(str(out / "serving" / n)) for n in nodes.MODEL_NAMES} == before
 
 
 def test_runs_and_lineage_read_the_history(first_run, real_ml100k):
@@ -246,7 +248,7 @@ def test_runs_and_lineage_read_the_history(first_run, real_ml100k):
     rows = runs.stdout.splitlines()[1:]
     assert len(rows) >= 1, runs.stdout  # the first run, and the second if it ran
     first = rows[0]
-    versions = {n: serving.versions(str(out / "serving" / n))[0] for n in serving.MODEL_NAMES}
+    versions = {n: layout.versions(str(out / "serving" / n))[0] for n in nodes.MODEL_NAMES}
     assert all(f"{n}={v}" in first for n, v in versions.items()), first
     assert " 16      0 " in first and "yes/yes" in first and str(real_ml100k) in first
     models = _models(result.stdout)

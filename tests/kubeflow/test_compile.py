@@ -46,6 +46,9 @@ def normalized(spec: dict) -> dict:
     """The spec without what changes with the TFX release or any source edit."""
     text = json.dumps(spec, sort_keys=True)
     text = re.sub(r'(\\*"source_fingerprint\\*": \\*")[0-9a-f]{16}', r"\1<hash>", text)
+    # A component's own fingerprint parameter (not inside a custom_config).
+    text = re.sub(r'("source_fingerprint": \{"runtimeValue": \{"constant": ")[0-9a-f]{16}',
+                  r"\1<hash>", text)
     document = json.loads(text)
     document["sdkVersion"] = "<tfx version>"
     return document

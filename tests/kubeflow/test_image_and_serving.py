@@ -9,8 +9,8 @@ import re
 
 import yaml
 
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
-from recsys_pipeline.trainer import serving
 
 KUBEFLOW = pathlib.Path(__file__).resolve().parents[2] / "kubeflow"
 
@@ -34,8 +34,12 @@ def test_image_installs_with_the_setup_script_at_the_configured_project_dir():
     assert workdir == PipelineConfig().kubeflow.project_dir
     runs = [arg for op, arg in steps if op == "RUN"]
     assert "bash scripts/setup.sh --system-only" in runs
-    assert any(r.startswith("bash scripts/setup.sh &&") or r == "bash scripts/setup.sh"
-               for r in runs)
+    # The runtime environment alone: no dev group (test and lint tools) in the image ...
+    assert any(r.startswith("bash scripts/setup.sh --no-dev &&")
+               or r == "bash scripts/setup.sh --no-dev" for r in runs)
+    # ... and no tests, benchmarks or docs in its build context.
+    ignored = (KUBEFLOW.parent / ".dockerignore").read_text().split()
+    assert {"tests", "bench", "docs"} <= set(ignored)
     # No second way of installing Python packages.
     assert not [r for r in runs if re.search(r"\bpip3? install|\buv (pip|sync)", r)]
     env = " ".join(arg for op, arg in steps if op == "ENV")
@@ -55,8 +59,8 @@ def test_serving_manifests_read_the_pushed_model_base():
     assert claim["metadata"]["name"] == config.kubeflow.volume_claim
     assert "ReadWriteMany" in claim["spec"]["accessModes"]
     for name, models_config, probe_model in (
-            ("tf-serving-scann.yaml", "models.config", serving.SCANN_MODEL),
-            ("tf-serving-stock.yaml", "models.stock.config", serving.BRUTE_FORCE_MODEL)):
+            ("tf-serving-scann.yaml", "models.config", nodes.SCANN_MODEL),
+            ("tf-serving-stock.yaml", "models.stock.config", nodes.BRUTE_FORCE_MODEL)):
         deployment, service = _documents(name)
         assert (deployment["kind"], service["kind"]) == ("Deployment", "Service")
         pod = deployment["spec"]["template"]["spec"]

@@ -10,8 +10,9 @@ import pytest
 
 from recsys_pipeline.kubeflow import compile as kf_compile
 from recsys_pipeline.kubeflow.launcher import LaunchError, run_spec, topological_order
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
-from recsys_pipeline.trainer import serving
+from recsys_pipeline.serving import layout
 from tests.conftest import write_subset
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -104,12 +105,12 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
         blessing = by_name[name].artifacts["blessing"]
         assert blessing["metadata"]["blessed"] == 1, blessing
     serving_dir = tmp_path / "volume" / "serving"
-    for model in serving.MODEL_NAMES:
-        version = serving.latest_version_dir(str(serving_dir), model)
+    for model in nodes.MODEL_NAMES:
+        version = layout.latest_version_dir(str(serving_dir), model)
         assert version and (pathlib.Path(version) / "saved_model.pb").is_file(), model
-        pushed = by_name[{serving.SCANN_MODEL: "ScannPusher",
-                          serving.BRUTE_FORCE_MODEL: "BruteForcePusher",
-                          serving.RANKING_MODEL: "RankingPusher"}[model]]
+        pushed = by_name[{nodes.SCANN_MODEL: "ScannPusher",
+                          nodes.BRUTE_FORCE_MODEL: "BruteForcePusher",
+                          nodes.RANKING_MODEL: "RankingPusher"}[model]]
         assert pushed.artifacts["pushed_model"]["metadata"]["pushed_destination"] == version
     # The blessings were recorded where the next run's lookup reads them.
     from recsys_pipeline.components.recsys_evaluator import latest_blessed
@@ -129,7 +130,7 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
             first_model
         blessing = second[f"{name}Evaluator"].artifacts["blessing"]["metadata"]
         assert blessing["baseline_model"] == first_model, blessing
-    for model in serving.MODEL_NAMES:  # only complete versions, whatever was pushed
+    for model in nodes.MODEL_NAMES:  # only complete versions, whatever was pushed
         model_dir = serving_dir / model
         assert all((v / "saved_model.pb").is_file() for v in model_dir.iterdir()
                    if v.name.isdigit())

@@ -59,8 +59,11 @@ def test_a_bad_value_is_named_alone(tmp_path, toml, key, innocent):
 
 
 def test_hyperparameters_round_trip_through_custom_config():
-    from recsys_pipeline.trainer.hparams import (RetrievalHParams, from_custom_config,
-                                                 to_custom_config)
+    from recsys_pipeline.trainer.hparams import (
+        RetrievalHParams,
+        from_custom_config,
+        to_custom_config,
+    )
 
     hp = RetrievalHParams(hidden_layers=[32], epochs=3)
     assert from_custom_config(RetrievalHParams, to_custom_config(hp)) == hp

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from recsys_pipeline.pipeline import evaluation
+from recsys_pipeline.pipeline import nodes as registry
 from recsys_pipeline.pipeline.config import PipelineConfig
 from recsys_pipeline.pipeline.pipeline import create_pipeline
 
@@ -102,8 +103,6 @@ def test_unknown_target_is_refused(pipeline):
 
 
 def test_sequential_branch_is_added_only_when_enabled(pipeline):
-    from recsys_pipeline.trainer import serving
-
     config, p = pipeline
     assert not [c.id for c in p.components if c.id.startswith("Sequential")]
     config.sequential.enabled = True
@@ -119,7 +118,7 @@ def test_sequential_branch_is_added_only_when_enabled(pipeline):
     custom = json.loads(trainer["custom_config"])
     assert custom["hparams"]["epochs"] == 2 and custom["hparams"]["context_length"] == 10
     assert nodes["SequentialEvaluator"].exec_properties["value_bound"] == 0.25
-    assert nodes["SequentialPusher"].exec_properties["model_name"] == serving.SEQUENTIAL_MODEL
+    assert nodes["SequentialPusher"].exec_properties["model_name"] == registry.SEQUENTIAL_MODEL
     # Compiles, with its own baseline resolver.
     from tfx.dsl.compiler import compiler
 

@@ -137,25 +137,5 @@ def retrieval(tiny, tmp_path_factory):
     hp = RetrievalHParams(embedding_dim=8, epochs=3, title_text=True)
     model, _, _ = retrieval_trainer.train(data, hp, tiny.train_files)
     path = tmp_path_factory.mktemp("export") / "retrieval"
-    metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K,
-                                              extra={})
+    metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K)
     return model, str(path), metadata
-
-
-SHORT_FOUND = 2
-
-
-@pytest.fixture
-def short_scann(monkeypatch):
-    """ScaNN indexes that rescore only SHORT_FOUND candidates, so every search comes back short.
-
-    ScaNN returns no more movies than it rescores. The pipeline's config refuses that setting
-    (index.num_reordering_candidates below index.k), which is why it is made here, below the
-    config; leaves too small to fill k would depend on ScaNN's randomly seeded k-means.
-    """
-    from recsys_pipeline.trainer import index
-
-    build = index.build_scann
-    monkeypatch.setattr(index, "build_scann", lambda embeddings, settings: build(
-        embeddings, dict(settings, num_reordering_candidates=SHORT_FOUND)))
-    return SHORT_FOUND

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from recsys_pipeline.serving import scann_export
 from recsys_pipeline.trainer import export, inputs, models, ranking_trainer
 from recsys_pipeline.trainer.common import load_training_data
 from recsys_pipeline.trainer.hparams import RankingHParams
@@ -36,7 +37,7 @@ def ranking(data, tiny, tmp_path_factory):
     hp = RankingHParams(epochs=2, ensemble=2)
     model, _, _ = ranking_trainer.train(data, hp, tiny.train_files, tiny.eval_files)
     path = tmp_path_factory.mktemp("export") / "ranking"
-    ranking_trainer.export_model(model, data, str(path), extra={})
+    ranking_trainer.export_model(model, data, str(path))
     return model, str(path)
 
 
@@ -136,9 +137,9 @@ def test_ranking_unknown_movie_gets_out_of_vocabulary_features(ranking, fresh_si
 def test_metadata_travels_with_the_export(retrieval, data, tiny):
     _, path, metadata = retrieval
     assert export.read_metadata(path) == metadata
-    assert metadata["vocab_sizes"] == data.sizes
-    assert metadata["popular"][0]["ratings"] == max(data.stats.movie_counts.values())
-    assert metadata["latest_train_timestamp"] == max(r[F.TIMESTAMP] for r in tiny.raw_train_rows)
+    assert metadata.vocab_sizes == data.sizes
+    assert metadata.popular[0]["ratings"] == max(data.stats.movie_counts.values())
+    assert metadata.latest_train_timestamp == max(r[F.TIMESTAMP] for r in tiny.raw_train_rows)
 
 
 def test_eval_examples_with_users_and_movies_unseen_in_train_are_scored(
@@ -182,7 +183,7 @@ def excluding(retrieval, data, tiny, tmp_path_factory):
     rated = retrieval_trainer.rated_by_user(data, tiny.train_files)
     path = tmp_path_factory.mktemp("export") / "excluding"
     metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K,
-                                              extra={}, rated=rated)
+                                              rated=rated)
     return str(path), metadata
 
 
@@ -211,8 +212,8 @@ def test_exclusion_serves_no_movie_the_user_rated(retrieval, excluding, tiny, fr
     # ... with it, none are; a user who rated all but n < K movies gets n, then padding
     # marked by a score of -inf.
     _assert_unrated(users, kept, rated, catalogue=20)
-    assert excluding[1]["exclude_rated"]["pairs"] == len(tiny.raw_train_rows)
-    assert excluding[1]["exclude_rated"]["max_per_user"] == max(len(v) for v in rated.values())
+    assert excluding[1].exclude_rated["pairs"] == len(tiny.raw_train_rows)
+    assert excluding[1].exclude_rated["max_per_user"] == max(len(v) for v in rated.values())
 
 
 def test_exclusion_ranks_the_eval_movie_among_unrated_movies_only(retrieval, excluding, tiny,
@@ -226,7 +227,7 @@ def test_exclusion_ranks_the_eval_movie_among_unrated_movies_only(retrieval, exc
 
 def _index_excluding(excluding, tiny, out, leaves_searched):
     """(users, index report) of a four-leaf ScaNN export of the ``excluding`` model."""
-    from recsys_pipeline.trainer import index
+    from recsys_pipeline.serving import index
 
     users = sorted(u.decode() for u in _rated(tiny))
     params = index.IndexParams(k=K, recall_k=3, num_leaves=4,
@@ -240,12 +241,12 @@ def test_scann_export_with_exclusion_serves_no_rated_movie(excluding, tiny, tmp_
     out = tmp_path / "scann"
     users, report = _index_excluding(excluding[0], tiny, out, leaves_searched=4)
     # The index returns enough candidates to drop each user's rated movies from.
-    assert report["settings"]["k"] == min(20, K + excluding[1]["exclude_rated"]["max_per_user"])
+    assert report.settings.k == min(20, K + excluding[1].exclude_rated["max_per_user"])
     got = fresh_signature(str(out), "serving_default", user_id=np.array(users, object),
                           timestamp=np.full(len(users), 880_000_000))
     assert got["movie_ids"].shape == (len(users), K)
     _assert_unrated([u.encode() for u in users], got, _rated(tiny), catalogue=20)
-    assert export.read_metadata(str(out))["serving_k"] == K
+    assert export.read_metadata(str(out)).serving_k == K
 
 
 def test_scann_recall_with_exclusion_is_that_of_what_is_served(excluding, tiny, tmp_path,
@@ -255,7 +256,7 @@ def test_scann_recall_with_exclusion_is_that_of_what_is_served(excluding, tiny, 
     # list, on the held-out (odd) queries.
     out = tmp_path / "scann"
     users, report = _index_excluding(excluding[0], tiny, out, leaves_searched=1)
-    assert report["recall_of"] == "served, rated movies excluded"
+    assert report.recall_of == "served, rated movies excluded"
     held_out = np.array(users[1::2], object)
     request = {"user_id": held_out, "timestamp": np.full(len(held_out), 880_000_000)}
 
@@ -266,7 +267,7 @@ def test_scann_recall_with_exclusion_is_that_of_what_is_served(excluding, tiny, 
     approximate = top(fresh_signature(str(out), "serving_default", **request))
     exact = top(fresh_signature(excluding[0], "serving_default", **request))
     hits = sum(len(a & e) for a, e in zip(approximate, exact, strict=True))
-    assert report["recall"] == pytest.approx(hits / sum(len(e) for e in exact))
+    assert report.recall == pytest.approx(hits / sum(len(e) for e in exact))
 
 
 def test_dcn_multitask_ranking_export_matches_the_in_memory_model(data, tiny, eval_batch,
@@ -277,7 +278,7 @@ def test_dcn_multitask_ranking_export_matches_the_in_memory_model(data, tiny, ev
                         bias_terms=True, retrieval_weight=0.5)
     model, _, _ = ranking_trainer.train(data, hp, tiny.train_files, tiny.eval_files)
     path = tmp_path / "dcn"
-    ranking_trainer.export_model(model, data, str(path), extra={})
+    ranking_trainer.export_model(model, data, str(path))
     rows = tiny.raw_eval_rows
     served = fresh_signature(str(path), "serving_default", user_id=_raw(rows, F.USER_ID),
                              movie_id=_raw(rows, F.MOVIE_ID))
@@ -290,7 +291,7 @@ def test_scann_results_score_the_padding_minus_inf_at_width_k():
     # the others: the batch cut to the longest result, the short row padded with row 0, NaN.
     scores = tf.constant([[3.0, 2.0, np.nan], [5.0, 4.0, 1.0]])
     rows = tf.constant([[7, 8, 0], [1, 2, 3]], tf.int64)
-    padded_scores, padded_rows = export.scann_results(scores, rows, 5)
+    padded_scores, padded_rows = scann_export.scann_results(scores, rows, 5)
     ninf = -np.inf
     np.testing.assert_array_equal(padded_scores.numpy(),
                                   [[3, 2, ninf, ninf, ninf], [5, 4, 1, ninf, ninf]])

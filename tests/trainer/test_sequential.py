@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from recsys_pipeline.trainer import export, models
+from recsys_pipeline.trainer.export_metadata import ExportMetadata
 from recsys_pipeline.trainer.hparams import SequentialHParams
 from recsys_pipeline.transform import features as F
 
@@ -79,7 +80,8 @@ def test_export_serves_raw_movie_ids_in_a_fresh_process(trained, tmp_path, fresh
     embeddings = model.candidate_tower.embedding.embeddings.numpy()
     path = str(tmp_path / "gru4rec")
     export.save(export.SequentialExport(model.query_tower, ids, embeddings, k=4,
-                                        context_length=LENGTH), path, {"kind": "sequential"})
+                                        context_length=LENGTH), path,
+                ExportMetadata(kind="sequential", warmup_inputs={}))
     got = fresh_signature(path, "serving_default", context_movies=np.array(
         [[b"", b"m2", b"m3"], [b"m0", b"m1", b"m2"], [b"", b"", b"m10"],
          [b"nope", b"m6", b"m7"]], object))  # an unknown id is dropped

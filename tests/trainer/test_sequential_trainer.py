@@ -21,7 +21,7 @@ def data(tiny):
 
 @pytest.fixture(scope="module")
 def history(tiny, data):
-    return inputs.user_history(data.dataset(tiny.train_files, 8192))
+    return inputs.user_history(data.dataset(tiny.train_files))
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def trained(tiny, data, history, tmp_path_factory):
     model, fit, _ = sequential_trainer.train(data, hp, tiny.train_files, history)
     path = str(tmp_path_factory.mktemp("export") / "sequential")
     metadata = sequential_trainer.export_model(model, data, history, path, hp=hp, serving_k=K,
-                                               eval_k=K, extra={})
+                                               eval_k=K)
     return model, fit, path, metadata, hp
 
 
@@ -57,8 +57,8 @@ def test_training_contexts_come_from_the_same_users_earlier_train_ratings(tiny, 
 
 def test_export_metadata_and_signatures(trained):
     _, _, path, metadata, _ = trained
-    assert metadata["kind"] == "sequential" and metadata["context_length"] == LENGTH
-    assert metadata["serving_k"] == K and metadata["history_ratings"] > 0
+    assert metadata.kind == "sequential" and metadata.context_length == LENGTH
+    assert metadata.serving_k == K and metadata.history_ratings > 0
     loaded = tf.saved_model.load(path)
     assert set(loaded.signatures) == {"serving_default", "recommend", "evaluate"}
 
@@ -110,5 +110,5 @@ def test_evaluate_equals_numpy_over_the_in_memory_model(trained, tiny, data, his
 def test_warmup_inputs_are_valid_requests(trained, fresh_signature):
     _, _, path, metadata, _ = trained
     got = fresh_signature(path, "serving_default", context_movies=np.array(
-        metadata["warmup_inputs"]["context_movies"], object))
+        metadata.warmup_inputs["context_movies"], object))
     assert got["movie_ids"].shape == (2, K)

@@ -1,9 +1,12 @@
 """The ScaNN index: settings scaled by catalogue size, recall against exact search, export."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from recsys_pipeline.trainer import export, index
+from recsys_pipeline.serving import index
+from recsys_pipeline.trainer import export
 
 
 def test_exact_top_k_is_the_brute_force_order():
@@ -45,18 +48,18 @@ def test_without_excluded_keeps_the_search_order_of_the_rest():
                                                   (3, 2, 1)])
 def test_automatic_settings_scale_with_the_catalogue(size, leaves, search):
     settings = index.IndexParams().resolved(size)
-    assert settings["num_leaves"] == leaves and settings["num_leaves_to_search"] == search
-    assert settings["k"] == min(100, size)
+    assert settings.num_leaves == leaves and settings.num_leaves_to_search == search
+    assert settings.k == min(100, size)
     # 50 x recall_k (10) rescored exactly: what bench/serving.py picked at 1M candidates.
-    assert settings["num_reordering_candidates"] == min(500, size)
+    assert settings.num_reordering_candidates == min(500, size)
 
 
 def test_benchmark_picks_are_the_defaults_at_the_benchmarked_size():
     # bench/serving.py, 1M candidates, k=10: 1000 leaves, 16% searched (the automatic
     # search's start; the tuner picked 12-14%), 500 reordered, 50 k-means iterations.
     settings = index.IndexParams(k=10).resolved(1_000_000)
-    assert (settings["num_leaves"], settings["num_leaves_to_search"],
-            settings["num_reordering_candidates"], settings["training_iterations"]) == (
+    assert (settings.num_leaves, settings.num_leaves_to_search,
+            settings.num_reordering_candidates, settings.training_iterations) == (
                 1000, 160, 500, 50)
 
 
@@ -69,12 +72,12 @@ def test_scann_export_searching_every_leaf_serves_what_brute_force_serves(
     params = index.IndexParams(k=5, recall_k=3, num_leaves=4, num_leaves_to_search=4)
     out = tmp_path / "scann"
     report = index.build_scann_export(path, str(out), params, users, [880_000_000] * len(users))
-    assert report["recall"] == 1.0, report
-    assert report["queries"] == len(users) // 2
+    assert report.recall == 1.0, report
+    assert report.queries == len(users) // 2
     for method in ("scann", "brute_force"):  # measured, one query at a time
-        timing = report["latency_ms"][method]
-        assert 0 < timing["p50"] <= timing["p99"], report["latency_ms"]
-    assert export.read_metadata(str(out))["kind"] == "retrieval_scann"
+        timing = report.latency_ms[method]
+        assert 0 < timing["p50"] <= timing["p99"], report.latency_ms
+    assert export.read_metadata(str(out)).kind == "retrieval_scann"
 
     # In a fresh process (scann imported first, as a server must): the same top movies.
     request = {"user_id": np.array(users, object), "timestamp": np.full(len(users), 880_000_000)}
@@ -91,13 +94,14 @@ def test_configure_trains_kmeans_on_the_whole_catalogue():
     import scann
 
     embeddings = np.zeros((250_000, 4), np.float32)
-    settings = dict(index.IndexParams(k=10).resolved(len(embeddings)), training_iterations=7)
+    settings = dataclasses.replace(index.IndexParams(k=10).resolved(len(embeddings)),
+                                   training_iterations=7)
     builder = index.configure(scann.scann_ops_pybind.builder(embeddings, 10, "dot_product"),
                               settings, len(embeddings))
     partitioning = builder.create_config().split("hash {")[0]
     assert "expected_sample_size: 250000" in partitioning
     assert "max_clustering_iterations: 7" in partitioning
-    assert f"max_spill_centers: {settings['num_leaves_to_search']}" in partitioning
+    assert f"max_spill_centers: {settings.num_leaves_to_search}" in partitioning
 
 
 def test_automatic_search_widens_until_the_tuning_queries_clear_the_bound(retrieval, tiny,
@@ -107,14 +111,14 @@ def test_automatic_search_widens_until_the_tuning_queries_clear_the_bound(retrie
     params = index.IndexParams(k=5, recall_k=3, num_leaves=4)
     report = index.build_scann_export(path, str(tmp_path / "auto"), params, users,
                                       [880_000_000] * len(users))
-    steps = report["tuning"]
-    searched = [s["num_leaves_to_search"] for s in steps]
+    steps = report.tuning
+    searched = [s.num_leaves_to_search for s in steps]
     assert searched[0] == 1 and searched == sorted(set(searched)), steps
     target = params.min_recall + index.AUTO_MARGIN
-    assert all(s["tuning_recall"] < target for s in steps[:-1]), steps
-    assert steps[-1]["tuning_recall"] >= target or searched[-1] == 4, steps
+    assert all(s.tuning_recall < target for s in steps[:-1]), steps
+    assert steps[-1].tuning_recall >= target or searched[-1] == 4, steps
     # The gate's recall is measured on the other half of the queries.
-    assert report["queries"] == len(users) // 2 and 0 <= report["recall"] <= 1
+    assert report.queries == len(users) // 2 and 0 <= report.recall <= 1
 
 
 def test_explicit_settings_are_not_tuned(retrieval, tiny, tmp_path):
@@ -123,7 +127,7 @@ def test_explicit_settings_are_not_tuned(retrieval, tiny, tmp_path):
     params = index.IndexParams(k=5, recall_k=3, num_leaves=4, num_leaves_to_search=1)
     report = index.build_scann_export(path, str(tmp_path / "s"), params, users,
                                       [880_000_000] * len(users))
-    assert report["tuning"] == [] and report["settings"]["num_leaves_to_search"] == 1
+    assert report.tuning == () and report.settings.num_leaves_to_search == 1
 
 
 def test_short_results_are_padded_with_minus_one_not_row_zero():
@@ -131,8 +135,9 @@ def test_short_results_are_padded_with_minus_one_not_row_zero():
     # (NaN score). Read raw, each padded place would be a hit on row 0.
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(60, 8)).astype("float32")
-    settings = dict(index.IndexParams(k=10, num_leaves=4, num_leaves_to_search=4).resolved(60),
-                    num_reordering_candidates=3)
+    settings = dataclasses.replace(
+        index.IndexParams(k=10, num_leaves=4, num_leaves_to_search=4).resolved(60),
+        num_reordering_candidates=3)
     layer = index.build_scann(embeddings, settings)
     found = index.scann_top_k(layer, rng.normal(size=(20, 8)).astype("float32"), 10)
     assert found.shape == (20, 10)

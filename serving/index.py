@@ -1,8 +1,10 @@
 """The ScaNN index over a retrieval export's catalogue, and its recall against brute force.
 
-``build_scann_export`` loads a brute-force ``RetrievalExport``, indexes its catalogue
-embeddings with ScaNN (``build_scann``), measures recall@k of the index against exact search
-on the same query embeddings, and saves a ``ScannExport`` (``Scann`` namespace allowed).
+Serving code, not training: the ScannIndexer component runs it after the retrieval gate, and
+the serving benchmark tunes with the same ``configure``. ``build_scann_export`` loads a
+brute-force ``RetrievalExport``, indexes its catalogue embeddings with ScaNN
+(``build_scann``), measures recall@k of the index against exact search on the same query
+embeddings, and saves a ``ScannExport`` (``Scann`` namespace allowed).
 """
 
 from __future__ import annotations
@@ -13,59 +15,12 @@ import time
 from typing import Any, Optional
 
 import numpy as np
+import tensorflow as tf
+from scann.scann_ops.py import scann_ops  # importing scann registers its TF ops
 
-from recsys_pipeline.knobs import knob
-
-
-# Defaults from bench/serving.py (bench/RESULTS.md, serving sixth run): at 1M candidates,
-# with k-means trained on all of them for 50 iterations, the fastest settings with recall@10
-# >= 0.98 on the tuning queries searched 12-14% of sqrt(N) leaves (24% with ScaNN's default
-# 100,000-point sample and 12 iterations) and rescored 500-1,000 candidates exactly. The
-# defaults start a little wider, at 16% and 50 x recall_k, served within the noise of the
-# tuned index in all three runs; the automatic search widens from there until the recall
-# gate's tuning half clears the bound. They scale with the catalogue: the leaf count as
-# sqrt(N), the search as a share of the leaves.
-SEARCH_FRACTION = 0.16
-REORDER_PER_RECALL_K = 50
-
-
-@dataclasses.dataclass
-class IndexParams:
-    """[index] The ScaNN index shipped with the retrieval model, and its recall gate."""
-
-    num_leaves: int = knob(
-        0, "Partitions of the catalogue (0 = about sqrt(catalogue size)).")
-    num_leaves_to_search: int = knob(
-        0, "Partitions searched per query. 0 = automatic: start at 16% of num_leaves "
-        "(bench/serving.py's pick) and widen until half the recall queries clear min_recall "
-        "(the other half grade it).")
-    num_reordering_candidates: int = knob(
-        0, "Candidates rescored exactly after the quantized search "
-        "(0 = the larger of 50 x recall_k and 4 x k; else at least k, since ScaNN returns "
-        "no more than it rescores).")
-    dimensions_per_block: int = knob(2, "Asymmetric hashing: dimensions per quantized block.")
-    training_iterations: int = knob(
-        50, "k-means iterations when partitioning (on the whole catalogue; ScaNN's own "
-        "default of 12 leaves the partitions unconverged at a million movies).")
-    k: int = knob(100, "Movies the ScaNN serving signature returns.")
-    recall_k: int = knob(10, "k of the recall@k measured against exact search.")
-    min_recall: float = knob(
-        0.95, "The index is pushed only if recall@recall_k against brute force reaches this.")
-    max_queries: int = knob(
-        2000, "Eval-split users whose queries tune (half) and measure (half) the recall.")
-
-    def resolved(self, catalogue_size: int) -> dict[str, int]:
-        """Concrete ScaNN settings for a catalogue of this size."""
-        leaves = self.num_leaves or max(2, round(math.sqrt(catalogue_size)))
-        leaves = min(leaves, max(1, catalogue_size - 1))
-        search = self.num_leaves_to_search or max(1, round(leaves * SEARCH_FRACTION))
-        k = min(self.k, catalogue_size)
-        reorder = self.num_reordering_candidates or max(REORDER_PER_RECALL_K * self.recall_k,
-                                                        4 * k)
-        return {"num_leaves": leaves, "num_leaves_to_search": min(search, leaves),
-                "num_reordering_candidates": min(reorder, catalogue_size), "k": k,
-                "dimensions_per_block": self.dimensions_per_block,
-                "training_iterations": self.training_iterations}
+from recsys_pipeline.serving import scann_export
+from recsys_pipeline.serving.index_params import IndexParams, IndexReport, ScannSettings, TuningStep
+from recsys_pipeline.trainer import export
 
 
 def recall_at_k(approximate: np.ndarray, exact: np.ndarray, k: int) -> float:
@@ -108,42 +63,34 @@ def without_excluded(found: np.ndarray, excluded: list[np.ndarray], k: int) -> n
     return out
 
 
-def configure(builder, settings: dict[str, int], catalogue_size: int):
+def configure(builder, settings: ScannSettings, catalogue_size: int):
     """A ScaNN builder (TF ops' or pybind's) configured with ``settings``.
 
     k-means trains on the whole catalogue, not ScaNN's default sample of 100,000: at a
     million candidates that sample's partitions need about twice the leaves searched for the
-    same recall (bench/RESULTS.md, serving sixth run). One function for both builders, so the
+    same recall (bench/RESULTS.md). One function for both builders, so the
     serving benchmark tunes the very configuration that is served.
     """
-    return (builder.tree(num_leaves=settings["num_leaves"],
-                         num_leaves_to_search=settings["num_leaves_to_search"],
+    return (builder.tree(num_leaves=settings.num_leaves,
+                         num_leaves_to_search=settings.num_leaves_to_search,
                          training_sample_size=catalogue_size,
-                         training_iterations=settings["training_iterations"])
-            .score_ah(settings["dimensions_per_block"])
-            .reorder(settings["num_reordering_candidates"]))
+                         training_iterations=settings.training_iterations)
+            .score_ah(settings.dimensions_per_block)
+            .reorder(settings.num_reordering_candidates))
 
 
-def build_scann(embeddings: np.ndarray, settings: dict[str, int]):
-    """The ScaNN index (``export.ScannIndex``) over ``embeddings``; its ids are row numbers."""
-    import tensorflow as tf
-    from scann.scann_ops.py import scann_ops
-
-    from recsys_pipeline.trainer import export
-
-    builder = scann_ops.builder(tf.constant(embeddings), settings["k"], "dot_product")
+def build_scann(embeddings: np.ndarray, settings: ScannSettings):
+    """The ScaNN index (``scann_export.ScannIndex``) over ``embeddings``; ids are row numbers."""
+    builder = scann_ops.builder(tf.constant(embeddings), settings.k, "dot_product")
     searcher = configure(builder, settings, len(embeddings)).build()
-    return export.ScannIndex(searcher.serialize_to_module(), settings["k"])
+    return scann_export.ScannIndex(searcher.serialize_to_module(), settings.k)
 
 
 def scann_top_k(layer, queries: np.ndarray, k: int) -> np.ndarray:
     """Row ids of a ScaNN index's top-k per query; -1 where it found fewer than k (read as
-    returned, ScaNN's padding would count as finding row 0: ``export.scann_results``)."""
-    import tensorflow as tf
-
-    from recsys_pipeline.trainer import export
-
-    scores, ids = export.scann_results(*layer(tf.constant(queries), k=k), k)
+    returned, ScaNN's padding would count as finding row 0: ``scann_export.scann_results``)."""
+    raw_scores, raw_ids = layer(tf.constant(queries), k=k)
+    scores, ids = scann_export.scann_results(raw_scores, raw_ids, k)
     return np.where(np.isneginf(scores.numpy()), -1, ids.numpy())
 
 
@@ -161,8 +108,6 @@ def _recall(layer, queries: np.ndarray, exact: np.ndarray, k: int,
 
 def _excluded_rows(base: Any, user_ids: list[str]) -> list[np.ndarray]:
     """Per request, the catalogue rows the export excludes for its user."""
-    import tensorflow as tf
-
     pairs = base.rated_pairs(tf.constant(user_ids))["pairs"].numpy()  # sorted by request
     bounds = np.searchsorted(pairs[:, 0], np.arange(len(user_ids) + 1))
     return [pairs[bounds[i]:bounds[i + 1], 1] for i in range(len(user_ids))]
@@ -175,8 +120,6 @@ def single_query_latency_ms(layer, queries: np.ndarray, embeddings: np.ndarray, 
     Both eager TensorFlow calls on this machine, so the ratio is what the index buys at this
     catalogue size (bench/serving.py measures the served SavedModels at scale).
     """
-    import tensorflow as tf
-
     candidates = tf.constant(embeddings.T)
 
     def brute_force(q):
@@ -210,7 +153,7 @@ def _halves(items):
 
 
 def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
-                       user_ids: list[str], timestamps: list[int]) -> dict[str, Any]:
+                       user_ids: list[str], timestamps: list[int]) -> IndexReport:
     """Indexes the export at ``base_dir``, measures recall, saves the ScaNN export.
 
     The queries are split in two halves: with automatic ``num_leaves_to_search``, the search
@@ -220,22 +163,18 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
     (settings, recall, timings); the caller gates on the recall. The export is written either
     way so that a failed gate can be inspected.
     """
-    import scann  # noqa: F401  (registers the Scann ops before TensorFlow needs them)
-    import tensorflow as tf
-
-    from recsys_pipeline.trainer import export
-
     base = tf.saved_model.load(base_dir)
     metadata = export.read_metadata(base_dir)
     embeddings = base.candidate_embeddings.numpy()
     settings = params.resolved(len(embeddings))
-    serving_k = settings["k"]
-    exclusion = metadata.get("exclude_rated")
+    serving_k = settings.k
+    exclusion = metadata.exclude_rated
     if exclusion:
         # Room for the user's rated movies, which are dropped after the search.
-        settings["k"] = min(len(embeddings), serving_k + int(exclusion["max_per_user"]))
-        settings["num_reordering_candidates"] = min(
-            len(embeddings), max(settings["num_reordering_candidates"], settings["k"]))
+        search_k = min(len(embeddings), serving_k + int(exclusion["max_per_user"]))
+        settings = dataclasses.replace(
+            settings, k=search_k, num_reordering_candidates=min(
+                len(embeddings), max(settings.num_reordering_candidates, search_k)))
     queries = base.query_embedding(tf.constant(user_ids), tf.constant(timestamps, tf.int64))
     queries = queries["embedding"].numpy()
     tuning, gating = _halves(queries)
@@ -253,25 +192,26 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
         # Exact search once, and one tree: each widening step only searches more of its leaves.
         tuning_exact = exact_top_k(tuning, embeddings, k, tuning_excluded)
         while True:
-            tuned = _recall(layer, tuning, tuning_exact, k, tuning_excluded, settings["k"])
-            steps.append({"num_leaves_to_search": settings["num_leaves_to_search"],
-                          "tuning_recall": round(tuned, 4)})
+            tuned = _recall(layer, tuning, tuning_exact, k, tuning_excluded, settings.k)
+            steps.append(TuningStep(settings.num_leaves_to_search, round(tuned, 4)))
             if (tuned >= params.min_recall + AUTO_MARGIN
-                    or settings["num_leaves_to_search"] >= settings["num_leaves"]):
+                    or settings.num_leaves_to_search >= settings.num_leaves):
                 break
-            settings["num_leaves_to_search"] = min(
-                settings["num_leaves"], math.ceil(settings["num_leaves_to_search"] * 1.5))
-            layer.leaves_to_search = settings["num_leaves_to_search"]
+            settings = dataclasses.replace(settings, num_leaves_to_search=min(
+                settings.num_leaves, math.ceil(settings.num_leaves_to_search * 1.5)))
+            layer.leaves_to_search = settings.num_leaves_to_search
     build_seconds = time.monotonic() - started
     recall = _recall(layer, gating, exact_top_k(gating, embeddings, k, gating_excluded), k,
-                     gating_excluded, settings["k"])
+                     gating_excluded, settings.k)
     latency = single_query_latency_ms(layer, gating, embeddings, k)
 
-    module = export.ScannExport(base, layer, k=serving_k, exclude_rated=bool(exclusion))
-    report = {"settings": settings, "recall_k": k, "recall": recall, "tuning": steps,
-              "recall_of": "served, rated movies excluded" if exclusion else "index top-k",
-              "queries": len(gating), "catalogue_size": len(embeddings),
-              "build_seconds": round(build_seconds, 3), "latency_ms": latency}
-    metadata = dict(metadata, kind="retrieval_scann", serving_k=serving_k, index=report)
-    export.save(module, out_dir, metadata, namespace_whitelist=[export.SCANN_NAMESPACE])
+    module = scann_export.ScannExport(base, layer, k=serving_k, exclude_rated=bool(exclusion))
+    report = IndexReport(
+        settings=settings, recall_k=k, recall=recall, tuning=tuple(steps),
+        recall_of="served, rated movies excluded" if exclusion else "index top-k",
+        queries=len(gating), catalogue_size=len(embeddings),
+        build_seconds=round(build_seconds, 3), latency_ms=latency)
+    export.save(module, out_dir, dataclasses.replace(
+        metadata, kind=scann_export.SCANN_KIND, serving_k=serving_k, index=report.to_dict()),
+        namespace_whitelist=[scann_export.SCANN_NAMESPACE])
     return report

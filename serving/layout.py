@@ -10,26 +10,16 @@ Layout (what TF Serving's file-system source watches)::
 
 Only all-digit directory names are versions to TF Serving; the Pusher writes a version under
 a dot-prefixed staging name and renames it into place, so a half-written version is never
-visible. ``Recommender`` is ``recsys recommend``: ScaNN retrieval, then ranking.
+visible. ``serving.recommend`` reads this layout for ``recsys recommend``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 from typing import Any, Optional
 
-SCANN_MODEL = "retrieval"
-BRUTE_FORCE_MODEL = "retrieval_brute_force"
-RANKING_MODEL = "ranking"
-MODEL_NAMES = (SCANN_MODEL, BRUTE_FORCE_MODEL, RANKING_MODEL)
-# Pushed only when enabled in the config ([sequential]).
-SEQUENTIAL_MODEL = "sequential"
-OPTIONAL_MODEL_NAMES = (SEQUENTIAL_MODEL,)
-# Models that need ScaNN's custom ops (ScaNN's TF Serving image).
-SCANN_MODELS = (SCANN_MODEL,)
+from recsys_pipeline.pipeline import nodes
 
 MODELS_CONFIG = "models.config"
 STOCK_MODELS_CONFIG = "models.stock.config"
@@ -97,7 +87,7 @@ def write_models_configs(serving_dir: str) -> None:
     """Rewrites both models.config files from the models that have a version on disk."""
     served = [n for n in sorted(os.listdir(serving_dir))
               if not n.startswith(".") and versions(os.path.join(serving_dir, n))]
-    stock = [n for n in served if n not in SCANN_MODELS]
+    stock = [n for n in served if n not in nodes.SCANN_MODELS]
     for filename, names in ((MODELS_CONFIG, served), (STOCK_MODELS_CONFIG, stock)):
         _atomic_write(os.path.join(serving_dir, filename), models_config_text(serving_dir, names))
 
@@ -157,90 +147,3 @@ def request_tensors(log) -> dict:
     import tensorflow as tf
 
     return {k: tf.make_ndarray(v) for k, v in log.predict_log.request.inputs.items()}
-
-
-# --- Serving from Python (recsys recommend) ---------------------------------------------------
-
-@dataclasses.dataclass
-class Recommendation:
-    movie_id: str
-    title: str
-    retrieval_score: Optional[float]
-    predicted_rating: Optional[float]
-
-
-@dataclasses.dataclass
-class Recommendations:
-    user_id: str
-    known_user: bool
-    items: list[Recommendation]
-    versions: dict[str, str]  # model name -> version directory used
-
-
-class Recommender:
-    """Newest pushed ScaNN retrieval + ranking versions, loaded as TF Serving would."""
-
-    def __init__(self, serving_dir: str):
-        from recsys_pipeline.errors import OutputError
-
-        self.version_dirs = {}
-        for name in (SCANN_MODEL, RANKING_MODEL):
-            path = latest_version_dir(serving_dir, name)
-            if path is None:
-                raise OutputError(
-                    f"no pushed version of model '{name}' under {serving_dir}. Run "
-                    "`recsys run` until the model is blessed and pushed, or pass the "
-                    "--output-dir of a run that pushed it.")
-            problem = version_problem(path)
-            if problem:
-                raise OutputError(
-                    f"{path} is not a version this pipeline pushed: {problem}. TF Serving "
-                    "serves the highest version number, so it would serve this directory too: "
-                    "move it out of the model directory (or `recsys rollback` to a good one).")
-            self.version_dirs[name] = path
-        import scann  # noqa: F401  (registers ScaNN's ops; the retrieval model needs them)
-        import tensorflow as tf
-
-        from recsys_pipeline.trainer import export
-
-        self._tf = tf
-        self.metadata = export.read_metadata(self.version_dirs[SCANN_MODEL])
-        self._retrieval = tf.saved_model.load(self.version_dirs[SCANN_MODEL])
-        self._ranking = tf.saved_model.load(self.version_dirs[RANKING_MODEL])
-
-    def recommend(self, user_id: str, k: int = 10,
-                  timestamp: Optional[int] = None) -> Recommendations:
-        """Top-k for a user: ScaNN candidates re-ranked by predicted rating.
-
-        Unknown users get the most-rated movies of the training data instead (the retrieval
-        model would only return what its out-of-vocabulary embedding scores highest).
-        """
-        tf = self._tf
-        serving_k = int(self.metadata["serving_k"])
-        if k > serving_k:
-            from recsys_pipeline.errors import ConfigError
-
-            raise ConfigError(f"--k {k} is above the {serving_k} candidates the retrieval "
-                              "model returns (index.k)")
-        when = timestamp if timestamp is not None else self.metadata["latest_train_timestamp"]
-        retrieved = self._retrieval.signatures["serving_default"](
-            user_id=tf.constant([user_id]), timestamp=tf.constant([when], tf.int64))
-        known = bool(retrieved["known_user"].numpy()[0])
-        if known:
-            found = [(m.decode(), t.decode("utf-8", "replace"), float(s)) for m, t, s in zip(
-                retrieved["movie_ids"].numpy()[0], retrieved["movie_titles"].numpy()[0],
-                retrieved["scores"].numpy()[0], strict=True)
-                if math.isfinite(s)]  # -inf marks places the search left unfilled
-        else:
-            found = [(p["movie_id"], p["title"], None)
-                     for p in self.metadata["popular"][:serving_k]]
-        ratings = []
-        if found:
-            served = self._ranking.signatures["serving_default"](
-                user_id=tf.constant([user_id] * len(found)),
-                movie_id=tf.constant([f[0] for f in found]))
-            ratings = served["rating"].numpy().reshape(-1).tolist()
-        items = [Recommendation(*f, float(r)) for f, r in zip(found, ratings, strict=True)]
-        if known:
-            items.sort(key=lambda r: -r.predicted_rating)
-        return Recommendations(user_id, known, items[:k], dict(self.version_dirs))

@@ -3,7 +3,9 @@
 import math
 import shutil
 
-from recsys_pipeline.trainer import index, ranking_trainer, serving
+from recsys_pipeline.pipeline import nodes
+from recsys_pipeline.serving import index, layout, recommend
+from recsys_pipeline.trainer import ranking_trainer
 from recsys_pipeline.trainer.common import load_training_data
 from recsys_pipeline.trainer.hparams import RankingHParams
 
@@ -12,7 +14,7 @@ def _push(export_dir, serving_dir, name):
     version = serving_dir / name / "1"
     shutil.copytree(export_dir, version)
     (version / "assets.extra").mkdir(exist_ok=True)
-    (version / "assets.extra" / serving.PUSH_RECORD).write_text("{}")
+    (version / "assets.extra" / layout.PUSH_RECORD).write_text("{}")
 
 
 def test_recommend_lists_only_movies_the_search_found(retrieval, tiny, tmp_path, short_scann):
@@ -26,12 +28,12 @@ def test_recommend_lists_only_movies_the_search_found(retrieval, tiny, tmp_path,
     data = load_training_data(tiny.transform_dir, tiny.train_files, tiny.catalogue_dir)
     model, _, _ = ranking_trainer.train(data, RankingHParams(epochs=1, ensemble=1),
                                         tiny.train_files, tiny.eval_files)
-    ranking_trainer.export_model(model, data, str(tmp_path / "ranking"), extra={})
+    ranking_trainer.export_model(model, data, str(tmp_path / "ranking"))
     served = tmp_path / "serving"
-    _push(tmp_path / "scann", served, serving.SCANN_MODEL)
-    _push(tmp_path / "ranking", served, serving.RANKING_MODEL)
+    _push(tmp_path / "scann", served, nodes.SCANN_MODEL)
+    _push(tmp_path / "ranking", served, nodes.RANKING_MODEL)
 
-    recommender = serving.Recommender(str(served))
+    recommender = recommend.Recommender(str(served))
     lists = [recommender.recommend(user, k=5, timestamp=880_000_000) for user in users]
     assert all(r.known_user for r in lists)
     for r in lists:

@@ -1,0 +1,131 @@
+"""The DAG's node ids, model branches and served model names, declared once.
+
+Everything that names a node or a served model -- the DAG builder, the run summary, history
+and lineage, the report, the Kubeflow compiler, the benchmarks -- reads it from here, so a new
+branch is one ``Branch`` entry plus its Trainer module. ``tests/test_registry.py`` fails if
+another module spells one of these names as a literal.
+
+A *branch* is one model family from Trainer to serving: its Trainer, its Evaluator (the gate,
+against an absolute bound and the last blessed model), that model's Baseline (a Resolver
+locally, a lookup component on Kubeflow) and one Pusher per served model. The gated metric's
+direction says which way a bound and a regression go.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+# Shared nodes, upstream of every branch.
+EXAMPLE_GEN = "MovieLensExampleGen"
+STATISTICS_GEN = "StatisticsGen"
+SCHEMA_GEN = "ImportSchemaGen"
+EXAMPLE_VALIDATOR = "ExampleValidator"
+ANOMALY_GATE = "AnomalyGate"
+TRANSFORM = "Transform"
+# The retrieval branch's ScaNN index, between its Evaluator and the ScaNN Pusher.
+SCANN_INDEXER = "ScannIndexer"
+
+# Served model names: directories of the TF Serving model base and names in models.config.
+SCANN_MODEL = "retrieval"
+BRUTE_FORCE_MODEL = "retrieval_brute_force"
+RANKING_MODEL = "ranking"
+SEQUENTIAL_MODEL = "sequential"
+
+# Gated metrics, as the branches declare them; the TFMA metric name comes from
+# ``pipeline.evaluation.metric_name`` (the top-k one depends on ``evaluation.top_k``).
+TOP_K_ACCURACY = "top_k_accuracy"
+RMSE = "rmse"
+
+
+@dataclasses.dataclass(frozen=True)
+class Push:
+    """One served model: the Pusher node that publishes it and its name in TF Serving."""
+
+    node_id: str
+    model_name: str
+    needs_scann: bool = False  # served only by ScaNN's TF Serving image (custom ops)
+
+
+@dataclasses.dataclass(frozen=True)
+class Branch:
+    """One model family from Trainer to serving (see the module doc)."""
+
+    name: str  # its config section and the model kind its exports record
+    run_fn: str  # the Trainer's module function, by import path
+    trainer: str
+    evaluator: str
+    baseline: str
+    pushes: tuple[Push, ...]
+    metric: str  # TOP_K_ACCURACY or RMSE
+    higher_is_better: bool
+    bound: str  # the EvaluationConfig field holding the metric's absolute bound
+    optional: bool = False  # in the DAG only when its config section says enabled
+
+    @property
+    def bound_text(self) -> str:
+        return ">=" if self.higher_is_better else "<="
+
+
+RETRIEVAL = Branch(
+    name="retrieval", run_fn="recsys_pipeline.trainer.retrieval_trainer.run_fn",
+    trainer="RetrievalTrainer", evaluator="RetrievalEvaluator",
+    baseline="RetrievalBaseline",
+    pushes=(Push("ScannPusher", SCANN_MODEL, needs_scann=True),
+            Push("BruteForcePusher", BRUTE_FORCE_MODEL)),
+    metric=TOP_K_ACCURACY, higher_is_better=True, bound="min_top_k_accuracy")
+RANKING = Branch(
+    name="ranking", run_fn="recsys_pipeline.trainer.ranking_trainer.run_fn",
+    trainer="RankingTrainer", evaluator="RankingEvaluator",
+    baseline="RankingBaseline", pushes=(Push("RankingPusher", RANKING_MODEL),),
+    metric=RMSE, higher_is_better=False, bound="max_rmse")
+SEQUENTIAL = Branch(
+    name="sequential", run_fn="recsys_pipeline.trainer.sequential_trainer.run_fn",
+    trainer="SequentialTrainer", evaluator="SequentialEvaluator",
+    baseline="SequentialBaseline", pushes=(Push("SequentialPusher", SEQUENTIAL_MODEL),),
+    metric=TOP_K_ACCURACY, higher_is_better=True, bound="min_sequential_top_k_accuracy",
+    optional=True)
+
+BRANCHES: tuple[Branch, ...] = (RETRIEVAL, RANKING, SEQUENTIAL)
+PUSHES: tuple[Push, ...] = tuple(p for b in BRANCHES for p in b.pushes)
+SCANN_PUSHER = RETRIEVAL.pushes[0].node_id
+BRUTE_FORCE_PUSHER = RETRIEVAL.pushes[1].node_id
+
+# Served model names: of the default DAG, of the opt-in branches, and those that need ScaNN.
+MODEL_NAMES: tuple[str, ...] = tuple(
+    p.model_name for b in BRANCHES if not b.optional for p in b.pushes)
+OPTIONAL_MODEL_NAMES: tuple[str, ...] = tuple(
+    p.model_name for b in BRANCHES if b.optional for p in b.pushes)
+SCANN_MODELS: tuple[str, ...] = tuple(p.model_name for p in PUSHES if p.needs_scann)
+
+
+def branch(name: str) -> Branch:
+    """The branch called ``name`` (its config section)."""
+    for b in BRANCHES:
+        if b.name == name:
+            return b
+    raise KeyError(f"no model branch {name!r}; branches: {[b.name for b in BRANCHES]}")
+
+
+def push_of_model(model_name: str) -> Optional[Push]:
+    """The Push publishing served model ``model_name``, if any."""
+    return next((p for p in PUSHES if p.model_name == model_name), None)
+
+
+def push_of_node(node_id: str) -> Optional[Push]:
+    """The Push of Pusher node ``node_id``, if it is one."""
+    return next((p for p in PUSHES if p.node_id == node_id), None)
+
+
+def branch_of_push(push: Push) -> Branch:
+    return next(b for b in BRANCHES if push in b.pushes)
+
+
+def names() -> frozenset[str]:
+    """Every node id and served model name declared here (what no other module spells)."""
+    ids = {EXAMPLE_GEN, STATISTICS_GEN, SCHEMA_GEN, EXAMPLE_VALIDATOR, ANOMALY_GATE, TRANSFORM,
+           SCANN_INDEXER}
+    for b in BRANCHES:
+        ids |= {b.trainer, b.evaluator, b.baseline, b.name}
+        ids |= {name for p in b.pushes for name in (p.node_id, p.model_name)}
+    return frozenset(ids)

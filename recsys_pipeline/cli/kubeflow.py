@@ -1,0 +1,185 @@
+"""``recsys kubeflow ...``: compile for, upload to and schedule on Kubeflow Pipelines 2.x (or
+Vertex AI), and run a compiled spec here task by task as KFP would."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from typing import Sequence
+
+from recsys_pipeline.cli.common import config_option, load_config
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--host", help="KFP API endpoint (default: $KFP_HOST, kubeflow.host)")
+    parent.add_argument("--namespace", help="namespace (default: $KFP_NAMESPACE, "
+                        "kubeflow.namespace)")
+    parent.add_argument("--token", help="bearer token (default: $KFP_TOKEN)")
+    return parent
+
+
+def _param_options() -> argparse.ArgumentParser:
+    from recsys_pipeline.pipeline.config import RUNTIME_PARAMETERS
+
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="run-time parameter, repeatable: " + ", ".join(RUNTIME_PARAMETERS))
+    return parent
+
+
+def register(sub) -> None:
+    kf = sub.add_parser("kubeflow", help="compile for, upload to and schedule on Kubeflow "
+                        "Pipelines 2.x (or Vertex AI)")
+    kfsub = kf.add_subparsers(dest="kubeflow_command", required=True, metavar="COMMAND")
+    config = config_option("TOML or YAML config file ([kubeflow] section)")
+    connected = [config, _connection_options()]
+    params = _param_options()
+
+    c = kfsub.add_parser("compile", parents=[config],
+                         help="compile the DAG with TFX's Kubeflow V2 runner")
+    c.add_argument("--output", help="file to write (default: pipeline.yaml for kfp, "
+                   "pipeline.json for vertex)")
+    c.add_argument("--target", choices=("kfp", "vertex"), help="default: kubeflow.target")
+    c.add_argument("--image", help="container image (default: kubeflow.image)")
+    c.add_argument("--pipeline-root", help="artifact root (default: kubeflow.pipeline_root)")
+    c.set_defaults(func=_compile)
+
+    rl = kfsub.add_parser("run-local", parents=[config, params],
+                          help="execute a compiled PipelineSpec here, task by task, as KFP would")
+    rl.add_argument("package", help="compiled pipeline (recsys kubeflow compile)")
+    rl.add_argument("--pipeline-root", help="local artifact root (default: the spec's)")
+    rl.set_defaults(func=_run_local)
+
+    up = kfsub.add_parser("upload", parents=connected, help="upload a compiled pipeline version")
+    up.add_argument("package", help="compiled pipeline (recsys kubeflow compile)")
+    up.add_argument("--name", help="pipeline name (default: pipeline_name)")
+    up.add_argument("--version", help="version name (default: name and UTC time)")
+    up.add_argument("--description", default="", help="version description")
+    up.set_defaults(func=_upload)
+
+    run = kfsub.add_parser("run", parents=[*connected, params], help="start one run")
+    run.add_argument("--name", help="pipeline name (default: pipeline_name)")
+    run.add_argument("--version-id", help="pipeline version (default: the newest)")
+    run.set_defaults(func=_run)
+
+    sch = kfsub.add_parser("schedule", parents=[*connected, params],
+                           help="create a recurring run (max concurrency 1, no catch-up)")
+    sch.add_argument("--cron", required=True, help="6-field cron: second minute hour "
+                     "day-of-month month day-of-week, e.g. '0 0 3 * * *' (5 fields: second 0)")
+    sch.add_argument("--name", default=None, help="recurring run name (default: "
+                     "<pipeline>-recurring)")
+    sch.add_argument("--pipeline", help="pipeline name (default: pipeline_name)")
+    sch.add_argument("--version-id", help="pipeline version (default: the newest)")
+    sch.set_defaults(func=_schedule)
+
+    ls = kfsub.add_parser("schedules", parents=connected, help="list recurring runs")
+    ls.add_argument("--experiment", help="only this experiment's")
+    ls.set_defaults(func=_schedules)
+
+    dis = kfsub.add_parser("disable", parents=connected, help="disable a recurring run")
+    dis.add_argument("recurring_run_id")
+    dis.set_defaults(func=_disable)
+
+
+def parse_params(pairs: Sequence[str]) -> dict:
+    """--param NAME=VALUE pairs, typed as the pipeline declares them."""
+    from recsys_pipeline.errors import ConfigError
+    from recsys_pipeline.pipeline.config import RUNTIME_PARAMETERS
+
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--param {pair!r}: expected NAME=VALUE")
+        if name not in RUNTIME_PARAMETERS:
+            raise ConfigError(f"unknown run-time parameter {name!r}; the pipeline has: "
+                              f"{', '.join(RUNTIME_PARAMETERS)}")
+        kind = RUNTIME_PARAMETERS[name]
+        try:
+            params[name] = kind(value)
+        except ValueError:
+            raise ConfigError(f"--param {name}: {value!r} is not {kind.__name__}") from None
+    return params
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from recsys_pipeline.kubeflow.compile import compile_pipeline
+
+    config = load_config(args)
+    kf = dataclasses.replace(
+        config.kubeflow, **{k: v for k, v in (("target", args.target), ("image", args.image),
+                                              ("pipeline_root", args.pipeline_root)) if v})
+    config = dataclasses.replace(config, kubeflow=kf).validate()
+    output = args.output or ("pipeline.json" if kf.target == "vertex" else "pipeline.yaml")
+    compile_pipeline(config, output)
+    kind = "PipelineJob for Vertex AI" if kf.target == "vertex" else "PipelineSpec for KFP 2.x"
+    print(f"Wrote {output} ({kind}, image {kf.image}, pipeline root {kf.pipeline_root})")
+    return 0
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    from recsys_pipeline.kubeflow.compile import load_package
+    from recsys_pipeline.kubeflow.launcher import run_spec
+
+    load_config(args)  # a bad --config fails here, before any task runs
+    spec, _ = load_package(args.package)
+    for r in run_spec(spec, args.pipeline_root, parse_params(args.param)):
+        print(f"  {r.name:<22} {r.seconds:6.0f}s  {os.path.dirname(r.log_path)}")
+    return 0
+
+
+def _client(args: argparse.Namespace):
+    """(config, KFP client) for the commands that talk to a KFP backend."""
+    from recsys_pipeline.kubeflow.client import Connection, Pipelines
+
+    config = load_config(args)
+    connection = Connection.resolve(args.host, args.namespace, args.token, os.environ,
+                                    config.kubeflow)
+    return config, Pipelines(connection)
+
+
+def _upload(args: argparse.Namespace) -> int:
+    config, kfp = _client(args)
+    pipeline_id, version_id = kfp.upload(args.package, args.name or config.pipeline_name,
+                                         args.version, args.description)
+    print(f"Uploaded: pipeline {pipeline_id}, version {version_id}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    params = parse_params(args.param)
+    config, kfp = _client(args)
+    kf = config.kubeflow
+    run_id = kfp.run(args.name or config.pipeline_name, kf.experiment, args.version_id,
+                     params, service_account=kf.service_account)
+    print(f"Started run {run_id}")
+    return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    params = parse_params(args.param)
+    config, kfp = _client(args)
+    kf = config.kubeflow
+    pipeline = args.pipeline or config.pipeline_name
+    recurring_id = kfp.schedule(args.name or f"{pipeline}-recurring", args.cron, pipeline,
+                                kf.experiment, args.version_id, params,
+                                service_account=kf.service_account)
+    print(f"Created recurring run {recurring_id} (max concurrency 1, no catch-up)")
+    return 0
+
+
+def _schedules(args: argparse.Namespace) -> int:
+    _, kfp = _client(args)
+    print(f"{'id':<40}  {'mode':<8}  {'cron':<16}  name")
+    for r in kfp.schedules(args.experiment):
+        print(f"{r['id']:<40}  {r['mode']:<8}  {r['cron']:<16}  {r['name']}")
+    return 0
+
+
+def _disable(args: argparse.Namespace) -> int:
+    _, kfp = _client(args)
+    kfp.disable(args.recurring_run_id)
+    print(f"Disabled recurring run {args.recurring_run_id}")
+    return 0

@@ -1,0 +1,61 @@
+"""``recsys recommend`` and ``recsys rollback``: the TF Serving model base of a local run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from recsys_pipeline.cli.common import load_config, run_options
+from recsys_pipeline.pipeline import nodes
+
+
+def register(sub) -> None:
+    models = ", ".join(nodes.MODEL_NAMES + nodes.OPTIONAL_MODEL_NAMES)
+    rec = sub.add_parser("recommend", parents=run_options(),
+                         help="recommend movies from the pushed models")
+    rec.add_argument("--user-id", required=True, help="user id as in the dataset, e.g. 42")
+    rec.add_argument("--k", type=int, default=10, help="number of movies (default 10)")
+    rec.add_argument("--timestamp", type=int,
+                     help="request time in Unix seconds (default: the latest training time)")
+    rec.set_defaults(func=_cmd_recommend)
+
+    rb = sub.add_parser("rollback", parents=run_options(),
+                        help="serve an earlier pushed version again (as the newest)")
+    rb.add_argument("--model", required=True, help=models)
+    rb.add_argument("--to", required=True, type=int, help="the version to serve again")
+    rb.set_defaults(func=_cmd_rollback)
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from recsys_pipeline.errors import ConfigError
+    from recsys_pipeline.serving.recommend import Recommender
+
+    config = load_config(args)
+    user_id = args.user_id.strip()
+    if not user_id or len(user_id) > 64:
+        raise ConfigError("--user-id must be 1 to 64 characters")
+    if args.k < 1:
+        raise ConfigError(f"--k must be at least 1 (got {args.k})")
+    result = Recommender(config.serving_dir).recommend(user_id, args.k, args.timestamp)
+    for name, path in sorted(result.versions.items()):
+        print(f"{name}: {path}")
+    if not result.known_user:
+        print(f"User {user_id!r} is not in the training data: showing the most-rated movies "
+              "instead (retrieval has nothing personal to go on).")
+    print(f"{'#':>3}  {'movie_id':>8}  {'score':>9}  {'rating':>6}  title")
+    for i, r in enumerate(result.items, 1):
+        score = "-" if r.retrieval_score is None else f"{r.retrieval_score:.3f}"
+        print(f"{i:>3}  {r.movie_id:>8}  {score:>9}  {r.predicted_rating:>6.2f}  {r.title}")
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from recsys_pipeline.rollback import rollback
+    from recsys_pipeline.serving.layout import ROLLBACK_LOG
+
+    config = load_config(args)
+    result = rollback(config.serving_dir, args.model, args.to)
+    print(f"{args.model}: version {result.version} ({result.destination}) now serves "
+          f"version {args.to}'s model; TF Serving picks it up at its next poll. Recorded in "
+          f"{os.path.join(config.serving_dir, args.model, ROLLBACK_LOG)}.")
+    return 0

@@ -1,0 +1,121 @@
+"""An output directory's run lock, and each run's own temp directory.
+
+Two runs on one output directory would interleave writes to the same MLMD store and serving
+directory, so a run holds the directory's lock; TFX and Beam leave files in the temp
+directory, so each run gets one of its own, removed when the run ends however it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+from recsys_pipeline.errors import OutputError
+
+
+def check_output_dir(path: str) -> None:
+    """Fails early, with the path, if the output directory cannot be created or written."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise OutputError(
+            f"output directory {path!r} is not writable ({e.strerror}). Choose another with "
+            "--output-dir DIR or fix its permissions."
+        ) from None
+
+
+LOCK_FILE = ".recsys-run.lock"
+
+
+@contextlib.contextmanager
+def run_lock(output_dir: str) -> Iterator[None]:
+    """Holds the output directory's run lock; refuses, naming the holder's pid, if taken.
+
+    Two runs on one output directory would interleave writes to the same MLMD store and
+    serving directory. The lock is an flock on a file there: the kernel releases it when the
+    holder exits, however it exits (kill -9 included), so a crash never leaves it stuck.
+    """
+    path = os.path.join(output_dir, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise OutputError(
+                f"another recsys run (pid {holder}) is using {output_dir}: wait for it to "
+                "finish, or use another --output-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+RUN_TEMP_PREFIX = "recsys-run-"
+RUN_TEMP_OWNER = ".owner.lock"
+
+
+def _remove_abandoned_run_temp_dirs(parent: str) -> None:
+    """Removes the temp directories of runs that were killed (kill -9, the OOM killer).
+
+    A live run holds an flock on its directory's owner file; the kernel drops it when the
+    run's process dies, however it dies. A directory without the file is still being set up.
+    """
+    for name in os.listdir(parent):
+        if not name.startswith(RUN_TEMP_PREFIX):
+            continue
+        path = os.path.join(parent, name)
+        try:
+            fd = os.open(os.path.join(path, RUN_TEMP_OWNER), os.O_RDONLY)
+        except OSError:  # no owner file yet, or not ours to read
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its run is alive
+        else:
+            # Best effort: another run's leftovers must never fail this run.
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def run_temp_dir() -> Iterator[str]:
+    """A temp directory for one run (``tempfile`` and ``$TMPDIR``), removed when it ends.
+
+    TFX and Beam leave files in the temp directory and never remove them: each Beam
+    component's executor builds a 41 MB sdist of TFX in a fresh ``mkdtemp()`` whenever Beam
+    arguments are set, the defaults included (``tfx/utils/dependency_utils.py``), and Beam
+    pipelines leave staging directories. Owned by the run, they go when it does, failed or
+    not; a killed run's directory goes at the start of the next run.
+    """
+    parent = tempfile.gettempdir()
+    _remove_abandoned_run_temp_dirs(parent)
+    temp = tempfile.TemporaryDirectory(prefix=RUN_TEMP_PREFIX, dir=parent)
+    fd = os.open(os.path.join(temp.name, RUN_TEMP_OWNER), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held for the run's life (released by the kernel on death)
+    saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = temp.name
+    try:
+        yield temp.name
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = saved_env
+        try:
+            temp.cleanup()  # still locked: no other run's sweep races this removal
+        except OSError as e:  # the run's outcome stands; the next run's sweep retries
+            logging.getLogger(__name__).warning(
+                "could not remove the run's temp directory %s: %s", temp.name, e)
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""serving: what serving needs and no Trainer runs (see docs/architecture.md)."""

@@ -1,0 +1,102 @@
+"""The ScaNN-indexed retrieval export: a built index saved as a ``tf.Module``, and the
+``serving_default`` that searches it in place of a ``RetrievalExport``'s brute force.
+
+Built from a blessed retrieval export by the ScannIndexer (``serving.index``), never by a
+Trainer. Loading it needs ScaNN's TF ops (importing ``scann`` registers them), which stock TF
+Serving lacks: ScaNN's TF Serving image serves it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import tensorflow as tf
+from scann.scann_ops.py import scann_ops  # importing scann registers its TF ops
+
+from recsys_pipeline.trainer import export
+
+SCANN_NAMESPACE = "Scann"  # the custom ops' namespace, allowed when saving
+SCANN_KIND = "retrieval_scann"  # ExportMetadata.kind of this export
+
+
+class ScannIndex(tf.Module):
+    """A built ScaNN index, saved with the export: ``(queries[, k]) -> (scores, rows)``.
+
+    What TFRS's ScaNN layer does at query time, one batched search parallel across the
+    batch's queries; the index is built by ``serving.index.build_scann`` instead of by that layer,
+    whose build cannot set the sample k-means trains on. ``leaves_to_search`` (None: as
+    built) is read per call, so a search can be widened without rebuilding the tree.
+    """
+
+    def __init__(self, searcher_state: tf.Module, k: int,
+                 leaves_to_search: Optional[int] = None):
+        super().__init__()
+        self.searcher_state = searcher_state  # ScaNN's assets, as variables
+        self._k = k
+        self.leaves_to_search = leaves_to_search
+
+    def __call__(self, queries: tf.Tensor, k: Optional[int] = None):
+        searcher = scann_ops.searcher_from_module(self.searcher_state)
+        result = searcher.search_batched_parallel(queries, final_num_neighbors=k or self._k,
+                                                  leaves_to_search=self.leaves_to_search)
+        return result.distances, tf.cast(result.indices, tf.int64)
+
+
+def scann_results(scores: tf.Tensor, rows: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """A ScaNN index's (scores, rows) with its padding scored -inf, k columns wide.
+
+    ScaNN pads a short result (the leaves searched hold fewer candidates than asked for) with
+    row 0 and a NaN score, and cuts the batch to its longest result. NaN has no defined place
+    in top_k's order; -inf is the exports' mark for "no movie".
+    """
+    scores = tf.where(tf.math.is_nan(scores), tf.constant(-np.inf, scores.dtype), scores)
+    short = tf.maximum(k - tf.shape(scores)[1], 0)
+    return (tf.pad(scores, [[0, 0], [0, short]], constant_values=-np.inf),
+            tf.pad(rows, [[0, 0], [0, short]]))
+
+
+class ScannExport(tf.Module):
+    """``serving_default`` over a ScaNN index of a loaded RetrievalExport's catalogue.
+
+    With ``exclude_rated`` the index returns more than ``k`` candidates (enough to cover the
+    most movies any train user rated); the user's rated movies are dropped from them and the
+    best ``k`` of the rest are served. Places the search could not fill score -inf.
+    """
+
+    def __init__(self, base: Any, index: ScannIndex, k: int,
+                 exclude_rated: bool = False):
+        super().__init__()
+        self.base = base
+        self.index = index
+        self._k = k
+        self._exclude = exclude_rated
+        self._catalogue_size = int(base.candidate_ids.shape[0])
+
+    @tf.function(input_signature=[export.USER_ID_SPEC, export.TIMESTAMP_SPEC])
+    def query_embedding(self, user_id, timestamp):
+        return self.base.query_embedding(user_id, timestamp)
+
+    @tf.function(input_signature=[export.USER_ID_SPEC, export.TIMESTAMP_SPEC])
+    def serve(self, user_id, timestamp):
+        query = self.base.query_embedding(user_id, timestamp)
+        scores, rows = scann_results(*self.index(query["embedding"]), self._k)
+        if self._exclude:
+            # Membership of each returned row in the user's rated movies, by binary search on
+            # (request, movie) keys: O(k log rated) per request, never O(catalogue).
+            n = tf.constant(self._catalogue_size, tf.int64)
+            pairs = self.base.rated_pairs(user_id)["pairs"]  # sorted by request, then movie
+            rated = tf.concat([pairs[:, 0] * n + pairs[:, 1], [tf.int64.max]], axis=0)
+            keys = tf.range(tf.shape(rows, out_type=tf.int64)[0])[:, None] * n + rows
+            flat = tf.reshape(keys, [-1])
+            found = tf.reshape(tf.gather(rated, tf.searchsorted(rated, flat)) == flat,
+                               tf.shape(keys))
+            scores = tf.where(found, tf.constant(-np.inf, scores.dtype), scores)
+            top = tf.math.top_k(scores, k=self._k)
+            scores, rows = top.values, tf.gather(rows, top.indices, batch_dims=1)
+        return {"movie_ids": tf.gather(self.base.candidate_ids, rows),
+                "movie_titles": tf.gather(self.base.candidate_titles, rows),
+                "scores": scores, "known_user": query["known_user"]}
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.serve, "query_embedding": self.query_embedding}

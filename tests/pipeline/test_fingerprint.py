@@ -1,0 +1,80 @@
+"""Cache fingerprints: each component's covers exactly the code it runs."""
+
+import dataclasses
+import json
+
+import pytest
+
+from recsys_pipeline.pipeline import fingerprint, nodes
+from recsys_pipeline.pipeline.config import PipelineConfig
+from recsys_pipeline.pipeline.pipeline import create_pipeline
+from tests.conftest import make_ml100k
+
+FINGERPRINTED = [b.trainer for b in nodes.BRANCHES] + [nodes.TRANSFORM, nodes.SCANN_INDEXER]
+
+
+def _fingerprints(data_dir) -> dict[str, str]:
+    """Node id -> the source fingerprint TFX's cache key sees, for every fingerprinted node."""
+    config = PipelineConfig()
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                  data_dir=str(data_dir)))
+    config.sequential.enabled = True
+    found = {}
+    for component in create_pipeline(config).components:
+        props = component.exec_properties
+        if "custom_config" in props:
+            found[component.id] = json.loads(props["custom_config"])["source_fingerprint"]
+        elif "source_fingerprint" in props:
+            found[component.id] = props["source_fingerprint"]
+    assert sorted(found) == sorted(FINGERPRINTED)
+    return found
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return make_ml100k(tmp_path_factory.mktemp("ml100k"))
+
+
+@pytest.fixture(scope="module")
+def unedited(data_dir):
+    return _fingerprints(data_dir)
+
+
+def _edited(monkeypatch, module: str) -> None:
+    """Makes the fingerprints read ``module``'s source with an edit appended."""
+    path = fingerprint._module_file(module)
+    read = fingerprint._read
+    monkeypatch.setattr(fingerprint, "read_source", lambda p: read(p) + (
+        "\n# an edit\n" if p == path else ""))
+
+
+@pytest.mark.parametrize("module, changed", [
+    ("recsys_pipeline.serving.recommend", []),
+    ("recsys_pipeline.serving.layout", []),
+    ("recsys_pipeline.serving.index", [nodes.SCANN_INDEXER]),
+    ("recsys_pipeline.components.scann_indexer", [nodes.SCANN_INDEXER]),
+    ("recsys_pipeline.trainer.models", [b.trainer for b in nodes.BRANCHES]),
+    ("recsys_pipeline.trainer.ranking_trainer", [nodes.RANKING.trainer]),
+    ("recsys_pipeline.transform.features", FINGERPRINTED),
+])
+def test_an_edit_reruns_exactly_the_components_that_run_the_edited_code(
+        data_dir, unedited, monkeypatch, module, changed):
+    before = unedited
+    _edited(monkeypatch, module)
+    after = _fingerprints(data_dir)
+    assert sorted(n for n in before if before[n] != after[n]) == sorted(changed)
+
+
+def test_closure_follows_imports_inside_functions_and_from_package_imports():
+    # serving_pusher imports layout by ``from package import module``; history imports
+    # model_summary inside a function.
+    assert "recsys_pipeline.serving.layout" in fingerprint.closure(
+        ["recsys_pipeline.components.serving_pusher"])
+    assert "recsys_pipeline.model_summary" in fingerprint.closure(["recsys_pipeline.history"])
+    assert "recsys_pipeline.serving.recommend" not in fingerprint.closure(
+        [nodes.RETRIEVAL.run_fn.rsplit(".", 1)[0]])
+
+
+def test_a_name_outside_the_project_is_refused():
+    with pytest.raises(ValueError, match="json is not a module of recsys_pipeline"):
+        fingerprint.closure(["json"])

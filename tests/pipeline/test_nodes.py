@@ -1,0 +1,61 @@
+"""The branch registry: the one place that spells a node id or a served model name."""
+
+import ast
+import pathlib
+
+import pytest
+
+from recsys_pipeline.pipeline import nodes
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+# Every source folder of the package, and the benchmarks; the tests may spell names out,
+# since they check what the registry produces.
+SOURCE_DIRS = ("pipeline", "components", "transform", "trainer", "serving", "kubeflow", "data",
+               "recsys_pipeline", "bench")
+REGISTRY = ROOT / "pipeline" / "nodes.py"
+
+
+def registered_literals(source: str, names: frozenset[str]) -> list[tuple[int, str]]:
+    """(line, value) of every string literal in ``source`` that is a registered name."""
+    return [(node.lineno, node.value) for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and node.value in names]
+
+
+def test_no_module_outside_the_registry_spells_a_node_id_or_a_served_model_name():
+    names = nodes.names()
+    found = []
+    for folder in SOURCE_DIRS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path != REGISTRY:
+                found += [f"{path.relative_to(ROOT)}:{line}: {value!r}"
+                          for line, value in registered_literals(path.read_text(), names)]
+    assert not found, "use recsys_pipeline.pipeline.nodes instead of:\n" + "\n".join(found)
+
+
+def test_the_literal_scan_finds_ids_and_model_names_but_not_other_strings():
+    source = ('x = summary.output("RankingTrainer", "model")\n'
+              'y = f"{name}Evaluator"\nmodel = "retrieval_brute_force"\n"""Transform docs."""\n')
+    assert sorted(registered_literals(source, nodes.names())) == [
+        (1, "RankingTrainer"), (3, "retrieval_brute_force")]
+
+
+def test_every_branch_is_declared_once_with_distinct_nodes_and_models():
+    ids = [n for b in nodes.BRANCHES for n in (b.trainer, b.evaluator, b.baseline)]
+    ids += [p.node_id for p in nodes.PUSHES]
+    assert len(ids) == len(set(ids))
+    models = [p.model_name for p in nodes.PUSHES]
+    assert len(models) == len(set(models))
+    assert set(nodes.MODEL_NAMES) | set(nodes.OPTIONAL_MODEL_NAMES) == set(models)
+    assert nodes.SCANN_MODELS == (nodes.SCANN_MODEL,)
+    assert [b.name for b in nodes.BRANCHES if b.optional] == [nodes.SEQUENTIAL.name]
+
+
+def test_lookups():
+    assert nodes.branch("ranking") is nodes.RANKING
+    assert nodes.push_of_model(nodes.BRUTE_FORCE_MODEL).node_id == nodes.BRUTE_FORCE_PUSHER
+    assert nodes.push_of_node(nodes.SCANN_PUSHER).model_name == nodes.SCANN_MODEL
+    assert nodes.branch_of_push(nodes.push_of_node(nodes.SCANN_PUSHER)) is nodes.RETRIEVAL
+    assert nodes.push_of_model("nope") is None
+    with pytest.raises(KeyError, match="no model branch 'nope'"):
+        nodes.branch("nope")

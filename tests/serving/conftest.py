@@ -1,0 +1,24 @@
+"""The trainer tests' tiny retrieval export, and ScaNN indexes that come back short."""
+
+import dataclasses
+
+import pytest
+
+from recsys_pipeline.serving import index
+from tests.trainer.conftest import retrieval, tiny  # noqa: F401  (fixtures, used by name)
+
+SHORT_FOUND = 2
+
+
+@pytest.fixture
+def short_scann(monkeypatch):
+    """ScaNN indexes that rescore only SHORT_FOUND candidates, so every search comes back short.
+
+    ScaNN returns no more movies than it rescores. The pipeline's config refuses that setting
+    (index.num_reordering_candidates below index.k), which is why it is made here, below the
+    config; leaves too small to fill k would depend on ScaNN's randomly seeded k-means.
+    """
+    build = index.build_scann
+    monkeypatch.setattr(index, "build_scann", lambda embeddings, settings: build(
+        embeddings, dataclasses.replace(settings, num_reordering_candidates=SHORT_FOUND)))
+    return SHORT_FOUND
