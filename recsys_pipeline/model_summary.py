@@ -1,4 +1,4 @@
-"""The end-of-run model table: per served model, its gate metric, bound, baseline, blessing
+"""The end-of-run model rows: per served model, its gate metric, bound, baseline, blessing
 and the pushed version (or why nothing was pushed), read from the run's artifacts.
 """
 

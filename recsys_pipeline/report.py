@@ -50,10 +50,10 @@ def dag_edges(store, run_id: str) -> set[tuple[str, str]]:
     return edges
 
 
-def layers(nodes: list[str], edges: set[tuple[str, str]]) -> dict[str, int]:
+def layers(node_ids: list[str], edges: set[tuple[str, str]]) -> dict[str, int]:
     """Column of each node: the length of the longest path reaching it."""
-    depth = {n: 0 for n in nodes}
-    for _ in nodes:  # at most len(nodes) relaxations in a DAG
+    depth = {n: 0 for n in node_ids}
+    for _ in node_ids:  # at most len(node_ids) relaxations in a DAG
         changed = False
         for a, b in edges:
             if a in depth and b in depth and depth[b] < depth[a] + 1:
@@ -99,11 +99,11 @@ def data_highlights(statistics_uri: Optional[str]) -> dict[str, Any]:
 
 def dag_svg(components, edges: set[tuple[str, str]]) -> str:
     """The DAG, left to right, each node coloured by status with its duration."""
-    nodes = [c.node_id for c in components]
-    column = layers(nodes, edges)
+    node_ids = [c.node_id for c in components]
+    column = layers(node_ids, edges)
     rows: dict[int, int] = {}
     position = {}
-    for node in nodes:
+    for node in node_ids:
         col = column[node]
         position[node] = (col, rows.get(col, 0))
         rows[col] = rows.get(col, 0) + 1
@@ -122,7 +122,7 @@ def dag_svg(components, edges: set[tuple[str, str]]) -> str:
         parts.append(f'<path d="M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}" fill="none" '
                      'stroke="#90a4ae" stroke-width="1.4"/>')
     by_id = {c.node_id: c for c in components}
-    for node in nodes:
+    for node in node_ids:
         col, row = position[node]
         c = by_id[node]
         x, y = 5 + col * dx, 5 + row * dy

@@ -1,4 +1,4 @@
-"""The TF Serving model base directory: layout, models.config, warm-up requests, and serving.
+"""The TF Serving model base directory: layout, models.config, warm-up requests, push records.
 
 Layout (what TF Serving's file-system source watches)::
 
