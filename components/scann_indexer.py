@@ -19,6 +19,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
+from recsys_pipeline import progress
 from recsys_pipeline.errors import DataError
 from recsys_pipeline.serving import index
 from recsys_pipeline.serving.index_params import IndexParams
@@ -63,20 +64,24 @@ def ScannIndexer(
         artifact_utils.get_split_uri([examples], "eval"), params.max_queries)
     if not users:
         raise DataError("the eval split has no examples to measure the index recall with")
-    print(f"      indexing the catalogue with ScaNN; recall@{params.recall_k} on "
-          f"{len(users)} eval users ...", flush=True)
+    progress.step(f"indexing the catalogue with ScaNN; recall@{params.recall_k} on "
+                  f"{len(users)} eval users ...", eval_users=len(users))
     report = index.build_scann_export(path_utils.serving_model_path(model.uri),
                                       path_utils.serving_model_dir(index_model.uri),
                                       params, users, timestamps)
     recall = report.recall
     for step in report.tuning:
-        print(f"      tuning: {step.num_leaves_to_search} of {report.settings.num_leaves} "
-              f"leaves searched -> recall {step.tuning_recall:.4f} on the tuning queries",
-              flush=True)
-    print(f"      ScaNN recall@{report.recall_k} ({report.recall_of}) = {recall:.4f} on "
-          f"{report.queries} held-out queries (bound {params.min_recall}), built in "
-          f"{report.build_seconds:.2f}s; one query {report.latency_ms['scann']['p50']:.2f} ms "
-          f"(brute force {report.latency_ms['brute_force']['p50']:.2f} ms), median", flush=True)
+        progress.step(f"tuning: {step.num_leaves_to_search} of {report.settings.num_leaves} "
+                      f"leaves searched -> recall {step.tuning_recall:.4f} on the tuning "
+                      "queries", leaves_searched=step.num_leaves_to_search,
+                      leaves=report.settings.num_leaves, tuning_recall=step.tuning_recall)
+    progress.step(
+        f"ScaNN recall@{report.recall_k} ({report.recall_of}) = {recall:.4f} on "
+        f"{report.queries} held-out queries (bound {params.min_recall}), built in "
+        f"{report.build_seconds:.2f}s; one query {report.latency_ms['scann']['p50']:.2f} ms "
+        f"(brute force {report.latency_ms['brute_force']['p50']:.2f} ms), median",
+        recall=recall, recall_k=report.recall_k, min_recall=params.min_recall,
+        build_seconds=report.build_seconds)
     index_blessing.set_float_custom_property("recall", recall)
     index_blessing.set_float_custom_property("min_recall", params.min_recall)
     index_blessing.set_string_custom_property("report", report.to_json())

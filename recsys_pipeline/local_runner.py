@@ -21,12 +21,12 @@ from recsys_pipeline.pipeline.config import PipelineConfig
 from recsys_pipeline.rundir import check_output_dir, run_temp_dir
 
 
-def run_pipeline(config: PipelineConfig, stream: TextIO = sys.stdout,
+def run_pipeline(config: PipelineConfig, stream: Optional[TextIO] = None,
                  events_path: Optional[str] = None) -> RunSummary:
     """Runs the whole pipeline with LocalDagRunner; returns the MLMD summary of the run.
 
-    Progress events are rendered on ``stream`` and, with ``events_path``, appended there as
-    JSON lines.
+    Progress events are rendered on ``stream`` (default: standard output) and, with
+    ``events_path``, appended there as JSON lines.
     """
     from tfx import v1 as tfx
 
@@ -38,11 +38,11 @@ def run_pipeline(config: PipelineConfig, stream: TextIO = sys.stdout,
     node_ids = [c.id for c in pipeline.components]
     events = progress.JsonLinesSink(events_path) if events_path else None
     reporter = progress.ProgressReporter(
-        node_ids, [progress.console_sink(stream), *([events] if events else [])])
+        node_ids, [progress.console_sink(stream or sys.stdout), *([events] if events else [])])
     absl_logger = logging.getLogger("absl")
     absl_logger.addHandler(reporter)
     try:
-        with run_temp_dir():
+        with run_temp_dir(), reporter:
             tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
         absl_logger.removeHandler(reporter)

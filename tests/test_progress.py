@@ -40,3 +40,24 @@ def test_an_event_survives_its_json_line():
                                    progress.DONE, 12.25)
     assert progress.ProgressEvent.from_json(event.to_json()) == event
     assert list(progress.read_events(["", event.to_json(), "  "])) == [event]
+
+
+def test_steps_go_to_the_running_component_or_to_stdout_without_a_run(tmp_path, capsys):
+    console = io.StringIO()
+    idle = progress.ProgressReporter(["Trainer"], [progress.console_sink(console)])
+    progress.step("before any run", n=1)  # a benchmark calling train(), a KFP container
+    assert capsys.readouterr().out == "      before any run\n"
+    events = []
+    with progress.ProgressReporter(["Trainer"], [events.append]) as reporter:
+        reporter.emit(_record("Component %s is running.", "Trainer"))
+        progress.step("ranking epoch 1/2: loss 0.9000 (0.1s)", epoch=1, loss=0.9)
+        reporter.emit(_record("Component %s is finished.", "Trainer"))
+    progress.step("after the run")
+    assert capsys.readouterr().out == "      after the run\n"
+    (step,) = [e for e in events if e.event == progress.STEP]
+    assert (step.node_id, step.position, step.detail) == ("Trainer", 1, {"epoch": 1, "loss": 0.9})
+    assert progress.render(step) == "      ranking epoch 1/2: loss 0.9000 (0.1s)"
+    assert progress.ProgressEvent.from_json(step.to_json()) == step
+    idle.emit(_record("Component %s is running.", "Trainer"))
+    progress.step("while another reporter is idle")
+    assert console.getvalue() == "[1/1] Trainer ...\n"  # a reporter not entered gets no steps

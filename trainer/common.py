@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
-from typing import Any, Optional, TextIO
+from typing import Any, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from recsys_pipeline import progress
 from recsys_pipeline.trainer import inputs
 from recsys_pipeline.trainer.export_metadata import ExportMetadata, Training
 from recsys_pipeline.trainer.inputs import READ_BATCH_SIZE, Catalogue, TrainStats
@@ -60,10 +60,9 @@ class EpochProgress(tf.keras.callbacks.Callback):
     TFRS models report the last batch's loss; the line shows the epoch's mean batch loss.
     """
 
-    def __init__(self, label: str, epochs: int, stream: Optional[TextIO] = None):
+    def __init__(self, label: str, epochs: int):
         super().__init__()
-        # sys.stdout is read now, not at import, so that a redirection in effect applies.
-        self._label, self._epochs, self._stream = label, epochs, stream or sys.stdout
+        self._label, self._epochs = label, epochs
         self._start = 0.0
         self._losses: list[float] = []
 
@@ -79,7 +78,10 @@ class EpochProgress(tf.keras.callbacks.Callback):
         logs = dict(logs or {})
         if self._losses:
             logs["loss"] = sum(self._losses) / len(self._losses)
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items())
-                            if k in ("loss", "rmse", "val_loss", "val_rmse"))
-        print(f"      {self._label} epoch {epoch + 1}/{self._epochs}: {metrics} "
-              f"({time.monotonic() - self._start:.1f}s)", file=self._stream, flush=True)
+        metrics = {k: float(v) for k, v in sorted(logs.items())
+                   if k in ("loss", "rmse", "val_loss", "val_rmse")}
+        seconds = time.monotonic() - self._start
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        progress.step(f"{self._label} epoch {epoch + 1}/{self._epochs}: {shown} "
+                      f"({seconds:.1f}s)", model=self._label, epoch=epoch + 1,
+                      epochs=self._epochs, seconds=round(seconds, 3), **metrics)

@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from recsys_pipeline import progress
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.trainer import export, models
 from recsys_pipeline.trainer.common import (
@@ -41,7 +42,8 @@ def train(data: TrainingData, hp: RankingHParams, train_files: list[str],
     for i in range(hp.ensemble):
         member_hp = dataclasses.replace(hp, seed=hp.seed + i)
         if hp.ensemble > 1:
-            print(f"      ranking member {i + 1}/{hp.ensemble}", flush=True)
+            progress.step(f"ranking member {i + 1}/{hp.ensemble}", member=i + 1,
+                          members=hp.ensemble)
         model = models.build_ranking(data.sizes, member_hp, mean_rating=data.stats.mean_rating)
         history = model.fit(
             data.dataset(train_files, hp.batch_size, shuffle=True, seed=member_hp.seed),
@@ -87,7 +89,8 @@ def train_and_export(*, train_files: list[str], eval_files: list[str], transform
     model, history, seconds = train(data, hp, train_files, eval_files)
     if hp.ensemble > 1:
         rmse = eval_rmse(model, data, eval_files)
-        print(f"      ranking ensemble of {hp.ensemble}: eval RMSE {rmse:.4f}", flush=True)
+        progress.step(f"ranking ensemble of {hp.ensemble}: eval RMSE {rmse:.4f}",
+                      members=hp.ensemble, eval_rmse=rmse)
     else:  # Keras' val_rmse is exact (summed squared errors over the whole eval split)
         rmse = float(history.history["val_rmse"][-1])
     return export_model(model, data, serving_model_dir,
