@@ -15,8 +15,9 @@ import json
 import os
 from typing import Any, Optional
 
+from recsys_pipeline import metadata
 from recsys_pipeline.errors import OutputError
-from recsys_pipeline.metadata import node_of, open_store, properties, run_of, summarize_runs
+from recsys_pipeline.metadata import open_store, summarize_runs
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
 from recsys_pipeline.tables import when
@@ -96,20 +97,13 @@ def _data(summary) -> str:
 def lineage(config: PipelineConfig, version: int, model: Optional[str] = None,
             store=None) -> str:
     """Everything behind pushed version ``version`` (of ``model``), as indented text."""
-    from ml_metadata.proto import metadata_store_pb2
-
     store = store or open_store(config)
-    pushed = [a for a in store.get_artifacts_by_type("PushedModel")
-              if a.custom_properties.get("pushed_version") is not None
-              and a.custom_properties["pushed_version"].int_value == version]
     candidates = []
-    for artifact in pushed:
-        events = store.get_events_by_artifact_ids([artifact.id])
-        producer = [e.execution_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
-        if not producer:
+    for artifact in metadata.pushed_artifacts(store, version):
+        execution = metadata.producer(store, artifact)
+        if execution is None:
             continue
-        execution = store.get_executions_by_id(producer[:1])[0]
-        push = nodes.push_of_node(node_of(store, execution))
+        push = nodes.push_of_node(metadata.node_of(store, execution))
         name = push.model_name if push else "?"
         if model in (None, name):
             candidates.append((name, artifact, execution))
@@ -121,12 +115,9 @@ def lineage(config: PipelineConfig, version: int, model: Optional[str] = None,
 
 
 def _trace(store, model_name: str, pushed, pusher) -> str:
-    from ml_metadata.proto import metadata_store_pb2
-
-    Event = metadata_store_pb2.Event
     lines = [f"{model_name} version {pushed.custom_properties['pushed_version'].int_value}: "
              f"{pushed.custom_properties['pushed_destination'].string_value}",
-             f"  pushed in run {run_of(store, pusher)}"]
+             f"  pushed in run {metadata.run_of(store, pusher)}"]
     seen = set()
     queue = collections.deque([(pusher, 1)])
     while queue:
@@ -134,41 +125,30 @@ def _trace(store, model_name: str, pushed, pusher) -> str:
         if execution.id in seen:
             continue
         seen.add(execution.id)
-        node = node_of(store, execution)
+        node = metadata.node_of(store, execution)
         indent = "  " * depth
         lines.append(f"{indent}{node} (execution {execution.id}, "
                      f"{when(execution.create_time_since_epoch / 1000)})")
         for key, value in sorted(_interesting(node, execution).items()):
             lines.append(f"{indent}  {key}: {value}")
-        events = store.get_events_by_execution_ids([execution.id])
         if node in {b.evaluator for b in nodes.BRANCHES}:
-            lines += [f"{indent}  {line}" for line in _metrics(store, events)]
-        inputs = [e for e in events if e.type == Event.INPUT]
-        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in inputs])}
-        for event in sorted(inputs, key=lambda e: e.path.steps[0].key if e.path.steps else ""):
-            artifact = artifacts.get(event.artifact_id)
-            if artifact is None:
-                continue
-            key = event.path.steps[0].key if event.path.steps else "?"
+            lines += [f"{indent}  {line}" for line in _metrics(
+                metadata.outputs(store, execution, "evaluation"))]
+        for key, artifact in metadata.inputs(store, execution):
             lines.append(f"{indent}  <- {key}: {artifact.uri}{_artifact_note(artifact)}")
-            producers = [e.execution_id for e in store.get_events_by_artifact_ids([artifact.id])
-                         if e.type == Event.OUTPUT]
-            for parent in store.get_executions_by_id(producers[:1]):
+            parent = metadata.producer(store, artifact)
+            if parent is not None:
                 queue.append((parent, depth + 1))
     return "\n".join(lines)
 
 
-def _metrics(store, events) -> list[str]:
-    """The gated metric (and its baseline) from an Evaluator's ``evaluation`` output."""
-    from ml_metadata.proto import metadata_store_pb2
-
+def _metrics(evaluations) -> list[str]:
+    """The gated metric (and its baseline) from an Evaluator's ``evaluation`` outputs."""
     from recsys_pipeline.model_summary import BASELINE, read_evaluation
     from recsys_pipeline.pipeline.evaluation import is_gated_metric
 
-    outputs = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT
-               and e.path.steps and e.path.steps[0].key == "evaluation"]
     lines = []
-    for artifact in store.get_artifacts_by_id(outputs):
+    for artifact in evaluations:
         if not os.path.isdir(artifact.uri):
             continue
         evaluation = read_evaluation(artifact.uri)
@@ -182,14 +162,14 @@ def _metrics(store, events) -> list[str]:
 
 
 def _artifact_note(artifact) -> str:
-    props = {k: v for k, v in properties(artifact).items()
+    props = {k: v for k, v in metadata.properties(artifact).items()
              if k in ("blessed", "recall", "reason", "source_model")}
     return f"  {json.dumps(props, sort_keys=True)}" if props else ""
 
 
 def _interesting(node: str, execution) -> dict[str, Any]:
     """The execution properties that say what the step did (not every TFX internal)."""
-    props = properties(execution)
+    props = metadata.properties(execution)
     keep = {nodes.EXAMPLE_GEN: ("data_dir", "layout", "split_config", "input_fingerprint"),
             nodes.TRANSFORM: ("custom_config",), nodes.SCANN_INDEXER: ("index_params",)}
     for branch in nodes.BRANCHES:

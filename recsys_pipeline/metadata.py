@@ -167,3 +167,62 @@ def run_of(store, execution) -> str:
         if ctx.type == "pipeline_run":
             return ctx.name
     return "?"
+
+
+def _key(event) -> str:
+    return event.path.steps[0].key if event.path.steps else "?"
+
+
+def producer(store, artifact):
+    """The execution that output ``artifact``, or None."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    ids = [e.execution_id for e in store.get_events_by_artifact_ids([artifact.id])
+           if e.type == metadata_store_pb2.Event.OUTPUT]
+    found = store.get_executions_by_id(ids[:1])
+    return found[0] if found else None
+
+
+def inputs(store, execution) -> list[tuple[str, Any]]:
+    """(input key, artifact) of everything ``execution`` consumed, by key."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    events = [e for e in store.get_events_by_execution_ids([execution.id])
+              if e.type == metadata_store_pb2.Event.INPUT]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    return [(_key(e), artifacts[e.artifact_id]) for e in sorted(events, key=_key)
+            if e.artifact_id in artifacts]
+
+
+def outputs(store, execution, key: str) -> list[Any]:
+    """The artifacts ``execution`` output under ``key``."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    ids = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+           if e.type == metadata_store_pb2.Event.OUTPUT and _key(e) == key]
+    return list(store.get_artifacts_by_id(ids))
+
+
+def pushed_artifacts(store, version: int) -> list[Any]:
+    """The PushedModel artifacts that record pushed version ``version``."""
+    return [a for a in store.get_artifacts_by_type("PushedModel")
+            if a.custom_properties.get("pushed_version") is not None
+            and a.custom_properties["pushed_version"].int_value == version]
+
+
+def dag_edges(store, run_id: str) -> set[tuple[str, str]]:
+    """(producer node, consumer node) for every artifact consumed in the run."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    Event = metadata_store_pb2.Event
+    (run,) = [c for c in store.get_contexts_by_type("pipeline_run") if c.name == run_id]
+    edges = set()
+    for execution in store.get_executions_by_context(run.id):
+        consumer = node_of(store, execution)
+        consumed = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                    if e.type == Event.INPUT]
+        producers = [e.execution_id for e in store.get_events_by_artifact_ids(consumed)
+                     if e.type == Event.OUTPUT]
+        for parent in store.get_executions_by_id(sorted(set(producers))):
+            edges.add((node_of(store, parent), consumer))
+    return edges

@@ -15,7 +15,7 @@ import os
 from typing import Any, Optional
 
 from recsys_pipeline.errors import OutputError
-from recsys_pipeline.metadata import node_of
+from recsys_pipeline.metadata import dag_edges
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
 from recsys_pipeline.serving.index_params import IndexReport
@@ -31,24 +31,6 @@ def _e(value: Any) -> str:
 
 
 # --- Data gathering -------------------------------------------------------------------------
-
-def dag_edges(store, run_id: str) -> set[tuple[str, str]]:
-    """(producer node, consumer node) for every artifact consumed in the run."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    Event = metadata_store_pb2.Event
-    (run,) = [c for c in store.get_contexts_by_type("pipeline_run") if c.name == run_id]
-    edges = set()
-    for execution in store.get_executions_by_context(run.id):
-        consumer = node_of(store, execution)
-        inputs = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
-                  if e.type == Event.INPUT]
-        producers = [e.execution_id for e in store.get_events_by_artifact_ids(inputs)
-                     if e.type == Event.OUTPUT]
-        for producer in store.get_executions_by_id(sorted(set(producers))):
-            edges.add((node_of(store, producer), consumer))
-    return edges
-
 
 def layers(node_ids: list[str], edges: set[tuple[str, str]]) -> dict[str, int]:
     """Column of each node: the length of the longest path reaching it."""
