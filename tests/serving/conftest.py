@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from recsys_pipeline.serving import index
-from tests.trainer.conftest import retrieval, tiny  # noqa: F401  (fixtures, used by name)
+from tests.trainer.conftest import data, excluding, retrieval, tiny  # noqa: F401  (fixtures, used by name)
 
 SHORT_FOUND = 2
 

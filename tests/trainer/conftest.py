@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
+from recsys_pipeline.trainer.common import load_training_data
 from recsys_pipeline.transform import features as F
 from recsys_pipeline.transform.preprocessing import preprocessing_fn
 from tests.conftest import beam_pipeline
@@ -129,7 +130,6 @@ K = 5
 def retrieval(tiny, tmp_path_factory):
     """(in-memory model, export path, metadata) of a retrieval model trained on ``tiny``."""
     from recsys_pipeline.trainer import retrieval_trainer
-    from recsys_pipeline.trainer.common import load_training_data
     from recsys_pipeline.trainer.hparams import RetrievalHParams
 
     data = load_training_data(tiny.transform_dir, tiny.train_files, tiny.catalogue_dir)
@@ -139,3 +139,37 @@ def retrieval(tiny, tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "retrieval"
     metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K)
     return model, str(path), metadata
+
+
+@pytest.fixture(scope="module")
+def data(tiny):
+    return load_training_data(tiny.transform_dir, tiny.train_files, tiny.catalogue_dir)
+
+
+@pytest.fixture(scope="module")
+def excluding(retrieval, data, tiny, tmp_path_factory):
+    """The ``retrieval`` fixture's model exported with the exclusion list."""
+    from recsys_pipeline.trainer import retrieval_trainer
+
+    model, _, _ = retrieval
+    rated = retrieval_trainer.rated_by_user(data, tiny.train_files)
+    path = tmp_path_factory.mktemp("export") / "excluding"
+    metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K,
+                                              rated=rated)
+    return str(path), metadata
+
+
+def assert_unrated(users, served, rated, catalogue):
+    """No served movie is one the user rated; the places left over are -inf padding."""
+    for user, movies, scores in zip(users, served["movie_ids"], served["scores"], strict=True):
+        finite = np.isfinite(scores)
+        assert not set(movies[finite]) & rated[user]
+        assert finite.sum() == min(K, catalogue - len(rated[user]))
+
+
+def rated_movies(tiny):
+    """user id -> the movie ids the user rated in ``tiny``'s train split (raw bytes)."""
+    out: dict[bytes, set] = {}
+    for r in tiny.raw_train_rows:
+        out.setdefault(r[F.USER_ID], set()).add(r[F.MOVIE_ID])
+    return out

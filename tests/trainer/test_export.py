@@ -5,18 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recsys_pipeline.serving import scann_export
 from recsys_pipeline.trainer import export, inputs, models, ranking_trainer
-from recsys_pipeline.trainer.common import load_training_data
 from recsys_pipeline.trainer.hparams import RankingHParams
 from recsys_pipeline.transform import features as F
-
-K = 5
-
-
-@pytest.fixture(scope="module")
-def data(tiny):
-    return load_training_data(tiny.transform_dir, tiny.train_files, tiny.catalogue_dir)
+from tests.trainer.conftest import K, assert_unrated, rated_movies
 
 
 @pytest.fixture(scope="module")
@@ -174,44 +166,17 @@ def test_rated_movies_are_ragged_rows_per_sorted_user(data, tiny):
     assert len(values) == len(tiny.raw_train_rows)
 
 
-@pytest.fixture(scope="module")
-def excluding(retrieval, data, tiny, tmp_path_factory):
-    """The ``retrieval`` fixture's model exported with the exclusion list."""
-    from recsys_pipeline.trainer import retrieval_trainer
-
-    model, _, _ = retrieval
-    rated = retrieval_trainer.rated_by_user(data, tiny.train_files)
-    path = tmp_path_factory.mktemp("export") / "excluding"
-    metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K,
-                                              rated=rated)
-    return str(path), metadata
-
-
-def _assert_unrated(users, served, rated, catalogue):
-    for user, movies, scores in zip(users, served["movie_ids"], served["scores"], strict=True):
-        finite = np.isfinite(scores)
-        assert not set(movies[finite]) & rated[user]
-        assert finite.sum() == min(K, catalogue - len(rated[user]))
-
-
-def _rated(tiny):
-    out: dict[bytes, set] = {}
-    for r in tiny.raw_train_rows:
-        out.setdefault(r[F.USER_ID], set()).add(r[F.MOVIE_ID])
-    return out
-
-
 def test_exclusion_serves_no_movie_the_user_rated(retrieval, excluding, tiny, fresh_signature):
-    users = np.array(sorted(_rated(tiny)))
+    users = np.array(sorted(rated_movies(tiny)))
     request = {"user_id": users, "timestamp": np.full(len(users), 880_000_000)}
     plain = fresh_signature(retrieval[1], "serving_default", **request)["movie_ids"]
     kept = fresh_signature(excluding[0], "serving_default", **request)
-    rated = _rated(tiny)
+    rated = rated_movies(tiny)
     # Without exclusion the tiny users' favourites are mostly movies they rated ...
     assert sum(len(set(row) & rated[u]) for u, row in zip(users, plain, strict=True)) > 0
     # ... with it, none are; a user who rated all but n < K movies gets n, then padding
     # marked by a score of -inf.
-    _assert_unrated(users, kept, rated, catalogue=20)
+    assert_unrated(users, kept, rated, catalogue=20)
     assert excluding[1].exclude_rated["pairs"] == len(tiny.raw_train_rows)
     assert excluding[1].exclude_rated["max_per_user"] == max(len(v) for v in rated.values())
 
@@ -223,51 +188,6 @@ def test_exclusion_ranks_the_eval_movie_among_unrated_movies_only(retrieval, exc
     plain = fresh_signature(retrieval[1], "evaluate", examples=serialized)["rank"]
     kept = fresh_signature(excluding[0], "evaluate", examples=serialized)["rank"]
     assert (kept <= plain).all() and (kept < plain).any()
-
-
-def _index_excluding(excluding, tiny, out, leaves_searched):
-    """(users, index report) of a four-leaf ScaNN export of the ``excluding`` model."""
-    from recsys_pipeline.serving import index
-
-    users = sorted(u.decode() for u in _rated(tiny))
-    params = index.IndexParams(k=K, recall_k=3, num_leaves=4,
-                               num_leaves_to_search=leaves_searched)
-    return users, index.build_scann_export(excluding, str(out), params, users,
-                                           [880_000_000] * len(users))
-
-
-def test_scann_export_with_exclusion_serves_no_rated_movie(excluding, tiny, tmp_path,
-                                                           fresh_signature):
-    out = tmp_path / "scann"
-    users, report = _index_excluding(excluding[0], tiny, out, leaves_searched=4)
-    # The index returns enough candidates to drop each user's rated movies from.
-    assert report.settings.k == min(20, K + excluding[1].exclude_rated["max_per_user"])
-    got = fresh_signature(str(out), "serving_default", user_id=np.array(users, object),
-                          timestamp=np.full(len(users), 880_000_000))
-    assert got["movie_ids"].shape == (len(users), K)
-    _assert_unrated([u.encode() for u in users], got, _rated(tiny), catalogue=20)
-    assert export.read_metadata(str(out)).serving_k == K
-
-
-def test_scann_recall_with_exclusion_is_that_of_what_is_served(excluding, tiny, tmp_path,
-                                                                fresh_signature):
-    # The served top-k after exclusion comes from deeper in the index's ranking than its raw
-    # top-k: the gate's recall must be the served ScaNN list's against the served brute-force
-    # list, on the held-out (odd) queries.
-    out = tmp_path / "scann"
-    users, report = _index_excluding(excluding[0], tiny, out, leaves_searched=1)
-    assert report.recall_of == "served, rated movies excluded"
-    held_out = np.array(users[1::2], object)
-    request = {"user_id": held_out, "timestamp": np.full(len(held_out), 880_000_000)}
-
-    def top(served):
-        return [set(m[:3][np.isfinite(s[:3])])
-                for m, s in zip(served["movie_ids"], served["scores"], strict=True)]
-
-    approximate = top(fresh_signature(str(out), "serving_default", **request))
-    exact = top(fresh_signature(excluding[0], "serving_default", **request))
-    hits = sum(len(a & e) for a, e in zip(approximate, exact, strict=True))
-    assert report.recall == pytest.approx(hits / sum(len(e) for e in exact))
 
 
 def test_dcn_multitask_ranking_export_matches_the_in_memory_model(data, tiny, eval_batch,
@@ -284,16 +204,3 @@ def test_dcn_multitask_ranking_export_matches_the_in_memory_model(data, tiny, ev
                              movie_id=_raw(rows, F.MOVIE_ID))
     np.testing.assert_allclose(served["rating"], model(eval_batch).numpy(), rtol=1e-4,
                                atol=1e-4)
-
-
-def test_scann_results_score_the_padding_minus_inf_at_width_k():
-    # What the TFRS ScaNN layer returns when one query of a batch finds fewer candidates than
-    # the others: the batch cut to the longest result, the short row padded with row 0, NaN.
-    scores = tf.constant([[3.0, 2.0, np.nan], [5.0, 4.0, 1.0]])
-    rows = tf.constant([[7, 8, 0], [1, 2, 3]], tf.int64)
-    padded_scores, padded_rows = scann_export.scann_results(scores, rows, 5)
-    ninf = -np.inf
-    np.testing.assert_array_equal(padded_scores.numpy(),
-                                  [[3, 2, ninf, ninf, ninf], [5, 4, 1, ninf, ninf]])
-    np.testing.assert_array_equal(padded_rows.numpy()[:, :3], [[7, 8, 0], [1, 2, 3]])
-    assert padded_rows.shape == (2, 5)
