@@ -15,6 +15,7 @@ them: there, BlessedModelLookup takes their place (see components/blessed_model_
 ``target`` says where the DAG will run: "local" (LocalDagRunner: paths from ``output_dir``,
 SQLite MLMD), "kfp" or "vertex" (paths from ``[kubeflow]``, and the knobs a scheduler changes
 between runs become run-time parameters). The components and edges are the same for all.
+Every node id and served model name comes from the branch registry (``pipeline/nodes.py``).
 No runner code lives here.
 """
 

@@ -31,6 +31,18 @@ def check_output_dir(path: str) -> None:
         ) from None
 
 
+def check_events_file(path: str) -> None:
+    """Fails early, with the path, if ``recsys run --events`` could not append to ``path``."""
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise OutputError(
+            f"cannot write the progress events to {path!r} ({e.strerror}): pass --events a "
+            "file in an existing, writable directory, or leave it out to keep them beside the "
+            "run log") from None
+
+
 LOCK_FILE = ".recsys-run.lock"
 
 

@@ -149,3 +149,12 @@ def test_synth_writes_a_dataset_the_pipeline_reads(capsys, tmp_path):
     assert sum(1 for _ in movielens.iter_ratings(dataset)) == 2000
     code, out = _run(capsys, "synth", "--ratings", "5", "--out", str(tmp_path / "e"))
     assert code == 2 and "--ratings must be at least 20" in out.err
+
+
+def test_an_unwritable_events_file_is_refused_before_the_run(capsys, tmp_path):
+    events = tmp_path / "no-such-dir" / "run.events.jsonl"
+    code, out = _run(capsys, "run", "--output-dir", str(tmp_path / "o"), "--data-dir",
+                     str(tmp_path), "--events", str(events))
+    assert code == 2, out
+    assert out.err.strip().startswith(f"error: cannot write the progress events to '{events}'")
+    assert not (tmp_path / "o" / "logs").exists()  # nothing started

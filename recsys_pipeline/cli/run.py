@@ -97,10 +97,12 @@ def _native_stderr_to(log_path: str, enabled: bool):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from recsys_pipeline.rundir import check_output_dir, run_lock
+    from recsys_pipeline.rundir import check_events_file, check_output_dir, run_lock
 
     config = load_config(args)
     check_output_dir(config.output_dir)
+    if args.events:
+        check_events_file(args.events)
     with run_lock(config.output_dir):
         return _run_locked(args, config)
 
