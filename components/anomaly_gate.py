@@ -12,7 +12,7 @@ from typing import Dict, List
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils, standard_artifacts
 
@@ -44,8 +44,10 @@ def read_anomalies(uri: str, split_names: List[str]) -> Dict[str, anomalies_pb2.
 
 
 @component
-def AnomalyGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies]) -> None:
-    """Fails with the list of anomalies, if there are any."""
+def AnomalyGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+                source_fingerprint: Parameter[str] = "") -> None:
+    """Fails with the list of anomalies, if there are any (``source_fingerprint``, the hash
+    of this code, only keys TFX's cache)."""
     splits = artifact_utils.decode_split_names(anomalies.split_names)
     lines = describe_anomalies(read_anomalies(anomalies.uri, splits))
     if lines:

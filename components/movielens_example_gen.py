@@ -256,6 +256,8 @@ class MovieLensExampleGenSpec(types.ComponentSpec):
         # Not read by the executor: changes when the input files change, so TFX's cache
         # (keyed on exec properties) re-runs ExampleGen on new data.
         "input_fingerprint": ExecutionParameter(type=str),
+        # The hash of this component's code (pipeline.fingerprint): it only keys TFX's cache.
+        "source_fingerprint": ExecutionParameter(type=str, optional=True),
     }
     INPUTS: dict[str, Any] = {}
     OUTPUTS = {
@@ -271,13 +273,14 @@ class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, data_dir, layout: str, split_config: str, max_orphan_fraction: float,
-                 input_fingerprint: str = ""):
+                 input_fingerprint: str = "", source_fingerprint: str = ""):
         super().__init__(spec=MovieLensExampleGenSpec(
             data_dir=data_dir,
             layout=layout,
             split_config=split_config,
             max_orphan_fraction=max_orphan_fraction,
             input_fingerprint=input_fingerprint,
+            source_fingerprint=source_fingerprint,
             examples=types.Channel(type=standard_artifacts.Examples),
             catalogue=types.Channel(type=standard_artifacts.Examples),
         ))

@@ -44,7 +44,9 @@ class RecsysEvaluatorSpec(types.ComponentSpec):
 
     PARAMETERS = {**standard_component_specs.EvaluatorSpec.PARAMETERS,
                   VALUE_BOUND_KEY: ExecutionParameter(type=float, optional=True),
-                  REGISTRY_KEY: ExecutionParameter(type=str, optional=True)}
+                  REGISTRY_KEY: ExecutionParameter(type=str, optional=True),
+                  # The hash of this component's code (pipeline.fingerprint): keys the cache.
+                  "source_fingerprint": ExecutionParameter(type=str, optional=True)}
     INPUTS = dict(standard_component_specs.EvaluatorSpec.INPUTS)
     OUTPUTS = dict(standard_component_specs.EvaluatorSpec.OUTPUTS)
 
@@ -147,12 +149,14 @@ class RecsysEvaluator(base_beam_component.BaseBeamComponent):
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  baseline_model: types.BaseChannel, eval_config: tfma.EvalConfig,
-                 value_bound=None, blessing_registry: Optional[str] = None):
+                 value_bound=None, blessing_registry: Optional[str] = None,
+                 source_fingerprint: str = ""):
         spec = RecsysEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model,
             eval_config=eval_config, example_splits=json_utils.dumps(None),
             fairness_indicator_thresholds=json_utils.dumps(None),
             value_bound=value_bound, blessing_registry=blessing_registry,
+            source_fingerprint=source_fingerprint,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing))
         super().__init__(spec=spec)

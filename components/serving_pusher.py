@@ -133,8 +133,10 @@ def ServingPusher(
     pushed_model: OutputArtifact[standard_artifacts.PushedModel],
     serving_dir: Parameter[str],
     model_name: Parameter[str],
+    source_fingerprint: Parameter[str] = "",
 ):
-    """Pushes ``model`` to ``<serving_dir>/<model_name>/<version>`` if it is blessed."""
+    """Pushes ``model`` to ``<serving_dir>/<model_name>/<version>`` if it is blessed
+    (``source_fingerprint``, the hash of this code, only keys TFX's cache)."""
     blessed = model_blessing.get_int_custom_property("blessed") == 1
     if not blessed:
         reason = (model_blessing.get_string_custom_property("reason")

@@ -96,6 +96,11 @@ def _runtime_values(config: PipelineConfig, target: str) -> dict:
             for name in RUNTIME_PARAMETERS}
 
 
+def _code_of(component) -> str:
+    """The fingerprint of the code a custom component's executor runs (its module's)."""
+    return code_fingerprint([component.__module__])
+
+
 def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline described by ``config`` for ``target`` (see module doc)."""
     config.validate()
@@ -117,6 +122,7 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
         split_config=config.split_config_json(),
         max_orphan_fraction=config.data.max_orphan_fraction,
         input_fingerprint=fingerprint,
+        source_fingerprint=_code_of(MovieLensExampleGen),
     ).with_id(nodes.EXAMPLE_GEN)
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"]).with_id(nodes.STATISTICS_GEN)
@@ -127,7 +133,8 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
     ).with_id(nodes.EXAMPLE_VALIDATOR)
     anomaly_gate = AnomalyGate(
-        anomalies=example_validator.outputs["anomalies"]).with_id(nodes.ANOMALY_GATE)
+        anomalies=example_validator.outputs["anomalies"],
+        source_fingerprint=_code_of(AnomalyGate)).with_id(nodes.ANOMALY_GATE)
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
@@ -172,12 +179,14 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
             eval_config=eval_config,
             value_bound=bound,
             blessing_registry=registry,
+            source_fingerprint=_code_of(RecsysEvaluator),
         ).with_id(branch.evaluator)
         return model_trainer, baseline, evaluator
 
     def pusher(push: nodes.Push, model, blessing):
         return ServingPusher(model=model, model_blessing=blessing, serving_dir=serving_dir,
-                             model_name=push.model_name).with_id(push.node_id)
+                             model_name=push.model_name,
+                             source_fingerprint=_code_of(ServingPusher)).with_id(push.node_id)
 
     retrieval = nodes.RETRIEVAL
     scann_push, brute_force_push = retrieval.pushes
@@ -191,7 +200,7 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
         model_blessing=retrieval_evaluator.outputs["blessing"],
         examples=example_gen.outputs["examples"],
         index_params=json.dumps(dataclasses.asdict(config.index), sort_keys=True),
-        source_fingerprint=code_fingerprint([ScannIndexer.__module__]),
+        source_fingerprint=_code_of(ScannIndexer),
     ).with_id(nodes.SCANN_INDEXER)
     retrieval_nodes = [
         retrieval_trainer, retrieval_baseline, retrieval_evaluator, indexer,

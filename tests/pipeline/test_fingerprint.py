@@ -10,7 +10,12 @@ from recsys_pipeline.pipeline.config import PipelineConfig
 from recsys_pipeline.pipeline.pipeline import create_pipeline
 from tests.conftest import make_ml100k
 
-FINGERPRINTED = [b.trainer for b in nodes.BRANCHES] + [nodes.TRANSFORM, nodes.SCANN_INDEXER]
+TRAINERS = [b.trainer for b in nodes.BRANCHES]
+EVALUATORS = [b.evaluator for b in nodes.BRANCHES]
+PUSHERS = [p.node_id for p in nodes.PUSHES]
+# Every node that runs this project's code (the Resolvers and TFX's own components do not).
+FINGERPRINTED = [nodes.EXAMPLE_GEN, nodes.ANOMALY_GATE, nodes.TRANSFORM, nodes.SCANN_INDEXER,
+                 *TRAINERS, *EVALUATORS, *PUSHERS]
 
 
 def _fingerprints(data_dir) -> dict[str, str]:
@@ -22,10 +27,10 @@ def _fingerprints(data_dir) -> dict[str, str]:
     found = {}
     for component in create_pipeline(config).components:
         props = component.exec_properties
-        if "custom_config" in props:
-            found[component.id] = json.loads(props["custom_config"])["source_fingerprint"]
-        elif "source_fingerprint" in props:
+        if props.get("source_fingerprint"):
             found[component.id] = props["source_fingerprint"]
+        elif props.get("custom_config"):  # Transform's and the Trainers' code paths
+            found[component.id] = json.loads(props["custom_config"])["source_fingerprint"]
     assert sorted(found) == sorted(FINGERPRINTED)
     return found
 
@@ -50,12 +55,16 @@ def _edited(monkeypatch, module: str) -> None:
 
 @pytest.mark.parametrize("module, changed", [
     ("recsys_pipeline.serving.recommend", []),
-    ("recsys_pipeline.serving.layout", []),
+    ("recsys_pipeline.serving.layout", PUSHERS),
     ("recsys_pipeline.serving.index", [nodes.SCANN_INDEXER]),
     ("recsys_pipeline.components.scann_indexer", [nodes.SCANN_INDEXER]),
-    ("recsys_pipeline.trainer.models", [b.trainer for b in nodes.BRANCHES]),
+    ("recsys_pipeline.trainer.models", TRAINERS),
     ("recsys_pipeline.trainer.ranking_trainer", [nodes.RANKING.trainer]),
-    ("recsys_pipeline.transform.features", FINGERPRINTED),
+    ("recsys_pipeline.components.recsys_evaluator", EVALUATORS),
+    ("recsys_pipeline.data.movielens", [nodes.EXAMPLE_GEN]),
+    ("recsys_pipeline.components.anomaly_gate", [nodes.ANOMALY_GATE]),
+    ("recsys_pipeline.transform.features",
+     [n for n in FINGERPRINTED if n not in (nodes.ANOMALY_GATE, *EVALUATORS)]),
 ])
 def test_an_edit_reruns_exactly_the_components_that_run_the_edited_code(
         data_dir, unedited, monkeypatch, module, changed):
