@@ -68,29 +68,32 @@ def _imports(module: str, source: str) -> set[str]:
     return {name for name in found if _module_file(name)}
 
 
-def closure(modules: Iterable[str]) -> list[str]:
-    """``modules`` and every project module they import, transitively, sorted."""
-    seen: set[str] = set()
+def _sources(modules: Iterable[str]) -> dict[str, str]:
+    """{module: source} of ``modules`` and every project module they import, transitively."""
+    sources: dict[str, str] = {}
     todo = list(modules)
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in sources:
             continue
         path = _module_file(name)
         if path is None:
             raise ValueError(f"{name} is not a module of {PACKAGE}")
-        seen.add(name)
-        todo += sorted(_imports(name, read_source(path)) - seen)
-    return sorted(seen)
+        sources[name] = read_source(path)
+        todo += sorted(_imports(name, sources[name]) - set(sources))
+    return sources
+
+
+def closure(modules: Iterable[str]) -> list[str]:
+    """``modules`` and every project module they import, transitively, sorted."""
+    return sorted(_sources(modules))
 
 
 def code_fingerprint(modules: Iterable[str]) -> str:
-    """16 hex digits over the sources of ``closure(modules)``."""
+    """16 hex digits over the sources of ``closure(modules)`` (each file read once)."""
     h = hashlib.sha256()
-    for name in closure(modules):
-        path = _module_file(name)
-        assert path is not None
-        h.update(name.encode() + b"\0" + read_source(path).encode() + b"\0")
+    for name, source in sorted(_sources(modules).items()):
+        h.update(name.encode() + b"\0" + source.encode() + b"\0")
     return h.hexdigest()[:16]
 
 

@@ -147,6 +147,9 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
     # Transform consumes ExampleGen's output directly; this edge makes it wait for the gate.
     transform.add_upstream_node(anomaly_gate)
 
+    # One fingerprint per component class, shared by its nodes (every Evaluator, every Pusher).
+    evaluator_code, pusher_code = _code_of(RecsysEvaluator), _code_of(ServingPusher)
+
     def branch_nodes(branch: nodes.Branch, custom_config: dict, epochs, eval_config,
                      bound) -> tuple[RecsysTrainer, Any, RecsysEvaluator]:
         """A branch's Trainer, Baseline and Evaluator (its Pushers come after)."""
@@ -179,14 +182,14 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
             eval_config=eval_config,
             value_bound=bound,
             blessing_registry=registry,
-            source_fingerprint=_code_of(RecsysEvaluator),
+            source_fingerprint=evaluator_code,
         ).with_id(branch.evaluator)
         return model_trainer, baseline, evaluator
 
     def pusher(push: nodes.Push, model, blessing):
         return ServingPusher(model=model, model_blessing=blessing, serving_dir=serving_dir,
                              model_name=push.model_name,
-                             source_fingerprint=_code_of(ServingPusher)).with_id(push.node_id)
+                             source_fingerprint=pusher_code).with_id(push.node_id)
 
     retrieval = nodes.RETRIEVAL
     scann_push, brute_force_push = retrieval.pushes
