@@ -219,7 +219,7 @@ def save_scann(candidates: np.ndarray, settings: Optional[ScannSettings], path: 
     import tensorflow as tf
     import tensorflow_recommenders as tfrs
 
-    from recsys_pipeline.serving import index
+    from recsys_pipeline.serving import index, scann_export
 
     started = time.monotonic()
     if settings is None:
@@ -234,7 +234,11 @@ def save_scann(candidates: np.ndarray, settings: Optional[ScannSettings], path: 
     @tf.function(input_signature=[tf.TensorSpec([None, candidates.shape[1]], tf.float32,
                                                 name="query_embedding")])
     def search(query_embedding):
-        scores, ids = layer(query_embedding, k=K)
+        # A search of few leaves can find fewer than K: read as the served export reads
+        # ScaNN (scann_export.scann_results), the places it left unfilled are id -1.
+        scores, rows = scann_export.scann_results(*layer(query_embedding, k=K), K)
+        ids = tf.where(scores == -np.inf, tf.constant(-1, tf.int64),
+                       tf.cast(rows, tf.int64))
         return {"ids": ids, "scores": scores}
 
     module.search = search
