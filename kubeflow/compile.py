@@ -13,7 +13,12 @@ Two targets, one DAG:
 
 On both, MovieLensExampleGen is compiled with caching off: its inputs are a directory name
 and settings, so a cache hit would silently reuse old data after the files there changed.
-Everything downstream then sees a new artifact and recomputes.
+Everything downstream then sees a new artifact and recomputes. On ``kfp`` the Baselines
+(``BlessedModelLookup``) are uncached too: they have no inputs, so a cache hit would keep
+handing every later run the first run's baseline.
+
+Every step runs ``recsys_pipeline.kubeflow.entrypoint`` in front of TFX's executor entrypoint,
+with the step's declared artifact types and the spec format (see ``kubeflow/entrypoint.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import tempfile
 from typing import Any, Optional
 
 from recsys_pipeline.errors import ConfigError
+from recsys_pipeline.kubeflow import entrypoint
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
 
@@ -47,13 +53,50 @@ def build_job(config: PipelineConfig, target: str) -> dict[str, Any]:
             config=runner_config, output_dir=scratch)
         job = runner.run(pipeline, parameter_values=defaults, write_out=False)
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
-    tasks[nodes.EXAMPLE_GEN]["cachingOptions"] = {"enableCache": False}
-    for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
-        if "container" in executor:
-            # The entrypoint imports TensorFlow before any of our modules could select Keras 2
-            # (which TFRS needs); the image sets it too, this keeps other images honest.
-            executor["container"]["env"] = [dict(name=k, value=v) for k, v in CONTAINER_ENV]
+    uncached = [nodes.EXAMPLE_GEN] + ([b.baseline for b in nodes.BRANCHES if b.baseline in tasks]
+                                      if target == "kfp" else [])
+    for name in uncached:
+        tasks[name]["cachingOptions"] = {"enableCache": False}
+    _use_entrypoint(job["pipelineSpec"])
     return job
+
+
+def _use_entrypoint(spec: dict[str, Any]) -> None:
+    """Puts ``kubeflow/entrypoint.py`` in front of TFX's executor entrypoint in every step."""
+    executors = spec["deploymentSpec"]["executors"]
+    for name, component in spec["components"].items():
+        container = executors[component["executorLabel"]].get("container")
+        if container is None:
+            continue
+        if container["command"][-1] != entrypoint.TFX_EXECUTOR_MODULE:
+            raise ConfigError(f"component {name}: TFX compiled the command "
+                              f"{container['command']}, not its executor entrypoint; this "
+                              "TFX release is not supported")
+        types = entrypoint.ArtifactTypes.of_component(name, component)
+        container["command"] = ["python", "-m", entrypoint.MODULE]
+        container["args"] = ["--component", name, "--spec_format",
+                             str(entrypoint.SPEC_FORMAT), "--artifact_types",
+                             types.to_json(), *container["args"]]
+        # TFX's entrypoint imports TensorFlow before any of our modules could select Keras 2
+        # (which TFRS needs); the image sets it too, this keeps other images honest.
+        container["env"] = [dict(name=k, value=v) for k, v in CONTAINER_ENV]
+
+
+def check_spec_format(spec: dict[str, Any], path: str) -> None:
+    """Refuses a spec whose steps this version's entrypoint would not run as compiled."""
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        container = executor.get("container")
+        if container is None:
+            continue
+        command, args = container.get("command", []), container.get("args", [])
+        found = (args[args.index("--spec_format") + 1]
+                 if entrypoint.MODULE in command and "--spec_format" in args[:-1] else None)
+        if found != str(entrypoint.SPEC_FORMAT):
+            what = (f"spec format {found}" if found else
+                    f"a step command ({' '.join(command)}) from before the recsys entrypoint")
+            raise ConfigError(f"{path}: executor {name} has {what}; this version of "
+                              f"recsys-pipeline runs spec format {entrypoint.SPEC_FORMAT}. "
+                              f"Recompile it: recsys kubeflow compile --output {path}")
 
 
 def runtime_parameter_defaults(pipeline) -> dict[str, Any]:

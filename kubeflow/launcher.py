@@ -7,11 +7,18 @@ of the root DAG, in dependency order, it:
 1. resolves the task's inputs: constants, the pipeline's run-time parameters, and upstream
    outputs (artifacts with the metadata their producer reported);
 2. gives each output artifact a URI under ``<pipeline_root>/<pipeline>/<run id>/<task>/``;
-3. builds the ``ExecutorInput`` JSON, substitutes it for ``{{$}}`` in the container's
+3. builds the ``ExecutorInput`` JSON the way the chosen orchestrator's driver does (see
+   ``DRIVERS``), substitutes it for ``{{$}}`` in the container's
    arguments and runs the container's command as a subprocess (in the current environment,
    not the image: ``python`` is whatever is first on ``PATH``), with a temp directory of
    its own that is removed when it ends, as a pod's ``/tmp`` is;
 4. reads the ``ExecutorOutput`` the step wrote and records its artifacts' metadata.
+
+``driver="oss"`` (the default) sends what open-source KFP 2.x's driver sends: input artifacts
+typed by KFP's artifact kinds (``schemaTitle: system.Dataset`` / ``system.Model``) with the
+metadata its store keeps (numbers as doubles), output artifacts named by their key.
+``driver="vertex"`` sends what Vertex AI sends: every artifact with the type the spec declares.
+The step's entrypoint (``kubeflow/entrypoint.py``) must run both.
 
 Only what TFX's compiled pipelines use is implemented; anything else (``resolver`` or
 ``importer`` executors, other placeholders, conditions, loops) is refused by name, which is
@@ -32,8 +39,11 @@ import uuid
 from typing import Any, Callable, Mapping, Optional
 
 from recsys_pipeline.errors import RecsysError
+from recsys_pipeline.kubeflow.entrypoint import kfp_kind, schema_title
 
 logger = logging.getLogger(__name__)
+
+DRIVERS = ("oss", "vertex")
 
 
 class LaunchError(RecsysError):
@@ -92,8 +102,20 @@ def _parameter_value(source: dict, task: str, name: str, parameters: Mapping[str
     raise LaunchError(f"task {task}: input parameter {name} has an unsupported source {source}")
 
 
+def _as_input(produced: dict[str, Any], driver: str) -> dict[str, Any]:
+    """An upstream output as ``driver`` hands it to a consumer."""
+    if driver == "vertex":
+        return produced
+    title = schema_title(produced["type"].get("instanceSchema", ""))
+    metadata = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                for k, v in produced.get("metadata", {}).items()}
+    return {"name": produced["name"], "uri": produced["uri"],
+            "type": {"schemaTitle": kfp_kind(title)}, "metadata": metadata}
+
+
 def _executor_input(spec: dict, name: str, run_dir: str, parameters: Mapping[str, Any],
-                    outputs: Mapping[str, dict], next_id: Callable[[], str]) -> dict:
+                    outputs: Mapping[str, dict], next_id: Callable[[], str],
+                    driver: str = "oss") -> dict:
     task = spec["root"]["dag"]["tasks"][name]
     component = spec["components"][task["componentRef"]["name"]]
     inputs: dict[str, Any] = {"parameterValues": {}, "artifacts": {}}
@@ -104,13 +126,13 @@ def _executor_input(spec: dict, name: str, run_dir: str, parameters: Mapping[str
             raise LaunchError(f"task {name}: input artifact {key} has an unsupported source")
         ref = source["taskOutputArtifact"]
         produced = outputs[ref["producerTask"]]["artifacts"][ref["outputArtifactKey"]]
-        inputs["artifacts"][key] = {"artifacts": [produced]}
+        inputs["artifacts"][key] = {"artifacts": [_as_input(produced, driver)]}
     task_dir = os.path.join(run_dir, name)
     out: dict[str, Any] = {"artifacts": {}, "parameters": {},
                            "outputFile": os.path.join(task_dir, "executor_output.json")}
     for key, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items():
         out["artifacts"][key] = {"artifacts": [{
-            "name": next_id(), "type": definition["artifactType"],
+            "name": next_id() if driver == "vertex" else key, "type": definition["artifactType"],
             "uri": os.path.join(task_dir, key), "metadata": {}}]}
     for key in component.get("outputDefinitions", {}).get("parameters", {}):
         out["parameters"][key] = {"outputFile": os.path.join(task_dir, "parameters", key)}
@@ -127,8 +149,9 @@ def _substitute(arguments: list[str], executor_input: dict, task: str) -> list[s
     return result
 
 
-def _merge_output(planned: dict, output_file: str) -> dict[str, Any]:
-    artifacts = {key: dict(value["artifacts"][0]) for key, value in planned.items()}
+def _merge_output(planned: dict, output_file: str, next_id: Callable[[], str]) -> dict[str, Any]:
+    artifacts = {key: {**value["artifacts"][0], "name": next_id()}
+                 for key, value in planned.items()}
     parameters: dict[str, Any] = {}
     if os.path.exists(output_file):
         with open(output_file) as f:
@@ -143,12 +166,16 @@ def _merge_output(planned: dict, output_file: str) -> dict[str, Any]:
 def run_spec(spec: dict, pipeline_root: Optional[str] = None,
              parameters: Optional[Mapping[str, Any]] = None,
              env: Optional[Mapping[str, str]] = None,
-             progress: Callable[[str], None] = print) -> list[TaskResult]:
+             progress: Callable[[str], None] = print,
+             driver: str = "oss") -> list[TaskResult]:
     """Runs every task of ``spec`` (a PipelineSpec dict); returns what each did.
 
+    ``driver`` is the orchestrator whose executor input is sent (see module doc).
     ``parameters`` override the root's defaults. Each task's output goes to ``task.log`` in
     its folder; a failing task raises LaunchError with the end of that log.
     """
+    if driver not in DRIVERS:
+        raise LaunchError(f"unknown driver {driver!r}; expected one of {DRIVERS}")
     root = pipeline_root or spec.get("defaultPipelineRoot")
     if not root or root.startswith(("gs://", "s3://", "minio://")):
         raise LaunchError(f"run-local needs a local pipeline root (got {root!r})")
@@ -161,6 +188,10 @@ def run_spec(spec: dict, pipeline_root: Optional[str] = None,
     env = dict(env if env is not None else os.environ)
     executors = spec["deploymentSpec"]["executors"]
     counter = iter(range(1, 1 << 62))
+
+    def new_id() -> str:
+        return str(next(counter))
+
     outputs: dict[str, dict] = {}
     results: list[Any] = []
     tasks = spec["root"]["dag"]["tasks"]
@@ -172,8 +203,7 @@ def run_spec(spec: dict, pipeline_root: Optional[str] = None,
             raise LaunchError(f"task {name}: {kind} executors are not supported (open-source "
                               "Kubeflow Pipelines does not implement resolver executors)")
         container = executor["container"]
-        executor_input = _executor_input(spec, name, run_dir, values, outputs,
-                                         lambda: str(next(counter)))
+        executor_input = _executor_input(spec, name, run_dir, values, outputs, new_id, driver)
         command = _substitute(list(container.get("command", [])) +
                               list(container.get("args", [])), executor_input, name)
         program = shutil.which(command[0], path=env.get("PATH"))
@@ -199,6 +229,6 @@ def run_spec(spec: dict, pipeline_root: Optional[str] = None,
             raise LaunchError(f"task {name} exited with {code} after {seconds:.0f}s; "
                               f"log {log_path}:\n{tail}")
         outputs[name] = _merge_output(executor_input["outputs"]["artifacts"],
-                                      executor_input["outputs"]["outputFile"])
+                                      executor_input["outputs"]["outputFile"], new_id)
         results.append(TaskResult(name, seconds, outputs[name]["artifacts"], log_path))
     return results

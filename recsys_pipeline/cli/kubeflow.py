@@ -50,6 +50,10 @@ def register(sub) -> None:
                           help="execute a compiled PipelineSpec here, task by task, as KFP would")
     rl.add_argument("package", help="compiled pipeline (recsys kubeflow compile)")
     rl.add_argument("--pipeline-root", help="local artifact root (default: the spec's)")
+    rl.add_argument("--driver", choices=("oss", "vertex"), default="oss",
+                    help="send each step what this orchestrator's driver sends: open-source "
+                    "KFP 2.x (system.* artifact kinds; the default) or Vertex AI (the spec's "
+                    "own types)")
     rl.set_defaults(func=_run_local)
 
     up = kfsub.add_parser("upload", parents=connected, help="upload a compiled pipeline version")
@@ -120,12 +124,13 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _run_local(args: argparse.Namespace) -> int:
-    from recsys_pipeline.kubeflow.compile import load_package
+    from recsys_pipeline.kubeflow.compile import check_spec_format, load_package
     from recsys_pipeline.kubeflow.launcher import run_spec
 
     load_config(args)  # a bad --config fails here, before any task runs
     spec, _ = load_package(args.package)
-    for r in run_spec(spec, args.pipeline_root, parse_params(args.param)):
+    check_spec_format(spec, args.package)
+    for r in run_spec(spec, args.pipeline_root, parse_params(args.param), driver=args.driver):
         print(f"  {r.name:<22} {r.seconds:6.0f}s  {os.path.dirname(r.log_path)}")
     return 0
 
@@ -141,6 +146,9 @@ def _client(args: argparse.Namespace):
 
 
 def _upload(args: argparse.Namespace) -> int:
+    from recsys_pipeline.kubeflow.compile import check_spec_format, load_package
+
+    check_spec_format(load_package(args.package)[0], args.package)
     config, kfp = _client(args)
     pipeline_id, version_id = kfp.upload(args.package, args.name or config.pipeline_name,
                                          args.version, args.description)

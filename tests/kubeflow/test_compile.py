@@ -13,7 +13,9 @@ import re
 
 import pytest
 
+from recsys_pipeline.errors import ConfigError
 from recsys_pipeline.kubeflow import compile as kf_compile
+from recsys_pipeline.kubeflow import entrypoint
 from recsys_pipeline.pipeline.config import PipelineConfig
 from recsys_pipeline.pipeline.pipeline import RUNTIME_PARAMETERS, create_pipeline
 
@@ -104,13 +106,43 @@ def test_spec_is_what_kfp_upload_accepts(kfp_spec):
     executors = spec["deploymentSpec"]["executors"]
     assert all("container" in e for e in executors.values()), "no resolver executors on KFP"
     assert {e["container"]["image"] for e in executors.values()} == {IMAGE}
-    for executor in executors.values():
-        container = executor["container"]
-        assert container["command"][:3] == [
-            "python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
-        assert "{{$}}" in container["args"]
+    for name, component in spec["components"].items():
+        container = executors[component["executorLabel"]]["container"]
+        assert container["command"] == ["python", "-m", "recsys_pipeline.kubeflow.entrypoint"]
+        args = container["args"]
+        assert args[:4] == ["--component", name, "--spec_format", str(entrypoint.SPEC_FORMAT)]
+        # The step's declared artifact types travel with it, then TFX's own arguments.
+        assert entrypoint.ArtifactTypes.from_json(name, args[5]) == \
+            entrypoint.ArtifactTypes.of_component(name, component)
+        assert args[6] == "--executor_class_path" and "{{$}}" in args
         assert {"name": "TF_USE_LEGACY_KERAS", "value": "1"} in container["env"]
-    assert tasks["MovieLensExampleGen"]["cachingOptions"] == {"enableCache": False}
+    # Tasks whose inputs do not change when their result would: never served from KFP's cache.
+    uncached = {n for n, t in tasks.items() if not t["cachingOptions"]["enableCache"]}
+    assert uncached == {"MovieLensExampleGen", "RetrievalBaseline", "RankingBaseline"}
+
+
+def test_a_spec_from_before_the_entrypoint_is_refused(kfp_spec, tmp_path, capsys):
+    from recsys_pipeline import cli
+
+    spec, _ = kfp_spec
+    old = json.loads(json.dumps(spec))
+    for executor in old["deploymentSpec"]["executors"].values():
+        container = executor["container"]
+        container["command"] = ["python", "-m", entrypoint.TFX_EXECUTOR_MODULE]
+        container["args"] = container["args"][6:]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    assert cli.main(["kubeflow", "run-local", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "from before the recsys entrypoint" in err
+    assert f"Recompile it: recsys kubeflow compile --output {path}" in err
+    other = json.loads(json.dumps(spec))
+    args = other["deploymentSpec"]["executors"]["Transform_executor"]["container"]["args"]
+    args[args.index("--spec_format") + 1] = "1"
+    with pytest.raises(ConfigError, match="executor Transform_executor has spec format 1"):
+        kf_compile.check_spec_format(other, "other.json")
+    assert cli.main(["kubeflow", "upload", str(path), "--host", "http://127.0.0.1:9"]) == 2
+    assert "from before the recsys entrypoint" in capsys.readouterr().err  # before any call
 
 
 def test_runtime_parameters_with_defaults(kfp_spec):
@@ -148,6 +180,9 @@ def test_beam_args_reach_every_beam_component(tmp_path):
                  "MovieLensExampleGen"):
         assert executors[f"{name}_executor"]["container"]["args"][-4:] == \
             config.beam.pipeline_args, name
+    # The entrypoint hands the Beam arguments on to TFX's untouched.
+    args = executors["Transform_executor"]["container"]["args"]
+    assert entrypoint.split_arguments(args)[1][-4:] == config.beam.pipeline_args
 
 
 def test_matches_the_golden_spec(kfp_spec):
