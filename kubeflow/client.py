@@ -1,11 +1,14 @@
-"""Upload, run and schedule the compiled pipeline on Kubeflow Pipelines 2.x with ``kfp.Client``.
+"""Upload, run, follow and schedule the compiled pipeline on Kubeflow Pipelines 2.x with
+``kfp.Client``: what TFX's own CLI no longer does for Kubeflow.
 
 The connection (host, namespace, token) comes from flags, then ``$KFP_HOST`` /
 ``$KFP_NAMESPACE`` / ``$KFP_TOKEN``, then the ``[kubeflow]`` config section. Before any call a
 health check tells an unreachable host and refused credentials apart, with what to do about
 each; API errors afterwards are turned into one message with the HTTP status and KFP's reason.
 Recurring runs are created with max concurrency 1 and catch-up off: a retraining schedule
-must not pile up runs, nor replay the runs missed while it was paused.
+must not pile up runs, nor replay the runs missed while it was paused. What would lose work
+is refused before the call: terminating a finished run, deleting a pipeline (or version) that a
+recurring run still starts or an unfinished run still uses.
 """
 
 from __future__ import annotations
@@ -152,8 +155,11 @@ def _auth_error(connection: Connection, status: Optional[int]) -> KubeflowError:
 
 
 @contextlib.contextmanager
-def api_errors(connection: Connection) -> Iterator[None]:
-    """Turns kfp_server_api / urllib3 failures into one KubeflowError."""
+def api_errors(connection: Connection, not_found: Optional[str] = None) -> Iterator[None]:
+    """Turns kfp_server_api / urllib3 failures into one KubeflowError.
+
+    ``not_found`` is the message for an HTTP 404 (an unknown id).
+    """
     import kfp_server_api
     import urllib3
 
@@ -162,6 +168,8 @@ def api_errors(connection: Connection) -> Iterator[None]:
     except kfp_server_api.ApiException as e:
         if e.status in (401, 403):
             raise _auth_error(connection, e.status) from None
+        if e.status == 404 and not_found:
+            raise KubeflowError(not_found) from None
         reason = e.reason
         with contextlib.suppress(ValueError, TypeError):
             body = json.loads(e.body)
@@ -170,6 +178,69 @@ def api_errors(connection: Connection) -> Iterator[None]:
                             f"{reason}") from None
     except urllib3.exceptions.HTTPError as e:
         raise KubeflowError(f"cannot reach Kubeflow Pipelines at {connection.host}: {e}") from None
+
+
+# --- Runs -----------------------------------------------------------------------------------
+
+FINAL_STATES = ("SUCCEEDED", "SKIPPED", "FAILED", "CANCELED")
+FAILED_STATES = ("FAILED", "CANCELED")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskState:
+    """One task of a run: its state and, when it failed, why."""
+
+    name: str
+    state: str
+    error: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunState:
+    """A run as ``recsys kubeflow runs|status|wait`` shows it."""
+
+    id: str
+    name: str
+    state: str
+    created_at: str = ""
+    finished_at: str = ""
+    pipeline_id: str = ""
+    pipeline_version_id: str = ""
+    error: str = ""
+    tasks: tuple[TaskState, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @classmethod
+    def of(cls, run) -> "RunState":
+        """From a ``kfp_server_api`` V2beta1Run."""
+        ref = run.pipeline_version_reference
+        details = run.run_details.task_details if run.run_details else None
+        tasks = tuple(sorted(
+            (TaskState(t.display_name or t.task_id or "", str(t.state or ""),
+                       (t.error.message or "") if t.error else "")
+             for t in details or []), key=lambda t: t.name))
+        return cls(id=run.run_id, name=run.display_name or "", state=str(run.state or ""),
+                   created_at=_when(run.created_at), finished_at=_when(run.finished_at),
+                   pipeline_id=(ref.pipeline_id or "") if ref else "",
+                   pipeline_version_id=(ref.pipeline_version_id or "") if ref else "",
+                   error=(run.error.message or "") if run.error else "", tasks=tasks)
+
+
+def _when(value) -> str:
+    if not value:
+        return ""
+    if isinstance(value, datetime.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+class RunTimeout(KubeflowError):
+    """``wait`` gave up before the run finished (an exit code of its own)."""
+
+    exit_code = 3
 
 
 class Pipelines:
@@ -278,6 +349,158 @@ class Pipelines:
                 if not token:
                     return rows
 
+    def _schedule_unknown(self, recurring_run_id: str) -> str:
+        return (f"no recurring run {recurring_run_id!r} on {self.connection.host} (list them "
+                "with recsys kubeflow schedules)")
+
+    def enable(self, recurring_run_id: str) -> None:
+        with api_errors(self.connection, self._schedule_unknown(recurring_run_id)):
+            self.client.enable_recurring_run(recurring_run_id)
+
     def disable(self, recurring_run_id: str) -> None:
-        with api_errors(self.connection):
+        with api_errors(self.connection, self._schedule_unknown(recurring_run_id)):
             self.client.disable_recurring_run(recurring_run_id)
+
+    def delete_schedule(self, recurring_run_id: str) -> None:
+        with api_errors(self.connection, self._schedule_unknown(recurring_run_id)):
+            self.client.get_recurring_run(recurring_run_id)
+            self.client.delete_recurring_run(recurring_run_id)
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def _all_runs(self, experiment_id: Optional[str] = None) -> Iterator[Any]:
+        token = ""
+        with api_errors(self.connection):
+            while True:
+                page = self.client.list_runs(page_token=token, page_size=100,
+                                             sort_by="created_at desc",
+                                             experiment_id=experiment_id,
+                                             namespace=self._namespace)
+                yield from page.runs or []
+                token = page.next_page_token
+                if not token:
+                    return
+
+    def runs(self, state: Optional[str] = None, experiment: Optional[str] = None,
+             limit: int = 20) -> list[RunState]:
+        """The newest ``limit`` runs (in ``state``, of ``experiment``, if given)."""
+        if state and state not in _RUN_STATES:
+            raise KubeflowError(f"unknown run state {state!r}; expected one of "
+                                f"{', '.join(_RUN_STATES)}")
+        experiment_id = self.experiment_id(experiment) if experiment else None
+        found = []
+        for run in self._all_runs(experiment_id):
+            row = RunState.of(run)
+            if state is None or row.state == state:
+                found.append(row)
+                if len(found) == limit:
+                    break
+        return found
+
+    def run_state(self, run_id: str) -> RunState:
+        """One run, with the state of each of its tasks."""
+        with api_errors(self.connection, f"no run {run_id!r} on {self.connection.host} (list "
+                                         "runs with recsys kubeflow runs)"):
+            return RunState.of(self.client.get_run(run_id))
+
+    def wait(self, run_id: str, timeout: float, poll: float = 10.0,
+             progress=print, clock=None, sleep=None) -> RunState:
+        """Polls the run until it finishes; RunTimeout after ``timeout`` seconds."""
+        import time
+
+        clock, sleep = clock or time.monotonic, sleep or time.sleep
+        deadline = clock() + timeout
+        last = None
+        while True:
+            run = self.run_state(run_id)
+            if run.state != last:
+                progress(f"run {run_id}: {run.state or 'UNKNOWN'}")
+                last = run.state
+            if run.finished:
+                return run
+            if clock() >= deadline:
+                raise RunTimeout(f"run {run_id} has not finished after {timeout:g}s (still "
+                                 f"{run.state}); it goes on running: wait again, or stop it "
+                                 f"with recsys kubeflow terminate {run_id}")
+            sleep(min(poll, max(0.0, deadline - clock())))
+
+    def terminate(self, run_id: str) -> RunState:
+        """Stops a run that has not finished; refuses one that has."""
+        run = self.run_state(run_id)
+        if run.finished:
+            raise KubeflowError(f"run {run_id} has already finished ({run.state}"
+                                f"{', ' + run.finished_at if run.finished_at else ''}); "
+                                "there is nothing to terminate")
+        with api_errors(self.connection):
+            self.client.terminate_run(run_id)
+        return run
+
+    # -- pipelines ---------------------------------------------------------------------------
+
+    def _versions(self, pipeline_id: str) -> list[Any]:
+        versions: list[Any] = []
+        token = ""
+        with api_errors(self.connection):
+            while True:
+                page = self.client.list_pipeline_versions(pipeline_id, page_token=token,
+                                                          page_size=100)
+                versions += page.pipeline_versions or []
+                token = page.next_page_token
+                if not token:
+                    return versions
+
+    def _users(self, pipeline_id: str, version_ids: set[str]) -> list[str]:
+        """What still uses these versions: every recurring run, and unfinished runs."""
+        users: list[str] = []
+        token = ""
+        with api_errors(self.connection):
+            while True:
+                page = self.client.list_recurring_runs(page_token=token, page_size=100,
+                                                       namespace=self._namespace)
+                for r in page.recurring_runs or []:
+                    ref = r.pipeline_version_reference
+                    if ref and ref.pipeline_version_id in version_ids:
+                        users.append(f"recurring run {r.display_name} ({r.recurring_run_id}, "
+                                     f"{r.status or r.mode}): recsys kubeflow schedules delete "
+                                     f"{r.recurring_run_id}")
+                token = page.next_page_token
+                if not token:
+                    break
+        for run in self._all_runs():
+            row = RunState.of(run)
+            if row.pipeline_version_id in version_ids and not row.finished:
+                users.append(f"run {row.name} ({row.id}, {row.state}): wait for it or "
+                             f"recsys kubeflow terminate {row.id}")
+        return users
+
+    def delete_pipeline(self, pipeline_name: str, version_name: Optional[str] = None
+                        ) -> list[str]:
+        """Deletes one version, or the pipeline with all its versions; returns their ids.
+
+        Refused while a recurring run starts one of them or an unfinished run uses one
+        (finished runs keep their own copy of the spec).
+        """
+        pipeline_id = self.pipeline_id(pipeline_name)
+        versions = self._versions(pipeline_id)
+        if version_name is not None:
+            versions = [v for v in versions if version_name in (
+                v.display_name, v.pipeline_version_id)]
+            if not versions:
+                raise KubeflowError(f"pipeline {pipeline_name!r} has no version "
+                                    f"{version_name!r}")
+        ids = [v.pipeline_version_id for v in versions]
+        users = self._users(pipeline_id, set(ids))
+        what = f"version {version_name!r} of " if version_name else ""
+        if users:
+            raise KubeflowError(f"{what}pipeline {pipeline_name!r} is still in use; nothing "
+                                "was deleted. First:\n  " + "\n  ".join(users))
+        with api_errors(self.connection):
+            for version_id in ids:
+                self.client.delete_pipeline_version(pipeline_id, version_id)
+            if version_name is None:
+                self.client.delete_pipeline(pipeline_id)
+        return ids
+
+
+_RUN_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "SKIPPED", "FAILED", "CANCELING", "CANCELED",
+               "PAUSED")

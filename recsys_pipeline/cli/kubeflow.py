@@ -1,22 +1,34 @@
-"""``recsys kubeflow ...``: compile for, upload to and schedule on Kubeflow Pipelines 2.x (or
-Vertex AI), and run a compiled spec here task by task as KFP would."""
+"""``recsys kubeflow ...``: compile for, upload to, run, follow and schedule on Kubeflow
+Pipelines 2.x (or Vertex AI), and run a compiled spec here task by task as KFP would.
+
+``wait`` exits 0 when the run succeeded, 1 when it failed or was canceled, 3 when it timed
+out (2, as everywhere, is an error before or instead of an answer)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 from recsys_pipeline.cli.common import config_option, load_config
 
 
-def _connection_options() -> argparse.ArgumentParser:
+def _connection_options(nested: bool = False) -> argparse.ArgumentParser:
+    """--config, --host, --namespace, --token.
+
+    ``nested``: for an action under a command that has them too, so that either place works
+    (an option left out of the action must not reset the command's).
+    """
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--host", help="KFP API endpoint (default: $KFP_HOST, kubeflow.host)")
+    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if nested else {}
+    parent.add_argument("--config", help="TOML or YAML config file ([kubeflow] section)",
+                        **unset)
+    parent.add_argument("--host", help="KFP API endpoint (default: $KFP_HOST, kubeflow.host)",
+                        **unset)
     parent.add_argument("--namespace", help="namespace (default: $KFP_NAMESPACE, "
-                        "kubeflow.namespace)")
-    parent.add_argument("--token", help="bearer token (default: $KFP_TOKEN)")
+                        "kubeflow.namespace)", **unset)
+    parent.add_argument("--token", help="bearer token (default: $KFP_TOKEN)", **unset)
     return parent
 
 
@@ -34,7 +46,7 @@ def register(sub) -> None:
                         "Pipelines 2.x (or Vertex AI)")
     kfsub = kf.add_subparsers(dest="kubeflow_command", required=True, metavar="COMMAND")
     config = config_option("TOML or YAML config file ([kubeflow] section)")
-    connected = [config, _connection_options()]
+    connected = [_connection_options()]
     params = _param_options()
 
     c = kfsub.add_parser("compile", parents=[config],
@@ -63,9 +75,18 @@ def register(sub) -> None:
     up.add_argument("--description", default="", help="version description")
     up.set_defaults(func=_upload)
 
-    run = kfsub.add_parser("run", parents=[*connected, params], help="start one run")
+    run = kfsub.add_parser("run", parents=[*connected, params], help="start one run (of an "
+                           "uploaded pipeline on KFP; of a compiled PipelineJob on Vertex AI)")
     run.add_argument("--name", help="pipeline name (default: pipeline_name)")
     run.add_argument("--version-id", help="pipeline version (default: the newest)")
+    run.add_argument("--target", choices=("kfp", "vertex"), default="kfp",
+                     help="kfp (default) or vertex: submit --package to Vertex AI Pipelines "
+                     "(needs google-cloud-aiplatform and Google Cloud credentials)")
+    run.add_argument("--package", default="pipeline.json",
+                     help="vertex: the compiled PipelineJob (default: pipeline.json)")
+    run.add_argument("--project", help="vertex: Google Cloud project")
+    run.add_argument("--region", help="vertex: region, e.g. europe-west4")
+    run.add_argument("--api-endpoint", help="vertex: API endpoint (default: the region's)")
     run.set_defaults(func=_run)
 
     sch = kfsub.add_parser("schedule", parents=[*connected, params],
@@ -78,13 +99,50 @@ def register(sub) -> None:
     sch.add_argument("--version-id", help="pipeline version (default: the newest)")
     sch.set_defaults(func=_schedule)
 
-    ls = kfsub.add_parser("schedules", parents=connected, help="list recurring runs")
-    ls.add_argument("--experiment", help="only this experiment's")
+    ls = kfsub.add_parser("schedules", parents=connected,
+                          help="list recurring runs; enable, disable or delete one")
+    ls.add_argument("--experiment", help="only this experiment's (listing)")
     ls.set_defaults(func=_schedules)
+    lssub = ls.add_subparsers(dest="schedules_command", metavar="ACTION")
+    for action in ("enable", "disable", "delete"):
+        a = lssub.add_parser(action, parents=[_connection_options(nested=True)],
+                             help=f"{action} a recurring run")
+        a.add_argument("recurring_run_id")
+        a.set_defaults(func=_change_schedule)
 
-    dis = kfsub.add_parser("disable", parents=connected, help="disable a recurring run")
-    dis.add_argument("recurring_run_id")
-    dis.set_defaults(func=_disable)
+    runs = kfsub.add_parser("runs", parents=connected, help="list the newest runs")
+    runs.add_argument("--status", type=str.upper, help="only runs in this state (e.g. FAILED, "
+                      "RUNNING, SUCCEEDED)")
+    runs.add_argument("--experiment", help="only this experiment's")
+    runs.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    runs.set_defaults(func=_runs)
+
+    st = kfsub.add_parser("status", parents=connected,
+                          help="a run's state, each task's, and a failed task's error")
+    st.add_argument("run_id")
+    st.set_defaults(func=_status)
+
+    wt = kfsub.add_parser("wait", parents=connected, help="wait for a run to finish; exit 0 "
+                          "succeeded, 1 failed or canceled, 3 timed out")
+    wt.add_argument("run_id")
+    wt.add_argument("--timeout", type=float, default=3600.0,
+                    help="seconds to wait (default 3600)")
+    wt.add_argument("--poll", type=float, default=10.0, help="seconds between checks")
+    wt.set_defaults(func=_wait)
+
+    tm = kfsub.add_parser("terminate", parents=connected, help="stop a run that has not "
+                          "finished")
+    tm.add_argument("run_id")
+    tm.set_defaults(func=_terminate)
+
+    pl = kfsub.add_parser("pipelines", help="manage uploaded pipelines")
+    plsub = pl.add_subparsers(dest="pipelines_command", required=True, metavar="ACTION")
+    pd = plsub.add_parser("delete", parents=connected, help="delete a pipeline (all its "
+                          "versions) or one version; refused while schedules or unfinished "
+                          "runs use it")
+    pd.add_argument("name", help="pipeline name")
+    pd.add_argument("--version", help="only this version (name or id)")
+    pd.set_defaults(func=_delete_pipeline)
 
 
 def parse_params(pairs: Sequence[str]) -> dict:
@@ -158,11 +216,24 @@ def _upload(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
+    if args.target == "vertex":
+        return _run_vertex(args, params)
     config, kfp = _client(args)
     kf = config.kubeflow
     run_id = kfp.run(args.name or config.pipeline_name, kf.experiment, args.version_id,
                      params, service_account=kf.service_account)
     print(f"Started run {run_id}")
+    return 0
+
+
+def _run_vertex(args: argparse.Namespace, params: dict) -> int:
+    from recsys_pipeline.kubeflow.vertex import VertexTarget, submit
+
+    config = load_config(args)
+    target = VertexTarget(args.project or "", args.region or "", args.api_endpoint)
+    name = submit(args.package, target, params, service_account=config.kubeflow.service_account,
+                  display_name=args.name)
+    print(f"Started Vertex AI pipeline job {name}")
     return 0
 
 
@@ -186,8 +257,65 @@ def _schedules(args: argparse.Namespace) -> int:
     return 0
 
 
-def _disable(args: argparse.Namespace) -> int:
+def _change_schedule(args: argparse.Namespace) -> int:
     _, kfp = _client(args)
-    kfp.disable(args.recurring_run_id)
-    print(f"Disabled recurring run {args.recurring_run_id}")
+    action = args.schedules_command
+    {"enable": kfp.enable, "disable": kfp.disable,
+     "delete": kfp.delete_schedule}[action](args.recurring_run_id)
+    print(f"{action.capitalize()}d recurring run {args.recurring_run_id}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    _, kfp = _client(args)
+    rows = kfp.runs(args.status, args.experiment, args.limit)
+    print(f"{'id':<38}  {'state':<10}  {'created':<19}  {'finished':<19}  name")
+    for r in rows:
+        print(f"{r.id:<38}  {r.state:<10}  {r.created_at:<19}  {r.finished_at:<19}  {r.name}")
+    if not rows:
+        print("(no runs" + (f" in state {args.status}" if args.status else "") + ")")
+    return 0
+
+
+def _print_run(run) -> None:
+    print(f"run {run.id} ({run.name}): {run.state}"
+          + (f", finished {run.finished_at}" if run.finished_at else ""))
+    if run.error:
+        print(f"  error: {run.error}")
+    width = max([len(t.name) for t in run.tasks] + [4])
+    for t in run.tasks:
+        print(f"  {t.name:<{width}}  {t.state}")
+        if t.error:
+            print(f"  {'':<{width}}  error: {t.error}")
+
+
+def _status(args: argparse.Namespace) -> int:
+    _, kfp = _client(args)
+    _print_run(kfp.run_state(args.run_id))
+    return 0
+
+
+def _wait(args: argparse.Namespace) -> int:
+    from recsys_pipeline.kubeflow.client import FAILED_STATES
+
+    _, kfp = _client(args)
+    run = kfp.wait(args.run_id, args.timeout, args.poll)
+    _print_run(run)
+    return 1 if run.state in FAILED_STATES else 0
+
+
+def _terminate(args: argparse.Namespace) -> int:
+    _, kfp = _client(args)
+    run = kfp.terminate(args.run_id)
+    print(f"Terminating run {run.id} ({run.name}, was {run.state})")
+    return 0
+
+
+def _delete_pipeline(args: argparse.Namespace) -> int:
+    _, kfp = _client(args)
+    ids = kfp.delete_pipeline(args.name, args.version)
+    if args.version:
+        print(f"Deleted version {args.version} ({ids[0]}) of pipeline {args.name}")
+    else:
+        print(f"Deleted pipeline {args.name} and its {len(ids)} version(s)")
     return 0

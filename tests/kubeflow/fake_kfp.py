@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 
 import kfp_server_api
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
+
+from tests.kubeflow.fake_http import FakeHTTPServer
 
 PREFIX = "/apis/v2beta1"
 # int64 fields: OpenAPI (and so kfp_server_api) types them as strings, and proto3's JSON
@@ -65,7 +64,7 @@ def schema_errors(value: Any, type_name: str, path: str = "body") -> list[str]:
     return errors
 
 
-class FakeKFP:
+class FakeKFP(FakeHTTPServer):
     """State and behaviour of the fake API server (see module doc)."""
 
     def __init__(self, token: Optional[str] = None, multi_user: bool = False):
@@ -80,66 +79,25 @@ class FakeKFP:
         self.runs: dict[str, dict] = {}
         self.recurring: dict[str, dict] = {}
         self._ids = iter(range(1, 1 << 30))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.host = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "FakeKFP":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def _id(self, kind: str) -> str:
         return f"{kind}-{next(self._ids)}"
 
     # -- request handling --------------------------------------------------------------------
 
-    def _handler(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def _reply(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str) -> None:
-                url = urllib.parse.urlsplit(self.path)
-                query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                fake.requests.append({"method": method, "path": url.path, "query": query,
-                                      "headers": dict(self.headers), "raw": raw})
-                if fake.token and self.headers.get("Authorization") != f"Bearer {fake.token}":
-                    return self._reply(401, {"error": "Unauthorized", "code": 16,
-                                             "message": "invalid or missing bearer token"})
-                try:
-                    status, body = fake.route(method, url.path, query, raw,
-                                              self.headers.get("Content-Type", ""))
-                except BadRequest as e:
-                    fake.errors.append(str(e))
-                    status, body = 400, {"error": str(e), "code": 3, "message": str(e)}
-                self._reply(status, body)
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-            def do_DELETE(self):
-                self._handle("DELETE")
-
-        return Handler
+    def answer(self, method: str, path: str, query: dict, raw: bytes,
+               headers) -> tuple[int, Any]:
+        self.requests.append({"method": method, "path": path, "query": query,
+                              "headers": dict(headers), "raw": raw})
+        if self.token and headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, {"error": "Unauthorized", "code": 16,
+                         "message": "invalid or missing bearer token"}
+        try:
+            return self.route(method, path, query, raw, headers.get("Content-Type", ""))
+        except BadRequest as e:
+            self.errors.append(str(e))
+            return 400, {"error": str(e), "code": 3, "message": str(e)}
 
     def _json(self, raw: bytes, model: str) -> dict:
         try:
@@ -238,8 +196,7 @@ class FakeKFP:
         match = re.fullmatch(r"/pipelines/([^/]+)/versions", path)
         if method == "GET" and match:
             versions = list(reversed(self.versions.get(match.group(1), [])))
-            size = int(query.get("page_size") or len(versions) or 1)
-            return 200, {"pipeline_versions": versions[:size], "total_size": len(versions)}
+            return 200, self._page(versions, query, "pipeline_versions")
         if (method, path) == ("GET", "/experiments"):
             name = self._display_name_filter(query)
             found = [e for e in self.experiments.values()
@@ -253,7 +210,8 @@ class FakeKFP:
         if (method, path) == ("POST", "/runs"):
             body = self._json(raw, "V2beta1Run")
             self._check_reference(body)
-            run = {**body, "run_id": self._id("run"), "state": "PENDING"}
+            run = {**body, "run_id": self._id("run"), "state": "PENDING",
+                   "created_at": "2026-11-26T00:30:00Z"}
             self.runs[run["run_id"]] = run
             return 200, run
         if (method, path) == ("POST", "/recurringruns"):
@@ -267,14 +225,79 @@ class FakeKFP:
             found = [r for r in self.recurring.values()
                      if "experiment_id" not in query
                      or r.get("experiment_id") == query["experiment_id"]]
-            return 200, {"recurringRuns": found, "total_size": len(found)}
-        match = re.fullmatch(r"/recurringruns/([^/:]+):disable", path)
-        if method == "POST" and match:
-            if match.group(1) not in self.recurring:
-                return 404, {"message": f"recurring run {match.group(1)} not found"}
-            self.recurring[match.group(1)].update(mode="DISABLE", status="DISABLED")
+            return 200, self._page(found, query, "recurringRuns")
+        match = re.fullmatch(r"/recurringruns/([^/:]+)(:enable|:disable)?", path)
+        if match:
+            recurring_id, action = match.groups()
+            if recurring_id not in self.recurring:
+                return _not_found(f"RecurringRun {recurring_id} not found")
+            if (method, action) == ("POST", ":disable"):
+                self.recurring[recurring_id].update(mode="DISABLE", status="DISABLED")
+                return 200, {}
+            if (method, action) == ("POST", ":enable"):
+                self.recurring[recurring_id].update(mode="ENABLE", status="ENABLED")
+                return 200, {}
+            if (method, action) == ("GET", None):
+                return 200, self.recurring[recurring_id]
+            if (method, action) == ("DELETE", None):
+                del self.recurring[recurring_id]
+                return 200, {}
+        if (method, path) == ("GET", "/runs"):
+            found = [r for r in reversed(self.runs.values())
+                     if "experiment_id" not in query
+                     or r.get("experiment_id") == query["experiment_id"]]
+            return 200, self._page(found, query, "runs")
+        match = re.fullmatch(r"/runs/([^/:]+)(:terminate)?", path)
+        if match:
+            run_id, action = match.groups()
+            if run_id not in self.runs:
+                return _not_found(f"Run {run_id} not found")
+            if (method, action) == ("GET", None):
+                return 200, self.runs[run_id]
+            if (method, action) == ("POST", ":terminate"):
+                self.runs[run_id]["state"] = "CANCELING"
+                return 200, {}
+        match = re.fullmatch(r"/pipelines/([^/]+)(?:/versions/([^/]+))?", path)
+        if method == "DELETE" and match:
+            pipeline_id, version_id = match.groups()
+            if pipeline_id not in self.pipelines:
+                return _not_found(f"Pipeline {pipeline_id} not found")
+            versions = self.versions.get(pipeline_id, [])
+            if version_id is None:
+                if versions:  # what KFP's backend answers: delete the versions first
+                    return 400, {"code": 9, "message": f"Failed to delete pipeline "
+                                 f"{pipeline_id}. Remove all its pipeline versions first"}
+                del self.pipelines[pipeline_id]
+                return 200, {}
+            if not any(v["pipeline_version_id"] == version_id for v in versions):
+                return _not_found(f"PipelineVersion {version_id} not found")
+            self.versions[pipeline_id] = [v for v in versions
+                                          if v["pipeline_version_id"] != version_id]
+            del self.specs[version_id]
             return 200, {}
         return 404, {"message": f"no route {method} {path}"}
+
+    @staticmethod
+    def _page(items: list, query: dict, key: str) -> dict:
+        start = int(query.get("page_token") or 0)
+        size = int(query.get("page_size") or 10)
+        page = {key: items[start:start + size], "total_size": len(items)}
+        if start + size < len(items):
+            page["next_page_token"] = str(start + size)
+        return page
+
+    def set_run(self, run_id: str, state: str, tasks=(), error: str = "") -> None:
+        """Moves a run to ``state``, with (name, state, error) task details, as KFP reports."""
+        run = self.runs[run_id]
+        run["state"] = state
+        if state in ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED"):
+            run["finished_at"] = "2026-11-26T01:00:00Z"
+        if error:
+            run["error"] = {"code": 2, "message": error}
+        run["run_details"] = {"task_details": [
+            {"display_name": name, "task_id": f"task-{i}", "state": task_state,
+             **({"error": {"code": 2, "message": message}} if message else {})}
+            for i, (name, task_state, message) in enumerate(tasks)]}
 
     def _check_reference(self, body: dict) -> None:
         ref = body.get("pipeline_version_reference") or {}
@@ -287,6 +310,10 @@ class FakeKFP:
         for name in (body.get("runtime_config") or {}).get("parameters", {}):
             if name not in declared:
                 raise BadRequest(f"parameter {name} is not an input of the pipeline")
+
+
+def _not_found(message: str) -> tuple[int, dict]:
+    return 404, {"code": 5, "message": message}
 
 
 class BadRequest(Exception):

@@ -1,6 +1,7 @@
-"""`recsys kubeflow upload|run|schedule|schedules|disable` against a local server implementing
-the KFP v2beta1 REST API (tests/kubeflow/fake_kfp.py), which checks every request body against
-the API's schema; and the errors: unreachable host, refused credentials, bad cron."""
+"""`recsys kubeflow` upload, run, schedule(s), runs, status, wait, terminate and pipelines
+delete against a local server implementing the KFP v2beta1 REST API (tests/kubeflow/fake_kfp.py),
+which checks every request body against the API's schema; and the errors: unreachable host,
+refused credentials, bad cron, unknown ids, a finished run, a pipeline still in use."""
 
 import socket
 
@@ -78,7 +79,7 @@ def test_upload_run_schedule_list_disable(server, package, capsys):
     assert _recsys("schedules", *host) == 0
     listing = capsys.readouterr().out
     assert recurring["recurring_run_id"] in listing and "0 0 3 * * *" in listing
-    assert _recsys("disable", *host, recurring["recurring_run_id"]) == 0
+    assert _recsys("schedules", "disable", recurring["recurring_run_id"], *host) == 0
     assert server.recurring[recurring["recurring_run_id"]]["mode"] == "DISABLE"
     assert server.errors == []  # every body fitted the API schema
 
@@ -156,3 +157,119 @@ def test_bad_cron_is_refused_before_any_call(server, capsys, cron, message):
     ("0 0 0 1,15 JAN-JUN ?", "0 0 0 1,15 JAN-JUN ?"), ("@every 6h", "@every 6h")])
 def test_good_cron(cron, normalized):
     assert kfc.normalize_cron(cron) == normalized
+
+
+# --- Following and managing what runs ---------------------------------------------------------
+
+def _started(server, package, capsys, n=1):
+    host = ["--host", server.host]
+    assert _recsys("upload", package, *host) == 0
+    for _ in range(n):
+        assert _recsys("run", *host) == 0
+    capsys.readouterr()
+    return host, list(server.runs)
+
+
+def test_runs_status_wait_terminate(server, package, capsys):
+    host, (first, second) = _started(server, package, capsys, n=2)
+    server.set_run(first, "FAILED", tasks=[
+        ("MovieLensExampleGen", "SUCCEEDED", ""),
+        ("RetrievalTrainer", "FAILED", "task RetrievalTrainer exited with 1: DataError")],
+        error="1 task failed")
+    server.set_run(second, "RUNNING", tasks=[("MovieLensExampleGen", "RUNNING", "")])
+
+    assert _recsys("runs", *host) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in listing[1:]] == [[second, "RUNNING"],
+                                                         [first, "FAILED"]]
+    assert _recsys("runs", *host, "--status", "failed") == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == [first]
+    assert _recsys("runs", *host, "--status", "BROKEN") == 2
+    assert "unknown run state 'BROKEN'" in capsys.readouterr().err
+
+    assert _recsys("status", first, *host) == 0
+    out = capsys.readouterr().out
+    assert f"run {first}" in out and "FAILED" in out and "error: 1 task failed" in out
+    assert "RetrievalTrainer     FAILED" in out
+    assert "error: task RetrievalTrainer exited with 1: DataError" in out
+
+    assert _recsys("wait", first, *host) == 1  # failed: exit 1
+    assert _recsys("wait", second, *host, "--timeout", "0") == 3  # still running: exit 3
+    err = capsys.readouterr().err
+    assert f"run {second} has not finished after 0s (still RUNNING)" in err
+    assert f"recsys kubeflow terminate {second}" in err
+
+    assert _recsys("terminate", second, *host) == 0
+    assert server.runs[second]["state"] == "CANCELING"
+    assert _recsys("terminate", first, *host) == 2
+    assert f"run {first} has already finished (FAILED" in capsys.readouterr().err
+    for command in ("status", "wait", "terminate"):
+        assert _recsys(command, "run-404", *host) == 2
+        assert "no run 'run-404'" in capsys.readouterr().err
+    assert server.errors == []
+
+
+def test_wait_follows_the_run_until_it_ends(server, package, capsys):
+    _, (run_id,) = _started(server, package, capsys)
+    kfp = kfc.Pipelines(kfc.Connection(server.host))
+    states = iter(["RUNNING", "RUNNING", "SUCCEEDED"])
+    seen = []
+    final = kfp.wait(run_id, timeout=60, poll=5, progress=seen.append,
+                     sleep=lambda _: server.set_run(run_id, next(states)))
+    assert final.state == "SUCCEEDED" and final.finished
+    assert seen == [f"run {run_id}: PENDING", f"run {run_id}: RUNNING",
+                    f"run {run_id}: SUCCEEDED"]
+    assert _recsys("wait", run_id, "--host", server.host) == 0
+
+
+def test_schedules_enable_disable_delete(server, package, capsys):
+    host = ["--host", server.host]
+    assert _recsys("upload", package, *host) == 0
+    assert _recsys("schedule", *host, "--cron", "0 3 * * *") == 0
+    (recurring_id,) = server.recurring
+    assert _recsys("schedules", "disable", recurring_id, *host) == 0
+    assert server.recurring[recurring_id]["mode"] == "DISABLE"
+    assert _recsys("schedules", *host, "enable", recurring_id) == 0  # options either side
+    assert server.recurring[recurring_id]["mode"] == "ENABLE"
+    capsys.readouterr()
+    assert _recsys("schedules", *host) == 0
+    assert "ENABLE" in capsys.readouterr().out
+    assert _recsys("schedules", "delete", recurring_id, *host) == 0
+    assert server.recurring == {}
+    for action in ("enable", "disable", "delete"):
+        assert _recsys("schedules", action, recurring_id, *host) == 2
+        assert f"no recurring run {recurring_id!r}" in capsys.readouterr().err
+    assert server.errors == []
+
+
+def test_deleting_a_pipeline_in_use_is_refused(server, package, capsys):
+    host = ["--host", server.host]
+    assert _recsys("upload", package, *host) == 0
+    assert _recsys("upload", package, *host, "--version", "v2") == 0
+    assert _recsys("run", *host) == 0
+    assert _recsys("schedule", *host, "--cron", "0 3 * * *", "--name", "nightly") == 0
+    (run_id,) = server.runs
+    (recurring_id,) = server.recurring
+    capsys.readouterr()
+
+    assert _recsys("pipelines", "delete", "recsys-pipeline", *host) == 2
+    err = capsys.readouterr().err
+    assert "pipeline 'recsys-pipeline' is still in use; nothing was deleted" in err
+    assert f"recurring run nightly ({recurring_id}" in err
+    assert f"recsys kubeflow schedules delete {recurring_id}" in err
+    assert f"({run_id}, PENDING): wait for it or recsys kubeflow terminate {run_id}" in err
+    assert len(server.versions[next(iter(server.pipelines))]) == 2  # nothing deleted
+
+    # The first version is not what the run and the schedule use (they took the newest).
+    assert _recsys("pipelines", "delete", "recsys-pipeline", "--version", "recsys-pipeline",
+                   *host) == 0
+    assert _recsys("pipelines", "delete", "recsys-pipeline", "--version", "v9", *host) == 2
+    assert "has no version 'v9'" in capsys.readouterr().err
+
+    assert _recsys("schedules", "delete", recurring_id, *host) == 0
+    server.set_run(run_id, "SUCCEEDED")  # a finished run keeps its own copy of the spec
+    assert _recsys("pipelines", "delete", "recsys-pipeline", *host) == 0
+    assert server.pipelines == {} and server.specs == {}
+    assert _recsys("pipelines", "delete", "recsys-pipeline", *host) == 2
+    assert "no pipeline named 'recsys-pipeline'" in capsys.readouterr().err
+    assert server.errors == []
