@@ -1,8 +1,8 @@
 """The compiled spec executes: every task's container command run as a subprocess, in
 dependency order, with inputs wired from upstream outputs as KFP's launcher does -- ending
-with pushed models -- sent what open-source KFP's driver sends (twice: the second run against
-the first's baseline) and what Vertex AI's sends. Plus the launcher's own rules on tiny
-hand-made specs."""
+with pushed models -- sent what open-source KFP's driver sends, twice: the second run against
+the first's baseline (test_launcher_vertex.py sends what Vertex AI sends). Plus the
+launcher's own rules on tiny hand-made specs."""
 
 import json
 import os
@@ -186,12 +186,3 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
                    if v.name.isdigit())
         assert not [v for v in model_dir.iterdir() if v.name.startswith(".staging")]
 
-
-@pytest.mark.e2e
-def test_compiled_spec_runs_as_vertex_sends_it(small_subset, tmp_path):
-    spec = kf_compile.compile_pipeline(_e2e_config(tmp_path), str(tmp_path / "pipeline.yaml"))
-    results = run_spec(spec, parameters={"data_dir": str(small_subset), "retrieval_epochs": 1,
-                                         "ranking_epochs": 1}, env=_env(), driver="vertex")
-    by_name = {r.name: r for r in results}
-    assert "arrived" not in pathlib.Path(by_name["RetrievalTrainer"].log_path).read_text()
-    _assert_pushed(tmp_path, by_name)
