@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any
+from typing import Any, Optional
 
 import apache_beam as beam
 import tensorflow as tf
@@ -24,7 +24,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from recsys_pipeline.data import movielens, splits
+from recsys_pipeline.data import movielens, spans, splits
 from recsys_pipeline.errors import DataError, find_recsys_error
 from recsys_pipeline.transform import features as F
 
@@ -103,7 +103,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             raise
 
     def _run(self, examples, catalogue, exec_properties) -> None:
-        dataset = movielens.detect_layout(exec_properties["data_dir"], exec_properties["layout"])
+        span = exec_properties.get("span")
+        if span is None:
+            dataset = movielens.detect_layout(exec_properties["data_dir"],
+                                              exec_properties["layout"])
+        else:
+            dataset = spans.span_dataset(exec_properties["data_dir"], int(span),
+                                         exec_properties["layout"])
+            examples.span = catalogue.span = int(span)
         split_cfg = json.loads(exec_properties["split_config"])
         max_orphans = float(exec_properties["max_orphan_fraction"])
         logger.info("MovieLensExampleGen: %s layout in %s", dataset.spec.kind, dataset.data_dir)
@@ -253,6 +260,8 @@ class MovieLensExampleGenSpec(types.ComponentSpec):
         "layout": ExecutionParameter(type=str),
         "split_config": ExecutionParameter(type=str),
         "max_orphan_fraction": ExecutionParameter(type=float),
+        # The span folder to read (data/spans.py); unset: the whole directory.
+        "span": ExecutionParameter(type=int, optional=True),
         # Not read by the executor: changes when the input files change, so TFX's cache
         # (keyed on exec properties) re-runs ExampleGen on new data.
         "input_fingerprint": ExecutionParameter(type=str),
@@ -273,9 +282,11 @@ class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, data_dir, layout: str, split_config: str, max_orphan_fraction: float,
-                 input_fingerprint: str = "", source_fingerprint: str = ""):
+                 input_fingerprint: str = "", source_fingerprint: str = "",
+                 span: Optional[int] = None):
         super().__init__(spec=MovieLensExampleGenSpec(
             data_dir=data_dir,
+            span=span,
             layout=layout,
             split_config=split_config,
             max_orphan_fraction=max_orphan_fraction,

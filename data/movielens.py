@@ -83,13 +83,21 @@ LAYOUTS: dict[str, LayoutSpec] = {
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A MovieLens layout found in a concrete directory."""
+    """A MovieLens layout found in a concrete directory.
+
+    The catalogue (movie, user and genre files) is in ``catalogue_dir`` when set -- a span
+    folder's parent, shared by its spans -- and beside the ratings otherwise.
+    """
 
     spec: LayoutSpec
     data_dir: str
+    catalogue_dir: Optional[str] = None
 
     def path(self, name: str) -> str:
         return os.path.join(self.data_dir, name)
+
+    def catalogue_path(self, name: str) -> str:
+        return os.path.join(self.catalogue_dir or self.data_dir, name)
 
     @property
     def ratings_path(self) -> str:
@@ -97,11 +105,11 @@ class Dataset:
 
     @property
     def movies_path(self) -> str:
-        return self.path(self.spec.movies_file)
+        return self.catalogue_path(self.spec.movies_file)
 
     @property
     def users_path(self) -> Optional[str]:
-        return self.path(self.spec.users_file) if self.spec.users_file else None
+        return self.catalogue_path(self.spec.users_file) if self.spec.users_file else None
 
 
 def _gfile():
@@ -112,8 +120,13 @@ def _gfile():
     return tf.io.gfile
 
 
-def detect_layout(data_dir: str, expected: Optional[str] = None) -> Dataset:
-    """Finds which MovieLens layout ``data_dir`` holds (or checks it holds ``expected``)."""
+def detect_layout(data_dir: str, expected: Optional[str] = None,
+                  catalogue_dir: Optional[str] = None) -> Dataset:
+    """Finds which MovieLens layout ``data_dir`` holds (or checks it holds ``expected``).
+
+    With ``catalogue_dir``, the movie and user files may be there instead of beside the
+    ratings (a span folder and its parent).
+    """
     gfile = _gfile()
     if not data_dir or not gfile.exists(data_dir):
         raise DataError(
@@ -122,13 +135,16 @@ def detect_layout(data_dir: str, expected: Optional[str] = None) -> Dataset:
         )
     if not gfile.isdir(data_dir):
         raise DataError(f"data directory {data_dir!r} is a file, not a directory.")
-    present = set(gfile.listdir(data_dir))
-    present = {name.rstrip("/") for name in present}
-    found = [
-        spec for spec in LAYOUTS.values()
-        if spec.ratings_file in present and spec.movies_file in present
-        and (spec.users_file is None or spec.users_file in present)
-    ]
+    present = {name.rstrip("/") for name in gfile.listdir(data_dir)}
+    shared = ({name.rstrip("/") for name in gfile.listdir(catalogue_dir)}
+              if catalogue_dir and gfile.isdir(catalogue_dir) else set())
+
+    def catalogue_in(names: set[str], spec: LayoutSpec) -> bool:
+        return spec.movies_file in names and (spec.users_file is None or
+                                              spec.users_file in names)
+
+    found = [spec for spec in LAYOUTS.values() if spec.ratings_file in present
+             and (catalogue_in(present, spec) or catalogue_in(shared, spec))]
     if not found:
         expected_files = "; ".join(
             f"{k}: {' + '.join(f for f in (s.ratings_file, s.movies_file, s.users_file) if f)}"
@@ -145,7 +161,8 @@ def detect_layout(data_dir: str, expected: Optional[str] = None) -> Dataset:
             f"{data_dir!r} holds the {spec.kind} layout, but the configuration expects "
             f"{expected!r} (data.layout). Set data.layout = \"{spec.kind}\" or \"auto\"."
         )
-    return Dataset(spec=spec, data_dir=data_dir)
+    own = catalogue_in(present, spec)
+    return Dataset(spec=spec, data_dir=data_dir, catalogue_dir=None if own else catalogue_dir)
 
 
 def fingerprint(dataset: Dataset) -> str:
@@ -153,7 +170,7 @@ def fingerprint(dataset: Dataset) -> str:
     gfile = _gfile()
     h = hashlib.sha256(dataset.spec.kind.encode())
     for path in (dataset.ratings_path, dataset.movies_path, dataset.users_path,
-                 dataset.path("u.genre")):
+                 dataset.catalogue_path("u.genre")):
         if path and gfile.exists(path):
             st = gfile.stat(path)
             h.update(f"{os.path.basename(path)}:{st.length}:{st.mtime_nsec}".encode())
@@ -277,7 +294,7 @@ class Movie:
 
 
 def _genre_names(dataset: Dataset) -> tuple[str, ...]:
-    path = dataset.path("u.genre")
+    path = dataset.catalogue_path("u.genre")
     if not _gfile().exists(path):
         return ML100K_GENRES
     names = {}

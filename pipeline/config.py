@@ -59,6 +59,10 @@ class DataConfig:
         "Where downloaded datasets are kept. Unset: $XDG_CACHE_HOME/recsys-pipeline/datasets.")
     download_base_url: str = knob(
         DEFAULT_BASE_URL, "Base URL of the GroupLens archives.")
+    span: Optional[int] = knob(
+        None,
+        "The span-<N> folder of data_dir to ingest when it holds span folders (data/spans.py). "
+        "Unset: recsys run --span (default latest: the newest span not yet ingested).")
     max_orphan_fraction: float = knob(
         0.01,
         "Ratings whose movie id is missing from the movie file are dropped and counted; the run "

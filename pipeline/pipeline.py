@@ -36,7 +36,7 @@ from recsys_pipeline.components.recsys_evaluator import RecsysEvaluator
 from recsys_pipeline.components.recsys_trainer import RecsysTrainer
 from recsys_pipeline.components.scann_indexer import ScannIndexer
 from recsys_pipeline.components.serving_pusher import ServingPusher
-from recsys_pipeline.data import movielens
+from recsys_pipeline.data import movielens, spans
 from recsys_pipeline.errors import ConfigError, DataError
 from recsys_pipeline.pipeline import evaluation, nodes
 from recsys_pipeline.pipeline.config import DATASET_LAYOUTS, RUNTIME_PARAMETERS, PipelineConfig
@@ -69,8 +69,16 @@ def resolve_layout(config: PipelineConfig, target: str = "local") -> tuple[str, 
     if not data_dir:
         raise ConfigError("data.data_dir is not set: the runner must resolve the dataset "
                           "directory (--data-dir, $RECSYS_DATA_DIR, cache or download) first.")
+    found = spans.list_spans(data_dir)
+    if found and config.data.span is None:
+        raise ConfigError(f"{data_dir} holds span folders ({found[0].number} to "
+                          f"{found[-1].number}): set data.span, or run recsys run --span "
+                          "latest|N")
     try:
-        dataset = movielens.detect_layout(data_dir, config.data.layout)
+        if config.data.span is not None:
+            dataset = spans.span_dataset(data_dir, config.data.span, config.data.layout)
+        else:
+            dataset = movielens.detect_layout(data_dir, config.data.layout)
     except DataError:
         if config.data.layout != "auto":
             # A remote or not-yet-existing location (e.g. a Kubeflow runtime parameter):
@@ -123,6 +131,7 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
         max_orphan_fraction=config.data.max_orphan_fraction,
         input_fingerprint=fingerprint,
         source_fingerprint=_code_of(MovieLensExampleGen),
+        span=config.data.span,
     ).with_id(nodes.EXAMPLE_GEN)
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"]).with_id(nodes.STATISTICS_GEN)

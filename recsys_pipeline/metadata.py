@@ -141,6 +141,23 @@ def summarize_runs(config: PipelineConfig, node_ids: Optional[list[str]] = None,
     return summaries
 
 
+def ingested_spans(config: PipelineConfig, store=None) -> dict[int, str]:
+    """{span: id of the run that ingested it}: spans whose ExampleGen completed (or was
+    answered from the cache) in this output directory. No store yet: none."""
+    from recsys_pipeline.pipeline import nodes
+
+    if store is None and not os.path.exists(config.metadata_path):
+        return {}
+    found: dict[int, str] = {}
+    for run in summarize_runs(config, store=store):
+        for c in run.components:
+            span = c.execution_properties.get("span")
+            if c.node_id == nodes.EXAMPLE_GEN and c.state in ("ran", "cached") and \
+                    span is not None:
+                found[int(span)] = run.run_id
+    return found
+
+
 def summarize_run(config: PipelineConfig, node_ids: list[str],
                   seconds: Optional[dict[str, float]] = None) -> Optional[RunSummary]:
     """The newest run of this pipeline in MLMD (wall times from ``seconds``)."""

@@ -158,3 +158,22 @@ def test_an_unwritable_events_file_is_refused_before_the_run(capsys, tmp_path):
     assert code == 2, out
     assert out.err.strip().startswith(f"error: cannot write the progress events to '{events}'")
     assert not (tmp_path / "o" / "logs").exists()  # nothing started
+
+
+def test_span_on_a_directory_without_span_folders(capsys, tmp_path):
+    from tests.conftest import make_ml100k
+
+    d = make_ml100k(tmp_path)
+    code, out = _run(capsys, "run", "--data-dir", str(d), "--output-dir", str(tmp_path / "o"),
+                     "--span", "3")
+    assert code == 2 and f"--span 3: {str(d)!r} holds no span-<N> folders" in out.err
+
+
+def test_a_bad_span_folder_stops_the_run_before_it_starts(capsys, tmp_path):
+    from tests.conftest import make_ml100k
+
+    d = make_ml100k(tmp_path)
+    (d / "span-1").mkdir()
+    code, out = _run(capsys, "run", "--data-dir", str(d), "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "span-1' is empty" in out.err
+    assert not (tmp_path / "o" / "metadata.sqlite").exists()

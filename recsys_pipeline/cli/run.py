@@ -27,6 +27,10 @@ def register(sub) -> None:
     run.add_argument("--verbose", "-v", action="store_true", help="show TFX/Beam logs")
     run.add_argument("--events", help="file to append the progress events to, as JSON lines "
                      "(default: beside the run log)")
+    run.add_argument("--span", help="with span-<N> folders in the data directory: the span to "
+                     "ingest, latest (default: the newest not yet ingested here) or N")
+    run.add_argument("--reingest", action="store_true",
+                     help="with --span N: ingest a span this output directory already has")
     run.set_defaults(func=_cmd_run)
 
 
@@ -96,6 +100,33 @@ def _native_stderr_to(log_path: str, enabled: bool):
         os.close(saved)
 
 
+def _choose_span(args: argparse.Namespace, config):
+    """(config with data.span set, note) for a spanned data directory; (None, why) when
+    there is no new span to run; (config, "") for a plain one."""
+    from recsys_pipeline.data import spans
+    from recsys_pipeline.errors import DataError
+    from recsys_pipeline.metadata import ingested_spans
+
+    data_dir = config.data.data_dir
+    found = spans.list_spans(data_dir)
+    requested = args.span or (config.data.span if config.data.span is not None else None)
+    if not found:
+        if requested is not None:
+            raise DataError(f"--span {requested}: {data_dir!r} holds no span-<N> folders")
+        return config, ""
+    ingested = ingested_spans(config)
+    span = spans.choose_span(found, requested if requested is not None else "latest",
+                             ingested, args.reingest, data_dir, config.output_dir)
+    if span is None:
+        listing = ", ".join(str(s.number) for s in found)
+        return None, (f"no new span: {data_dir} holds spans {listing}, all ingested into "
+                      f"{config.output_dir}; nothing ran, nothing was pushed (recsys run "
+                      "--span N --reingest runs one again)")
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data,
+                                                                  span=span.number))
+    return config, f", span {span.number}"
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from recsys_pipeline.rundir import check_events_file, check_output_dir, run_lock
 
@@ -117,8 +148,12 @@ def _run_locked(args: argparse.Namespace, config) -> int:
         config.data.dataset, args.data_dir, os.environ, config.data.data_dir,
         config.data.cache_dir, config.data.download_base_url)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=data_dir))
-    print(f"recsys run: data {data_dir} (from {origin}); outputs under {config.output_dir}",
-          flush=True)
+    config, span_note = _choose_span(args, config)
+    if config is None:
+        print(span_note)
+        return 0
+    print(f"recsys run: data {data_dir}{span_note} (from {origin}); outputs under "
+          f"{config.output_dir}", flush=True)
     try:
         with _native_stderr_to(log_path, enabled=not args.verbose):
             summary = run_pipeline(config, events_path=args.events or events_path(log_path))

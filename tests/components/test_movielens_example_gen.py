@@ -18,7 +18,7 @@ from recsys_pipeline.transform import features as F
 from ..conftest import make_ml100k
 
 
-def _run(tmp_path, data_dir, split=None, max_orphans=0.01, layout="auto"):
+def _run(tmp_path, data_dir, split=None, max_orphans=0.01, layout="auto", span=None):
     examples, catalogue = standard_artifacts.Examples(), standard_artifacts.Examples()
     examples.uri, catalogue.uri = str(tmp_path / "examples"), str(tmp_path / "catalogue")
     split = split or {"kind": "random", "eval_fraction": 0.5, "seed": 7, "cutoff_timestamp": None}
@@ -27,7 +27,8 @@ def _run(tmp_path, data_dir, split=None, max_orphans=0.01, layout="auto"):
             beam_pipeline_args=PipelineConfig().beam.pipeline_args, tmp_dir=str(tmp_path / "tmp")))
         executor.Do({}, {"examples": [examples], "catalogue": [catalogue]}, {
             "data_dir": str(data_dir), "layout": layout, "split_config": json.dumps(split),
-            "max_orphan_fraction": max_orphans, "input_fingerprint": ""})
+            "max_orphan_fraction": max_orphans, "input_fingerprint": "",
+            **({"span": span} if span is not None else {})})
     return examples, catalogue
 
 
@@ -119,3 +120,25 @@ def test_duplicate_ratings_fail_naming_the_pair_and_lines_and_leave_no_output(tm
     assert "u.data: 1 user/movie pair(s) are rated more than once" in msg
     assert "user 1 rated movie 1 2 times (lines 1, 3)" in msg
     assert _holds_nothing(tmp_path / "examples") and _holds_nothing(tmp_path / "catalogue")
+
+
+def test_a_span_is_read_from_its_folder_with_the_shared_catalogue(tmp_path, ml100k):
+    # span-2 holds two of the ratings; the movie and user files stay in the parent.
+    (ml100k / "span-2").mkdir()
+    (ml100k / "span-2" / "u.data").write_text("1\t2\t3\t876893171\n2\t3\t4\t878542960\n")
+    (ml100k / "span-1").mkdir()
+    (ml100k / "span-1" / "u.data").write_text("3\t1\t1\t875071561\n")
+    examples, catalogue = _run(tmp_path, ml100k, span=2)
+    assert examples.span == 2 and catalogue.span == 2
+    rows = _read(examples.uri, "train") + _read(examples.uri, "eval")
+    assert sorted(r[F.MOVIE_ID][0] for r in rows) == [b"2", b"3"]
+    assert {r[F.MOVIE_TITLE][0] for r in rows} == {"Café au lait (1993)".encode(), b"Heat (1995)"}
+    assert [m[F.MOVIE_ID] for m in _read(catalogue.uri, "catalogue")] == [[b"1"], [b"2"], [b"3"]]
+
+
+def test_a_malformed_file_in_a_span_names_the_span_file_and_line(tmp_path, ml100k):
+    (ml100k / "span-5").mkdir()
+    (ml100k / "span-5" / "u.data").write_text("1\t2\t3\t876893171\n2\t3\tfive\t1\n")
+    with pytest.raises(DataError, match=r"span-5/u.data line 2: rating 'five' is not a number"):
+        _run(tmp_path, ml100k, span=5)
+    assert _holds_nothing(str(tmp_path / "examples"))

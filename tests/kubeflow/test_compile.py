@@ -69,6 +69,10 @@ def test_vertex_target_has_the_same_graph_with_native_resolvers(tmp_path, ml100k
     assert {k for k, v in executors.items() if "resolver" in v} == {
         f"{n}Baseline-model{s}-resolver_executor" for n in ("Retrieval", "Ranking")
         for s in ("", "-blessing")}
+    # Every step runs the entrypoint there too (what Vertex sends passes through it as it is).
+    assert {tuple(e["container"]["command"]) for e in executors.values()
+            if "container" in e} == {("python", "-m", entrypoint.MODULE)}
+    kf_compile.check_spec_format(spec, "job.json")
     # Vertex takes the PipelineJob with the parameters' defaults in its runtime config.
     assert job["runtimeConfig"]["gcsOutputDirectory"] == PipelineConfig().kubeflow.pipeline_root
     assert job["runtimeConfig"]["parameterValues"]["min_top_k_accuracy"] == 0.2

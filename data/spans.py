@@ -1,0 +1,108 @@
+"""Span folders: a data directory that receives new interactions as ``span-<N>`` folders.
+
+A recurring run ingests one span at a time (TFX's notion: the Examples artifact carries the
+span number). Each span folder holds the ratings file of any supported layout; the catalogue
+(movie and user files) is in the span folder or, shared by every span, in the parent. A data
+directory without span folders is read as a whole, as before.
+
+Which span a run takes is decided here, from the folders and from the spans this output
+directory has already ingested (read from ML Metadata by the caller): ``latest`` is the
+newest span not yet ingested, and none left means there is nothing new to run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Iterable, Optional, Union
+
+from recsys_pipeline.data import movielens
+from recsys_pipeline.errors import DataError
+
+PREFIX = "span-"
+_NAME = re.compile(r"span-(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """One span folder."""
+
+    number: int
+    path: str
+
+
+def list_spans(data_dir: str) -> list[Span]:
+    """The span folders of ``data_dir``, oldest first (empty: not a spanned directory).
+
+    A folder named ``span...`` that is not ``span-<integer>``, two folders holding the same
+    number (``span-7``, ``span-07``) and an empty span folder are refused, by name.
+    """
+    gfile = movielens._gfile()
+    if not data_dir or not gfile.isdir(data_dir):
+        return []
+    by_number: dict[int, list[str]] = {}
+    for entry in sorted(name.rstrip("/") for name in gfile.listdir(data_dir)):
+        path = os.path.join(data_dir, entry)
+        if not entry.lower().startswith("span") or not gfile.isdir(path):
+            continue
+        match = _NAME.fullmatch(entry)
+        if match is None:
+            raise DataError(f"span folder {path!r} is not named span-<integer> (e.g. "
+                            "span-20261201): rename it, or move it out of the data directory")
+        if not gfile.listdir(path):
+            raise DataError(f"span folder {path!r} is empty: a span holds a ratings file "
+                            "(u.data, ratings.dat or ratings.csv)")
+        by_number.setdefault(int(match.group(1)), []).append(entry)
+    for number, names in by_number.items():
+        if len(names) > 1:
+            raise DataError(f"{data_dir!r}: the folders {', '.join(names)} all hold span "
+                            f"{number}; keep one")
+    return [Span(n, os.path.join(data_dir, names[0])) for n, names in sorted(by_number.items())]
+
+
+def choose_span(spans: list[Span], requested: Union[str, int], ingested: Iterable[int],
+                reingest: bool = False, data_dir: str = "", output_dir: str = ""
+                ) -> Optional[Span]:
+    """The span a run ingests: ``"latest"`` (the newest not yet ingested; None when every
+    span was) or a span number (refused when absent, or ingested unless ``reingest``)."""
+    done = set(ingested)
+    listing = ", ".join(str(s.number) for s in spans) or "none"
+    if requested == "latest":
+        fresh = [s for s in spans if s.number not in done]
+        return fresh[-1] if fresh else None
+    try:
+        number = int(requested)
+    except (TypeError, ValueError):
+        raise DataError(f"--span {requested!r}: expected latest or a span number") from None
+    found = [s for s in spans if s.number == number]
+    if not found:
+        raise DataError(f"there is no span {number} in {data_dir!r} (spans: {listing})")
+    if number in done and not reingest:
+        raise DataError(f"span {number} was already ingested into {output_dir!r}; pass "
+                        "--reingest to ingest it again")
+    return found[0]
+
+
+def span_dataset(data_dir: str, number: int, layout: Optional[str] = None) -> movielens.Dataset:
+    """The dataset of span ``number`` of ``data_dir``: its ratings, the catalogue beside them
+    or in ``data_dir``. A span whose catalogue is in neither place is refused, by name."""
+    spans = {s.number: s for s in list_spans(data_dir)}
+    if number not in spans:
+        listing = ", ".join(map(str, spans)) or "none"
+        raise DataError(f"there is no span {number} in {data_dir!r} (spans: {listing})")
+    span = spans[number]
+    try:
+        return movielens.detect_layout(span.path, layout, catalogue_dir=data_dir)
+    except DataError as e:
+        gfile = movielens._gfile()
+        present = {name.rstrip("/") for name in gfile.listdir(span.path)}
+        shared = {name.rstrip("/") for name in gfile.listdir(data_dir)}
+        for spec in movielens.LAYOUTS.values():
+            wanted = [f for f in (spec.movies_file, spec.users_file) if f]
+            if spec.ratings_file in present and not any(
+                    all(f in names for f in wanted) for names in (present, shared)):
+                raise DataError(f"span {number} ({span.path}) has {spec.ratings_file} but no "
+                                f"catalogue: {' and '.join(wanted)} must be in the span "
+                                f"folder or in {data_dir}") from None
+        raise DataError(f"span {number}: {e}") from None
