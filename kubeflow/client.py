@@ -298,6 +298,16 @@ class Pipelines:
         with api_errors(self.connection):  # kfp.Client gets the experiment, or creates it
             return self.client.create_experiment(name, namespace=self._namespace).experiment_id
 
+    def existing_experiment_id(self, name: str) -> str:
+        """The id of experiment ``name``, which must exist (for listings: nothing is created)."""
+        with api_errors(self.connection):
+            try:
+                return self.client.get_experiment(experiment_name=name,
+                                                  namespace=self._namespace).experiment_id
+            except ValueError:
+                raise KubeflowError(f"no experiment named {name!r} on "
+                                    f"{self.connection.host}") from None
+
     def run(self, pipeline_name: str, experiment: str, version_id: Optional[str] = None,
             params: Optional[dict[str, Any]] = None, pipeline_root: Optional[str] = None,
             service_account: str = "", run_name: Optional[str] = None) -> str:
@@ -332,7 +342,7 @@ class Pipelines:
 
     def schedules(self, experiment: Optional[str] = None) -> list[dict[str, str]]:
         """Recurring runs (of one experiment, if given): id, name, cron, mode."""
-        experiment_id = self.experiment_id(experiment) if experiment else None
+        experiment_id = self.existing_experiment_id(experiment) if experiment else None
         rows = []
         token = ""
         with api_errors(self.connection):
@@ -387,7 +397,7 @@ class Pipelines:
         if state and state not in _RUN_STATES:
             raise KubeflowError(f"unknown run state {state!r}; expected one of "
                                 f"{', '.join(_RUN_STATES)}")
-        experiment_id = self.experiment_id(experiment) if experiment else None
+        experiment_id = self.existing_experiment_id(experiment) if experiment else None
         found = []
         for run in self._all_runs(experiment_id):
             row = RunState.of(run)

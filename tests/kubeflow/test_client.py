@@ -186,6 +186,11 @@ def test_runs_status_wait_terminate(server, package, capsys):
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == [first]
     assert _recsys("runs", *host, "--status", "BROKEN") == 2
     assert "unknown run state 'BROKEN'" in capsys.readouterr().err
+    assert _recsys("runs", *host, "--experiment", "recsys") == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert _recsys("runs", *host, "--experiment", "nope") == 2  # listed, not created
+    assert "no experiment named 'nope'" in capsys.readouterr().err
+    assert len(server.experiments) == 1
 
     assert _recsys("status", first, *host) == 0
     out = capsys.readouterr().out
