@@ -8,6 +8,10 @@ directory without span folders is read as a whole, as before.
 Which span a run takes is decided here, from the folders and from the spans this output
 directory has already ingested (read from ML Metadata by the caller): ``latest`` is the
 newest span not yet ingested, and none left means there is nothing new to run.
+
+The rolling window a run trains on is decided here too (``window``), from the spans that
+earlier runs accepted (passed data validation): the run's own span and the newest accepted
+spans before it, one ingestion per span (the newest, when a span was ingested again).
 """
 
 from __future__ import annotations
@@ -30,6 +34,50 @@ class Span:
 
     number: int
     path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceptedSpan:
+    """A span that a run ingested and validated: where its Examples are. ``order`` says
+    which of two ingestions of the same span is newer (higher: newer)."""
+
+    number: int
+    examples_uri: str
+    order: int = 0
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, record: dict) -> "AcceptedSpan":
+        return cls(int(record["number"]), str(record["examples_uri"]),
+                   int(record.get("order", 0)))
+
+
+def window(accepted: Iterable[AcceptedSpan], current: AcceptedSpan,
+           size: int) -> list[AcceptedSpan]:
+    """The ``size`` spans a run on ``current`` reads, oldest first: ``current`` and the newest
+    accepted spans numbered below it (spans above it are newer data than the one being
+    re-run). Fewer exist: all of them (the caller says so)."""
+    if size < 1:
+        raise ValueError(f"a window holds at least one span, not {size}")
+    newest: dict[int, AcceptedSpan] = {}
+    for span in accepted:
+        if span.number < current.number and (
+                span.number not in newest or span.order >= newest[span.number].order):
+            newest[span.number] = span
+    older = [newest[n] for n in sorted(newest)][-(size - 1):] if size > 1 else []
+    return [*older, current]
+
+
+def history(accepted: Iterable[AcceptedSpan], limit: int) -> list[AcceptedSpan]:
+    """The newest ingestion of each of the ``limit`` highest-numbered spans, oldest first:
+    what a window record keeps for the windows after it."""
+    newest: dict[int, AcceptedSpan] = {}
+    for span in accepted:
+        if span.number not in newest or span.order >= newest[span.number].order:
+            newest[span.number] = span
+    return [newest[n] for n in sorted(newest)][-limit:]
 
 
 def list_spans(data_dir: str) -> list[Span]:

@@ -25,7 +25,7 @@ from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams, Se
 from recsys_pipeline.transform import features as F
 
 LAYOUTS = ("auto", "ml-100k", "ml-1m", "csv")
-SPLIT_KINDS = ("random", "temporal")
+SPLIT_KINDS = ("random", "temporal", "next_span")
 KUBEFLOW_TARGETS = ("kfp", "vertex")
 # Where each downloadable dataset's files follow which layout (for compiling with layout auto).
 DATASET_LAYOUTS = {"ml-100k": "ml-100k", "ml-1m": "ml-1m", "ml-latest-small": "csv",
@@ -63,6 +63,11 @@ class DataConfig:
         None,
         "The span-<N> folder of data_dir to ingest when it holds span folders (data/spans.py). "
         "Unset: recsys run --span (default latest: the newest span not yet ingested).")
+    window_spans: int = knob(
+        7,
+        "With span folders: how many spans Transform, the Trainers and the Evaluators read, "
+        "the run's own span and the newest spans accepted before it (fewer when fewer "
+        "exist).")
     max_orphan_fraction: float = knob(
         0.01,
         "Ratings whose movie id is missing from the movie file are dropped and counted; the run "
@@ -76,7 +81,8 @@ class SplitConfig:
     kind: str = knob(
         "random",
         "random: seeded hash split, reproducible; temporal: one global time cutoff, eval is "
-        "everything at or after it.")
+        "everything at or after it; next_span (span folders only): train on the window's "
+        "older spans, evaluate on its newest (a lone span is split by time).")
     eval_fraction: float = knob(
         0.2, "Share of ratings in eval (random), or used to place the cutoff (temporal).")
     seed: int = knob(42, "Seed of the random split.")
@@ -234,6 +240,8 @@ class PipelineConfig:
             raise bad("data.max_orphan_fraction", "must be between 0 and 1")
         if self.split.kind not in SPLIT_KINDS:
             raise bad("split.kind", f"is {self.split.kind!r}; expected one of {SPLIT_KINDS}")
+        if self.data.window_spans < 1:
+            raise bad("data.window_spans", "must be at least 1")
         if not 0.0 < self.split.eval_fraction < 1.0:
             raise bad("split.eval_fraction", "must be strictly between 0 and 1")
         if self.split.cutoff_timestamp is not None and self.split.kind != "temporal":

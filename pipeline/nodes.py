@@ -23,6 +23,10 @@ SCHEMA_GEN = "ImportSchemaGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
 ANOMALY_GATE = "AnomalyGate"
 TRANSFORM = "Transform"
+# With span folders: the rolling window (after the gate) and, where TFX resolves it, the
+# previous window it extends.
+SPAN_WINDOW = "SpanWindow"
+PREVIOUS_WINDOW = "PreviousWindow"
 # The retrieval branch's ScaNN index, between its Evaluator and the ScaNN Pusher.
 SCANN_INDEXER = "ScannIndexer"
 
@@ -124,7 +128,7 @@ def branch_of_push(push: Push) -> Branch:
 def names() -> frozenset[str]:
     """Every node id and served model name declared here (what no other module spells)."""
     ids = {EXAMPLE_GEN, STATISTICS_GEN, SCHEMA_GEN, EXAMPLE_VALIDATOR, ANOMALY_GATE, TRANSFORM,
-           SCANN_INDEXER}
+           SCANN_INDEXER, SPAN_WINDOW, PREVIOUS_WINDOW}
     for b in BRANCHES:
         ids |= {b.trainer, b.evaluator, b.baseline, b.name}
         ids |= {name for p in b.pushes for name in (p.node_id, p.model_name)}

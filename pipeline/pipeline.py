@@ -2,6 +2,8 @@
 
     MovieLensExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema)
       -> ExampleValidator -> AnomalyGate -> Transform
+    [span folders] AnomalyGate -> SpanWindow (and PreviousWindow) -> Transform, Evaluators,
+      ScannIndexer: everything after the gate reads the rolling window of spans
     Transform -> RetrievalTrainer -> RetrievalEvaluator (vs RetrievalBaseline) -> ScannIndexer
       -> ScannPusher (ScaNN model) and BruteForcePusher (the pure-TF export)
     Transform -> RankingTrainer -> RankingEvaluator (vs RankingBaseline) -> RankingPusher
@@ -36,6 +38,7 @@ from recsys_pipeline.components.recsys_evaluator import RecsysEvaluator
 from recsys_pipeline.components.recsys_trainer import RecsysTrainer
 from recsys_pipeline.components.scann_indexer import ScannIndexer
 from recsys_pipeline.components.serving_pusher import ServingPusher
+from recsys_pipeline.components.span_window import SpanWindow
 from recsys_pipeline.data import movielens, spans
 from recsys_pipeline.errors import ConfigError, DataError
 from recsys_pipeline.pipeline import evaluation, nodes
@@ -70,6 +73,9 @@ def resolve_layout(config: PipelineConfig, target: str = "local") -> tuple[str, 
         raise ConfigError("data.data_dir is not set: the runner must resolve the dataset "
                           "directory (--data-dir, $RECSYS_DATA_DIR, cache or download) first.")
     found = spans.list_spans(data_dir)
+    if config.split.kind == "next_span" and not found:
+        raise ConfigError(f"split.kind = \"next_span\" evaluates on the newest span, but "
+                          f"{data_dir} holds no span-<N> folders: use random or temporal")
     if found and config.data.span is None:
         raise ConfigError(f"{data_dir} holds span folders ({found[0].number} to "
                           f"{found[-1].number}): set data.span, or run recsys run --span "
@@ -109,6 +115,31 @@ def _code_of(component) -> str:
     return code_fingerprint([component.__module__])
 
 
+def _window_nodes(config: PipelineConfig, target: str, pipeline_root: str, example_gen,
+                  anomaly_gate) -> list:
+    """The SpanWindow, after the gate, and where TFX can resolve it (not on open-source
+    Kubeflow Pipelines: the window reads its registry there) the previous window's Resolver
+    (see components/span_window.py)."""
+    previous = None
+    if target != "kfp":
+        previous = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            window=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                   producer_component_id=nodes.SPAN_WINDOW,
+                                   output_key="window"),
+        ).with_id(nodes.PREVIOUS_WINDOW)
+    window = SpanWindow(
+        examples=example_gen.outputs["examples"],
+        previous_window=previous.outputs["window"] if previous is not None else None,
+        window_spans=config.data.window_spans,
+        split_kind=config.split.kind,
+        registry=os.path.join(pipeline_root, "windows", nodes.SPAN_WINDOW),
+        read_registry=int(target == "kfp"),
+        source_fingerprint=_code_of(SpanWindow)).with_id(nodes.SPAN_WINDOW)
+    window.add_upstream_node(anomaly_gate)
+    return [window] if previous is None else [previous, window]
+
+
 def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline described by ``config`` for ``target`` (see module doc)."""
     config.validate()
@@ -144,8 +175,14 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
     anomaly_gate = AnomalyGate(
         anomalies=example_validator.outputs["anomalies"],
         source_fingerprint=_code_of(AnomalyGate)).with_id(nodes.ANOMALY_GATE)
+    # With spans, everything after the gate reads the rolling window; without, the examples.
+    window_nodes: list = []
+    examples = example_gen.outputs["examples"]
+    if config.data.span is not None:
+        window_nodes = _window_nodes(config, target, pipeline_root, example_gen, anomaly_gate)
+        examples = window_nodes[-1].outputs["window"]
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={
@@ -185,7 +222,7 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
                                                output_key="blessing"),
             ).with_id(branch.baseline)
         evaluator = RecsysEvaluator(
-            examples=example_gen.outputs["examples"],
+            examples=examples,
             model=model_trainer.outputs["model"],
             baseline_model=baseline.outputs["model"],
             eval_config=eval_config,
@@ -210,7 +247,7 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
     indexer = ScannIndexer(
         model=retrieval_trainer.outputs["model"],
         model_blessing=retrieval_evaluator.outputs["blessing"],
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         index_params=json.dumps(dataclasses.asdict(config.index), sort_keys=True),
         source_fingerprint=_code_of(ScannIndexer),
     ).with_id(nodes.SCANN_INDEXER)
@@ -244,7 +281,7 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-                    transform, *retrieval_nodes, *ranking_nodes, *sequential_nodes],
+                    *window_nodes, transform, *retrieval_nodes, *ranking_nodes, *sequential_nodes],
         enable_cache=config.enable_cache,
         # LocalDagRunner's store; Kubeflow and Vertex bring their own metadata store.
         metadata_connection_config=(

@@ -81,13 +81,18 @@ def run_rows(config: PipelineConfig, store=None, summaries=None) -> list[RunRow]
 
 
 def _data(summary) -> str:
-    """'data_dir (fingerprint)' that the run's ExampleGen read."""
+    """'data_dir (fingerprint)' that the run's ExampleGen read, its span and window."""
     for c in summary.components:
         if c.node_id == nodes.EXAMPLE_GEN and c.execution_properties:
             props = c.execution_properties
             data = str(props.get("data_dir", "?"))
+            if props.get("span") is not None:
+                data += f" span {props['span']}"
             if props.get("input_fingerprint"):
                 data += f" ({str(props['input_fingerprint'])[:12]})"
+            window = summary.properties(nodes.SPAN_WINDOW, "window").get("window_spans")
+            if window:
+                data += f", window {window}"
             return data
     return "-"
 
@@ -163,15 +168,18 @@ def _metrics(evaluations) -> list[str]:
 
 def _artifact_note(artifact) -> str:
     props = {k: v for k, v in metadata.properties(artifact).items()
-             if k in ("blessed", "recall", "reason", "source_model")}
+             if k in ("blessed", "recall", "reason", "source_model", "window_spans",
+                      "window_ratings", "window_split")}
     return f"  {json.dumps(props, sort_keys=True)}" if props else ""
 
 
 def _interesting(node: str, execution) -> dict[str, Any]:
     """The execution properties that say what the step did (not every TFX internal)."""
     props = metadata.properties(execution)
-    keep = {nodes.EXAMPLE_GEN: ("data_dir", "layout", "split_config", "input_fingerprint"),
-            nodes.TRANSFORM: ("custom_config",), nodes.SCANN_INDEXER: ("index_params",)}
+    keep = {nodes.EXAMPLE_GEN: ("data_dir", "span", "layout", "split_config",
+                                "input_fingerprint"),
+            nodes.TRANSFORM: ("custom_config",), nodes.SCANN_INDEXER: ("index_params",),
+            nodes.SPAN_WINDOW: ("window_spans", "split_kind")}
     for branch in nodes.BRANCHES:
         keep[branch.trainer] = ("run_fn", "custom_config", "epochs")
         keep[branch.evaluator] = ("value_bound",)

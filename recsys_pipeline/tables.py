@@ -69,6 +69,12 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
     examples = summary.output(nodes.EXAMPLE_GEN, "examples")
     if examples:
         lines.append(f"  raw examples:         {examples}")
+    window = summary.properties(nodes.SPAN_WINDOW, "window")
+    if window.get("window_spans"):
+        lines.append(f"  span window:          spans {window['window_spans']} "
+                     f"({window.get('window_ratings', '?')} ratings, "
+                     f"{window.get('window_split', '?')}): "
+                     f"{summary.output(nodes.SPAN_WINDOW, 'window')}")
     lines.append(f"  pipeline root:        {config.pipeline_root}")
     lines.append(f"  MLMD store:           {config.metadata_path}")
     lines.append(f"  serving base:         {config.serving_dir} (models.config, "

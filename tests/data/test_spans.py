@@ -100,3 +100,37 @@ def test_a_span_without_a_catalogue_is_refused(tmp_path):
         spans.span_dataset(str(root), 2)
     with pytest.raises(DataError, match=r"there is no span 9 in .* \(spans: 1, 2, 3\)"):
         spans.span_dataset(str(root), 9)
+
+
+def _accepted(number, order=0):
+    return spans.AcceptedSpan(number, f"/examples/{number}/{order}", order)
+
+
+def test_the_window_is_the_span_and_the_newest_accepted_spans_before_it():
+    earlier = [_accepted(n) for n in (20261128, 20261129, 20261130, 20261201)]
+    current = _accepted(20261202, 9)
+    # Day numbers across a month end: the window counts spans, not number distances.
+    assert [s.number for s in spans.window(earlier, current, 3)] == [
+        20261130, 20261201, 20261202]
+    assert spans.window(earlier, current, 1) == [current]
+
+
+def test_a_window_larger_than_the_spans_holds_what_exists():
+    earlier = [_accepted(1), _accepted(2)]
+    assert [s.number for s in spans.window(earlier, _accepted(3, 5), 7)] == [1, 2, 3]
+    assert [s.number for s in spans.window([], _accepted(3, 5), 7)] == [3]
+
+
+def test_an_ingested_again_span_counts_once_with_its_newest_examples():
+    earlier = [_accepted(1, 1), _accepted(2, 2), _accepted(2, 4), _accepted(3, 3)]
+    window = spans.window(earlier, _accepted(4, 5), 3)
+    assert [(s.number, s.order) for s in window] == [(2, 4), (3, 3), (4, 5)]
+    # Re-running span 3 replaces its old ingestion and ignores the newer span 4.
+    window = spans.window(earlier + [_accepted(4, 5)], _accepted(3, 6), 3)
+    assert [(s.number, s.order) for s in window] == [(1, 1), (2, 4), (3, 6)]
+    assert [(s.number, s.order) for s in spans.history(earlier, 2)] == [(2, 4), (3, 3)]
+
+
+def test_accepted_spans_round_trip_through_json():
+    span = _accepted(20261201, 7)
+    assert spans.AcceptedSpan.from_json(span.to_json()) == span

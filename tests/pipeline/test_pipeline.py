@@ -124,3 +124,53 @@ def test_sequential_branch_is_added_only_when_enabled(pipeline):
 
     compiled = compiler.Compiler().compile(create_pipeline(config))
     assert "SequentialBaseline" in {n.pipeline_node.node_info.id for n in compiled.nodes}
+
+
+def _spanned_config(ml100k, tmp_path, **split):
+    import shutil
+
+    for number in (1, 2):
+        (ml100k / f"span-{number}").mkdir()
+        shutil.copy(ml100k / "u.data", ml100k / f"span-{number}" / "u.data")
+    (ml100k / "u.data").unlink()
+    config = PipelineConfig(output_dir=str(tmp_path / "out"))
+    config.data = dataclasses.replace(config.data, data_dir=str(ml100k), span=2,
+                                      window_spans=3)
+    config.split = dataclasses.replace(config.split, **split)
+    return config
+
+
+def test_with_spans_everything_after_the_gate_reads_the_window(ml100k, tmp_path):
+    from tfx.dsl.compiler import compiler
+
+    config = _spanned_config(ml100k, tmp_path, kind="next_span")
+    p = create_pipeline(config)
+    nodes = {c.id: c for c in p.components}
+    window = nodes[registry.SPAN_WINDOW]
+    assert _upstream(window) == ["AnomalyGate", "MovieLensExampleGen", "PreviousWindow"]
+    assert window.exec_properties["window_spans"] == 3
+    assert window.exec_properties["split_kind"] == "next_span"
+    for node in ("Transform", "RetrievalEvaluator", "RankingEvaluator", "ScannIndexer"):
+        assert registry.SPAN_WINDOW in _upstream(nodes[node]), node
+        assert "MovieLensExampleGen" not in _upstream(nodes[node]), node
+    # The Resolver reads earlier windows of this pipeline, never this run's ExampleGen.
+    compiled = compiler.Compiler().compile(p)
+    (node,) = [n.pipeline_node for n in compiled.nodes
+               if n.pipeline_node.node_info.id == registry.PREVIOUS_WINDOW]
+    (channel,) = node.inputs.inputs[f"_{registry.SPAN_WINDOW}.window"].channels
+    assert [q.name.field_value.string_value for q in channel.context_queries
+            if q.type.name == "node"] == [f"recsys-pipeline.{registry.SPAN_WINDOW}"]
+    assert not [q for q in channel.context_queries if q.type.name == "pipeline_run"]
+
+    kfp = {c.id: c for c in create_pipeline(config, target="kfp").components}
+    assert registry.PREVIOUS_WINDOW not in kfp
+    assert kfp[registry.SPAN_WINDOW].exec_properties["read_registry"] == 1
+    assert kfp[registry.SPAN_WINDOW].exec_properties["registry"] == \
+        f"{config.kubeflow.pipeline_root}/windows/{registry.SPAN_WINDOW}"
+
+
+def test_next_span_needs_span_folders(pipeline):
+    config, _ = pipeline
+    config.split.kind = "next_span"
+    with pytest.raises(Exception, match="next_span.*holds no span-<N> folders"):
+        create_pipeline(config)

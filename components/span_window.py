@@ -1,0 +1,169 @@
+"""SpanWindow: the rolling window of spans that Transform, the Trainers and the Evaluators read.
+
+A run ingests one span (ExampleGen), validates it (AnomalyGate), and then trains on a window:
+its span and the ``window_spans - 1`` newest spans that earlier runs accepted. This component
+assembles that window as one Examples artifact with TFX's usual ``train`` and ``eval`` splits,
+so everything downstream reads it exactly as it reads a single ExampleGen output:
+
+* ``split_kind`` "random" or "temporal": each span's own train and eval splits, gathered;
+* ``split_kind`` "next_span": every rating of the older spans is training data and the
+  newest span is the evaluation data, so the candidate and the served model (the Evaluator's
+  baseline) are both scored on the data that arrived last. A window of one span (the first
+  run) has nothing older to train on: it falls back to the span's own time split, and says so.
+
+Which spans earlier runs accepted is read from the previous window: locally (and on Vertex
+AI) TFX's latest-artifact Resolver hands this node the newest window in ML Metadata; on
+open-source Kubeflow Pipelines, which cannot run Resolvers, the node reads the newest record
+of its file registry instead (the same approach as the Baselines). Every window records the
+accepted spans in ``window.json`` beside its splits, for the windows after it.
+"""
+
+import json
+import logging
+import os
+import time
+from typing import Optional
+
+import tensorflow as tf
+from tfx.components.util import examples_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_artifacts
+
+from recsys_pipeline.data import spans, splits
+from recsys_pipeline.errors import DataError
+
+WINDOW_FILE = "window.json"
+# Accepted spans a window remembers for the next ones: a window can grow to this many later.
+HISTORY_SPANS = 400
+NEXT_SPAN = "next_span"
+WITHIN_SPANS = "within_spans"
+logger = logging.getLogger(__name__)
+
+
+def read_window(uri: str) -> dict:
+    """The ``window.json`` record of a window artifact."""
+    path = os.path.join(uri, WINDOW_FILE)
+    if not fileio.exists(path):
+        raise DataError(f"{uri} is not a span window: it has no {WINDOW_FILE}")
+    with fileio.open(path) as f:
+        return json.loads(f.read())
+
+
+def latest_window_uri(registry: str) -> Optional[str]:
+    """The newest window recorded in ``registry`` whose files still exist."""
+    if not registry or not fileio.exists(registry):
+        return None
+    names = sorted(n.rstrip("/") for n in fileio.listdir(registry)
+                   if n.endswith(".json") and not n.startswith("."))
+    for name in reversed(names):
+        with fileio.open(os.path.join(registry, name)) as f:
+            uri = json.loads(f.read())["window_uri"]
+        if fileio.exists(os.path.join(uri, WINDOW_FILE)):
+            return uri
+    return None
+
+
+def record_window(registry: str, uri: str) -> None:
+    """One registry record per window (a single small object: atomic on GCS and locally)."""
+    fileio.makedirs(registry)
+    name = f"{time.time_ns():020d}.json"
+    tmp = os.path.join(registry, f".{name}.tmp")
+    with fileio.open(tmp, "w") as f:
+        f.write(json.dumps({"window_uri": uri, "recorded_at": time.time()}))
+    fileio.rename(tmp, os.path.join(registry, name), overwrite=True)
+
+
+def _split_files(examples_uri: str, split: str) -> list[str]:
+    folder = os.path.join(examples_uri, f"Split-{split}")
+    if not fileio.isdir(folder):
+        raise DataError(f"the Examples of an accepted span, {examples_uri}, have no {split} "
+                        "split (deleted or damaged output?); ingest that span again with "
+                        "recsys run --span N --reingest")
+    return sorted(os.path.join(folder, n.rstrip("/")) for n in fileio.listdir(folder))
+
+
+def _count(files: list[str]) -> int:
+    if not files:
+        return 0
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+
+
+def assemble(members: list[spans.AcceptedSpan], split_kind: str, uri: str) -> tuple[str, dict]:
+    """Copies the members' splits into ``uri``'s train and eval splits; returns (how the
+    window was split, ratings per split)."""
+    how = NEXT_SPAN if split_kind == NEXT_SPAN and len(members) > 1 else WITHIN_SPANS
+    sources: dict[str, list[tuple[int, str, str]]] = {s: [] for s in splits.SPLITS}
+    for i, member in enumerate(members):
+        newest = i == len(members) - 1
+        for split in splits.SPLITS:
+            target = split if how == WITHIN_SPANS else (
+                splits.EVAL if newest else splits.TRAIN)
+            sources[target] += [(member.number, split, f)
+                                for f in _split_files(member.examples_uri, split)]
+    ratings = {}
+    for target, files in sources.items():
+        folder = os.path.join(uri, f"Split-{target}")
+        fileio.makedirs(folder)
+        copied = []
+        for number, split, path in files:
+            copy = os.path.join(folder, f"span-{number}-{split}-{os.path.basename(path)}")
+            fileio.copy(path, copy, overwrite=True)
+            copied.append(copy)
+        ratings[target] = _count(copied)
+    return how, ratings
+
+
+@component
+def SpanWindow(
+    examples: InputArtifact[standard_artifacts.Examples],
+    window: OutputArtifact[standard_artifacts.Examples],
+    window_spans: Parameter[int],
+    split_kind: Parameter[str],
+    registry: Parameter[str],
+    previous_window: InputArtifact[standard_artifacts.Examples] = None,
+    read_registry: Parameter[int] = 0,
+    source_fingerprint: Parameter[str] = "",
+):
+    """Writes the window ending at ``examples``' span (module doc). The previous window comes
+    from ``previous_window`` or, with ``read_registry``, from ``registry``, where every
+    window is recorded."""
+    if examples.span is None:
+        raise DataError(f"{examples.uri}: the ingested Examples carry no span")
+    previous_uri = previous_window.uri if previous_window is not None else None
+    if read_registry:
+        previous_uri = latest_window_uri(registry)
+    earlier: list[spans.AcceptedSpan] = []
+    if previous_uri:
+        earlier = [spans.AcceptedSpan.from_json(r) for r in read_window(previous_uri)["history"]]
+    current = spans.AcceptedSpan(int(examples.span), examples.uri, time.time_ns())
+    members = spans.window(earlier, current, window_spans)
+    numbers = [m.number for m in members]
+    if len(members) < window_spans:
+        logger.warning("SpanWindow: window_spans is %d but only %d accepted span(s) exist "
+                       "up to span %d: the window is spans %s", window_spans, len(members),
+                       current.number, ", ".join(map(str, numbers)))
+    how, ratings = assemble(members, split_kind, window.uri)
+    if split_kind == NEXT_SPAN and how != NEXT_SPAN:
+        logger.warning("SpanWindow: split.kind next_span needs an older span to train on; "
+                       "span %d is the only one, so it is split by time within itself",
+                       current.number)
+    record = {"span": current.number, "spans": numbers, "split": how, "ratings": ratings,
+              "window_spans": window_spans,
+              "history": [s.to_json() for s in spans.history([*earlier, current],
+                                                             HISTORY_SPANS)]}
+    with fileio.open(os.path.join(window.uri, WINDOW_FILE), "w") as f:
+        f.write(json.dumps(record, indent=1))
+    window.split_names = artifact_utils.encode_split_names(list(splits.SPLITS))
+    window.span = current.number
+    examples_utils.set_payload_format(window, example_gen_pb2.FORMAT_TF_EXAMPLE)
+    window.set_string_custom_property("window_spans", ",".join(map(str, numbers)))
+    window.set_int_custom_property("window_ratings", sum(ratings.values()))
+    window.set_string_custom_property("window_split", how)
+    window.set_string_custom_property("span_examples", examples.uri)
+    logger.info("SpanWindow: spans %s (%d train, %d eval ratings, %s)",
+                ", ".join(map(str, numbers)), ratings[splits.TRAIN], ratings[splits.EVAL], how)
+    record_window(registry, window.uri)
