@@ -11,15 +11,13 @@ blessing the pointer names no model, and the Evaluator runs without a baseline, 
 when the Resolver finds nothing.
 """
 
-import json
-import os
 
 from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
-from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts
 
-from recsys_pipeline.components.recsys_evaluator import POINTER_FILE, latest_blessed
+from recsys_pipeline.components import registry
+from recsys_pipeline.components.recsys_evaluator import latest_blessed
 
 
 @component
@@ -29,8 +27,5 @@ def BlessedModelLookup(
 ):
     """Writes a pointer to the newest blessed model in ``blessing_registry`` (module doc)."""
     record = latest_blessed(blessing_registry)
-    fileio.makedirs(model.uri)
-    with fileio.open(os.path.join(model.uri, POINTER_FILE), "w") as f:
-        f.write(json.dumps({"model_uri": record["model_uri"] if record else None,
-                            "registry": blessing_registry}))
+    registry.write_pointer(model.uri, record["model_uri"] if record else None, blessing_registry)
     model.set_string_custom_property("baseline_model", record["model_uri"] if record else "")

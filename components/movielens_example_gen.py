@@ -24,6 +24,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from recsys_pipeline.components import registry
 from recsys_pipeline.data import movielens, spans, splits
 from recsys_pipeline.errors import DataError, find_recsys_error
 from recsys_pipeline.transform import features as F
@@ -104,6 +105,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
     def _run(self, examples, catalogue, exec_properties) -> None:
         span = exec_properties.get("span")
+        if exec_properties.get("span_choice"):
+            span = choose_registered_span(exec_properties["data_dir"],
+                                          exec_properties["span_choice"],
+                                          exec_properties["span_registry"])
         if span is None:
             dataset = movielens.detect_layout(exec_properties["data_dir"],
                                               exec_properties["layout"])
@@ -193,6 +198,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             raise
         self._check_duplicates(result, duplicate_sample, dataset)
         self._check_orphans(result, orphan_sample, max_orphans, dataset)
+        if exec_properties.get("span_registry") and span is not None:
+            registry.record(exec_properties["span_registry"],
+                            {"span": int(span), "examples_uri": examples.uri})
 
     @staticmethod
     def _temporal_cutoff(joined, split_cfg):
@@ -252,6 +260,24 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                         "movie/user ids, e.g. %s", orphans, total, 100 * fraction, details)
 
 
+def choose_registered_span(data_dir: str, choice: str, registry_dir: str) -> int:
+    """The span a Kubeflow step ingests: ``choice`` "latest" (the newest span folder that no
+    earlier run of the pipeline ingested, by ``registry_dir``) or a number (taken again if
+    ingested: a scheduler's rerun). Every span ingested: "no new span", an error, since a
+    step cannot end a Kubeflow run early."""
+    found = spans.list_spans(data_dir)
+    if not found:
+        raise DataError(f"span {choice!r}: {data_dir!r} holds no span-<N> folders")
+    ingested = {int(r["span"]) for r in registry.records(registry_dir)}
+    span = spans.choose_span(found, choice, ingested, reingest=True, data_dir=data_dir)
+    if span is None:
+        raise DataError(f"no new span: {data_dir} holds spans "
+                        f"{', '.join(str(s.number) for s in found)}, all ingested by earlier "
+                        f"runs ({registry_dir}); nothing was trained or pushed")
+    logger.info("MovieLensExampleGen: span %s -> span %d", choice, span.number)
+    return span.number
+
+
 class MovieLensExampleGenSpec(types.ComponentSpec):
     """Parameters and outputs of MovieLensExampleGen."""
 
@@ -262,6 +288,10 @@ class MovieLensExampleGenSpec(types.ComponentSpec):
         "max_orphan_fraction": ExecutionParameter(type=float),
         # The span folder to read (data/spans.py); unset: the whole directory.
         "span": ExecutionParameter(type=int, optional=True),
+        # On Kubeflow, where the step chooses it (a run-time parameter): latest or a number,
+        # and the registry of the spans earlier runs ingested (components/registry.py).
+        "span_choice": ExecutionParameter(type=str, optional=True),
+        "span_registry": ExecutionParameter(type=str, optional=True),
         # Not read by the executor: changes when the input files change, so TFX's cache
         # (keyed on exec properties) re-runs ExampleGen on new data.
         "input_fingerprint": ExecutionParameter(type=str),
@@ -283,10 +313,13 @@ class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
 
     def __init__(self, data_dir, layout: str, split_config: str, max_orphan_fraction: float,
                  input_fingerprint: str = "", source_fingerprint: str = "",
-                 span: Optional[int] = None):
+                 span: Optional[int] = None, span_choice=None,
+                 span_registry: Optional[str] = None):
         super().__init__(spec=MovieLensExampleGenSpec(
             data_dir=data_dir,
             span=span,
+            span_choice=span_choice,
+            span_registry=span_registry,
             layout=layout,
             split_config=split_config,
             max_orphan_fraction=max_orphan_fraction,

@@ -17,9 +17,6 @@ Three additions to TFX's Evaluator (same inputs, outputs and TFMA executor other
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from typing import Optional
 
 import tensorflow_model_analysis as tfma
@@ -32,11 +29,11 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
+from recsys_pipeline.components import registry
 from recsys_pipeline.errors import ConfigError
 
 VALUE_BOUND_KEY = "value_bound"
 REGISTRY_KEY = "blessing_registry"
-POINTER_FILE = "baseline.json"
 
 
 class RecsysEvaluatorSpec(types.ComponentSpec):
@@ -72,51 +69,15 @@ def with_value_bound(eval_config: tfma.EvalConfig, bound: float) -> tfma.EvalCon
     return patched
 
 
-def record_blessing(registry: str, model_uri: str, blessing_uri: str) -> str:
-    """Writes one registry record (a single small object: atomic on GCS and locally)."""
-    fileio.makedirs(registry)
-    name = f"{time.time_ns():020d}.json"
-    path = os.path.join(registry, name)
-    tmp = os.path.join(registry, f".{name}.tmp")
-    with fileio.open(tmp, "w") as f:
-        f.write(json.dumps({"model_uri": model_uri, "blessing_uri": blessing_uri,
-                            "recorded_at": time.time()}))
-    fileio.rename(tmp, path, overwrite=True)
-    return path
+def record_blessing(registry_dir: str, model_uri: str, blessing_uri: str) -> str:
+    """Records a blessing in the registry BlessedModelLookup reads; returns the record's path."""
+    return registry.record(registry_dir, {"model_uri": model_uri, "blessing_uri": blessing_uri})
 
 
-def latest_blessed(registry: str) -> Optional[dict]:
-    """The newest registry record, or None when nothing has been blessed yet."""
-    if not fileio.exists(registry):
-        return None
-    names = sorted(n.rstrip("/") for n in fileio.listdir(registry)
-                   if n.endswith(".json") and not n.startswith("."))
-    for name in reversed(names):
-        with fileio.open(os.path.join(registry, name)) as f:
-            record = json.loads(f.read())
-        # A blessed model whose files were deleted cannot be a baseline: try the one before.
-        if fileio.exists(record["model_uri"]):
-            return record
-    return None
-
-
-def _follow_pointers(baselines: list) -> list:
-    resolved = []
-    for artifact in baselines:
-        pointer = os.path.join(artifact.uri, POINTER_FILE)
-        if not fileio.exists(pointer):
-            resolved.append(artifact)
-            continue
-        with fileio.open(pointer) as f:
-            target = json.loads(f.read()).get("model_uri")
-        if target:
-            model = standard_artifacts.Model()
-            model.uri = target
-            # The pointer's id stands for the model: Kubeflow's entrypoint maps ids back to
-            # the artifact names it was given, and knows only the pointer's.
-            model.id = artifact.id
-            resolved.append(model)
-    return resolved
+def latest_blessed(registry_dir: str) -> Optional[dict]:
+    """The newest blessing record, or None when nothing has been blessed yet. A blessed model
+    whose files were deleted cannot be a baseline: the one before it is taken."""
+    return registry.newest(registry_dir, lambda r: fileio.exists(r["model_uri"]))
 
 
 class Executor(evaluator_executor.Executor):
@@ -125,10 +86,10 @@ class Executor(evaluator_executor.Executor):
     def Do(self, input_dict, output_dict, exec_properties):
         input_dict = dict(input_dict)
         key = standard_component_specs.BASELINE_MODEL_KEY
-        input_dict[key] = _follow_pointers(list(input_dict.get(key) or []))
+        input_dict[key] = registry.follow_pointers(list(input_dict.get(key) or []))
         exec_properties = dict(exec_properties)
         bound = exec_properties.pop(VALUE_BOUND_KEY, None)
-        registry = exec_properties.pop(REGISTRY_KEY, None)
+        registry_dir = exec_properties.pop(REGISTRY_KEY, None)
         if bound is not None:
             config = tfma.EvalConfig()
             json_format.Parse(exec_properties[standard_component_specs.EVAL_CONFIG_KEY], config)
@@ -136,9 +97,9 @@ class Executor(evaluator_executor.Executor):
                 with_value_bound(config, float(bound)), sort_keys=True)
         super().Do(input_dict, output_dict, exec_properties)
         blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
-        if registry and blessing.get_int_custom_property("blessed") == 1:
+        if registry_dir and blessing.get_int_custom_property("blessed") == 1:
             model = input_dict[standard_component_specs.MODEL_KEY][0]
-            record_blessing(registry, model.uri, blessing.uri)
+            record_blessing(registry_dir, model.uri, blessing.uri)
 
 
 class RecsysEvaluator(base_beam_component.BaseBeamComponent):

@@ -10,6 +10,12 @@ path hidden in ``custom_config``.
 It also takes ``epochs`` as its own execution property, overriding ``hparams.epochs`` in
 ``custom_config``: Kubeflow can then expose it as a run-time parameter, which a value inside
 the ``custom_config`` JSON cannot be.
+
+``base_model`` (TFX's own optional input) is the branch's baseline: the Resolver's last
+blessed model, or on open-source Kubeflow Pipelines BlessedModelLookup's pointer to it, which
+is followed here as the Evaluator follows it. ``run_fn`` warm-starts from it
+(``trainer/warm_start.py``); what it did lands on the model artifact as the ``warm_start``
+property, which the run summary shows.
 """
 
 from __future__ import annotations
@@ -22,9 +28,13 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
-from tfx.utils import json_utils
+from tfx.utils import json_utils, path_utils
 
+from recsys_pipeline.components.registry import follow_pointers
 from recsys_pipeline.data import splits
+from recsys_pipeline.pipeline import nodes
+from recsys_pipeline.trainer import export
+from recsys_pipeline.trainer.warm_start import WarmStart
 
 CATALOGUE_KEY = "catalogue"
 EPOCHS_KEY = "epochs"
@@ -43,6 +53,17 @@ class RecsysTrainerSpec(types.ComponentSpec):
 
 class Executor(trainer_executor.GenericExecutor):
     """GenericExecutor that also passes the catalogue split's URI (and ``epochs``) to run_fn."""
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        input_dict = dict(input_dict)
+        key = standard_component_specs.BASE_MODEL_KEY
+        input_dict[key] = follow_pointers(list(input_dict.get(key) or []))
+        super().Do(input_dict, output_dict, exec_properties)
+        model = artifact_utils.get_single_instance(output_dict[standard_component_specs.MODEL_KEY])
+        start = export.read_metadata(path_utils.serving_model_dir(model.uri)).warm_start
+        if start:
+            model.set_string_custom_property(nodes.WARM_START_PROPERTY,
+                                             WarmStart.from_dict(start).describe())
 
     def _GetFnArgs(self, input_dict, output_dict, exec_properties):
         exec_properties = dict(exec_properties)
@@ -65,9 +86,11 @@ class RecsysTrainer(base_component.BaseComponent):
 
     def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel,
                  catalogue: types.BaseChannel, run_fn: str,
-                 custom_config: Optional[dict[str, Any]] = None, epochs=None):
+                 custom_config: Optional[dict[str, Any]] = None, epochs=None,
+                 base_model: Optional[types.BaseChannel] = None):
         spec = RecsysTrainerSpec(
             examples=examples,
+            base_model=base_model,
             transform_graph=transform_graph,
             catalogue=catalogue,
             run_fn=run_fn,

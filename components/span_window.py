@@ -16,6 +16,13 @@ AI) TFX's latest-artifact Resolver hands this node the newest window in ML Metad
 open-source Kubeflow Pipelines, which cannot run Resolvers, the node reads the newest record
 of its file registry instead (the same approach as the Baselines). Every window records the
 accepted spans in ``window.json`` beside its splits, for the windows after it.
+
+It is also the drift gate (``data/drift.py``), because it is the node that knows which span
+came before: the new span's statistics are compared with the previous accepted span's, and
+with ``drift`` "block" a distance beyond its threshold fails the run here, before Transform,
+naming the span, the feature and the distance. A blocked span is not accepted (no window
+records it), so the next run compares with the span before it again. "warn" logs it; every
+window records the distances.
 """
 
 import json
@@ -25,13 +32,17 @@ import time
 from typing import Optional
 
 import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.components.util import examples_utils
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import io_utils
 
+from recsys_pipeline.components import registry
+from recsys_pipeline.data import drift as drift_lib
 from recsys_pipeline.data import spans, splits
 from recsys_pipeline.errors import DataError
 
@@ -52,28 +63,16 @@ def read_window(uri: str) -> dict:
         return json.loads(f.read())
 
 
-def latest_window_uri(registry: str) -> Optional[str]:
-    """The newest window recorded in ``registry`` whose files still exist."""
-    if not registry or not fileio.exists(registry):
-        return None
-    names = sorted(n.rstrip("/") for n in fileio.listdir(registry)
-                   if n.endswith(".json") and not n.startswith("."))
-    for name in reversed(names):
-        with fileio.open(os.path.join(registry, name)) as f:
-            uri = json.loads(f.read())["window_uri"]
-        if fileio.exists(os.path.join(uri, WINDOW_FILE)):
-            return uri
-    return None
+def latest_window_uri(registry_dir: str) -> Optional[str]:
+    """The newest window recorded in ``registry_dir`` whose files still exist."""
+    found = registry.newest(
+        registry_dir, lambda r: fileio.exists(os.path.join(r["window_uri"], WINDOW_FILE)))
+    return found["window_uri"] if found else None
 
 
-def record_window(registry: str, uri: str) -> None:
-    """One registry record per window (a single small object: atomic on GCS and locally)."""
-    fileio.makedirs(registry)
-    name = f"{time.time_ns():020d}.json"
-    tmp = os.path.join(registry, f".{name}.tmp")
-    with fileio.open(tmp, "w") as f:
-        f.write(json.dumps({"window_uri": uri, "recorded_at": time.time()}))
-    fileio.rename(tmp, os.path.join(registry, name), overwrite=True)
+def record_window(registry_dir: str, uri: str) -> None:
+    """Records a window where the next one reads it on open-source Kubeflow Pipelines."""
+    registry.record(registry_dir, {"window_uri": uri})
 
 
 def _split_files(examples_uri: str, split: str) -> list[str]:
@@ -117,6 +116,33 @@ def assemble(members: list[spans.AcceptedSpan], split_kind: str, uri: str) -> tu
     return how, ratings
 
 
+def check_drift(current: spans.AcceptedSpan, before: Optional[spans.AcceptedSpan],
+                schema_uri: str, mode: str, categorical_threshold: float,
+                numeric_threshold: float) -> list[drift_lib.Distance]:
+    """The new span's distances from ``before``; raises with ``mode`` "block" when one is
+    beyond its threshold."""
+    if mode == "off" or not (before and before.statistics_uri and current.statistics_uri):
+        return []
+    schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema_uri)) \
+        if schema_uri else schema_pb2.Schema()
+    found = drift_lib.distances(drift_lib.load_statistics(current.statistics_uri),
+                                drift_lib.load_statistics(before.statistics_uri),
+                                drift_lib.with_comparators(schema, categorical_threshold,
+                                                           numeric_threshold))
+    beyond = [d for d in found if d.beyond]
+    if beyond and mode == "block":
+        raise DataError(
+            f"span {current.number} has drifted from span {before.number}: "
+            + "; ".join(d.describe() for d in beyond)
+            + ". Nothing was trained or pushed. If the change is real, accept it with "
+            "validation.drift = \"warn\" (or a higher threshold in [validation] or the "
+            "curated schema's drift_comparator) and run the span again with --reingest")
+    for d in beyond:
+        logger.warning("SpanWindow: span %d has drifted from span %d: %s", current.number,
+                       before.number, d.describe())
+    return found
+
+
 @component
 def SpanWindow(
     examples: InputArtifact[standard_artifacts.Examples],
@@ -125,7 +151,12 @@ def SpanWindow(
     split_kind: Parameter[str],
     registry: Parameter[str],
     previous_window: InputArtifact[standard_artifacts.Examples] = None,
+    statistics: InputArtifact[standard_artifacts.ExampleStatistics] = None,
+    schema: InputArtifact[standard_artifacts.Schema] = None,
     read_registry: Parameter[int] = 0,
+    drift: Parameter[str] = "off",
+    categorical_threshold: Parameter[float] = 0.3,
+    numeric_threshold: Parameter[float] = 0.2,
     source_fingerprint: Parameter[str] = "",
 ):
     """Writes the window ending at ``examples``' span (module doc). The previous window comes
@@ -139,7 +170,11 @@ def SpanWindow(
     earlier: list[spans.AcceptedSpan] = []
     if previous_uri:
         earlier = [spans.AcceptedSpan.from_json(r) for r in read_window(previous_uri)["history"]]
-    current = spans.AcceptedSpan(int(examples.span), examples.uri, time.time_ns())
+    current = spans.AcceptedSpan(int(examples.span), examples.uri, time.time_ns(),
+                                 statistics.uri if statistics is not None else "")
+    before = spans.previous(earlier, current)
+    distances = check_drift(current, before, schema.uri if schema is not None else "", drift,
+                            categorical_threshold, numeric_threshold)
     members = spans.window(earlier, current, window_spans)
     numbers = [m.number for m in members]
     if len(members) < window_spans:
@@ -153,6 +188,8 @@ def SpanWindow(
                        current.number)
     record = {"span": current.number, "spans": numbers, "split": how, "ratings": ratings,
               "window_spans": window_spans,
+              "drift": {"against": before.number if before else None, "mode": drift,
+                        "distances": [d.to_json() for d in distances]},
               "history": [s.to_json() for s in spans.history([*earlier, current],
                                                              HISTORY_SPANS)]}
     with fileio.open(os.path.join(window.uri, WINDOW_FILE), "w") as f:
@@ -164,6 +201,9 @@ def SpanWindow(
     window.set_int_custom_property("window_ratings", sum(ratings.values()))
     window.set_string_custom_property("window_split", how)
     window.set_string_custom_property("span_examples", examples.uri)
+    if drift != "off":
+        window.set_string_custom_property(
+            "drift", drift_lib.summary(distances, before.number if distances and before else None))
     logger.info("SpanWindow: spans %s (%d train, %d eval ratings, %s)",
                 ", ".join(map(str, numbers)), ratings[splits.TRAIN], ratings[splits.EVAL], how)
     record_window(registry, window.uri)

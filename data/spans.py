@@ -38,12 +38,14 @@ class Span:
 
 @dataclasses.dataclass(frozen=True)
 class AcceptedSpan:
-    """A span that a run ingested and validated: where its Examples are. ``order`` says
-    which of two ingestions of the same span is newer (higher: newer)."""
+    """A span that a run ingested and validated: where its Examples (and their statistics,
+    for the next span's drift check) are. ``order`` says which of two ingestions of the same
+    span is newer (higher: newer)."""
 
     number: int
     examples_uri: str
     order: int = 0
+    statistics_uri: str = ""
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -51,7 +53,7 @@ class AcceptedSpan:
     @classmethod
     def from_json(cls, record: dict) -> "AcceptedSpan":
         return cls(int(record["number"]), str(record["examples_uri"]),
-                   int(record.get("order", 0)))
+                   int(record.get("order", 0)), str(record.get("statistics_uri", "")))
 
 
 def window(accepted: Iterable[AcceptedSpan], current: AcceptedSpan,
@@ -61,23 +63,32 @@ def window(accepted: Iterable[AcceptedSpan], current: AcceptedSpan,
     re-run). Fewer exist: all of them (the caller says so)."""
     if size < 1:
         raise ValueError(f"a window holds at least one span, not {size}")
+    older = _newest_ingestions(accepted, below=current.number)[-(size - 1):] if size > 1 else []
+    return [*older, current]
+
+
+def previous(accepted: Iterable[AcceptedSpan], current: AcceptedSpan) -> Optional[AcceptedSpan]:
+    """The newest accepted span numbered below ``current`` (the one its drift is measured
+    against), or None."""
+    older = _newest_ingestions(accepted, below=current.number)
+    return older[-1] if older else None
+
+
+def _newest_ingestions(accepted: Iterable[AcceptedSpan],
+                       below: Optional[int] = None) -> list[AcceptedSpan]:
+    """The newest ingestion of each span (numbered below ``below``), oldest span first."""
     newest: dict[int, AcceptedSpan] = {}
     for span in accepted:
-        if span.number < current.number and (
+        if (below is None or span.number < below) and (
                 span.number not in newest or span.order >= newest[span.number].order):
             newest[span.number] = span
-    older = [newest[n] for n in sorted(newest)][-(size - 1):] if size > 1 else []
-    return [*older, current]
+    return [newest[n] for n in sorted(newest)]
 
 
 def history(accepted: Iterable[AcceptedSpan], limit: int) -> list[AcceptedSpan]:
     """The newest ingestion of each of the ``limit`` highest-numbered spans, oldest first:
     what a window record keeps for the windows after it."""
-    newest: dict[int, AcceptedSpan] = {}
-    for span in accepted:
-        if span.number not in newest or span.order >= newest[span.number].order:
-            newest[span.number] = span
-    return [newest[n] for n in sorted(newest)][-limit:]
+    return _newest_ingestions(accepted)[-limit:]
 
 
 def list_spans(data_dir: str) -> list[Span]:

@@ -26,14 +26,17 @@ from recsys_pipeline.transform import features as F
 
 LAYOUTS = ("auto", "ml-100k", "ml-1m", "csv")
 SPLIT_KINDS = ("random", "temporal", "next_span")
+DRIFT_MODES = ("block", "warn", "off")
 KUBEFLOW_TARGETS = ("kfp", "vertex")
 # Where each downloadable dataset's files follow which layout (for compiling with layout auto).
 DATASET_LAYOUTS = {"ml-100k": "ml-100k", "ml-1m": "ml-1m", "ml-latest-small": "csv",
                    "ml-25m": "csv"}
 
 # Run-time parameters of the compiled Kubeflow pipeline (name -> type).
+# "span" only where the data has span folders (kubeflow.span_folders): latest or a number.
+SPAN_PARAMETER = "span"
 RUNTIME_PARAMETERS = {"data_dir": str, "retrieval_epochs": int, "ranking_epochs": int,
-                      "min_top_k_accuracy": float, "max_rmse": float}
+                      "min_top_k_accuracy": float, "max_rmse": float, SPAN_PARAMETER: str}
 
 
 
@@ -90,6 +93,24 @@ class SplitConfig:
         None,
         "Temporal split cutoff in Unix seconds. Unset: the (1 - eval_fraction) quantile of all "
         "timestamps.")
+
+
+@dataclass
+class ValidationConfig:
+    """[validation] With span folders: the drift gate between a span and the one before it."""
+
+    drift: str = knob(
+        "block",
+        f"One of {', '.join(DRIFT_MODES)}. The new span's statistics are compared with the "
+        "previous accepted span's (TFDV drift comparators, train splits): block stops the run "
+        "before Transform, naming the feature and the distance; warn records and logs it.")
+    categorical_threshold: float = knob(
+        0.3, "L-infinity distance (the largest change of one value's share) beyond which the "
+        "movie ids have drifted, unless the curated schema sets its own comparator (the "
+        "schema may also add one for the user id, which changes daily by nature).")
+    numeric_threshold: float = knob(
+        0.2, "Jensen-Shannon divergence beyond which the rating distribution has drifted, "
+        "unless the curated schema sets its own comparator.")
 
 
 @dataclass
@@ -181,8 +202,15 @@ class KubeflowConfig:
         "serving.base_dir is set.")
     runtime_parameters: bool = knob(
         True,
-        "Expose data_dir, retrieval_epochs, ranking_epochs, min_top_k_accuracy and max_rmse as "
-        "run-time parameters of the compiled pipeline (defaults: this configuration).")
+        "Expose data_dir, retrieval_epochs, ranking_epochs, min_top_k_accuracy and max_rmse "
+        "(and span, with span_folders) as run-time parameters of the compiled pipeline "
+        "(defaults: this configuration).")
+    span_folders: bool = knob(
+        False,
+        "The data directory the runs read holds span-<N> folders (the compiler cannot look): "
+        "the compiled pipeline takes the run-time parameter span (latest, the newest span no "
+        "run of it ingested, or a number) and gets the rolling window, the drift gate and "
+        "warm starts.")
     host: Optional[str] = knob(
         None, "Kubeflow Pipelines API endpoint, e.g. http://localhost:8080 after "
         "kubectl port-forward. Overridden by --host or $KFP_HOST.")
@@ -207,6 +235,7 @@ class PipelineConfig:
                               "settings are unchanged (TFX caching).")
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     transform: TransformConfig = field(default_factory=TransformConfig)
     retrieval: RetrievalHParams = field(default_factory=RetrievalHParams)
     ranking: RankingHParams = field(default_factory=RankingHParams)
@@ -246,6 +275,13 @@ class PipelineConfig:
             raise bad("split.eval_fraction", "must be strictly between 0 and 1")
         if self.split.cutoff_timestamp is not None and self.split.kind != "temporal":
             raise bad("split.cutoff_timestamp", "only applies to split.kind = \"temporal\"")
+        if self.validation.drift not in DRIFT_MODES:
+            raise bad("validation.drift",
+                      f"is {self.validation.drift!r}; expected one of {DRIFT_MODES}")
+        for key in ("categorical_threshold", "numeric_threshold"):
+            if not 0.0 <= getattr(self.validation, key) <= 1.0:
+                raise bad(f"validation.{key}",
+                          f"is {getattr(self.validation, key)}; must be in [0, 1]")
         if self.transform.timestamp_buckets < 2:
             raise bad("transform.timestamp_buckets", "must be at least 2")
         if not self.pipeline_name or any(c in self.pipeline_name for c in "/\\ "):

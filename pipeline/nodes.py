@@ -41,6 +41,10 @@ SEQUENTIAL_MODEL = "sequential"
 TOP_K_ACCURACY = "top_k_accuracy"
 RMSE = "rmse"
 
+# The Trainers' model artifact property saying what the model started from (a warm start
+# from a base model, or a cold start and why): components/recsys_trainer.py writes it.
+WARM_START_PROPERTY = "warm_start"
+
 
 @dataclasses.dataclass(frozen=True)
 class Push:

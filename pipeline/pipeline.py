@@ -3,10 +3,13 @@
     MovieLensExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema)
       -> ExampleValidator -> AnomalyGate -> Transform
     [span folders] AnomalyGate -> SpanWindow (and PreviousWindow) -> Transform, Evaluators,
-      ScannIndexer: everything after the gate reads the rolling window of spans
+      ScannIndexer: everything after the gate reads the rolling window of spans; the window
+      also gates drift from the previous span (StatisticsGen's output against its)
     Transform -> RetrievalTrainer -> RetrievalEvaluator (vs RetrievalBaseline) -> ScannIndexer
       -> ScannPusher (ScaNN model) and BruteForcePusher (the pure-TF export)
     Transform -> RankingTrainer -> RankingEvaluator (vs RankingBaseline) -> RankingPusher
+    [span folders, warm_start] RetrievalBaseline -> RetrievalTrainer and RankingBaseline ->
+      RankingTrainer (base_model): the Trainers start from the last blessed model
     [sequential] enabled: Transform -> SequentialTrainer (GRU4Rec) -> SequentialEvaluator
       (vs SequentialBaseline) -> SequentialPusher
 
@@ -42,7 +45,12 @@ from recsys_pipeline.components.span_window import SpanWindow
 from recsys_pipeline.data import movielens, spans
 from recsys_pipeline.errors import ConfigError, DataError
 from recsys_pipeline.pipeline import evaluation, nodes
-from recsys_pipeline.pipeline.config import DATASET_LAYOUTS, RUNTIME_PARAMETERS, PipelineConfig
+from recsys_pipeline.pipeline.config import (
+    DATASET_LAYOUTS,
+    RUNTIME_PARAMETERS,
+    SPAN_PARAMETER,
+    PipelineConfig,
+)
 from recsys_pipeline.pipeline.fingerprint import code_fingerprint, module_of
 from recsys_pipeline.trainer.hparams import to_custom_config
 
@@ -94,6 +102,11 @@ def resolve_layout(config: PipelineConfig, target: str = "local") -> tuple[str, 
     return dataset.spec.kind, movielens.fingerprint(dataset)
 
 
+def _spanned(config: PipelineConfig, target: str) -> bool:
+    """Whether the data has span folders: a span chosen locally, or declared for Kubeflow."""
+    return config.data.span is not None or (target != "local" and config.kubeflow.span_folders)
+
+
 def _runtime_values(config: PipelineConfig, target: str) -> dict:
     """The run-time-changeable knobs: plain values locally, RuntimeParameters on Kubeflow."""
     kf = config.kubeflow
@@ -103,11 +116,13 @@ def _runtime_values(config: PipelineConfig, target: str) -> dict:
               "ranking_epochs": config.ranking.epochs,
               "min_top_k_accuracy": config.evaluation.min_top_k_accuracy,
               "max_rmse": config.evaluation.max_rmse}
+    if target != "local" and _spanned(config, target):
+        values[SPAN_PARAMETER] = "latest" if config.data.span is None else str(config.data.span)
     if target == "local" or not kf.runtime_parameters:
         return values
     return {name: tfx.dsl.experimental.RuntimeParameter(
                 name=name, ptype=RUNTIME_PARAMETERS[name], default=values[name])
-            for name in RUNTIME_PARAMETERS}
+            for name in RUNTIME_PARAMETERS if name in values}
 
 
 def _code_of(component) -> str:
@@ -116,10 +131,10 @@ def _code_of(component) -> str:
 
 
 def _window_nodes(config: PipelineConfig, target: str, pipeline_root: str, example_gen,
-                  anomaly_gate) -> list:
-    """The SpanWindow, after the gate, and where TFX can resolve it (not on open-source
-    Kubeflow Pipelines: the window reads its registry there) the previous window's Resolver
-    (see components/span_window.py)."""
+                  statistics_gen, schema_gen, anomaly_gate) -> list:
+    """The SpanWindow (and drift gate), after the gate, and where TFX can resolve it (not on
+    open-source Kubeflow Pipelines: the window reads its registry there) the previous
+    window's Resolver (see components/span_window.py)."""
     previous = None
     if target != "kfp":
         previous = tfx.dsl.Resolver(
@@ -131,6 +146,11 @@ def _window_nodes(config: PipelineConfig, target: str, pipeline_root: str, examp
     window = SpanWindow(
         examples=example_gen.outputs["examples"],
         previous_window=previous.outputs["window"] if previous is not None else None,
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        drift=config.validation.drift,
+        categorical_threshold=config.validation.categorical_threshold,
+        numeric_threshold=config.validation.numeric_threshold,
         window_spans=config.data.window_spans,
         split_kind=config.split.kind,
         registry=os.path.join(pipeline_root, "windows", nodes.SPAN_WINDOW),
@@ -162,7 +182,12 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
         max_orphan_fraction=config.data.max_orphan_fraction,
         input_fingerprint=fingerprint,
         source_fingerprint=_code_of(MovieLensExampleGen),
-        span=config.data.span,
+        # Locally the runner chose the span (from ML Metadata); on Kubeflow the step chooses
+        # it at run time from its registry of ingested spans.
+        span=config.data.span if local else None,
+        span_choice=values.get(SPAN_PARAMETER),
+        span_registry=os.path.join(pipeline_root, "spans", nodes.EXAMPLE_GEN)
+        if SPAN_PARAMETER in values else None,
     ).with_id(nodes.EXAMPLE_GEN)
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"]).with_id(nodes.STATISTICS_GEN)
@@ -178,8 +203,9 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
     # With spans, everything after the gate reads the rolling window; without, the examples.
     window_nodes: list = []
     examples = example_gen.outputs["examples"]
-    if config.data.span is not None:
-        window_nodes = _window_nodes(config, target, pipeline_root, example_gen, anomaly_gate)
+    if _spanned(config, target):
+        window_nodes = _window_nodes(config, target, pipeline_root, example_gen, statistics_gen,
+                                     schema_gen, anomaly_gate)
         examples = window_nodes[-1].outputs["window"]
     transform = tfx.components.Transform(
         examples=examples,
@@ -197,17 +223,9 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
     evaluator_code, pusher_code = _code_of(RecsysEvaluator), _code_of(ServingPusher)
 
     def branch_nodes(branch: nodes.Branch, custom_config: dict, epochs, eval_config,
-                     bound) -> tuple[RecsysTrainer, Any, RecsysEvaluator]:
-        """A branch's Trainer, Baseline and Evaluator (its Pushers come after)."""
-        model_trainer = RecsysTrainer(
-            examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            catalogue=example_gen.outputs["catalogue"],
-            run_fn=branch.run_fn,
-            custom_config={**custom_config, "source_fingerprint": code_fingerprint(
-                [module_of(branch.run_fn), RecsysTrainer.__module__])},
-            epochs=epochs,
-        ).with_id(branch.trainer)
+                     bound, warm_start: bool = False) -> tuple[RecsysTrainer, Any, RecsysEvaluator]:
+        """A branch's Trainer, Baseline and Evaluator (its Pushers come after). With
+        ``warm_start`` (and span folders) the Trainer starts from the Baseline's model."""
         registry = os.path.join(pipeline_root, "blessings", branch.evaluator)
         if target == "kfp":
             baseline = BlessedModelLookup(blessing_registry=registry).with_id(branch.baseline)
@@ -221,6 +239,17 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
                                                producer_component_id=branch.evaluator,
                                                output_key="blessing"),
             ).with_id(branch.baseline)
+        model_trainer = RecsysTrainer(
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            catalogue=example_gen.outputs["catalogue"],
+            run_fn=branch.run_fn,
+            custom_config={**custom_config, "source_fingerprint": code_fingerprint(
+                [module_of(branch.run_fn), RecsysTrainer.__module__])},
+            epochs=epochs,
+            base_model=baseline.outputs["model"]
+            if warm_start and _spanned(config, target) else None,
+        ).with_id(branch.trainer)
         evaluator = RecsysEvaluator(
             examples=examples,
             model=model_trainer.outputs["model"],
@@ -243,7 +272,7 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
         retrieval, {"hparams": to_custom_config(config.retrieval),
                     "serving_k": config.index.k, "eval_k": config.evaluation.top_k},
         values["retrieval_epochs"], evaluation.retrieval_eval_config(config.evaluation),
-        values["min_top_k_accuracy"])
+        values["min_top_k_accuracy"], config.retrieval.warm_start)
     indexer = ScannIndexer(
         model=retrieval_trainer.outputs["model"],
         model_blessing=retrieval_evaluator.outputs["blessing"],
@@ -260,7 +289,8 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
     ranking = nodes.RANKING
     ranking_trainer, ranking_baseline, ranking_evaluator = branch_nodes(
         ranking, {"hparams": to_custom_config(config.ranking)}, values["ranking_epochs"],
-        evaluation.ranking_eval_config(config.evaluation), values["max_rmse"])
+        evaluation.ranking_eval_config(config.evaluation), values["max_rmse"],
+        config.ranking.warm_start)
     ranking_nodes = [ranking_trainer, ranking_baseline, ranking_evaluator,
                      pusher(ranking.pushes[0], ranking_trainer.outputs["model"],
                             ranking_evaluator.outputs["blessing"])]

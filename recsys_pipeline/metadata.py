@@ -158,6 +158,51 @@ def ingested_spans(config: PipelineConfig, store=None) -> dict[int, str]:
     return found
 
 
+NO_NEW_SPAN_TYPE = "recsys.NoNewSpan"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanAttempt:
+    """A ``recsys run`` that found every span ingested and ran nothing."""
+
+    data_dir: str
+    spans: str  # the span numbers it found, comma-separated
+    attempted_at: float  # Unix seconds
+
+
+def record_no_new_span(config: PipelineConfig, data_dir: str, numbers: list[int]) -> None:
+    """Leaves a completed execution of type ``NO_NEW_SPAN_TYPE`` in the pipeline's context,
+    so that the store says a scheduled run came and found nothing (no pipeline run starts)."""
+    import time
+
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    store = open_store(config)
+    kind = pb.ExecutionType(name=NO_NEW_SPAN_TYPE)
+    for name, value_type in (("data_dir", pb.STRING), ("spans", pb.STRING),
+                             ("attempted_at", pb.DOUBLE)):
+        kind.properties[name] = value_type
+    type_id = store.put_execution_type(kind, can_add_fields=True)
+    execution = pb.Execution(type_id=type_id, last_known_state=pb.Execution.COMPLETE)
+    execution.properties["data_dir"].string_value = data_dir
+    execution.properties["spans"].string_value = ",".join(map(str, numbers))
+    execution.properties["attempted_at"].double_value = time.time()
+    contexts = [c for c in store.get_contexts_by_type("pipeline")
+                if c.name == config.pipeline_name]
+    store.put_execution(execution, artifact_and_events=[], contexts=contexts)
+
+
+def no_new_span_attempts(config: PipelineConfig, store=None) -> list[SpanAttempt]:
+    """The recorded attempts that found no new span, oldest first."""
+    store = store or open_store(config)
+    found = []
+    for e in store.get_executions_by_type(NO_NEW_SPAN_TYPE):
+        found.append(SpanAttempt(e.properties["data_dir"].string_value,
+                                 e.properties["spans"].string_value,
+                                 e.properties["attempted_at"].double_value))
+    return sorted(found, key=lambda a: a.attempted_at)
+
+
 def summarize_run(config: PipelineConfig, node_ids: list[str],
                   seconds: Optional[dict[str, float]] = None) -> Optional[RunSummary]:
     """The newest run of this pipeline in MLMD (wall times from ``seconds``)."""

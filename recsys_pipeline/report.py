@@ -207,8 +207,31 @@ flex-wrap:wrap}.legend span{margin-right:14px}
 """
 
 
+def window_html(window: Optional[dict[str, Any]]) -> str:
+    """The span window and its drift distances from the previous span (span folders only)."""
+    if not window:
+        return ""
+    out = [f"<p id=window>Span {_e(window['span'])}; window: spans "
+           f"{_e(', '.join(map(str, window['spans'])))} ({_e(window['split'])} split, "
+           f"{_e(window['ratings'].get('train'))} train and {_e(window['ratings'].get('eval'))}"
+           " eval ratings).</p>"]
+    found = window.get("drift", {})
+    if found.get("distances"):
+        out.append(f"<table id=drift><tr><th>drift from span {_e(found['against'])}</th>"
+                   "<th>measure</th><th class=num>distance</th><th class=num>threshold</th>"
+                   "</tr>")
+        for d in found["distances"]:
+            beyond = d["value"] > d["threshold"]
+            value = f'<span class="no">{d["value"]:.4f}</span>' if beyond else f"{d['value']:.4f}"
+            out.append(f"<tr><td>{_e(d['feature'])}</td><td>{_e(d['measure'])}</td>"
+                       f"<td class=num>{value}</td><td class=num>{d['threshold']:g}</td></tr>")
+        out.append("</table>")
+    return "\n".join(out)
+
+
 def render(config: PipelineConfig, summary, edges, data, models, history_rows,
-           index: dict[str, Any], index_report: Optional[IndexReport]) -> str:
+           index: dict[str, Any], index_report: Optional[IndexReport],
+           window: Optional[dict[str, Any]] = None) -> str:
     """The page's HTML."""
     ran = sum(c.state == "ran" for c in summary.components)
     cached = sum(c.state == "cached" for c in summary.components)
@@ -244,6 +267,7 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
                        + histogram_svg(data["train"]["histogram"]))
     else:
         out.append("<p>No statistics in this run.</p>")
+    out.append(window_html(window))
 
     out.append("<h2>Models against the gates</h2><table id=models><tr><th>model</th>"
                "<th>metric</th><th class=num>value</th><th class=num>bound</th>"
@@ -323,10 +347,16 @@ def write_report(config: PipelineConfig, run_id: Optional[str] = None) -> str:
         summary = matches[0]
     index = summary.properties(nodes.SCANN_INDEXER, "index_blessing")
     index_report = IndexReport.from_json(index["report"]) if "report" in index else None
+    window_uri = summary.output(nodes.SPAN_WINDOW, "window")
+    window = None
+    if window_uri:
+        from recsys_pipeline.components.span_window import read_window
+
+        window = read_window(window_uri)
     page = render(config, summary, dag_edges(store, summary.run_id),
                   data_highlights(summary.output(nodes.STATISTICS_GEN, "statistics")),
                   model_summary.model_rows(summary, config),
-                  history.run_rows(config, summaries=summaries), index, index_report)
+                  history.run_rows(config, summaries=summaries), index, index_report, window)
     directory = os.path.join(config.output_dir, REPORT_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "index.html")

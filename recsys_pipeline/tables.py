@@ -75,6 +75,12 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
                      f"({window.get('window_ratings', '?')} ratings, "
                      f"{window.get('window_split', '?')}): "
                      f"{summary.output(nodes.SPAN_WINDOW, 'window')}")
+    if window.get("drift"):
+        lines.append(f"  span drift:           {window['drift']}")
+    for branch in (nodes.RETRIEVAL, nodes.RANKING):  # warm starts need span folders
+        start = summary.properties(branch.trainer, "model").get(nodes.WARM_START_PROPERTY)
+        if start and window.get("window_spans"):
+            lines.append(f"  {branch.name + ' start:':<21} {start}")
     lines.append(f"  pipeline root:        {config.pipeline_root}")
     lines.append(f"  MLMD store:           {config.metadata_path}")
     lines.append(f"  serving base:         {config.serving_dir} (models.config, "

@@ -1,5 +1,6 @@
-"""The report's pure parts: DAG layering and the SVG builders."""
+"""The report's pure parts: DAG layering, the SVG builders and the span window."""
 
+from recsys_pipeline import report
 from recsys_pipeline.metadata import ComponentResult
 from recsys_pipeline.report import dag_svg, histogram_svg, layers, line_chart_svg
 
@@ -25,3 +26,18 @@ def test_line_chart_marks_unblessed_runs_and_the_bound():
 def test_histogram_skips_empty_buckets():
     svg = histogram_svg([(1.0, 1.4, 100.0), (1.4, 1.8, 0.9), (1.8, 2.2, 50.0)])
     assert svg.count("<rect") == 2 and "1.0–1.4" in svg
+
+
+def test_window_shows_its_spans_and_flags_drift_beyond_the_threshold():
+    window = {"span": 7, "spans": [6, 7], "split": "next_span",
+              "ratings": {"train": 1200, "eval": 1100},
+              "drift": {"against": 6, "mode": "warn", "distances": [
+                  {"feature": "movie_id", "measure": "L-infinity", "value": 0.585,
+                   "threshold": 0.3},
+                  {"feature": "user_rating", "measure": "Jensen-Shannon", "value": 0.0123,
+                   "threshold": 0.2}]}}
+    html = report.window_html(window)
+    assert "window: spans 6, 7 (next_span split, 1200 train and 1100 eval ratings)" in html
+    assert "drift from span 6" in html
+    assert '<span class="no">0.5850</span>' in html and "<td class=num>0.0123</td>" in html
+    assert report.window_html(None) == ""

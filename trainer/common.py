@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from recsys_pipeline import progress
-from recsys_pipeline.trainer import inputs
+from recsys_pipeline.trainer import inputs, models, warm_start
 from recsys_pipeline.trainer.export_metadata import ExportMetadata, Training
 from recsys_pipeline.trainer.inputs import READ_BATCH_SIZE, Catalogue, TrainStats
 from recsys_pipeline.transform import features as F
@@ -43,6 +43,32 @@ def load_training_data(transform_dir: str, train_files: list[str],
     stats = inputs.train_stats(inputs.transformed_dataset(train_files, spec, READ_BATCH_SIZE),
                                sizes[F.index_name(F.MOVIE_ID)])
     return TrainingData(tft_output, sizes, catalogue, stats, spec)
+
+
+def first_batch(data: TrainingData, train_files: list[str]) -> dict[str, tf.Tensor]:
+    """A few training examples, to build a model's weights before training."""
+    return next(iter(data.dataset(train_files, 16)))
+
+
+def start_from(base_model: Optional[str], members: list[tf.keras.Model], kind: str,
+               data: TrainingData, train_files: list[str], hp: Any) -> warm_start.WarmStart:
+    """Builds ``members``' weights on one batch and, with ``hp.warm_start``, seeds them from
+    ``base_model`` (a serving directory; see ``warm_start.py``). The result says how many
+    epochs to train: ``hp.warm_epochs`` warm, ``hp.epochs`` cold."""
+    batch = first_batch(data, train_files)
+    for member in members:
+        models.build_weights(member, batch)  # a no-op for members built already
+    if not hp.warm_start:
+        return warm_start.WarmStart(warm=False, reason="warm_start is off", epochs=hp.epochs)
+    return warm_start.restore(members, kind, data.tft_output.vocabulary_file_by_name,
+                              base_model, warm_epochs=hp.warm_epochs, cold_epochs=hp.epochs)
+
+
+def save_warm_start(members: list[tf.keras.Model], kind: str, data: TrainingData,
+                    serving_model_dir: str) -> None:
+    """Saves the trained weights a later run's warm start reads, beside the export."""
+    warm_start.save(members, kind, data.tft_output.vocabulary_file_by_name,
+                    warm_start.weights_dir(serving_model_dir))
 
 
 def export_metadata(kind: str, data: TrainingData, training: Optional[Training],

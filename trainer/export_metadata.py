@@ -54,6 +54,7 @@ class ExportMetadata:
     final_loss: Optional[float] = None
     hparams: Optional[dict[str, Any]] = None
     trainer_eval_rmse: Optional[float] = None
+    warm_start: Optional[dict[str, Any]] = None  # warm_start.WarmStart, as a dict
 
     def with_training(self, training: Optional[Training]) -> ExportMetadata:
         return self if training is None else dataclasses.replace(

@@ -50,6 +50,12 @@ class RetrievalHParams(InBatchSoftmaxHParams):
         "embedding_dim ([] = a linear projection only). A ReLU layer lets the towers combine "
         "features, which linear towers cannot (bench/quality.py compares them).")
     epochs: int = knob(12, "Training epochs over the train split.")
+    warm_start: bool = knob(
+        True, "With span folders: start from this branch's last blessed model (the Trainer's "
+        "base_model input), embedding rows mapped by vocabulary value and dense layers "
+        "copied, then train warm_epochs; a base model of another architecture, or none, "
+        "gives a cold start, which the run summary says.")
+    warm_epochs: int = knob(4, "Training epochs of a warm-started run.")
     learning_rate: float = knob(
         0.03, "Learning rate (0.1 makes the ReLU towers collapse to popularity).")
     optimizer: str = knob("adagrad", f"One of {', '.join(OPTIMIZERS)}.")
@@ -103,6 +109,12 @@ class RankingHParams:
     context_embedding_dim: int = knob(8, "Size of the genre and demographic embeddings.")
     hidden_layers: list = knob([128, 64], "Sizes of the ReLU layers of the rating MLP.")
     epochs: int = knob(7, "Training epochs over the train split (more overfits ML-100K).")
+    warm_start: bool = knob(
+        True, "With span folders: start from this branch's last blessed model (the Trainer's "
+        "base_model input), embedding rows mapped by vocabulary value and dense layers "
+        "copied, then train warm_epochs; a base model of another architecture, or none, "
+        "gives a cold start, which the run summary says.")
+    warm_epochs: int = knob(2, "Training epochs of a warm-started run (per member).")
     batch_size: int = knob(1024, "Batch size.")
     learning_rate: float = knob(0.002, "Learning rate.")
     optimizer: str = knob("adam", f"One of {', '.join(OPTIMIZERS)}.")
@@ -118,8 +130,8 @@ class RankingHParams:
 def check(hp: Any, section: str) -> list[str]:
     """Problems with a hyperparameter set, as "section.key message" strings."""
     problems = []
-    for name in ("epochs", "batch_size", "embedding_dim", "context_length", "gru_units",
-                 "ensemble"):
+    for name in ("epochs", "warm_epochs", "batch_size", "embedding_dim", "context_length",
+                 "gru_units", "ensemble"):
         if getattr(hp, name, 1) < 1:
             problems.append(f"{section}.{name} must be at least 1")
     if not hp.learning_rate > 0:

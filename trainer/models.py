@@ -22,12 +22,26 @@ from recsys_pipeline.transform import features as F
 TIMESTAMP_Z_CLIP = 5.0
 
 
+def id_embedding(vocabulary: str, num_ids: int, dim: int, **kwargs) -> tf.keras.layers.Embedding:
+    """An embedding whose rows are the ids of a Transform ``vocabulary`` (named after its raw
+    feature): warm starts map its rows by vocabulary value (``warm_start.py``)."""
+    layer = tf.keras.layers.Embedding(num_ids, dim, **kwargs)
+    layer.vocabulary = vocabulary
+    return layer
+
+
+def index_embedding(index_feature: str, sizes: dict[str, int], dim: int,
+                    **kwargs) -> tf.keras.layers.Embedding:
+    """``id_embedding`` of an ``index_name`` feature, sized from the Transform output."""
+    return id_embedding(F.vocabulary_name(index_feature), sizes[index_feature], dim, **kwargs)
+
+
 class MaskedMeanEmbedding(tf.keras.layers.Layer):
     """Mean embedding of a padded id list (LIST_PADDING = no id); zeros for an empty list."""
 
-    def __init__(self, num_ids: int, dim: int, **kwargs):
+    def __init__(self, index_feature: str, sizes: dict[str, int], dim: int, **kwargs):
         super().__init__(**kwargs)
-        self.embedding = tf.keras.layers.Embedding(num_ids, dim)
+        self.embedding = index_embedding(index_feature, sizes, dim)
 
     def call(self, ids: tf.Tensor) -> tf.Tensor:
         mask = tf.cast(ids != F.LIST_PADDING, tf.float32)[..., None]
@@ -45,10 +59,10 @@ class QueryTower(tf.keras.Model):
 
     def __init__(self, sizes: dict[str, int], hp: RetrievalHParams, **kwargs):
         super().__init__(**kwargs)
-        self.user = tf.keras.layers.Embedding(sizes[F.index_name(F.USER_ID)], hp.id_embedding_dim)
+        self.user = index_embedding(F.index_name(F.USER_ID), sizes, hp.id_embedding_dim)
         self.time = tf.keras.layers.Embedding(sizes[F.TIMESTAMP_BUCKET], hp.context_embedding_dim)
         self.demographic_names = [n for n in F.USER_INDEX_FEATURES[1:] if n in sizes]
-        self.demographics = [tf.keras.layers.Embedding(sizes[n], hp.context_embedding_dim)
+        self.demographics = [index_embedding(n, sizes, hp.context_embedding_dim)
                              for n in self.demographic_names]
         self.mlp = _mlp(hp.hidden_layers, hp.embedding_dim, "query_mlp")
 
@@ -69,18 +83,16 @@ class CandidateTower(tf.keras.Model):
 
     def __init__(self, sizes: dict[str, int], hp: RetrievalHParams, **kwargs):
         super().__init__(**kwargs)
-        self.movie = tf.keras.layers.Embedding(sizes[F.index_name(F.MOVIE_ID)],
-                                               hp.id_embedding_dim)
-        self.title = tf.keras.layers.Embedding(sizes[F.index_name(F.MOVIE_TITLE)],
-                                               hp.id_embedding_dim)
-        self.genres = MaskedMeanEmbedding(sizes[F.GENRES_INDEX], hp.context_embedding_dim)
+        self.movie = index_embedding(F.index_name(F.MOVIE_ID), sizes, hp.id_embedding_dim)
+        self.title = index_embedding(F.index_name(F.MOVIE_TITLE), sizes, hp.id_embedding_dim)
+        self.genres = MaskedMeanEmbedding(F.GENRES_INDEX, sizes, hp.context_embedding_dim)
         self.words = None
         if hp.title_text:
             if F.TITLE_TOKENS_INDEX not in sizes:
                 raise ValueError("retrieval.title_text needs the title word ids, which this "
                                  "Transform output lacks (made before they existed): rerun "
                                  "Transform")
-            self.words = MaskedMeanEmbedding(sizes[F.TITLE_TOKENS_INDEX], hp.id_embedding_dim)
+            self.words = MaskedMeanEmbedding(F.TITLE_TOKENS_INDEX, sizes, hp.id_embedding_dim)
         self.mlp = _mlp(hp.hidden_layers, hp.embedding_dim, "candidate_mlp")
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
@@ -97,7 +109,7 @@ class IdTower(tf.keras.Model):
     def __init__(self, feature: str, num_ids: int, dim: int, **kwargs):
         super().__init__(**kwargs)
         self.feature = feature
-        self.embedding = tf.keras.layers.Embedding(num_ids, dim)
+        self.embedding = id_embedding(F.vocabulary_name(feature), num_ids, dim)
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
         return self.embedding(f[self.feature])
@@ -112,7 +124,7 @@ class SequenceQueryTower(tf.keras.Model):
 
     def __init__(self, num_movies: int, hp: SequentialHParams, **kwargs):
         super().__init__(**kwargs)
-        self.movie = tf.keras.layers.Embedding(num_movies, hp.id_embedding_dim)
+        self.movie = id_embedding(F.MOVIE_ID, num_movies, hp.id_embedding_dim)
         self.gru = tf.keras.layers.GRU(hp.gru_units)
         self.mlp = _mlp(hp.hidden_layers, hp.embedding_dim, "sequence_mlp")
 
@@ -176,15 +188,12 @@ class RatingNetwork(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         ctx = hp.context_embedding_dim
         reg = tf.keras.regularizers.l2(hp.l2) if hp.l2 else None
-        num_users, num_movies = sizes[F.index_name(F.USER_ID)], sizes[F.index_name(F.MOVIE_ID)]
-        self.user = tf.keras.layers.Embedding(num_users, hp.embedding_dim,
-                                              embeddings_regularizer=reg)
-        self.movie = tf.keras.layers.Embedding(num_movies, hp.embedding_dim,
-                                               embeddings_regularizer=reg)
-        self.genres = MaskedMeanEmbedding(sizes[F.GENRES_INDEX], ctx)
+        user, movie = F.index_name(F.USER_ID), F.index_name(F.MOVIE_ID)
+        self.user = index_embedding(user, sizes, hp.embedding_dim, embeddings_regularizer=reg)
+        self.movie = index_embedding(movie, sizes, hp.embedding_dim, embeddings_regularizer=reg)
+        self.genres = MaskedMeanEmbedding(F.GENRES_INDEX, sizes, ctx)
         self.demographic_names = [n for n in F.USER_INDEX_FEATURES[1:] if n in sizes]
-        self.demographics = [tf.keras.layers.Embedding(sizes[n], ctx)
-                             for n in self.demographic_names]
+        self.demographics = [index_embedding(n, sizes, ctx) for n in self.demographic_names]
         self.cross = [tfrs.layers.dcn.Cross(projection_dim=hp.cross_projection_dim or None,
                                             kernel_initializer="glorot_uniform")
                       for _ in range(hp.cross_layers)] if hp.architecture == "dcn" else []
@@ -195,11 +204,10 @@ class RatingNetwork(tf.keras.layers.Layer):
         self.mlp = tf.keras.Sequential(layers, name="rating_mlp")
         self.user_bias = self.movie_bias = None
         if hp.bias_terms:
-            self.user_bias = tf.keras.layers.Embedding(num_users, 1, embeddings_initializer="zeros",
-                                                       embeddings_regularizer=reg)
-            self.movie_bias = tf.keras.layers.Embedding(num_movies, 1,
-                                                        embeddings_initializer="zeros",
-                                                        embeddings_regularizer=reg)
+            self.user_bias = index_embedding(user, sizes, 1, embeddings_initializer="zeros",
+                                             embeddings_regularizer=reg)
+            self.movie_bias = index_embedding(movie, sizes, 1, embeddings_initializer="zeros",
+                                              embeddings_regularizer=reg)
 
     def call(self, f: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(rating, user id embeddings, movie id embeddings): the multitask loss reuses the
@@ -258,6 +266,16 @@ class RankingEnsemble(tf.keras.Model):
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
         return tf.add_n([member(f) for member in self.members]) / len(self.members)
+
+
+def build_weights(model: tf.keras.Model, batch: dict[str, tf.Tensor]) -> None:
+    """Creates a model's weights (Keras makes them at the first call) by running it on one
+    batch, so that they can be assigned before training (a warm start)."""
+    if isinstance(model, RetrievalModel):
+        model.query_tower(batch)
+        model.candidate_tower(batch)
+    else:
+        model(batch)
 
 
 def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:

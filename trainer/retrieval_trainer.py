@@ -21,21 +21,27 @@ from recsys_pipeline.trainer.common import (
     TrainingData,
     export_metadata,
     load_training_data,
+    save_warm_start,
+    start_from,
 )
 from recsys_pipeline.trainer.export_metadata import ExportMetadata, Training
 from recsys_pipeline.trainer.hparams import RetrievalHParams, from_custom_config
+from recsys_pipeline.trainer.warm_start import WarmStart
 
 MODEL_KIND = nodes.RETRIEVAL.name
 
 
 def train(data: TrainingData, hp: RetrievalHParams, train_files: list[str],
-          callbacks: Sequence[tf.keras.callbacks.Callback] = ()):
-    """Fits the two-tower model; returns (model, Keras history, seconds)."""
-    model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts)
+          callbacks: Sequence[tf.keras.callbacks.Callback] = (), *,
+          model: Optional[models.RetrievalModel] = None, epochs: Optional[int] = None):
+    """Fits the two-tower model (``model``: one already built, e.g. warm-started, trained
+    ``epochs``); returns (model, Keras history, seconds)."""
+    model = model or models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts)
+    epochs = epochs or hp.epochs
     started = time.monotonic()
     history = model.fit(data.dataset(train_files, hp.batch_size, shuffle=True, seed=hp.seed),
-                        epochs=hp.epochs, verbose=0,
-                        callbacks=[EpochProgress(MODEL_KIND, hp.epochs), *callbacks])
+                        epochs=epochs, verbose=0,
+                        callbacks=[EpochProgress(MODEL_KIND, epochs), *callbacks])
     return model, history, time.monotonic() - started
 
 
@@ -47,7 +53,8 @@ def rated_by_user(data: TrainingData, train_files: list[str]):
 
 def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
                  serving_k: int, eval_k: int, training: Optional[Training] = None,
-                 rated: Optional[tuple[np.ndarray, np.ndarray]] = None) -> ExportMetadata:
+                 rated: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                 start: Optional[WarmStart] = None) -> ExportMetadata:
     """Saves the brute-force export of a trained model; returns its metadata.
 
     ``rated`` (see ``rated_by_user``): exclude those movies when serving and evaluating.
@@ -65,20 +72,25 @@ def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
         warmup_inputs={"user_id": sample_users,
                        "timestamp": [data.stats.latest_timestamp] * len(sample_users)},
         exclude_rated=None if rated is None else {
-            "max_per_user": int(np.diff(rated[1]).max(initial=0)), "pairs": int(len(rated[0]))})
+            "max_per_user": int(np.diff(rated[1]).max(initial=0)), "pairs": int(len(rated[0]))},
+        warm_start=start.to_dict() if start else None)
     export.save(module, path, metadata)
+    save_warm_start([model], MODEL_KIND, data, path)
     return metadata
 
 
 def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_dir: str,
                      serving_model_dir: str, hp: RetrievalHParams, serving_k: int,
-                     eval_k: int) -> ExportMetadata:
-    """Trains the two-tower model and saves the brute-force export; returns its metadata."""
+                     eval_k: int, base_model: Optional[str] = None) -> ExportMetadata:
+    """Trains the two-tower model, from ``base_model`` when it fits (``warm_start.py``), and
+    saves the brute-force export; returns its metadata."""
     data = load_training_data(transform_dir, train_files, catalogue_dir)
-    model, history, seconds = train(data, hp, train_files)
+    model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts)
+    start = start_from(base_model, [model], MODEL_KIND, data, train_files, hp)
+    model, history, seconds = train(data, hp, train_files, model=model, epochs=start.epochs)
     rated = rated_by_user(data, train_files) if hp.exclude_rated else None
     return export_model(model, data, serving_model_dir, serving_k=serving_k, eval_k=eval_k,
-                        rated=rated, training=Training.of(seconds, history, hp))
+                        rated=rated, training=Training.of(seconds, history, hp), start=start)
 
 
 def run_fn(fn_args) -> None:
@@ -92,4 +104,5 @@ def run_fn(fn_args) -> None:
         hp=from_custom_config(RetrievalHParams, config["hparams"]),
         serving_k=int(config["serving_k"]),
         eval_k=int(config["eval_k"]),
+        base_model=fn_args.base_model,
     )

@@ -40,9 +40,19 @@ NUM_OOV_BUCKETS = 1
 DEFAULT_TIMESTAMP_BUCKETS = 100
 
 
+INDEX_SUFFIX = "_index"
+
+
 def index_name(raw_name: str) -> str:
     """Transformed name of the integer id produced by a feature's vocabulary."""
-    return f"{raw_name}_index"
+    return f"{raw_name}{INDEX_SUFFIX}"
+
+
+def vocabulary_name(index_feature: str) -> str:
+    """The vocabulary (named after its raw feature) whose ids an ``index_name`` feature holds."""
+    if not index_feature.endswith(INDEX_SUFFIX):
+        raise ValueError(f"{index_feature!r} is not a vocabulary id feature")
+    return index_feature[: -len(INDEX_SUFFIX)]
 
 
 # --- Transformed features (Transform output) ----------------------------------------------

@@ -118,10 +118,14 @@ def _choose_span(args: argparse.Namespace, config):
     span = spans.choose_span(found, requested if requested is not None else "latest",
                              ingested, args.reingest, data_dir, config.output_dir)
     if span is None:
+        from recsys_pipeline.metadata import record_no_new_span
+
+        record_no_new_span(config, data_dir, [s.number for s in found])
         listing = ", ".join(str(s.number) for s in found)
         return None, (f"no new span: {data_dir} holds spans {listing}, all ingested into "
                       f"{config.output_dir}; nothing ran, nothing was pushed (recsys run "
-                      "--span N --reingest runs one again)")
+                      "--span N --reingest runs one again); the attempt is recorded in "
+                      f"{config.metadata_path}")
     config = dataclasses.replace(config, data=dataclasses.replace(config.data,
                                                                   span=span.number))
     return config, f", span {span.number}"

@@ -18,7 +18,8 @@ from recsys_pipeline.transform import features as F
 from ..conftest import make_ml100k
 
 
-def _run(tmp_path, data_dir, split=None, max_orphans=0.01, layout="auto", span=None):
+def _run(tmp_path, data_dir, split=None, max_orphans=0.01, layout="auto", span=None,
+         **extra):
     examples, catalogue = standard_artifacts.Examples(), standard_artifacts.Examples()
     examples.uri, catalogue.uri = str(tmp_path / "examples"), str(tmp_path / "catalogue")
     split = split or {"kind": "random", "eval_fraction": 0.5, "seed": 7, "cutoff_timestamp": None}
@@ -28,7 +29,7 @@ def _run(tmp_path, data_dir, split=None, max_orphans=0.01, layout="auto", span=N
         executor.Do({}, {"examples": [examples], "catalogue": [catalogue]}, {
             "data_dir": str(data_dir), "layout": layout, "split_config": json.dumps(split),
             "max_orphan_fraction": max_orphans, "input_fingerprint": "",
-            **({"span": span} if span is not None else {})})
+            **({"span": span} if span is not None else {}), **extra})
     return examples, catalogue
 
 
@@ -134,6 +135,25 @@ def test_a_span_is_read_from_its_folder_with_the_shared_catalogue(tmp_path, ml10
     assert sorted(r[F.MOVIE_ID][0] for r in rows) == [b"2", b"3"]
     assert {r[F.MOVIE_TITLE][0] for r in rows} == {"Café au lait (1993)".encode(), b"Heat (1995)"}
     assert [m[F.MOVIE_ID] for m in _read(catalogue.uri, "catalogue")] == [[b"1"], [b"2"], [b"3"]]
+
+
+def test_on_kubeflow_the_step_chooses_the_span_from_its_registry(tmp_path, ml100k):
+    (ml100k / "span-1").mkdir()
+    (ml100k / "span-1" / "u.data").write_text("3\t1\t1\t875071561\n")
+    (ml100k / "span-2").mkdir()
+    (ml100k / "span-2" / "u.data").write_text("1\t2\t3\t876893171\n2\t3\t4\t878542960\n")
+    registry = str(tmp_path / "registry")
+    chosen = {"span_choice": "latest", "span_registry": registry}
+    first, _ = _run(tmp_path / "a", ml100k, **chosen)
+    second, _ = _run(tmp_path / "b", ml100k, **chosen)
+    assert (first.span, second.span) == (2, 1)  # the newest span not yet ingested, each time
+    with pytest.raises(DataError, match=r"no new span: .* holds spans 1, 2, all ingested by "
+                                        r"earlier runs"):
+        _run(tmp_path / "c", ml100k, **chosen)
+    again, _ = _run(tmp_path / "d", ml100k, span_choice="2", span_registry=registry)
+    assert again.span == 2  # a number is taken again: a scheduler's rerun
+    with pytest.raises(DataError, match="there is no span 9"):
+        _run(tmp_path / "e", ml100k, span_choice="9", span_registry=registry)
 
 
 def test_a_malformed_file_in_a_span_names_the_span_file_and_line(tmp_path, ml100k):

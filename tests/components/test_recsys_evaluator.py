@@ -6,6 +6,7 @@ import pytest
 import tensorflow_model_analysis as tfma
 
 from recsys_pipeline.components import recsys_evaluator as rev
+from recsys_pipeline.components import registry
 from recsys_pipeline.errors import ConfigError
 from recsys_pipeline.pipeline import evaluation
 from recsys_pipeline.pipeline.config import EvaluationConfig
@@ -58,17 +59,17 @@ def _pointer(tmp_path, name, target):
     artifact.uri = str(tmp_path / name)
     artifact.id = 7
     (tmp_path / name).mkdir()
-    (tmp_path / name / rev.POINTER_FILE).write_text(json.dumps({"model_uri": target}))
+    (tmp_path / name / registry.POINTER_FILE).write_text(json.dumps({"model_uri": target}))
     return artifact
 
 
 def test_pointer_to_a_model_is_followed_and_keeps_the_pointer_id(tmp_path):
-    (resolved,) = rev._follow_pointers([_pointer(tmp_path, "p", "/models/42")])
+    (resolved,) = registry.follow_pointers([_pointer(tmp_path, "p", "/models/42")])
     assert (resolved.uri, resolved.id) == ("/models/42", 7)
 
 
 def test_pointer_to_no_model_means_no_baseline(tmp_path):
-    assert rev._follow_pointers([_pointer(tmp_path, "p", None)]) == []
+    assert registry.follow_pointers([_pointer(tmp_path, "p", None)]) == []
 
 
 def test_a_real_model_artifact_is_left_alone(tmp_path):
@@ -76,4 +77,4 @@ def test_a_real_model_artifact_is_left_alone(tmp_path):
 
     model = standard_artifacts.Model()
     model.uri = str(tmp_path)
-    assert rev._follow_pointers([model]) == [model]
+    assert registry.follow_pointers([model]) == [model]

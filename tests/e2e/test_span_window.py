@@ -5,12 +5,17 @@ of MovieLens 100K in time order, two spans per window:
 2. spans 1-2: trained on span 1, and the candidate and the served model (the baseline) are
    both scored on span 2;
 3. spans 2-3: the window moved, span 1 left it.
+
+Runs 2 and 3 warm-start each Trainer from the model the run before blessed. A fourth span,
+nothing but ratings of three blockbusters (the kind of log a broken client sends), is stopped
+by the drift gate before Transform.
 """
 
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from recsys_pipeline import metadata
@@ -18,6 +23,7 @@ from recsys_pipeline.components import span_window
 from recsys_pipeline.model_summary import BASELINE, CANDIDATE, read_evaluation
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
+from recsys_pipeline.serving import layout
 
 pytestmark = pytest.mark.e2e
 
@@ -30,8 +36,10 @@ window_spans = 2
 kind = "next_span"
 [retrieval]
 epochs = 1
+warm_epochs = 1
 [ranking]
 epochs = 1
+warm_epochs = 1
 ensemble = 1
 [evaluation]
 min_top_k_accuracy = 0.0
@@ -61,14 +69,22 @@ def replay(real_ml100k, tmp_path_factory):
         (data / f"span-{i + 1}").mkdir()
         chunk = lines[i * RATINGS_PER_SPAN:(i + 1) * RATINGS_PER_SPAN]
         (data / f"span-{i + 1}" / "u.data").write_text("\n".join(chunk) + "\n")
+    rest = lines[3 * RATINGS_PER_SPAN:]
+    blockbusters = [line for line in rest if line.split("\t")[1] in ("50", "258", "100")]
+    (data / "span-4").mkdir()
+    (data / "span-4" / "u.data").write_text("\n".join(blockbusters[:RATINGS_PER_SPAN]) + "\n")
     (root / "config.toml").write_text(CONFIG)
     out = root / "out"
-    stdouts = [_recsys("run", "--output-dir", str(out), "--data-dir", str(data),
-                       "--config", str(root / "config.toml"), "--span", str(n))
-               for n in (1, 2, 3)]
+    args = ["run", "--output-dir", str(out), "--data-dir", str(data), "--config",
+            str(root / "config.toml"), "--span"]
+    stdouts = [_recsys(*args, str(n)) for n in (1, 2, 3)]
     config = PipelineConfig()
     config.output_dir = str(out)
-    return config, metadata.summarize_runs(config), stdouts
+    runs = metadata.summarize_runs(config)
+    served = {m: layout.versions(os.path.join(config.serving_dir, m)) for m in nodes.MODEL_NAMES}
+    blocked = subprocess.run([RECSYS, *args, "4"], capture_output=True, text=True, timeout=900)
+    after = {m: layout.versions(os.path.join(config.serving_dir, m)) for m in nodes.MODEL_NAMES}
+    return config, runs, stdouts, (blocked, served, after)
 
 
 def _window(run):
@@ -76,7 +92,7 @@ def _window(run):
 
 
 def test_the_window_rolls_over_the_spans(replay):
-    config, runs, stdouts = replay
+    config, runs, stdouts, _ = replay
     assert [_window(r)[0]["window_spans"] for r in runs] == ["1", "1,2", "2,3"]
     assert [_window(r)[0]["window_split"] for r in runs] == [
         span_window.WITHIN_SPANS, span_window.NEXT_SPAN, span_window.NEXT_SPAN]
@@ -88,7 +104,7 @@ def test_the_window_rolls_over_the_spans(replay):
 
 
 def test_next_span_scores_candidate_and_baseline_on_the_newest_span(replay):
-    config, runs, _ = replay
+    config, runs, _, _ = replay
     store = metadata.open_store(config)
     run = runs[1]
     props, window_uri = _window(run)
@@ -107,3 +123,73 @@ def test_next_span_scores_candidate_and_baseline_on_the_newest_span(replay):
         # Both models scored in the same TFMA run over that window's eval split (span 2).
         assert any(evaluation.value(n, BASELINE) is not None for n in names), evaluation
         assert any(evaluation.value(n, CANDIDATE) is not None for n in names), evaluation
+
+
+def test_later_spans_warm_start_from_the_last_blessed_model(replay):
+    from recsys_pipeline.trainer import models, warm_start
+    from recsys_pipeline.trainer.common import first_batch, load_training_data
+    from recsys_pipeline.trainer.export import read_metadata
+    from recsys_pipeline.trainer.hparams import RetrievalHParams
+    from recsys_pipeline.transform import features as F
+
+    _, runs, stdouts, _ = replay
+    for branch in (nodes.RETRIEVAL, nodes.RANKING):
+        starts = [r.properties(branch.trainer, "model")[nodes.WARM_START_PROPERTY] for r in runs]
+        assert starts[0].startswith("cold start (no base model"), starts[0]
+        for before, start in zip(runs, starts[1:], strict=False):
+            base = os.path.join(before.output(branch.trainer, "model"), "Format-Serving")
+            assert start.startswith(f"warm start from {base}"), start
+            assert start.endswith(", 1 epoch"), start
+    assert "retrieval start:      warm start from" in stdouts[1]
+
+    # Before the first step of run 2: its retrieval model, built from run 2's Transform output
+    # and seeded from run 1's model as its Trainer was.
+    first, second = runs[0], runs[1]
+    base_dir = os.path.join(first.output(nodes.RETRIEVAL.trainer, "model"), "Format-Serving")
+    serving = os.path.join(second.output(nodes.RETRIEVAL.trainer, "model"), "Format-Serving")
+    hp = RetrievalHParams(**read_metadata(serving).hparams)
+    train_files = [os.path.join(second.output(nodes.TRANSFORM, "transformed_examples"),
+                                "Split-train", "*")]
+    data = load_training_data(second.output(nodes.TRANSFORM, "transform_graph"), train_files,
+                              os.path.join(second.output(nodes.EXAMPLE_GEN, "catalogue"),
+                                           "Split-catalogue"))
+    model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts)
+    models.build_weights(model, first_batch(data, train_files))
+    initial = model.query_tower.user.embeddings.numpy().copy()
+    start = warm_start.restore([model], nodes.RETRIEVAL.name,
+                               data.tft_output.vocabulary_file_by_name, base_dir,
+                               warm_epochs=hp.warm_epochs, cold_epochs=hp.epochs)
+    assert start.warm, start.reason
+    users = model.query_tower.user.embeddings.numpy()
+    weights_dir = warm_start.weights_dir(base_dir)
+    saved = np.load(os.path.join(weights_dir, warm_start.WEIGHTS_FILE))
+    j = [w.ref() for w in model.weights].index(model.query_tower.user.embeddings.ref())
+    base_users = saved[f"m0_w{j}"]
+    with open(os.path.join(weights_dir, warm_start.VOCABULARY_DIR, F.USER_ID), "rb") as f:
+        old = f.read().split(b"\n")[:-1]
+    new = data.tft_output.vocabulary_by_name(F.USER_ID)
+    both = [u for u in new if u in set(old)]
+    newcomers = [u for u in new if u not in set(old)]
+    assert both and newcomers, (len(both), len(newcomers))
+    assert start.rows[F.USER_ID].kept == len(both) and start.rows[F.USER_ID].new == len(newcomers)
+    for user in both:
+        np.testing.assert_array_equal(users[new.index(user)], base_users[old.index(user)])
+    for user in newcomers:
+        row = users[new.index(user)]
+        np.testing.assert_array_equal(row, initial[new.index(user)])
+        # Copied from no one: no user's trained row (the base's out-of-vocabulary rows never
+        # trained, and hold what the same seed draws here too).
+        assert not (base_users[:len(old)] == row).all(axis=1).any(), user
+
+
+def test_the_drift_gate_stops_a_drifted_span_and_names_the_feature(replay):
+    _, runs, stdouts, (blocked, served, after) = replay
+    # The natural drift of MovieLens from span to span passes, and is recorded.
+    for run in runs[1:]:
+        assert _window(run)[0]["drift"].startswith("against span "), _window(run)[0]
+    assert "span drift:           against span 2: movie_id " in stdouts[2]
+    output = blocked.stdout + blocked.stderr
+    assert blocked.returncode != 0, output[-3000:]
+    assert "span 4 has drifted from span 3: movie_id L-infinity distance 0." in output, \
+        output[-3000:]
+    assert after == served  # nothing pushed

@@ -1,5 +1,6 @@
 """Span folders through `recsys run`: the newest span is ingested and recorded in ML Metadata
-(the Examples artifact's span), then a run finds no new span and runs nothing, and the span
+(the Examples artifact's span), then a run finds no new span, runs nothing and leaves a record
+of the attempt in ML Metadata, and the span
 cannot be taken again without --reingest. The span's data breaks the schema on purpose, so
 the run stops after ExampleGen's part and stays short."""
 
@@ -51,6 +52,8 @@ def test_a_span_is_ingested_once(real_ml100k, tmp_path):
     assert second.returncode == 0, second.stdout + second.stderr
     assert "no new span" in second.stdout and "nothing ran" in second.stdout
     assert len(metadata.summarize_runs(config)) == 1
+    (attempt,) = metadata.no_new_span_attempts(config)  # the store keeps the attempt
+    assert attempt.data_dir == str(d) and attempt.spans == "20261201"
 
     again = _recsys("run", "--output-dir", str(out), "--data-dir", str(d), "--span", "20261201")
     assert again.returncode == 2

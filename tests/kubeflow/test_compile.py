@@ -16,8 +16,9 @@ import pytest
 from recsys_pipeline.errors import ConfigError
 from recsys_pipeline.kubeflow import compile as kf_compile
 from recsys_pipeline.kubeflow import entrypoint
-from recsys_pipeline.pipeline.config import PipelineConfig
-from recsys_pipeline.pipeline.pipeline import RUNTIME_PARAMETERS, create_pipeline
+from recsys_pipeline.pipeline import nodes
+from recsys_pipeline.pipeline.config import RUNTIME_PARAMETERS, SPAN_PARAMETER, PipelineConfig
+from recsys_pipeline.pipeline.pipeline import create_pipeline
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "pipeline_spec.json"
 IMAGE = "registry.example.com/ml/recsys-pipeline:golden"
@@ -149,12 +150,31 @@ def test_a_spec_from_before_the_entrypoint_is_refused(kfp_spec, tmp_path, capsys
     assert "from before the recsys entrypoint" in capsys.readouterr().err  # before any call
 
 
+def test_span_folders_make_span_a_run_time_parameter_with_window_and_warm_starts(tmp_path):
+    config = _config()
+    config.kubeflow.span_folders = True
+    spec = kf_compile.compile_pipeline(config, str(tmp_path / "pipeline.yaml"))
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params[SPAN_PARAMETER] == {"parameterType": "STRING", "defaultValue": "latest"}
+    tasks = spec["root"]["dag"]["tasks"]
+    example_gen = tasks[nodes.EXAMPLE_GEN]["inputs"]["parameters"]
+    assert example_gen["span_choice"]["componentInputParameter"] == SPAN_PARAMETER
+    assert example_gen["span_registry"]["runtimeValue"]["constant"] == \
+        f"{config.kubeflow.pipeline_root}/spans/{nodes.EXAMPLE_GEN}"
+    assert nodes.SPAN_WINDOW in tasks and nodes.PREVIOUS_WINDOW not in tasks  # no Resolver
+    for branch in (nodes.RETRIEVAL, nodes.RANKING):
+        base = tasks[branch.trainer]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]
+        assert base == {"producerTask": branch.baseline, "outputArtifactKey": "model"}
+    window = tasks[nodes.SPAN_WINDOW]["inputs"]
+    assert set(window["artifacts"]) == {"examples", "statistics", "schema"}
+
+
 def test_runtime_parameters_with_defaults(kfp_spec):
     spec, _ = kfp_spec
     params = spec["root"]["inputDefinitions"]["parameters"]
     kinds = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE"}
     assert {k: v["parameterType"] for k, v in params.items()} == {
-        k: kinds[t] for k, t in RUNTIME_PARAMETERS.items()}
+        k: kinds[t] for k, t in RUNTIME_PARAMETERS.items() if k != SPAN_PARAMETER}
     defaults = {k: v.get("defaultValue") for k, v in params.items()}
     config = PipelineConfig()
     assert defaults == {"data_dir": None,  # no data directory configured: required at run time

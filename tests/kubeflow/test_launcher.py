@@ -1,8 +1,9 @@
 """The compiled spec executes: every task's container command run as a subprocess, in
 dependency order, with inputs wired from upstream outputs as KFP's launcher does -- ending
-with pushed models -- sent what open-source KFP's driver sends, twice: the second run against
-the first's baseline (test_launcher_vertex.py sends what Vertex AI sends). Plus the
-launcher's own rules on tiny hand-made specs."""
+with pushed models -- over two spans: first span 1, sent what open-source KFP's driver
+sends, then span "latest" (span 2), sent what Vertex AI's driver sends (every artifact with
+the type the spec declares, which the entrypoint leaves as it is), against the first run's
+baseline and warm-started from it. Plus the launcher's own rules on tiny hand-made specs."""
 
 import json
 import os
@@ -80,7 +81,15 @@ def test_remote_pipeline_root_is_refused():
 
 @pytest.fixture(scope="module")
 def small_subset(real_ml100k, tmp_path_factory):
-    return write_subset(real_ml100k, tmp_path_factory.mktemp("kf-subset") / "ml-100k", 5_000)
+    """5,000 ratings of MovieLens 100K in two time-ordered span folders (the catalogue shared)."""
+    data = write_subset(real_ml100k, tmp_path_factory.mktemp("kf-subset") / "ml-100k", 5_000)
+    lines = sorted((data / "u.data").read_text().splitlines(),
+                   key=lambda line: int(line.split("\t")[3]))
+    for number, part in ((1, lines[:2500]), (2, lines[2500:])):
+        (data / f"span-{number}").mkdir()
+        (data / f"span-{number}" / "u.data").write_text("\n".join(part) + "\n")
+    (data / "u.data").unlink()
+    return data
 
 
 def test_oss_driver_sends_kfp_kinds_and_store_metadata(tmp_path):
@@ -121,6 +130,7 @@ def _e2e_config(tmp_path):
     config.evaluation.min_top_k_accuracy = 0.01
     config.evaluation.max_rmse = 2.0
     config.ranking.ensemble = 1  # what runs task by task is tested here, not the model
+    config.kubeflow.span_folders = True
     return config
 
 
@@ -144,9 +154,9 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
     config = _e2e_config(tmp_path)
     spec = kf_compile.compile_pipeline(config, str(tmp_path / "pipeline.yaml"))
     env = _env()
-    results = run_spec(spec, parameters={"data_dir": str(small_subset), "retrieval_epochs": 2,
-                                         "ranking_epochs": 1}, env=env, driver="oss")
-    assert len(results) == len(spec["root"]["dag"]["tasks"]) == 16
+    parameters = {"data_dir": str(small_subset), "retrieval_epochs": 1, "ranking_epochs": 1}
+    results = run_spec(spec, parameters={**parameters, "span": "1"}, env=env, driver="oss")
+    assert len(results) == len(spec["root"]["dag"]["tasks"]) == 17
     by_name = {r.name: r for r in results}
     # Each step was sent KFP's artifact kinds, and the entrypoint typed them as declared.
     trainer_log = pathlib.Path(by_name["RetrievalTrainer"].log_path).read_text()
@@ -169,17 +179,24 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
     record = latest_blessed(str(registry))
     assert record["model_uri"] == by_name["RetrievalTrainer"].artifacts["model"]["uri"]
 
-    # Second run of the same spec: each Evaluator now compares against the first run's model,
-    # found by BlessedModelLookup (KFP has no Resolver), whatever it then decides.
-    second = {r.name: r for r in run_spec(
-        spec, parameters={"data_dir": str(small_subset), "retrieval_epochs": 2,
-                          "ranking_epochs": 1}, env=env, driver="oss")}
+    # Second run of the same spec, sent what Vertex AI's driver sends: each Evaluator now
+    # compares against the first run's model, found by BlessedModelLookup (the spec has no
+    # Resolver), whatever it then decides.
+    second = {r.name: r for r in run_spec(spec, parameters={**parameters, "span": "latest"},
+                                          env=env, driver="vertex")}
+    assert "arrived" not in pathlib.Path(second["RetrievalTrainer"].log_path).read_text()
+    window = second[nodes.SPAN_WINDOW].artifacts["window"]["metadata"]
+    assert (int(window["span"]), window["window_spans"]) == (2, "1,2"), window
+    assert by_name[nodes.SPAN_WINDOW].artifacts["window"]["metadata"]["window_spans"] == "1"
     for name in ("Retrieval", "Ranking"):
         first_model = by_name[f"{name}Trainer"].artifacts["model"]["uri"]
         assert second[f"{name}Baseline"].artifacts["model"]["metadata"]["baseline_model"] == \
             first_model
         blessing = second[f"{name}Evaluator"].artifacts["blessing"]["metadata"]
         assert blessing["baseline_model"] == first_model, blessing
+        start = second[f"{name}Trainer"].artifacts["model"]["metadata"][
+            nodes.WARM_START_PROPERTY]
+        assert start.startswith(f"warm start from {first_model}/Format-Serving"), start
     for model in nodes.MODEL_NAMES:  # only complete versions, whatever was pushed
         model_dir = serving_dir / model
         assert all((v / "saved_model.pb").is_file() for v in model_dir.iterdir()

@@ -147,7 +147,9 @@ def test_with_spans_everything_after_the_gate_reads_the_window(ml100k, tmp_path)
     p = create_pipeline(config)
     nodes = {c.id: c for c in p.components}
     window = nodes[registry.SPAN_WINDOW]
-    assert _upstream(window) == ["AnomalyGate", "MovieLensExampleGen", "PreviousWindow"]
+    assert _upstream(window) == ["AnomalyGate", "ImportSchemaGen", "MovieLensExampleGen",
+                                 "PreviousWindow", "StatisticsGen"]
+    assert window.exec_properties["drift"] == "block"
     assert window.exec_properties["window_spans"] == 3
     assert window.exec_properties["split_kind"] == "next_span"
     for node in ("Transform", "RetrievalEvaluator", "RankingEvaluator", "ScannIndexer"):
@@ -167,6 +169,26 @@ def test_with_spans_everything_after_the_gate_reads_the_window(ml100k, tmp_path)
     assert kfp[registry.SPAN_WINDOW].exec_properties["read_registry"] == 1
     assert kfp[registry.SPAN_WINDOW].exec_properties["registry"] == \
         f"{config.kubeflow.pipeline_root}/windows/{registry.SPAN_WINDOW}"
+
+
+def test_with_spans_the_trainers_start_from_their_baselines(ml100k, tmp_path, pipeline):
+    # Without span folders nothing warm-starts: the same data would only be retrained.
+    plain, _ = pipeline
+    nodes = {c.id: c for c in create_pipeline(plain).components}
+    assert all(nodes[b.trainer].inputs.get("base_model") is None
+               for b in (registry.RETRIEVAL, registry.RANKING))
+    config = _spanned_config(ml100k, tmp_path)
+    for target, baseline_kind in (("local", "Resolver"), ("kfp", "BlessedModelLookup")):
+        nodes = {c.id: c for c in create_pipeline(config, target=target).components}
+        for branch in (registry.RETRIEVAL, registry.RANKING):
+            trainer, baseline = nodes[branch.trainer], nodes[branch.baseline]
+            assert trainer.inputs["base_model"] is not None
+            assert trainer.inputs["base_model"].producer_component_id == branch.baseline
+            assert type(baseline).__name__ == baseline_kind, target
+    config.ranking.warm_start = False
+    nodes = {c.id: c for c in create_pipeline(config).components}
+    assert nodes[registry.RANKING.trainer].inputs.get("base_model") is None
+    assert nodes[registry.RETRIEVAL.trainer].inputs["base_model"] is not None
 
 
 def test_next_span_needs_span_folders(pipeline):

@@ -36,7 +36,7 @@ def test_batches_are_dense_with_padded_genres(data):
 
 
 def test_masked_mean_embedding_ignores_padding():
-    layer = models.MaskedMeanEmbedding(5, 3)
+    layer = models.MaskedMeanEmbedding(F.GENRES_INDEX, {F.GENRES_INDEX: 5}, 3)
     out = layer(tf.constant([[1, 2], [1, F.LIST_PADDING], [F.LIST_PADDING, F.LIST_PADDING]],
                             tf.int64)).numpy()
     table = layer.embedding.embeddings.numpy()
