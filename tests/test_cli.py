@@ -151,6 +151,23 @@ def test_synth_writes_a_dataset_the_pipeline_reads(capsys, tmp_path):
     assert code == 2 and "--ratings must be at least 20" in out.err
 
 
+def test_synth_days_writes_span_folders_in_date_order(capsys, tmp_path):
+    from recsys_pipeline.data import movielens, spans
+
+    code, out = _run(capsys, "synth", "--days", "2", "--ratings-per-day", "150", "--out",
+                     str(tmp_path / "d"))
+    assert code == 0, out.err
+    assert "day 2/2: span-20261102" in out.out
+    assert "--span 20261101, then --span 20261102" in out.out
+    found = spans.list_spans(str(tmp_path / "d"))
+    assert [s.number for s in found] == [20261101, 20261102]
+    dataset = spans.span_dataset(str(tmp_path / "d"), 20261102)
+    assert sum(1 for _ in movielens.iter_ratings(dataset)) == 150
+    for args in (["--days", "2", "--ratings", "100"], [], ["--days", "0"]):
+        code, out = _run(capsys, "synth", *args, "--out", str(tmp_path / "e"))
+        assert code == 2 and ("--days" in out.err), (args, out.err)
+
+
 def test_an_unwritable_events_file_is_refused_before_the_run(capsys, tmp_path):
     events = tmp_path / "no-such-dir" / "run.events.jsonl"
     code, out = _run(capsys, "run", "--output-dir", str(tmp_path / "o"), "--data-dir",

@@ -1,4 +1,5 @@
-"""``recsys synth``: a synthetic MovieLens-shaped dataset with planted structure."""
+"""``recsys synth``: a synthetic MovieLens-shaped dataset with planted structure, whole or
+as daily span folders (``--days``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import argparse
 def register(sub) -> None:
     syn = sub.add_parser("synth", help="write a synthetic MovieLens-shaped dataset "
                          "(GroupLens CSV layout) for scale tests")
-    syn.add_argument("--ratings", required=True, type=int, help="number of ratings")
-    syn.add_argument("--out", required=True, help="directory for ratings.csv and movies.csv")
+    syn.add_argument("--ratings", type=int, help="number of ratings (one dataset)")
+    syn.add_argument("--days", type=int, help="daily span folders instead: how many days")
+    syn.add_argument("--ratings-per-day", type=int, default=30_000,
+                     help="with --days: ratings each day (default 30000)")
+    syn.add_argument("--out", required=True, help="directory for ratings.csv and movies.csv, "
+                     "or for the span-<YYYYMMDD> folders")
     syn.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     syn.set_defaults(func=_cmd_synth)
 
@@ -18,6 +23,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from recsys_pipeline.data import synthetic
     from recsys_pipeline.errors import ConfigError
 
+    if (args.ratings is None) == (args.days is None):
+        raise ConfigError("recsys synth takes --ratings N (one dataset) or --days D "
+                          "[--ratings-per-day R] (daily spans)")
+    if args.days is not None:
+        return _synth_days(args)
     if args.ratings < synthetic.MIN_RATINGS_PER_USER:
         raise ConfigError(f"--ratings must be at least {synthetic.MIN_RATINGS_PER_USER}")
     step = max(1, args.ratings // 10)
@@ -32,4 +42,23 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     print(f"Wrote {shape.num_ratings:,} ratings by {shape.num_users:,} users of "
           f"{shape.num_movies:,} movies to {args.out} (ratings.csv, movies.csv). "
           f"Run it: recsys run --data-dir {args.out}")
+    return 0
+
+
+def _synth_days(args: argparse.Namespace) -> int:
+    from recsys_pipeline.data import arrivals
+    from recsys_pipeline.errors import ConfigError
+
+    if args.days < 1 or args.ratings_per_day < 1:
+        raise ConfigError("--days and --ratings-per-day must be at least 1")
+
+    def progress(day: int, days: int) -> None:
+        print(f"  day {day}/{days}: span-{arrivals.span_number(day - 1)}", flush=True)
+
+    shape = arrivals.generate_days(args.out, args.days, args.ratings_per_day, seed=args.seed,
+                                   progress=progress)
+    print(f"Wrote {shape.days} daily spans of {shape.ratings_per_day:,} ratings ("
+          f"{shape.num_users:,} users and {shape.num_movies:,} movies over all days) to "
+          f"{args.out}. Run them in order: recsys run --data-dir {args.out} --span "
+          f"{arrivals.span_number(0)}, then --span {arrivals.span_number(1)}, ...")
     return 0

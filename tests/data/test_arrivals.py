@@ -1,0 +1,61 @@
+"""Daily synthetic spans: calendar-numbered folders the pipeline reads, movies and users
+arriving, popularity moving, no pair rated twice, and the same bytes from the same seed."""
+
+import csv
+import datetime
+
+import numpy as np
+
+from recsys_pipeline.data import arrivals, movielens, spans
+
+
+def _ratings(folder):
+    with open(folder / "ratings.csv", newline="") as f:
+        return [(int(r["userId"]), int(r["movieId"]), float(r["rating"]), int(r["timestamp"]))
+                for r in csv.DictReader(f)]
+
+
+def _movies(folder):
+    with open(folder / "movies.csv", newline="") as f:
+        return {int(r["movieId"]) for r in csv.DictReader(f)}
+
+
+def test_days_arrive_as_spans_with_new_movies_users_and_moving_popularity(tmp_path):
+    shape = arrivals.generate_days(str(tmp_path / "d"), 4, 300, seed=3)
+    found = spans.list_spans(str(tmp_path / "d"))
+    assert [s.number for s in found] == [20261101, 20261102, 20261103, 20261104]
+    days = [tmp_path / "d" / f"span-{s.number}" for s in found]
+    ratings = [_ratings(d) for d in days]
+    catalogues = [_movies(d) for d in days]
+    assert [len(r) for r in ratings] == [300] * 4
+    pairs = [(u, m) for day in ratings for u, m, _, _ in day]
+    assert len(pairs) == len(set(pairs))  # no user rates a movie twice, on any day
+    for day, catalogue in zip(ratings, catalogues, strict=True):
+        assert {m for _, m, _, _ in day} <= catalogue  # only released movies are rated
+    assert catalogues[0] < catalogues[-1]  # movies were released on later days
+    assert len(catalogues[0]) == round(shape.num_movies * arrivals.PRESENT_AT_START)
+    seen = {u for u, _, _, _ in ratings[0]}
+    assert {u for u, _, _, _ in ratings[-1]} - seen  # users who were not there on day 1
+    times = [t for _, _, _, t in ratings[1]]
+    day_2 = datetime.datetime(2026, 11, 2, tzinfo=datetime.timezone.utc).timestamp()
+    assert day_2 <= min(times) and max(times) < day_2 + 86_400
+    assert {r for day in ratings for _, _, r, _ in day} <= {x / 2 for x in range(1, 11)}
+    share = [np.bincount([m for _, m, _, _ in day], minlength=shape.num_movies + 1) / 300
+             for day in ratings]
+    assert np.abs(share[0] - share[-1]).max() > 0.01  # popularity moved
+    dataset = spans.span_dataset(str(tmp_path / "d"), 20261103)
+    assert dataset.spec.kind == "csv"
+    assert len(movielens.load_movies(dataset)) == len(catalogues[2])
+
+
+def test_the_same_seed_writes_the_same_bytes(tmp_path):
+    for name in ("a", "b"):
+        arrivals.generate_days(str(tmp_path / name), 2, 100, seed=5)
+    for day in (20261101, 20261102):
+        for file in ("ratings.csv", "movies.csv"):
+            assert (tmp_path / "a" / f"span-{day}" / file).read_bytes() == \
+                (tmp_path / "b" / f"span-{day}" / file).read_bytes()
+
+
+def test_span_numbers_are_dates_across_a_month_end():
+    assert [arrivals.span_number(d) for d in (0, 29, 30)] == [20261101, 20261130, 20261201]
