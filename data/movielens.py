@@ -112,9 +112,9 @@ class Dataset:
         return self.catalogue_path(self.spec.users_file) if self.spec.users_file else None
 
 
-def _gfile():
-    # tf.io.gfile reads local paths and gs:// / s3:// alike; imported lazily so that the
-    # command line's --help does not pay for TensorFlow.
+def filesystem():
+    """``tf.io.gfile``, which reads local paths and gs:// alike; imported lazily so that the
+    command line's --help does not pay for TensorFlow."""
     import tensorflow as tf
 
     return tf.io.gfile
@@ -127,7 +127,7 @@ def detect_layout(data_dir: str, expected: Optional[str] = None,
     With ``catalogue_dir``, the movie and user files may be there instead of beside the
     ratings (a span folder and its parent).
     """
-    gfile = _gfile()
+    gfile = filesystem()
     if not data_dir or not gfile.exists(data_dir):
         raise DataError(
             f"data directory {data_dir!r} does not exist. Pass --data-dir DIR, set "
@@ -167,7 +167,7 @@ def detect_layout(data_dir: str, expected: Optional[str] = None,
 
 def fingerprint(dataset: Dataset) -> str:
     """A cheap fingerprint (names, sizes, mtimes) of the dataset's files, for TFX caching."""
-    gfile = _gfile()
+    gfile = filesystem()
     h = hashlib.sha256(dataset.spec.kind.encode())
     for path in (dataset.ratings_path, dataset.movies_path, dataset.users_path,
                  dataset.catalogue_path("u.genre")):
@@ -181,7 +181,7 @@ def iter_lines(path: str, encoding: str) -> Iterator[tuple[int, str]]:
     """Yields (1-based line number, decoded line without newline), streaming the file."""
     name = os.path.basename(path)
     looks_latin1 = encoding == "latin-1"
-    with _gfile().GFile(path, "rb") as f:
+    with filesystem().GFile(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
             raw = raw.rstrip(b"\r\n")
             if looks_latin1 and not raw.isascii():
@@ -295,7 +295,7 @@ class Movie:
 
 def _genre_names(dataset: Dataset) -> tuple[str, ...]:
     path = dataset.catalogue_path("u.genre")
-    if not _gfile().exists(path):
+    if not filesystem().exists(path):
         return ML100K_GENRES
     names = {}
     for line_no, line in iter_lines(path, "latin-1"):

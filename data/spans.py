@@ -97,7 +97,7 @@ def list_spans(data_dir: str) -> list[Span]:
     A folder named ``span...`` that is not ``span-<integer>``, two folders holding the same
     number (``span-7``, ``span-07``) and an empty span folder are refused, by name.
     """
-    gfile = movielens._gfile()
+    gfile = movielens.filesystem()
     if not data_dir or not gfile.isdir(data_dir):
         return []
     by_number: dict[int, list[str]] = {}
@@ -154,7 +154,7 @@ def span_dataset(data_dir: str, number: int, layout: Optional[str] = None) -> mo
     try:
         return movielens.detect_layout(span.path, layout, catalogue_dir=data_dir)
     except DataError as e:
-        gfile = movielens._gfile()
+        gfile = movielens.filesystem()
         present = {name.rstrip("/") for name in gfile.listdir(span.path)}
         shared = {name.rstrip("/") for name in gfile.listdir(data_dir)}
         for spec in movielens.LAYOUTS.values():

@@ -3,6 +3,7 @@ replies, and one ``answer`` method for a subclass to implement."""
 
 from __future__ import annotations
 
+import abc
 import json
 import threading
 import urllib.parse
@@ -10,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Mapping
 
 
-class FakeHTTPServer:
+class FakeHTTPServer(abc.ABC):
     """Serves ``answer(method, path, query, raw, headers)`` -> (status, JSON body)."""
 
     def __init__(self):
@@ -26,9 +27,10 @@ class FakeHTTPServer:
         self._server.shutdown()
         self._server.server_close()
 
+    @abc.abstractmethod
     def answer(self, method: str, path: str, query: dict, raw: bytes,
                headers: Mapping[str, str]) -> tuple[int, Any]:
-        raise NotImplementedError
+        """(HTTP status, JSON body) for one request."""
 
     def _handler(self):
         fake = self
