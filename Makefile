@@ -13,11 +13,13 @@ run: setup
 # Everything, end-to-end tests included (those are marked e2e and skipped by plain pytest).
 # Also installs the test-only tools (headless Chromium for the run report's browser test).
 # Test files run on TEST_WORKERS pytest-xdist workers; a file stays on one worker, so its
-# module fixtures (a served baseline, a first pipeline run) are built once.
+# module fixtures (a served baseline, a first pipeline run) are built once. Files go to the
+# workers in collection order, the longest first (tests/conftest.py: LONGEST_FIRST).
 TEST_WORKERS ?= 2
 test: setup
 	@bash scripts/setup.sh --test-tools
-	.venv/bin/pytest -m "e2e or not e2e" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	.venv/bin/pytest -m "e2e or not e2e" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+		$(PYTEST_ARGS)
 
 # Unit tests only (a minute or two).
 test-fast: setup
