@@ -336,7 +336,7 @@ def train_variants(paths: dict[str, str], config, work: str) -> dict[str, tuple[
             model, history, seconds = retrieval_trainer.train(data, hp, train)
             retrieval_trainer.export_model(
                 model, data, path, serving_k=config.index.k, eval_k=config.evaluation.top_k,
-                training=Training.of(seconds, history, hp))
+                training=Training.of(seconds, history, hp), hp=hp)
             out[name] = (nodes.RETRIEVAL.name, path)
         else:
             hp = dataclasses.replace(config.ranking, **change)

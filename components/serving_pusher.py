@@ -8,7 +8,9 @@ For ``<serving_dir>/<model_name>/``, a push:
      warm-up requests and a push record, fsyncs, and renames it to the next integer version:
      TF Serving only loads all-digit directories, so it never sees a partial version, and a
      crash leaves at most a staging directory, removed by the next push;
-  4. rewrites ``models.config`` / ``models.stock.config`` (atomically) from what is on disk.
+  4. rewrites ``models.config`` / ``models.stock.config`` (atomically) from what is on disk:
+     the new version is served as the newest, or with ``version_labels`` labelled canary
+     (stable, for a model's first; ``serving/model_config.py``).
 
 Output ``pushed_model`` custom properties: ``pushed`` (0/1), ``pushed_version``,
 ``pushed_destination`` and ``reason``, read by the run summary.
@@ -26,7 +28,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from recsys_pipeline.serving import layout
+from recsys_pipeline.serving import layout, model_config
 from recsys_pipeline.trainer import export
 
 STAGING_PREFIX = ".staging-"
@@ -38,7 +40,7 @@ class PushResult:
 
     version: Optional[int] = None
     destination: Optional[str] = None
-    reason: Optional[str] = None
+    reason: Optional[str] = None  # why nothing was published, or why it serves no traffic
 
     @property
     def pushed(self) -> bool:
@@ -92,8 +94,10 @@ def copy_tree(source: str, destination: str) -> None:
 
 
 def push(model_dir: str, serving_dir: str, model_name: str,
-         record: dict) -> PushResult:
-    """Pushes the SavedModel at ``model_dir`` (see the module doc)."""
+         record: dict, labelled: bool = False) -> PushResult:
+    """Pushes the SavedModel at ``model_dir`` (see the module doc); ``labelled``: serve it by
+    version label."""
+    model_config.read_labels(serving_dir)  # refuse a broken models.config before any copy
     target = os.path.join(serving_dir, model_name)
     newest = layout.latest_version_dir(serving_dir, model_name)
     if newest is not None:
@@ -122,8 +126,8 @@ def push(model_dir: str, serving_dir: str, model_name: str,
     final = os.path.join(target, str(version))
     os.rename(staging, final)
     _fsync_dir(target)  # make the rename itself durable
-    layout.write_models_configs(serving_dir)
-    return PushResult(version, final)
+    unlabelled = model_config.after_push(serving_dir, model_name, version, labelled)
+    return PushResult(version, final, unlabelled)
 
 
 @component
@@ -134,9 +138,11 @@ def ServingPusher(
     serving_dir: Parameter[str],
     model_name: Parameter[str],
     source_fingerprint: Parameter[str] = "",
+    version_labels: Parameter[int] = 0,
 ):
     """Pushes ``model`` to ``<serving_dir>/<model_name>/<version>`` if it is blessed
-    (``source_fingerprint``, the hash of this code, only keys TFX's cache)."""
+    (``source_fingerprint``, the hash of this code, only keys TFX's cache); ``version_labels``
+    1: served by label, canary first."""
     blessed = model_blessing.get_int_custom_property("blessed") == 1
     if not blessed:
         reason = (model_blessing.get_string_custom_property("reason")
@@ -149,13 +155,14 @@ def ServingPusher(
     trained = model.get_string_custom_property("source_model") or model.uri
     _record(pushed_model, push(source, serving_dir, model_name, {
         "source_model": trained, "artifact": model.uri, "artifact_id": model.id,
-        "blessing": model_blessing.uri, "blessing_id": model_blessing.id}))
+        "blessing": model_blessing.uri, "blessing_id": model_blessing.id},
+        labelled=bool(version_labels)))
 
 
 def _record(pushed_model, result: PushResult) -> None:
     pushed_model.set_int_custom_property("pushed", int(result.pushed))
-    if result.version is None:
-        pushed_model.set_string_custom_property("reason", result.reason or "")
-    else:
+    if result.reason:
+        pushed_model.set_string_custom_property("reason", result.reason)
+    if result.version is not None:
         pushed_model.set_int_custom_property("pushed_version", result.version)
         pushed_model.set_string_custom_property("pushed_destination", result.destination or "")

@@ -148,6 +148,11 @@ class ServingConfig:
 
     base_dir: Optional[str] = knob(
         None, "TF Serving model base directory. Unset: <output_dir>/serving.")
+    version_labels: bool = knob(
+        False, "Serve each model by TF Serving version labels instead of its newest version: "
+        "a model's first push is 'stable', each later one 'canary' until `recsys promote "
+        "--model M` makes it stable; `recsys rollback` moves stable back "
+        "(serving/model_config.py). Off: every push serves all traffic at once.")
 
 
 @dataclass

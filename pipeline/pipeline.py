@@ -263,8 +263,9 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
 
     def pusher(push: nodes.Push, model, blessing):
         return ServingPusher(model=model, model_blessing=blessing, serving_dir=serving_dir,
-                             model_name=push.model_name,
-                             source_fingerprint=pusher_code).with_id(push.node_id)
+                             model_name=push.model_name, source_fingerprint=pusher_code,
+                             version_labels=int(config.serving.version_labels),
+                             ).with_id(push.node_id)
 
     retrieval = nodes.RETRIEVAL
     scann_push, brute_force_push = retrieval.pushes

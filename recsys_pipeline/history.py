@@ -34,23 +34,29 @@ class RunRow:
     cached: int
     failed: int
     gated: dict[str, Optional[float]]  # branch name -> its gated metric (None: not evaluated)
+    # branch name -> the served model's gated metric in the same evaluation (its baseline)
+    served: dict[str, Optional[float]]
     blessed: dict[str, Optional[bool]]  # branch name -> blessed (None: not evaluated)
     pushed: dict[str, int]  # served model -> the version this run pushed
     seconds: dict[str, Optional[float]]  # node id -> wall time
     states: dict[str, str]  # node id -> ran / cached / failed / ...
+    span: Optional[int] = None  # the span its ExampleGen ingested (span folders only)
 
 
-def gated_value(summary, branch: nodes.Branch) -> Optional[float]:
-    """The candidate's gated metric in a run's evaluation, if it can still be read."""
-    from recsys_pipeline.model_summary import CANDIDATE, read_evaluation
+def gated_values(summary, branch: nodes.Branch) -> tuple[Optional[float], Optional[float]]:
+    """The candidate's and the baseline's gated metric in a run's evaluation, where it can
+    still be read (the baseline's: None without one)."""
+    from recsys_pipeline.model_summary import BASELINE, CANDIDATE, read_evaluation
     from recsys_pipeline.pipeline.evaluation import is_gated_metric
 
     uri = summary.output(branch.evaluator, "evaluation")
     if not uri or not os.path.isdir(uri):
-        return None
-    values = [v for (model, name), v in read_evaluation(uri).metrics.items()
-              if model in ("", CANDIDATE) and is_gated_metric(branch, name)]
-    return values[0] if values else None
+        return None, None
+    evaluation = read_evaluation(uri)
+    names = [name for (_, name) in evaluation.metrics if is_gated_metric(branch, name)]
+    if not names:
+        return None, None
+    return evaluation.value(names[0], CANDIDATE), evaluation.value(names[0], BASELINE)
 
 
 def run_rows(config: PipelineConfig, store=None, summaries=None) -> list[RunRow]:
@@ -69,32 +75,45 @@ def run_rows(config: PipelineConfig, store=None, summaries=None) -> list[RunRow]
             props = summary.properties(push.node_id, "pushed_model")
             if props.get("pushed") == 1:
                 pushed[push.model_name] = int(props["pushed_version"])
+        gated = {b.name: gated_values(summary, b) for b in nodes.BRANCHES}
         rows.append(RunRow(
             run=summary.run_id, started=summary.started, data=_data(summary),
             ran=states.get("ran", 0), cached=states.get("cached", 0),
             failed=states.get("failed", 0) + states.get("running", 0),
-            gated={b.name: gated_value(summary, b) for b in nodes.BRANCHES},
+            gated={name: v[0] for name, v in gated.items()},
+            served={name: v[1] for name, v in gated.items()},
             blessed=blessed, pushed=pushed,
             seconds={c.node_id: c.seconds for c in summary.components},
-            states={c.node_id: c.state for c in summary.components}))
+            states={c.node_id: c.state for c in summary.components}, span=_span(summary)))
     return rows
+
+
+def _span(summary) -> Optional[int]:
+    span = _example_gen_properties(summary).get("span")
+    return None if span is None else int(span)
+
+
+def _example_gen_properties(summary) -> dict[str, Any]:
+    for c in summary.components:
+        if c.node_id == nodes.EXAMPLE_GEN and c.execution_properties:
+            return c.execution_properties
+    return {}
 
 
 def _data(summary) -> str:
     """'data_dir (fingerprint)' that the run's ExampleGen read, its span and window."""
-    for c in summary.components:
-        if c.node_id == nodes.EXAMPLE_GEN and c.execution_properties:
-            props = c.execution_properties
-            data = str(props.get("data_dir", "?"))
-            if props.get("span") is not None:
-                data += f" span {props['span']}"
-            if props.get("input_fingerprint"):
-                data += f" ({str(props['input_fingerprint'])[:12]})"
-            window = summary.properties(nodes.SPAN_WINDOW, "window").get("window_spans")
-            if window:
-                data += f", window {window}"
-            return data
-    return "-"
+    props = _example_gen_properties(summary)
+    if not props:
+        return "-"
+    data = str(props.get("data_dir", "?"))
+    if props.get("span") is not None:
+        data += f" span {props['span']}"
+    if props.get("input_fingerprint"):
+        data += f" ({str(props['input_fingerprint'])[:12]})"
+    window = summary.properties(nodes.SPAN_WINDOW, "window").get("window_spans")
+    if window:
+        data += f", window {window}"
+    return data
 
 
 # --- Lineage --------------------------------------------------------------------------------

@@ -66,7 +66,8 @@ def read_evaluation(uri: str) -> Evaluation:
 
 def _pushed(props: dict[str, Any], state: Optional[str]) -> str:
     if props.get("pushed") == 1:
-        return str(props.get("pushed_destination", "?"))
+        destination = str(props.get("pushed_destination", "?"))
+        return f"{destination} ({props['reason']})" if props.get("reason") else destination
     if props.get("reason"):
         return f"not pushed: {props['reason']}"
     return f"not pushed: the pusher {state or 'did not run'}"

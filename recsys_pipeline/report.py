@@ -4,8 +4,9 @@ nothing fetched), written to ``<output-dir>/report/index.html``.
 Sections: the DAG with each component's status (ran / cached / failed) and duration; data
 highlights from StatisticsGen (ratings per split, users, movies, time span, rating
 distribution); the gated metrics against their bounds and the baseline; top-k accuracy and
-RMSE across all runs as plots; the ScaNN index's recall and one-query latency against brute
-force. Everything is read from ML Metadata and the artifacts it points to.
+RMSE across all runs as plots (with span folders, also per span: the candidate beside the
+served model scored on the same span); the ScaNN index's recall and one-query latency against
+brute force. Everything is read from ML Metadata and the artifacts it points to.
 """
 
 from __future__ import annotations
@@ -121,24 +122,37 @@ def dag_svg(components, edges: set[tuple[str, str]]) -> str:
     return "".join(parts)
 
 
+MAX_X_LABELS = 10  # beyond this many points, every n-th is labelled (span numbers are long)
+
+
 def line_chart_svg(title: str, values: list[Optional[float]], bound: Optional[float],
-                   blessed: list[Optional[bool]]) -> str:
-    """A small line chart of a metric over runs, with the bound dashed."""
+                   blessed: list[Optional[bool]], labels: Optional[list[str]] = None,
+                   reference: Optional[list[Optional[float]]] = None,
+                   x_title: str = "run", reference_name: str = "served model") -> str:
+    """A small line chart of a metric over runs, with the bound dashed; ``labels`` name the
+    points (default: the run's number) and ``reference`` is a second, grey series."""
     w, h, left, bottom, top = 460, 200, 52, 28, 24
+    labels = labels or [str(i + 1) for i in range(len(values))]
     points = [(i, v) for i, v in enumerate(values) if v is not None]
+    others = [(i, v) for i, v in enumerate(reference or []) if v is not None]
     if not points:
         return f"<p>{_e(title)}: no evaluated runs yet.</p>"
-    ys = [v for _, v in points] + ([bound] if bound is not None else [])
+    ys = [v for _, v in points + others] + ([bound] if bound is not None else [])
     lo, hi = min(ys), max(ys)
     pad = (hi - lo) * 0.15 or 0.05
     lo, hi = lo - pad, hi + pad
     n = max(len(values) - 1, 1)
+    every = -(-len(values) // MAX_X_LABELS)
 
     def px(i: float) -> float:
         return left + (w - left - 12) * (i / n if len(values) > 1 else 0.5)
 
     def py(v: float) -> float:
         return top + (h - top - bottom) * (1 - (v - lo) / (hi - lo))
+
+    def polyline(series: list[tuple[int, float]], style: str) -> str:
+        path = " ".join(f"{px(i):.1f},{py(v):.1f}" for i, v in series)
+        return f'<polyline points="{path}" fill="none" {style}/>'
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" '
              f'height="{h}" role="img" aria-label="{_e(title)}">',
@@ -150,22 +164,33 @@ def line_chart_svg(title: str, values: list[Optional[float]], bound: Optional[fl
              f'text-anchor="end">{hi - pad:.3f}</text>',
              f'<text x="{left - 6}" y="{py(lo + pad) + 4}" font-size="11" '
              f'text-anchor="end">{lo + pad:.3f}</text>',
-             f'<text x="{w - 8}" y="{h - 8}" font-size="11" text-anchor="end">run</text>']
+             f'<text x="{w - 8}" y="{h - 8}" font-size="11" text-anchor="end">'
+             f'{_e(x_title)}</text>']
     if bound is not None:
         parts.append(f'<line x1="{left}" y1="{py(bound)}" x2="{w - 8}" y2="{py(bound)}" '
                      'stroke="#c62828" stroke-dasharray="5,4"/>'
                      f'<text x="{w - 10}" y="{py(bound) - 4}" font-size="11" fill="#c62828" '
                      f'text-anchor="end">bound {bound:g}</text>')
+    if others:
+        parts.append(f'<text x="{w - 10}" y="15" font-size="11" fill="#90a4ae" '
+                     f'text-anchor="end">grey: {_e(reference_name)}</text>')
+        if len(others) > 1:
+            parts.append(polyline(others, 'stroke="#90a4ae" stroke-width="1.5" '
+                                  'stroke-dasharray="3,3"'))
+        for i, v in others:
+            parts.append(f'<circle class="reference" cx="{px(i):.1f}" cy="{py(v):.1f}" r="3" '
+                         f'fill="#90a4ae"><title>{_e(x_title)} {_e(labels[i])}: '
+                         f'{_e(reference_name)} {v:.4f}</title></circle>')
     if len(points) > 1:
-        path = " ".join(f"{px(i):.1f},{py(v):.1f}" for i, v in points)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="#1565c0" '
-                     'stroke-width="2"/>')
+        parts.append(polyline(points, 'stroke="#1565c0" stroke-width="2"'))
     for i, v in points:
         colour = "#2e7d32" if blessed[i] else "#c62828"
         parts.append(f'<circle class="point" cx="{px(i):.1f}" cy="{py(v):.1f}" r="4" '
-                     f'fill="{colour}"><title>run {i + 1}: {v:.4f}</title></circle>'
-                     f'<text x="{px(i):.1f}" y="{h - bottom + 14}" font-size="10" '
-                     f'text-anchor="middle">{i + 1}</text>')
+                     f'fill="{colour}"><title>{_e(x_title)} {_e(labels[i])}: {v:.4f}</title>'
+                     '</circle>')
+    for i in range(0, len(values), every):
+        parts.append(f'<text x="{px(i):.1f}" y="{h - bottom + 14}" font-size="10" '
+                     f'text-anchor="middle">{_e(labels[i])}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -205,6 +230,14 @@ font-variant-numeric:tabular-nums}.yes{color:#2e7d32;font-weight:600}.no{color:#
 font-weight:600}.muted{color:#78909c}.scroll{overflow-x:auto}.charts{display:flex;gap:24px;
 flex-wrap:wrap}.legend span{margin-right:14px}
 """
+
+
+def span_chart_svg(title: str, branch: str, rows, bound: Optional[float]) -> str:
+    """A branch's gated metric per ingested span: the candidate, and the served model (its
+    baseline) scored on the same span."""
+    return line_chart_svg(title, [r.gated[branch] for r in rows], bound,
+                          [r.blessed[branch] for r in rows], labels=[str(r.span) for r in rows],
+                          reference=[r.served[branch] for r in rows], x_title="span")
 
 
 def window_html(window: Optional[dict[str, Any]]) -> str:
@@ -285,16 +318,19 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
 
     ev = config.evaluation
     out.append("<h2>History</h2><div class=charts>")
+    spanned = [r for r in history_rows if r.span is not None]
     for branch in nodes.BRANCHES:
         values = [r.gated[branch.name] for r in history_rows]
         if branch.optional and all(v is None for v in values):
             continue  # an opt-in branch no run has evaluated
         bound = run_bound(summary, branch.evaluator)
+        bound = getattr(ev, branch.bound) if bound is None else bound
         title = (f"{branch.name}: top-{ev.top_k} accuracy"
                  if branch.metric == nodes.TOP_K_ACCURACY else f"{branch.name}: RMSE")
-        out.append(line_chart_svg(title, values,
-                                  getattr(ev, branch.bound) if bound is None else bound,
+        out.append(line_chart_svg(title, values, bound,
                                   [r.blessed[branch.name] for r in history_rows]))
+        if spanned:
+            out.append(span_chart_svg(f"{title}, per span", branch.name, spanned, bound))
     out.append("</div><table id=runs><tr><th>#</th><th>run</th><th>started</th>"
                "<th class=num>ran</th><th class=num>cached</th><th>pushed</th></tr>")
     for i, r in enumerate(history_rows, 1):

@@ -4,6 +4,7 @@ Layout (what TF Serving's file-system source watches)::
 
     <serving_dir>/models.config          every served model (ScaNN-capable TF Serving image)
     <serving_dir>/models.stock.config    the models stock TF Serving can load (no ScaNN ops)
+                                         (both written by ``model_config``: newest or labels)
     <serving_dir>/<model>/<version>/     SavedModel; version = integer, newest is served
         assets.extra/tf_serving_warmup_requests   PredictionLog TFRecords, replayed at load
         assets.extra/recsys_push.json             what was pushed, from where, when
@@ -18,8 +19,6 @@ from __future__ import annotations
 import json
 import os
 from typing import Any, Optional
-
-from recsys_pipeline.pipeline import nodes
 
 MODELS_CONFIG = "models.config"
 STOCK_MODELS_CONFIG = "models.stock.config"
@@ -72,27 +71,8 @@ def version_problem(version_dir: str) -> Optional[str]:
     return None
 
 
-def models_config_text(serving_dir: str, names: list[str]) -> str:
-    """A TF Serving ``--model_config_file`` (text proto) serving ``names`` from this base."""
-    entries = "".join(
-        "  config {\n"
-        f"    name: \"{name}\"\n"
-        f"    base_path: \"{os.path.join(os.path.abspath(serving_dir), name)}\"\n"
-        "    model_platform: \"tensorflow\"\n"
-        "  }\n" for name in names)
-    return "model_config_list {\n" + entries + "}\n"
-
-
-def write_models_configs(serving_dir: str) -> None:
-    """Rewrites both models.config files from the models that have a version on disk."""
-    served = [n for n in sorted(os.listdir(serving_dir))
-              if not n.startswith(".") and versions(os.path.join(serving_dir, n))]
-    stock = [n for n in served if n not in nodes.SCANN_MODELS]
-    for filename, names in ((MODELS_CONFIG, served), (STOCK_MODELS_CONFIG, stock)):
-        _atomic_write(os.path.join(serving_dir, filename), models_config_text(serving_dir, names))
-
-
-def _atomic_write(path: str, text: str) -> None:
+def atomic_write(path: str, text: str) -> None:
+    """Replaces ``path`` with ``text`` in one rename (a reader sees the old or the new)."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         f.write(text)

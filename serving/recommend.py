@@ -13,7 +13,8 @@ from typing import Optional
 
 from recsys_pipeline.errors import ConfigError, OutputError
 from recsys_pipeline.pipeline.nodes import RANKING_MODEL, SCANN_MODEL
-from recsys_pipeline.serving.layout import latest_version_dir, version_problem
+from recsys_pipeline.serving.layout import version_problem
+from recsys_pipeline.serving.model_config import served_version_dir
 
 
 @dataclasses.dataclass
@@ -33,12 +34,13 @@ class Recommendations:
 
 
 class Recommender:
-    """Newest pushed ScaNN retrieval + ranking versions, loaded as TF Serving would."""
+    """The served ScaNN retrieval + ranking versions (newest, or stable by label), loaded as
+    TF Serving would."""
 
     def __init__(self, serving_dir: str):
         self.version_dirs = {}
         for name in (SCANN_MODEL, RANKING_MODEL):
-            path = latest_version_dir(serving_dir, name)
+            path = served_version_dir(serving_dir, name)
             if path is None:
                 raise OutputError(
                     f"no pushed version of model '{name}' under {serving_dir}. Run "

@@ -18,7 +18,8 @@ ML100K_GENRE = "unknown|0\nAction|1\nComedy|2\n"
 # late, is the run's tail.
 LONGEST_FIRST = ("kubeflow/test_launcher.py", "e2e/test_faults.py", "e2e/test_local_pipeline.py",
                  "e2e/test_span_window.py", "e2e/test_gates.py", "bench/test_quality.py",
-                 "bench/test_scale.py", "bench/test_serving.py", "e2e/test_spans.py")
+                 "bench/test_scale.py", "bench/test_serving.py", "bench/test_replay.py",
+                 "e2e/test_spans.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -41,3 +41,27 @@ def test_window_shows_its_spans_and_flags_drift_beyond_the_threshold():
     assert "drift from span 6" in html
     assert '<span class="no">0.5850</span>' in html and "<td class=num>0.0123</td>" in html
     assert report.window_html(None) == ""
+
+
+def test_span_chart_labels_points_by_span_and_draws_the_served_model():
+    from recsys_pipeline.history import RunRow
+
+    def row(span, candidate, served, blessed):
+        return RunRow(run=f"r{span}", started=None, data="", ran=1, cached=0, failed=0,
+                      gated={"retrieval": candidate}, served={"retrieval": served},
+                      blessed={"retrieval": blessed}, pushed={}, seconds={}, states={},
+                      span=span)
+
+    rows = [row(20261101, 0.30, None, True), row(20261102, 0.35, 0.31, True),
+            row(20261103, 0.28, 0.36, False)]
+    svg = report.span_chart_svg("retrieval, per span", "retrieval", rows, 0.2)
+    assert svg.count('class="point"') == 3 and svg.count('class="reference"') == 2
+    assert "span 20261103: 0.2800" in svg and "span 20261102: served model 0.3100" in svg
+    assert ">20261101</text>" in svg and "grey: served model" in svg
+    assert "#c62828" in svg.split("span 20261103: 0.2800")[0].rsplit("<circle", 1)[1]
+
+
+def test_many_points_label_every_nth_one():
+    svg = line_chart_svg("m", [0.1] * 30, None, [True] * 30, labels=[f"d{i}" for i in range(30)])
+    assert svg.count('class="point"') == 30
+    assert ">d0</text>" in svg and ">d27</text>" in svg and ">d1</text>" not in svg

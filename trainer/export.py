@@ -327,8 +327,11 @@ def read_metadata(path: str) -> ExportMetadata:
         return ExportMetadata.from_json(f.read())
 
 
-def popular_metadata(stats: TrainStats, catalogue: Catalogue, n: int = 100) -> list[dict]:
-    """The most-rated movies (the fallback for unknown users), titled."""
+def popular_metadata(stats: TrainStats, catalogue: Catalogue, half_life_days: float,
+                     n: int = 100) -> list[dict]:
+    """The fallback for unknown users, titled: the most popular movies, recency-weighted by
+    ``half_life_days`` (``TrainStats.recent_popular``), with their rating counts."""
     titles = dict(zip(catalogue.movie_ids.tolist(), catalogue.titles.tolist(), strict=True))
     return [{"movie_id": m.decode(), "title": titles.get(m, b"").decode("utf-8", "replace"),
-             "ratings": c} for m, c in stats.popular(n)]
+             "ratings": stats.movie_counts[m], "score": round(score, 6)}
+            for m, score in stats.recent_popular(n, half_life_days)]

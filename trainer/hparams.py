@@ -65,6 +65,11 @@ class RetrievalHParams(InBatchSoftmaxHParams):
     exclude_rated: bool = knob(
         False, "Serve only movies the user has not rated in the train split (a per-user "
         "exclusion list is exported with the model); the evaluated top-k excludes them too.")
+    popular_half_life_days: float = knob(
+        7.0, "Unknown users get the train split's most popular movies, each rating weighted "
+        "0.5 ** (its age before the newest train rating / this many days), so that the "
+        "fallback follows what is popular now; 0 = every rating counts alike (most rated of "
+        "all time). bench/replay.py measures both on new users.")
 
 
 @dataclass

@@ -128,10 +128,40 @@ class TrainStats:
     # user_id -> demographic indices, in the order of `demographic_features`.
     user_demographics: dict[bytes, list[int]]
     demographic_features: tuple[str, ...]
+    # Every train rating's movie id and timestamp, for fallbacks of any recency weighting.
+    rated_movie_ids: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, object))
+    rated_timestamps: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, np.int64))
 
     def popular(self, n: int) -> list[tuple[bytes, int]]:
         """The n most-rated movies (ties by id, for determinism)."""
         return sorted(self.movie_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+    def recent_popular(self, n: int, half_life_days: float) -> list[tuple[bytes, float]]:
+        """The n movies with the most recency-weighted ratings: each rating counts
+        0.5 ** (its age before the newest train rating / half_life_days); 0 = counts."""
+        if half_life_days <= 0:
+            return [(m, float(c)) for m, c in self.popular(n)]
+        return recent_popular(self.rated_movie_ids, self.rated_timestamps, n, half_life_days)
+
+
+DAY = 86_400  # seconds
+
+
+def recent_popular(movie_ids: np.ndarray, timestamps: np.ndarray, n: int,
+                   half_life_days: float) -> list[tuple[bytes, float]]:
+    """The n movies with the highest sum over their ratings of 0.5 ** (age / half_life_days),
+    age in days before the newest rating (ties by id); 0 = rating counts."""
+    movies, inverse = np.unique(movie_ids, return_inverse=True)
+    if half_life_days > 0:
+        age_days = (timestamps.max() - timestamps) / DAY
+        weights = 0.5 ** (age_days / half_life_days)
+    else:
+        weights = np.ones(len(movie_ids))
+    scores = np.bincount(inverse, weights=weights, minlength=len(movies))
+    return sorted(zip(movies.tolist(), scores.tolist(), strict=True),
+                  key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
 def train_stats(dataset: tf.data.Dataset, num_movie_ids: int) -> TrainStats:
@@ -140,6 +170,8 @@ def train_stats(dataset: tf.data.Dataset, num_movie_ids: int) -> TrainStats:
     index_counts = np.zeros(num_movie_ids, np.int64)
     counts: dict[bytes, int] = {}
     users: dict[bytes, list[int]] = {}
+    rated: list[np.ndarray] = []
+    rated_at: list[np.ndarray] = []
     demo: Optional[tuple[str, ...]] = None
     for batch in _numpy_batches(dataset):
         if demo is None:
@@ -151,6 +183,8 @@ def train_stats(dataset: tf.data.Dataset, num_movie_ids: int) -> TrainStats:
         movies, movie_counts = np.unique(batch[F.MOVIE_ID], return_counts=True)
         for m, c in zip(movies.tolist(), movie_counts.tolist(), strict=True):
             counts[m] = counts.get(m, 0) + c
+        rated.append(batch[F.MOVIE_ID])
+        rated_at.append(batch[F.TIMESTAMP])
         user_ids, first = np.unique(batch[F.USER_ID], return_index=True)
         columns = [batch[f][first] for f in demo]
         for i, u in enumerate(user_ids.tolist()):
@@ -158,7 +192,8 @@ def train_stats(dataset: tf.data.Dataset, num_movie_ids: int) -> TrainStats:
     if n == 0:
         raise DataError("the train split is empty: nothing to train on (check split.eval_fraction "
                         "or split.cutoff_timestamp)")
-    return TrainStats(n, rating_sum / n, latest, counts, index_counts, users, demo or ())
+    return TrainStats(n, rating_sum / n, latest, counts, index_counts, users, demo or (),
+                      np.concatenate(rated), np.concatenate(rated_at).astype(np.int64))
 
 
 def rated_movies(dataset: tf.data.Dataset, users: np.ndarray,

@@ -54,10 +54,12 @@ def rated_by_user(data: TrainingData, train_files: list[str]):
 def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
                  serving_k: int, eval_k: int, training: Optional[Training] = None,
                  rated: Optional[tuple[np.ndarray, np.ndarray]] = None,
-                 start: Optional[WarmStart] = None) -> ExportMetadata:
+                 start: Optional[WarmStart] = None,
+                 hp: Optional[RetrievalHParams] = None) -> ExportMetadata:
     """Saves the brute-force export of a trained model; returns its metadata.
 
     ``rated`` (see ``rated_by_user``): exclude those movies when serving and evaluating.
+    ``hp`` (default: the defaults) sets the unknown users' fallback.
     """
     features = export.ServingFeatures(data.tft_output, data.sizes, data.catalogue, data.stats)
     embeddings = export.catalogue_embeddings(model.candidate_tower, data.catalogue)
@@ -68,7 +70,8 @@ def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
         MODEL_KIND, data, training,
         serving_k=min(serving_k, len(data.catalogue)), eval_k=eval_k,
         catalogue_size=len(data.catalogue),
-        popular=export.popular_metadata(data.stats, data.catalogue),
+        popular=export.popular_metadata(data.stats, data.catalogue,
+                                         (hp or RetrievalHParams()).popular_half_life_days),
         warmup_inputs={"user_id": sample_users,
                        "timestamp": [data.stats.latest_timestamp] * len(sample_users)},
         exclude_rated=None if rated is None else {
@@ -90,7 +93,8 @@ def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_di
     model, history, seconds = train(data, hp, train_files, model=model, epochs=start.epochs)
     rated = rated_by_user(data, train_files) if hp.exclude_rated else None
     return export_model(model, data, serving_model_dir, serving_k=serving_k, eval_k=eval_k,
-                        rated=rated, training=Training.of(seconds, history, hp), start=start)
+                        rated=rated, training=Training.of(seconds, history, hp), start=start,
+                        hp=hp)
 
 
 def run_fn(fn_args) -> None:

@@ -3,6 +3,7 @@
     recsys run         run the pipeline locally (LocalDagRunner)
     recsys recommend   recommend movies from the pushed models
     recsys rollback    serve an earlier pushed version again
+    recsys promote     move a model's stable label to its canary
     recsys config      print the effective configuration, documented
     recsys runs        list the runs recorded in ML Metadata
     recsys report      write the HTML report of a run

@@ -1,4 +1,5 @@
-"""``recsys recommend`` and ``recsys rollback``: the TF Serving model base of a local run."""
+"""``recsys recommend``, ``recsys rollback`` and ``recsys promote``: the TF Serving model base
+of a local run."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ def register(sub) -> None:
     rb.add_argument("--model", required=True, help=models)
     rb.add_argument("--to", required=True, type=int, help="the version to serve again")
     rb.set_defaults(func=_cmd_rollback)
+
+    pr = sub.add_parser("promote", parents=run_options(),
+                        help="move a model's stable label to its canary (serving.version_labels)")
+    pr.add_argument("--model", required=True, help=models)
+    pr.set_defaults(func=_cmd_promote)
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
@@ -55,7 +61,22 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
     config = load_config(args)
     result = rollback(config.serving_dir, args.model, args.to)
-    print(f"{args.model}: version {result.version} ({result.destination}) now serves "
-          f"version {args.to}'s model; TF Serving picks it up at its next poll. Recorded in "
-          f"{os.path.join(config.serving_dir, args.model, ROLLBACK_LOG)}.")
+    record = os.path.join(config.serving_dir, args.model, ROLLBACK_LOG)
+    if result.version == args.to:
+        print(f"{args.model}: the stable label now points at version {args.to} (the canary, if "
+              f"any, is dropped); TF Serving picks it up at its next poll. Recorded in {record}.")
+    else:
+        print(f"{args.model}: version {result.version} ({result.destination}) now serves "
+              f"version {args.to}'s model; TF Serving picks it up at its next poll. Recorded in "
+              f"{record}.")
+    return 0
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from recsys_pipeline.serving import model_config
+
+    config = load_config(args)
+    labels = model_config.promote(config.serving_dir, args.model)
+    print(f"{args.model}: stable now points at version {labels.stable}; TF Serving picks it up "
+          "at its next poll of models.config.")
     return 0

@@ -193,3 +193,16 @@ def test_the_drift_gate_stops_a_drifted_span_and_names_the_feature(replay):
     assert "span 4 has drifted from span 3: movie_id L-infinity distance 0." in output, \
         output[-3000:]
     assert after == served  # nothing pushed
+
+
+def test_the_report_plots_the_gated_metrics_per_span(replay):
+    config, runs, _, _ = replay
+    _recsys("report", "--output-dir", config.output_dir)
+    with open(os.path.join(config.output_dir, "report", "index.html")) as f:
+        page = f.read()
+    top_k = PipelineConfig().evaluation.top_k
+    for title in (f"retrieval: top-{top_k} accuracy, per span", "ranking: RMSE, per span"):
+        assert f'aria-label="{title}"' in page, title
+    # Span 2's candidate, and the served model (span 1's) scored on span 2 beside it.
+    assert "<title>span 2: 0." in page and "<title>span 2: served model 0." in page
+    assert "<title>span 1: served model" not in page  # nothing served before the first span

@@ -72,6 +72,22 @@ def test_serving_manifests_read_the_pushed_model_base():
         (volume,) = pod["volumes"]
         assert volume["persistentVolumeClaim"]["claimName"] == config.kubeflow.volume_claim
         assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{probe_model}"
+        # serving.version_labels: a new label may name a version still loading.
+        assert "--allow_version_labels_for_unavailable_models=true" in container["args"], name
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     stock = _documents("tf-serving-stock.yaml")[0]["spec"]["template"]["spec"]["containers"][0]
     assert stock["image"].startswith("tensorflow/serving:")
+
+
+def test_tf_serving_image_follows_the_training_tensorflow():
+    # A SavedModel needs a TF Serving at least as new as the TensorFlow that wrote it.
+    from importlib.metadata import version
+
+    trained = ".".join(version("tensorflow").split(".")[:2])
+    container = _documents("tf-serving-stock.yaml")[0]["spec"]["template"]["spec"][
+        "containers"][0]
+    tag = container["image"].rsplit(":", 1)[1]
+    assert ".".join(tag.split(".")[:2]) == trained, (tag, trained)
+    for line in (KUBEFLOW.parent / "docs" / "serving.md").read_text().splitlines():
+        if "tensorflow/serving" in line and line.startswith("docker run"):
+            assert f"tensorflow/serving:{trained}." in line, line

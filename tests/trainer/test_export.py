@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from recsys_pipeline.trainer import export, inputs, models, ranking_trainer
-from recsys_pipeline.trainer.hparams import RankingHParams
+from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams
 from recsys_pipeline.transform import features as F
 from tests.trainer.conftest import K, assert_unrated, rated_movies
 
@@ -130,7 +130,13 @@ def test_metadata_travels_with_the_export(retrieval, data, tiny):
     _, path, metadata = retrieval
     assert export.read_metadata(path) == metadata
     assert metadata.vocab_sizes == data.sizes
-    assert metadata.popular[0]["ratings"] == max(data.stats.movie_counts.values())
+    # The unknown users' fallback: recency-weighted by the default half-life, with counts.
+    half_life = RetrievalHParams().popular_half_life_days
+    assert half_life > 0
+    assert [(p["movie_id"].encode(), p["score"]) for p in metadata.popular] == [
+        (m, round(s, 6)) for m, s in data.stats.recent_popular(100, half_life)]
+    assert all(p["ratings"] == data.stats.movie_counts[p["movie_id"].encode()]
+               for p in metadata.popular)
     assert metadata.latest_train_timestamp == max(r[F.TIMESTAMP] for r in tiny.raw_train_rows)
 
 

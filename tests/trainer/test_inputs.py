@@ -1,5 +1,6 @@
 """``inputs.user_history`` / ``history_context``: the GRU4Rec context the DAG's Trainer,
-evaluation and serving read, checked on a hand-made history."""
+evaluation and serving read, checked on a hand-made history; ``train_stats``' popular movies
+(the unknown users' fallback), all-time and recency-weighted, against numpy."""
 
 import numpy as np
 import tensorflow as tf
@@ -60,3 +61,38 @@ def test_an_empty_history_gives_empty_contexts():
         {USER: np.zeros(0, np.int64), F.TIMESTAMP: np.zeros(0, np.int64),
          MOVIE: np.zeros(0, np.int64)}).batch(4))
     assert _context(empty, [0, 1], [100, 10**9]) == [[P, P, P], [P, P, P]]
+
+
+DAY = 86_400
+LATEST = 1_800_000_000
+# movie -> ages (days before the newest rating) of its ratings: "old" has the most ratings,
+# "new" the most recent ones.
+AGES = {b"old": [30, 31, 32, 33], b"mid": [6, 8], b"new": [0, 1, 1]}
+
+
+def _stats(batch_size):
+    rows = [(m, LATEST - int(a * DAY)) for m, ages in AGES.items() for a in ages]
+    movies = np.array([m for m, _ in rows], object)
+    ds = tf.data.Dataset.from_tensor_slices({
+        F.MOVIE_ID: movies, F.USER_ID: np.array([b"u"] * len(rows), object),
+        F.TIMESTAMP: np.array([t for _, t in rows], np.int64),
+        F.LABEL: np.full(len(rows), 4.0, np.float32),
+        MOVIE: np.zeros(len(rows), np.int64)}).batch(batch_size)
+    return inputs.train_stats(ds, num_movie_ids=1)
+
+
+def test_popular_movies_all_time_and_recency_weighted_match_numpy():
+    for batch_size in (2, 100):
+        stats = _stats(batch_size)
+        assert stats.popular(3) == [(b"old", 4), (b"new", 3), (b"mid", 2)]
+        assert stats.recent_popular(3, 0.0) == [(b"old", 4.0), (b"new", 3.0), (b"mid", 2.0)]
+        for half_life in (1.0, 7.0, 100.0):
+            expected = {m: float(np.sum(0.5 ** (np.array(a) / half_life)))
+                        for m, a in AGES.items()}
+            got = stats.recent_popular(3, half_life)
+            assert [m for m, _ in got] == sorted(expected, key=lambda m: -expected[m])
+            for m, score in got:
+                np.testing.assert_allclose(score, expected[m], rtol=1e-9)
+        # A week's half-life puts the recent movie first; a long one leaves the most rated.
+        assert stats.recent_popular(1, 7.0)[0][0] == b"new"
+        assert stats.recent_popular(1, 100.0)[0][0] == b"old"
