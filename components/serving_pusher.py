@@ -10,7 +10,8 @@ For ``<serving_dir>/<model_name>/``, a push:
      crash leaves at most a staging directory, removed by the next push;
   4. rewrites ``models.config`` / ``models.stock.config`` (atomically) from what is on disk:
      the new version is served as the newest, or with ``version_labels`` labelled canary
-     (stable, for a model's first; ``serving/model_config.py``).
+     (stable, for a model's first; ``serving/model_config.py``), and TF Serving's batching and
+     monitoring files (``serving/server_settings.py``).
 
 Output ``pushed_model`` custom properties: ``pushed`` (0/1), ``pushed_version``,
 ``pushed_destination`` and ``reason``, read by the run summary.
@@ -28,7 +29,8 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from recsys_pipeline.serving import layout, model_config
+from recsys_pipeline.serving import layout, model_config, server_settings
+from recsys_pipeline.serving.server_settings import ServerSettings
 from recsys_pipeline.trainer import export
 
 STAGING_PREFIX = ".staging-"
@@ -94,9 +96,10 @@ def copy_tree(source: str, destination: str) -> None:
 
 
 def push(model_dir: str, serving_dir: str, model_name: str,
-         record: dict, labelled: bool = False) -> PushResult:
+         record: dict, labelled: bool = False,
+         settings: Optional[ServerSettings] = None) -> PushResult:
     """Pushes the SavedModel at ``model_dir`` (see the module doc); ``labelled``: serve it by
-    version label."""
+    version label; ``settings``: TF Serving's batching and monitoring files to write."""
     model_config.read_labels(serving_dir)  # refuse a broken models.config before any copy
     target = os.path.join(serving_dir, model_name)
     newest = layout.latest_version_dir(serving_dir, model_name)
@@ -127,6 +130,8 @@ def push(model_dir: str, serving_dir: str, model_name: str,
     os.rename(staging, final)
     _fsync_dir(target)  # make the rename itself durable
     unlabelled = model_config.after_push(serving_dir, model_name, version, labelled)
+    if settings is not None:
+        server_settings.write(serving_dir, settings)
     return PushResult(version, final, unlabelled)
 
 
@@ -139,10 +144,11 @@ def ServingPusher(
     model_name: Parameter[str],
     source_fingerprint: Parameter[str] = "",
     version_labels: Parameter[int] = 0,
+    server_settings_json: Parameter[str] = "",
 ):
     """Pushes ``model`` to ``<serving_dir>/<model_name>/<version>`` if it is blessed
     (``source_fingerprint``, the hash of this code, only keys TFX's cache); ``version_labels``
-    1: served by label, canary first."""
+    1: served by label, canary first; ``server_settings_json``: ``ServerSettings`` to write."""
     blessed = model_blessing.get_int_custom_property("blessed") == 1
     if not blessed:
         reason = (model_blessing.get_string_custom_property("reason")
@@ -156,7 +162,8 @@ def ServingPusher(
     _record(pushed_model, push(source, serving_dir, model_name, {
         "source_model": trained, "artifact": model.uri, "artifact_id": model.id,
         "blessing": model_blessing.uri, "blessing_id": model_blessing.id},
-        labelled=bool(version_labels)))
+        labelled=bool(version_labels),
+        settings=ServerSettings.from_json(server_settings_json) if server_settings_json else None))
 
 
 def _record(pushed_model, result: PushResult) -> None:

@@ -153,6 +153,17 @@ class ServingConfig:
         "a model's first push is 'stable', each later one 'canary' until `recsys promote "
         "--model M` makes it stable; `recsys rollback` moves stable back "
         "(serving/model_config.py). Off: every push serves all traffic at once.")
+    max_batch_size: int = knob(
+        64, "TF Serving batching (serving/server_settings.py, batching.config beside "
+        "models.config): the most requests merged into one batch.")
+    batch_timeout_micros: int = knob(
+        1000, "...how long a batch waits for more requests (adds at most this to a request).")
+    num_batch_threads: int = knob(2, "...threads running batches (the cores).")
+    max_enqueued_batches: int = knob(
+        100, "...waiting batches beyond which a request is refused at once, not queued.")
+    prometheus_path: str = knob(
+        "/monitoring/prometheus/metrics",
+        "TF Serving's Prometheus metrics on its REST port (monitoring.config).")
 
 
 @dataclass
@@ -307,6 +318,13 @@ class PipelineConfig:
                 raise bad(f"evaluation.{key}", f"is {getattr(ev, key)}; must be in [0, 1]")
         if not ev.max_rmse > 0:
             raise bad("evaluation.max_rmse", "must be positive")
+        for key in ("max_batch_size", "num_batch_threads", "max_enqueued_batches"):
+            if getattr(self.serving, key) < 1:
+                raise bad(f"serving.{key}", "must be at least 1")
+        if self.serving.batch_timeout_micros < 0:
+            raise bad("serving.batch_timeout_micros", "must be 0 or positive")
+        if not self.serving.prometheus_path.startswith("/"):
+            raise bad("serving.prometheus_path", "must start with /")
         ix = self.index
         if not 0.0 <= ix.min_recall <= 1.0:
             raise bad("index.min_recall", f"is {ix.min_recall}; must be in [0, 1]")

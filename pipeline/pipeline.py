@@ -52,6 +52,7 @@ from recsys_pipeline.pipeline.config import (
     PipelineConfig,
 )
 from recsys_pipeline.pipeline.fingerprint import code_fingerprint, module_of
+from recsys_pipeline.serving.server_settings import ServerSettings
 from recsys_pipeline.trainer.hparams import to_custom_config
 
 PREPROCESSING_FN = "recsys_pipeline.transform.preprocessing.preprocessing_fn"
@@ -261,11 +262,13 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
         ).with_id(branch.evaluator)
         return model_trainer, baseline, evaluator
 
+    settings_json = ServerSettings.of(config.serving).to_json()
+
     def pusher(push: nodes.Push, model, blessing):
         return ServingPusher(model=model, model_blessing=blessing, serving_dir=serving_dir,
                              model_name=push.model_name, source_fingerprint=pusher_code,
                              version_labels=int(config.serving.version_labels),
-                             ).with_id(push.node_id)
+                             server_settings_json=settings_json).with_id(push.node_id)
 
     retrieval = nodes.RETRIEVAL
     scann_push, brute_force_push = retrieval.pushes

@@ -11,6 +11,7 @@ import yaml
 
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
+from recsys_pipeline.serving import server_settings
 
 KUBEFLOW = pathlib.Path(__file__).resolve().parents[2] / "kubeflow"
 
@@ -74,6 +75,15 @@ def test_serving_manifests_read_the_pushed_model_base():
         assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{probe_model}"
         # serving.version_labels: a new label may name a version still loading.
         assert "--allow_version_labels_for_unavailable_models=true" in container["args"], name
+        # The batching and monitoring files every push writes beside models.config.
+        assert "--enable_batching=true" in container["args"], name
+        assert (f"--batching_parameters_file={config.kubeflow_serving_dir}/"
+                f"{server_settings.BATCHING_FILE}") in container["args"], name
+        assert (f"--monitoring_config_file={config.kubeflow_serving_dir}/"
+                f"{server_settings.MONITORING_FILE}") in container["args"], name
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/path"] == config.serving.prometheus_path, name
+        assert annotations["prometheus.io/port"] == "8501", name
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     stock = _documents("tf-serving-stock.yaml")[0]["spec"]["template"]["spec"]["containers"][0]
     assert stock["image"].startswith("tensorflow/serving:")

@@ -38,6 +38,9 @@ def test_every_knob_is_documented():
     ("[retrieval]\nhidden_layers = [64, \"x\"]\n", "retrieval.hidden_layers"),
     ("[ranking]\narchitecture = \"transformer\"\n", "ranking.architecture"),
     ("[ranking]\ncross_layers = 0\n", "ranking.cross_layers"),
+    ("[serving]\nmax_batch_size = 0\n", "serving.max_batch_size"),
+    ("[serving]\nbatch_timeout_micros = -1\n", "serving.batch_timeout_micros"),
+    ("[serving]\nprometheus_path = \"metrics\"\n", "serving.prometheus_path"),
 ])
 def test_model_and_gate_values_are_checked(tmp_path, toml, key):
     path = tmp_path / "c.toml"

@@ -1,6 +1,7 @@
 """models.config by version label: a push is canary (the first one stable), promote moves
 stable to it, rollback moves stable back; a broken models.config or a label pointing at a
-missing version is refused before anything is written. Read back as TF Serving's protos."""
+missing version is refused before anything is written. Read back as TF Serving's protos. Every
+push also writes TF Serving's batching and monitoring files."""
 
 import json
 import os
@@ -134,3 +135,20 @@ def test_cli_promote(tmp_path, capsys):
     serving_pusher.push(_model(tmp_path, "p1"), unlabelled, MODEL, {"source_model": "p1"})
     with pytest.raises(OutputError, match=f"{MODEL} is not served by label"):
         model_config.promote(unlabelled, MODEL)
+
+
+def test_every_push_writes_tf_servings_batching_and_monitoring_files(tmp_path):
+    from recsys_pipeline.pipeline.config import ServingConfig
+    from recsys_pipeline.serving import server_settings
+
+    base = str(tmp_path / "serving")
+    settings = server_settings.ServerSettings.of(ServingConfig(max_batch_size=32))
+    assert server_settings.ServerSettings.from_json(settings.to_json()) == settings
+    serving_pusher.push(_model(tmp_path, "m1"), base, MODEL, {"source_model": "m1"},
+                        settings=settings)
+    batching = open(os.path.join(base, server_settings.BATCHING_FILE)).read()
+    assert batching == ("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 1000 }\n"
+                        "num_batch_threads { value: 2 }\nmax_enqueued_batches { value: 100 }\n")
+    monitoring = open(os.path.join(base, server_settings.MONITORING_FILE)).read()
+    assert monitoring == ('prometheus_config {\n  enable: true\n'
+                          '  path: "/monitoring/prometheus/metrics"\n}\n')
