@@ -150,7 +150,10 @@ def ndcg(rank: np.ndarray, k: int) -> float:
 # --- Baselines ------------------------------------------------------------------------------
 
 def popularity_scores(g: Grader):
+    """Train counts, ties broken by catalogue order: a popularity list is one fixed order (the
+    grader counts only strictly higher scores, so tied counts would all share the best rank)."""
     counts = np.bincount(g.train_m[g.train_m >= 0], minlength=len(g.movie_ids)).astype(float)
+    counts -= np.arange(len(counts)) / (len(counts) + 1.0)  # < 1 apart: counts keep their order
     return lambda rows: np.broadcast_to(counts, (len(rows), len(counts)))
 
 

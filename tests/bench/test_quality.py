@@ -122,3 +122,13 @@ def test_quality_benchmark_one_seed_on_a_subset(real_ml100k, tmp_path):
     assert "epoch" not in out  # the Trainers' progress goes to stderr
     # The split was the configured seed's.
     assert 'seed = 3' in (tmp_path / "work" / "seed-3" / "bench-quality.toml").read_text()
+
+
+def test_popularity_breaks_ties_so_that_tied_movies_do_not_share_the_best_rank(quality):
+    movies = np.array([b"a", b"b", b"c", b"d"], object)
+    train = _split(quality, [(b"u", b"a", 4), (b"v", b"a", 4), (b"u", b"b", 4), (b"v", b"c", 4)])
+    test = _split(quality, [(b"w", b"b", 4), (b"w", b"c", 4), (b"w", b"d", 4)])
+    g = quality.Grader(movies, train, test)
+    # a (2 ratings) first, then b and c (1 each) in catalogue order, then d.
+    np.testing.assert_array_equal(g.ranks(quality.popularity_scores(g), exclude_seen=False),
+                                  [1, 2, 3])
