@@ -153,6 +153,10 @@ class ServingConfig:
         "a model's first push is 'stable', each later one 'canary' until `recsys promote "
         "--model M` makes it stable; `recsys rollback` moves stable back "
         "(serving/model_config.py). Off: every push serves all traffic at once.")
+    rank_weight: float = knob(
+        1.0, "The two-stage recommender's final score: this x the ranking score + (1 - this) "
+        "x the retrieval score, each standardized over the request's candidates "
+        "(serving/two_stage.py). 1 orders the unrated candidates by predicted rating alone.")
     max_batch_size: int = knob(
         64, "TF Serving batching (serving/server_settings.py, batching.config beside "
         "models.config): the most requests merged into one batch.")
@@ -285,6 +289,8 @@ class PipelineConfig:
             raise bad("data.max_orphan_fraction", "must be between 0 and 1")
         if self.split.kind not in SPLIT_KINDS:
             raise bad("split.kind", f"is {self.split.kind!r}; expected one of {SPLIT_KINDS}")
+        if not 0.0 <= self.serving.rank_weight <= 1.0:
+            raise bad("serving.rank_weight", "must be between 0 and 1")
         if self.data.window_spans < 1:
             raise bad("data.window_spans", "must be at least 1")
         if not 0.0 < self.split.eval_fraction < 1.0:

@@ -1,5 +1,6 @@
 """``recsys recommend`` from Python: the newest pushed ScaNN retrieval and ranking versions,
-loaded as TF Serving loads them, answer one user: retrieve candidates, then rank them.
+loaded as TF Serving loads them, answer one user through the two-stage recommender's graph
+(``serving.two_stage``): retrieve candidates, drop the user's rated movies, rank the rest.
 
 It reads the model base that ``serving.layout`` describes; no Trainer runs this code, so
 editing it re-trains nothing (the Trainers' cache fingerprints do not cover it).
@@ -21,8 +22,9 @@ from recsys_pipeline.serving.model_config import served_version_dir
 class Recommendation:
     movie_id: str
     title: str
-    retrieval_score: Optional[float]
+    retrieval_score: Optional[float]  # None for the unknown users' popular fallback
     predicted_rating: float
+    score: float  # the two stages blended (serving.rank_weight)
 
 
 @dataclasses.dataclass
@@ -35,9 +37,9 @@ class Recommendations:
 
 class Recommender:
     """The served ScaNN retrieval + ranking versions (newest, or stable by label), loaded as
-    TF Serving would."""
+    TF Serving would and joined by the two-stage graph (``serving.two_stage``)."""
 
-    def __init__(self, serving_dir: str):
+    def __init__(self, serving_dir: str, rank_weight: float = 1.0):
         self.version_dirs = {}
         for name in (SCANN_MODEL, RANKING_MODEL):
             path = served_version_dir(serving_dir, name)
@@ -53,48 +55,37 @@ class Recommender:
                     "serves the highest version number, so it would serve this directory too: "
                     "move it out of the model directory (or `recsys rollback` to a good one).")
             self.version_dirs[name] = path
-        import scann  # noqa: F401  (registers ScaNN's ops; the retrieval model needs them)
         import tensorflow as tf
 
+        from recsys_pipeline.serving import two_stage
         from recsys_pipeline.trainer import export
 
         self._tf = tf
         self.metadata = export.read_metadata(self.version_dirs[SCANN_MODEL])
-        self._retrieval = tf.saved_model.load(self.version_dirs[SCANN_MODEL])
-        self._ranking = tf.saved_model.load(self.version_dirs[RANKING_MODEL])
+        self._graph = two_stage.load(self.version_dirs[SCANN_MODEL],
+                                     self.version_dirs[RANKING_MODEL], rank_weight)
 
     def recommend(self, user_id: str, k: int = 10,
                   timestamp: Optional[int] = None) -> Recommendations:
-        """Top-k for a user: ScaNN candidates re-ranked by predicted rating.
+        """Top-k for a user: ScaNN candidates less the user's rated movies, ranked by the
+        blend of both stages' scores.
 
-        Unknown users get the most-rated movies of the training data instead (the retrieval
-        model would only return what its out-of-vocabulary embedding scores highest).
+        Unknown users get the popular fallback the retrieval model was exported with.
         """
         tf = self._tf
-        serving_k = int(self.metadata.serving_k or 0)
-        if k > serving_k:
-            raise ConfigError(f"--k {k} is above the {serving_k} candidates the retrieval "
-                              "model returns (index.k)")
-        when = timestamp if timestamp is not None else self.metadata.latest_train_timestamp
-        retrieved = self._retrieval.signatures["serving_default"](
-            user_id=tf.constant([user_id]), timestamp=tf.constant([when], tf.int64))
-        known = bool(retrieved["known_user"].numpy()[0])
-        found: list[tuple[str, str, Optional[float]]]
-        if known:
-            found = [(m.decode(), t.decode("utf-8", "replace"), float(s)) for m, t, s in zip(
-                retrieved["movie_ids"].numpy()[0], retrieved["movie_titles"].numpy()[0],
-                retrieved["scores"].numpy()[0], strict=True)
-                if math.isfinite(s)]  # -inf marks places the search left unfilled
-        else:
-            found = [(p["movie_id"], p["title"], None)
-                     for p in (self.metadata.popular or [])[:serving_k]]
-        ratings = []
-        if found:
-            served = self._ranking.signatures["serving_default"](
-                user_id=tf.constant([user_id] * len(found)),
-                movie_id=tf.constant([f[0] for f in found]))
-            ratings = served["rating"].numpy().reshape(-1).tolist()
-        items = [Recommendation(*f, float(r)) for f, r in zip(found, ratings, strict=True)]
-        if known:
-            items.sort(key=lambda r: -r.predicted_rating)
-        return Recommendations(user_id, known, items[:k], dict(self.version_dirs))
+        candidates = self._graph.candidates
+        if not 1 <= k <= candidates:
+            raise ConfigError(f"--k {k} must be from 1 to the {candidates} candidates the "
+                              "retrieval model returns (index.k)")
+        served = self._graph.serve(
+            user_id=tf.constant([user_id]), timestamp=tf.constant([timestamp or 0], tf.int64),
+            k=tf.constant([k], tf.int64))
+        known = bool(served["known_user"].numpy()[0])
+        items = [Recommendation(m.decode(), t.decode("utf-8", "replace"),
+                                float(r) if known else None, float(p), float(s))
+                 for m, t, r, p, s in zip(
+                     served["movie_ids"].numpy()[0], served["movie_titles"].numpy()[0],
+                     served["retrieval_scores"].numpy()[0], served["ranking_scores"].numpy()[0],
+                     served["scores"].numpy()[0], strict=True)
+                 if math.isfinite(s)]  # -inf: fewer unrated candidates than k
+        return Recommendations(user_id, known, items, dict(self.version_dirs))

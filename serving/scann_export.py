@@ -56,6 +56,20 @@ def scann_results(scores: tf.Tensor, rows: tf.Tensor, k: int) -> tuple[tf.Tensor
             tf.pad(rows, [[0, 0], [0, short]]))
 
 
+def rated_mask(rows: tf.Tensor, pairs: tf.Tensor, catalogue_size: int) -> tf.Tensor:
+    """[batch, n] bool: whether catalogue row ``rows[i, j]`` is one request i's user rated.
+
+    ``pairs``: (request, catalogue row) sorted by request, then row (``rated_pairs``).
+    Membership by binary search on (request, row) keys: O(n log rated) per request, never
+    O(catalogue).
+    """
+    size = tf.constant(catalogue_size, tf.int64)
+    rated = tf.concat([pairs[:, 0] * size + pairs[:, 1], [tf.int64.max]], axis=0)
+    keys = tf.range(tf.shape(rows, out_type=tf.int64)[0])[:, None] * size + rows
+    flat = tf.reshape(keys, [-1])
+    return tf.reshape(tf.gather(rated, tf.searchsorted(rated, flat)) == flat, tf.shape(keys))
+
+
 class ScannExport(tf.Module):
     """``serving_default`` over a ScaNN index of a loaded RetrievalExport's catalogue.
 
@@ -82,15 +96,8 @@ class ScannExport(tf.Module):
         query = self.base.query_embedding(user_id, timestamp)
         scores, rows = scann_results(*self.index(query["embedding"]), self._k)
         if self._exclude:
-            # Membership of each returned row in the user's rated movies, by binary search on
-            # (request, movie) keys: O(k log rated) per request, never O(catalogue).
-            n = tf.constant(self._catalogue_size, tf.int64)
-            pairs = self.base.rated_pairs(user_id)["pairs"]  # sorted by request, then movie
-            rated = tf.concat([pairs[:, 0] * n + pairs[:, 1], [tf.int64.max]], axis=0)
-            keys = tf.range(tf.shape(rows, out_type=tf.int64)[0])[:, None] * n + rows
-            flat = tf.reshape(keys, [-1])
-            found = tf.reshape(tf.gather(rated, tf.searchsorted(rated, flat)) == flat,
-                               tf.shape(keys))
+            found = rated_mask(rows, self.base.rated_pairs(user_id)["pairs"],
+                               self._catalogue_size)
             scores = tf.where(found, tf.constant(-np.inf, scores.dtype), scores)
             top = tf.math.top_k(scores, k=self._k)
             scores, rows = top.values, tf.gather(rows, top.indices, batch_dims=1)

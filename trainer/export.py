@@ -136,7 +136,8 @@ class RetrievalExport(tf.Module):
 
     def __init__(self, query_tower: tf.keras.Model, features: ServingFeatures,
                  catalogue: Catalogue, embeddings: np.ndarray, k: int, eval_k: int,
-                 rated: Optional[tuple[np.ndarray, np.ndarray]] = None):
+                 rated: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                 exclude: Optional[bool] = None):
         super().__init__()
         self.query_tower = query_tower
         self.features = features
@@ -148,9 +149,11 @@ class RetrievalExport(tf.Module):
                                             name="candidate_titles")
         self._k = min(k, len(catalogue))
         self._eval_k = eval_k
-        # Movies each train user rated (``inputs.rated_movies``); when present, they are
-        # excluded from what this model serves and from the top-k it is evaluated on.
-        self._exclude = rated is not None
+        # Movies each train user rated (``inputs.rated_movies``), exported whenever given:
+        # the two-stage recommender drops them. ``exclude`` (default: when given) also drops
+        # them from what this model serves and from the top-k it is evaluated on.
+        self._has_rated = rated is not None
+        self._exclude = self._has_rated if exclude is None else exclude and self._has_rated
         values, splits = rated if rated is not None else (np.zeros(0, np.int64),
                                                           np.zeros(1, np.int64))
         self.rated_values = tf.Variable(values, trainable=False, name="rated_values")
@@ -177,8 +180,9 @@ class RetrievalExport(tf.Module):
 
     @tf.function(input_signature=[USER_ID_SPEC])
     def rated_pairs(self, user_id):
-        """(request row, catalogue row) pairs to exclude; empty when exclusion is off."""
-        if not self._exclude:
+        """(request row, catalogue row) of each movie the requests' users rated in the train
+        split; empty when the export carries no rated movies."""
+        if not self._has_rated:
             return {"pairs": tf.zeros([0, 2], tf.int64)}
         return {"pairs": self._rated_pairs(user_id)}
 

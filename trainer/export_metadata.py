@@ -45,6 +45,7 @@ class ExportMetadata:
     catalogue_size: Optional[int] = None
     popular: Optional[list[dict[str, Any]]] = None  # the fallback for unknown users
     exclude_rated: Optional[dict[str, int]] = None  # max_per_user, pairs
+    rated_pairs: Optional[int] = None  # (user, movie) pairs of the exported rated movies
     mean_rating: Optional[float] = None
     context_length: Optional[int] = None
     candidates: Optional[int] = None

@@ -55,16 +55,19 @@ def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
                  serving_k: int, eval_k: int, training: Optional[Training] = None,
                  rated: Optional[tuple[np.ndarray, np.ndarray]] = None,
                  start: Optional[WarmStart] = None,
-                 hp: Optional[RetrievalHParams] = None) -> ExportMetadata:
+                 hp: Optional[RetrievalHParams] = None,
+                 exclude: Optional[bool] = None) -> ExportMetadata:
     """Saves the brute-force export of a trained model; returns its metadata.
 
-    ``rated`` (see ``rated_by_user``): exclude those movies when serving and evaluating.
-    ``hp`` (default: the defaults) sets the unknown users' fallback.
+    ``rated`` (see ``rated_by_user``): the movies each user rated, exported for the two-stage
+    recommender; ``exclude`` (default: when given) also drops them when serving and
+    evaluating this model. ``hp`` (default: the defaults) sets the unknown users' fallback.
     """
+    exclude = rated is not None if exclude is None else exclude and rated is not None
     features = export.ServingFeatures(data.tft_output, data.sizes, data.catalogue, data.stats)
     embeddings = export.catalogue_embeddings(model.candidate_tower, data.catalogue)
     module = export.RetrievalExport(model.query_tower, features, data.catalogue, embeddings,
-                                    k=serving_k, eval_k=eval_k, rated=rated)
+                                    k=serving_k, eval_k=eval_k, rated=rated, exclude=exclude)
     sample_users = [u.decode() for u in sorted(data.stats.user_demographics)[:4]]
     metadata = export_metadata(
         MODEL_KIND, data, training,
@@ -74,8 +77,9 @@ def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
                                          (hp or RetrievalHParams()).popular_half_life_days),
         warmup_inputs={"user_id": sample_users,
                        "timestamp": [data.stats.latest_timestamp] * len(sample_users)},
-        exclude_rated=None if rated is None else {
+        exclude_rated=None if not exclude or rated is None else {
             "max_per_user": int(np.diff(rated[1]).max(initial=0)), "pairs": int(len(rated[0]))},
+        rated_pairs=None if rated is None else int(len(rated[0])),
         warm_start=start.to_dict() if start else None)
     export.save(module, path, metadata)
     save_warm_start([model], MODEL_KIND, data, path)
@@ -91,10 +95,9 @@ def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_di
     model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts)
     start = start_from(base_model, [model], MODEL_KIND, data, train_files, hp)
     model, history, seconds = train(data, hp, train_files, model=model, epochs=start.epochs)
-    rated = rated_by_user(data, train_files) if hp.exclude_rated else None
     return export_model(model, data, serving_model_dir, serving_k=serving_k, eval_k=eval_k,
-                        rated=rated, training=Training.of(seconds, history, hp), start=start,
-                        hp=hp)
+                        rated=rated_by_user(data, train_files), exclude=hp.exclude_rated,
+                        training=Training.of(seconds, history, hp), start=start, hp=hp)
 
 
 def run_fn(fn_args) -> None:

@@ -42,16 +42,18 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         raise ConfigError("--user-id must be 1 to 64 characters")
     if args.k < 1:
         raise ConfigError(f"--k must be at least 1 (got {args.k})")
-    result = Recommender(config.serving_dir).recommend(user_id, args.k, args.timestamp)
+    result = Recommender(config.serving_dir, config.serving.rank_weight).recommend(
+        user_id, args.k, args.timestamp)
     for name, path in sorted(result.versions.items()):
         print(f"{name}: {path}")
     if not result.known_user:
-        print(f"User {user_id!r} is not in the training data: showing the most-rated movies "
+        print(f"User {user_id!r} is not in the training data: showing the most popular movies "
               "instead (retrieval has nothing personal to go on).")
-    print(f"{'#':>3}  {'movie_id':>8}  {'score':>9}  {'rating':>6}  title")
+    print(f"{'#':>3}  {'movie_id':>8}  {'retrieved':>9}  {'rating':>6}  {'score':>6}  title")
     for i, r in enumerate(result.items, 1):
-        score = "-" if r.retrieval_score is None else f"{r.retrieval_score:.3f}"
-        print(f"{i:>3}  {r.movie_id:>8}  {score:>9}  {r.predicted_rating:>6.2f}  {r.title}")
+        found = "-" if r.retrieval_score is None else f"{r.retrieval_score:.3f}"
+        print(f"{i:>3}  {r.movie_id:>8}  {found:>9}  {r.predicted_rating:>6.2f}  "
+              f"{r.score:>6.2f}  {r.title}")
     return 0
 
 

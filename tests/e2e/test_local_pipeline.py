@@ -183,16 +183,24 @@ def test_pushed_versions_replay_their_warmup_requests(first_run, fresh_signature
         assert result, name
 
 
-def test_recommend_prints_reranked_titles_and_falls_back_for_unknown_users(first_run):
+def test_recommend_prints_reranked_unrated_titles_and_falls_back_for_unknown_users(
+        first_run, real_ml100k):
     out, _ = first_run
     result = _recsys("recommend", "--output-dir", str(out), "--user-id", "42", "--k", "5")
     assert result.returncode == 0, result.stderr
-    rows = re.findall(r"^\s+\d+\s+(\d+)\s+([\d.-]+)\s+([\d.]+)\s+(.+)$", result.stdout,
-                      flags=re.M)
+    rows = re.findall(r"^\s+\d+\s+(\d+)\s+([\d.-]+)\s+([\d.]+)\s+([\d.-]+)\s+(.+)$",
+                      result.stdout, flags=re.M)
     assert len(rows) == 5, result.stdout
     ratings = [float(r[2]) for r in rows]
-    assert ratings == sorted(ratings, reverse=True)  # re-ranked by the ranking model
+    assert ratings == sorted(ratings, reverse=True)  # serving.rank_weight 1: by rating
     assert f"{nodes.SCANN_MODEL}: " in result.stdout
+    rated = set()
+    with open(real_ml100k / "u.data") as f:
+        for line in f:
+            user, movie, _, ts = line.split("\t")
+            if user == "42" and splits.random_split(user, movie, int(ts), 42, 0.2) == splits.TRAIN:
+                rated.add(movie)
+    assert rated and not rated & {r[0] for r in rows}, rows  # seen movies are dropped
 
     unknown = _recsys("recommend", "--output-dir", str(out), "--user-id", "no-such-user")
     assert unknown.returncode == 0, unknown.stderr
@@ -201,7 +209,8 @@ def test_recommend_prints_reranked_titles_and_falls_back_for_unknown_users(first
 
     too_many = _recsys("recommend", "--output-dir", str(out), "--user-id", "42", "--k", "101")
     assert too_many.returncode == 2
-    assert "--k 101 is above the 100 candidates the retrieval model returns" in too_many.stderr
+    assert "--k 101 must be from 1 to the 100 candidates the retrieval model returns" in (
+        too_many.stderr)
 
 
 def test_vocabularies_match_the_training_split(first_run, real_ml100k):
