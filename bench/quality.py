@@ -21,6 +21,14 @@ left in (comparable to TFRS's published numbers) and excluded. Ranking: RMSE. Pr
 and standard deviation over the seeds as one markdown table, train time and examples/second
 of the learned models, and whether each learned retrieval model beats popularity.
 
+Lists (unless ``--no-lists``): what a user is shown, graded as the recommender's gate grades it
+-- NDCG@10 of each eval user's top 10 (asked once, at their first eval rating's time; a movie's
+gain is the user's eval rating of it; movies rated in train never listed) -- for most popular,
+EASE, and the two-stage recommender (``serving/two_stage.py``, over the brute-force retrieval
+export and the ranking export) at each ``LIST_CANDIDATES`` N and ``RANK_WEIGHTS`` blend,
+rank_weight 0 being retrieval alone. The best blend is what ``recommender.rank_weight``
+defaults to.
+
 Then, unless ``--sequential no``, sequential retrieval on leave-last-out: each user's last
 rating (by time) is the test pair and the rest is train; contexts come from the product's
 Beam builder (``data/sequences.py``). HR@10 and NDCG@10 over every movie rated in train, with
@@ -49,6 +57,9 @@ import numpy as np
 from recsys_pipeline.pipeline import nodes
 
 KS = (10, 50, 100)
+LIST_K = 10
+LIST_CANDIDATES = (100, 200)
+RANK_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 EASE_LAMBDA = 500.0
 MF_FACTORS, MF_REG, MF_ITERATIONS = 32, 15.0, 12  # best of a small grid on ML-100K
 
@@ -390,6 +401,68 @@ def grade_seed(paths: dict[str, str],
     return results
 
 
+# --- Lists: NDCG@10 of what each user is shown ------------------------------------------------
+
+def two_stage_name(candidates: int, rank_weight: float) -> str:
+    what = "retrieval alone" if rank_weight == 0 else f"rank_weight {rank_weight:g}"
+    return f"two-stage N={candidates}, {what}"
+
+
+def list_seed(paths: dict[str, str], candidates=LIST_CANDIDATES,
+              weights=RANK_WEIGHTS) -> dict[str, float]:
+    """NDCG@10 per method on one seed's eval split (see the module doc)."""
+    import tensorflow as tf
+
+    from recsys_pipeline.serving import batch, list_metrics, two_stage
+
+    train, test = read_split(paths["train"]), read_split(paths["eval"])
+    catalogue = tf.saved_model.load(paths["retrieval_export"]).candidate_ids.numpy()
+    g = Grader(catalogue, train, test)
+    users, timestamps, gains = list_metrics.relevance(paths["eval"])
+    # Each eval user's first eval pair: the query the fixed-score baselines are asked with.
+    first: dict[bytes, int] = {}
+    for i in np.lexsort((test.timestamps, test.users)):
+        first.setdefault(test.users[i], int(i))
+    rows = np.array([first[u] for u in users])
+    seen_rows = g.test_u[rows]
+    results = {}
+    for name, make in (("most popular", popularity_scores), ("EASE", ease_scores)):
+        scores = np.array(make(g)(rows), np.float64)
+        known = seen_rows >= 0
+        scores[known] = np.where(g.seen[seen_rows[known]] > 0, -np.inf, scores[known])
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :LIST_K]
+        results[name] = list_metrics.ndcg(list(g.movie_ids[top]), gains, LIST_K)
+    for n in candidates:
+        for weight in weights:
+            module = two_stage.load(paths["retrieval_export"], paths["ranking_export"], weight, n)
+            lists = batch.top_k(module.serve, users, timestamps, LIST_K)
+            results[two_stage_name(n, weight)] = list_metrics.ndcg(
+                list(lists.movie_ids), gains, LIST_K)
+    return results
+
+
+def list_table(per_seed: list[dict[str, float]], default: tuple[int, float],
+               candidates=LIST_CANDIDATES) -> str:
+    names = list(per_seed[0])
+    lines = [f"| method | NDCG@{LIST_K} |", "|---|---|"]
+    means = {name: float(np.mean([s[name] for s in per_seed])) for name in names}
+    for name in names:
+        lines.append(f"| {name} | {_cell([s[name] for s in per_seed])} |")
+    blends = [n for n in names if n.startswith("two-stage") and "retrieval alone" not in n]
+    best = max(blends, key=means.get)
+    mine = means.get(two_stage_name(*default))
+    verdicts = [f"Best blend: {best} ({means[best]:.4f}); the pipeline's default "
+                f"({two_stage_name(*default)}) "
+                + ("is not in this grid." if mine is None else f"{mine:.4f}.")]
+    for n in candidates:
+        alone = means.get(two_stage_name(n, 0.0))
+        at_n = [means[b] for b in blends if b.startswith(f"two-stage N={n},")]
+        if alone is not None and at_n:
+            verdicts.append(f"At N={n} the best blend {max(at_n):.4f} against retrieval alone "
+                            f"{alone:.4f} and most popular {means['most popular']:.4f}.")
+    return "\n".join(lines + [""] + verdicts)
+
+
 # --- Sequential retrieval, leave-last-out ---------------------------------------------------
 
 @dataclasses.dataclass
@@ -601,6 +674,13 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default=os.path.join("outputs", "bench-quality"))
     parser.add_argument("--no-variants", action="store_true",
                         help="grade the pipeline's models and the baselines only")
+    parser.add_argument("--no-lists", action="store_true",
+                        help="skip the lists' NDCG (two-stage blends against the baselines)")
+    parser.add_argument("--list-candidates", default=",".join(map(str, LIST_CANDIDATES)),
+                        help="the two-stage Ns to grade (comma-separated)")
+    parser.add_argument("--rank-weights", default=",".join(f"{w:g}" for w in RANK_WEIGHTS),
+                        help="the two-stage blends to grade (comma-separated; 0 = retrieval "
+                        "alone)")
     parser.add_argument("--sequential", choices=("also", "no", "only"), default="also",
                         help="the leave-last-out section (GRU4Rec against the others)")
     parser.add_argument("--context-length", type=int, default=None,
@@ -614,7 +694,7 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     work = os.path.abspath(args.workdir)
     if args.sequential != "only":
-        per_seed = []
+        per_seed, lists = [], []
         for seed in seeds:
             paths = run_seed(os.path.abspath(args.data_dir), work, seed, base)
             with contextlib.redirect_stdout(sys.stderr):  # epoch lines are progress
@@ -622,9 +702,21 @@ def main(argv=None) -> int:
                     paths, base, os.path.join(work, f"seed-{seed}", "variants"))
             per_seed.append(grade_seed(paths, variants))
             log(f"seed {seed}: {per_seed[-1]}")
+            if not args.no_lists:
+                lists.append(list_seed(
+                    paths, [int(n) for n in args.list_candidates.split(",")],
+                    [float(w) for w in args.rank_weights.split(",")]))
+                log(f"seed {seed} lists: {lists[-1]}")
         print(f"Quality benchmark: {args.data_dir}, random 80/20 split, seeds {args.seeds} "
               f"(mean ± std over {len(seeds)})\n")
         print(table(per_seed))
+        if lists:
+            print(f"\nLists: NDCG@{LIST_K} of each eval user's top {LIST_K} (gain = the eval "
+                  "rating, movies rated in train never listed), seeds "
+                  f"{args.seeds}\n")
+            print(list_table(lists, (base.recommender.candidates,
+                                     base.recommender.rank_weight),
+                             [int(n) for n in args.list_candidates.split(",")]))
     if args.sequential != "no":
         seq_hp = SequentialHParams()
         if args.context_length:

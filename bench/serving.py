@@ -24,6 +24,15 @@ no search (the per-call floor every index pays in this harness). Then where a si
 time goes: that floor, ScaNN's own searcher at the tuned settings without TensorFlow, the
 resulting ceiling on the ratio, and the recall reachable per share of leaves searched when
 those leaves are scored exactly.
+
+Then whole requests, as clients send them to TF Serving (``--two-stage``, default 100,200,500;
+empty to skip): the two-stage recommender (``serving/two_stage.py``: the user's query tower,
+the tuned ScaNN index over the same candidates searched for N plus the request's rated movies,
+those dropped, the pushed ranking model on N, ``recommender.rank_weight``, top 10) for each N,
+beside retrieval alone (``ScannExport``: query tower, the same index, top 10), each a SavedModel
+called ``serving_default(user_id, timestamp[, k])`` in a fresh process with the real eval
+users: p50/p99 of one client's requests one at a time, and of ``--clients`` clients' at once.
+A candidate beyond the real catalogue stands for the movie it was copied from.
 """
 
 from __future__ import annotations
@@ -99,14 +108,57 @@ print(json.dumps({"p50_ms": 1000 * float(np.percentile(times, 50)),
 """
 
 
+MEASURE_REQUESTS = r"""
+import json, sys, threading, time
+import numpy as np
+import scann  # registers the Scann ops before a ScaNN SavedModel loads
+import tensorflow as tf
+path, users_path, clients, k = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+pairs = json.loads(open(users_path).read())
+serve = tf.saved_model.load(path).signatures["serving_default"]
+def request(i):
+    user, when = pairs[i % len(pairs)]
+    args = {"user_id": tf.constant([user]), "timestamp": tf.constant([when], tf.int64)}
+    if k:
+        args["k"] = tf.constant([k], tf.int64)
+    started = time.perf_counter()
+    serve(**args)
+    return time.perf_counter() - started
+for i in range(20):
+    request(i)  # warm-up: tracing and allocation are not per request
+one = [request(i) for i in range(len(pairs))]
+times = [[] for _ in range(clients)]
+def client(c):
+    i = c
+    while time.perf_counter() < deadline:
+        times[c].append(request(i))
+        i += clients
+started = time.perf_counter()
+deadline = started + 5.0
+threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+elapsed = time.perf_counter() - started
+both = [t for ts in times for t in ts]
+print(json.dumps({"p50_ms": 1000 * float(np.percentile(one, 50)),
+                  "p99_ms": 1000 * float(np.percentile(one, 99)),
+                  "clients_p50_ms": 1000 * float(np.percentile(both, 50)),
+                  "clients_p99_ms": 1000 * float(np.percentile(both, 99)),
+                  "clients_qps": len(both) / elapsed}))
+"""
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
 # --- Inputs ---------------------------------------------------------------------------------
 
-def find_model(output_dir: str, train_if_missing: bool = True) -> tuple[str, str]:
-    """(pushed brute-force retrieval version, eval split of the run that trained it)."""
+def find_model(output_dir: str, train_if_missing: bool = True) -> tuple[str, str, str]:
+    """(pushed brute-force retrieval version, eval split of the run that trained it, pushed
+    ranking version)."""
     from recsys_pipeline.local_runner import run_first
     from recsys_pipeline.metadata import summarize_runs
     from recsys_pipeline.pipeline import nodes
@@ -123,7 +175,8 @@ def find_model(output_dir: str, train_if_missing: bool = True) -> tuple[str, str
     for summary in reversed(summarize_runs(config)):
         examples = summary.output(nodes.EXAMPLE_GEN, "examples")
         if examples and os.path.isdir(examples):
-            return version, os.path.join(examples, "Split-eval")
+            return (version, os.path.join(examples, "Split-eval"),
+                    layout.latest_version_dir(config.serving_dir, nodes.RANKING_MODEL) or "")
     raise SystemExit(f"the MLMD store under {output_dir} has no ExampleGen output left")
 
 
@@ -383,8 +436,9 @@ def directory_mb(path: str) -> float:
 
 
 def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
-        workdir: str, clients: int) -> tuple[list[dict], dict]:
-    """Builds and measures the indexes; returns one row per method, and ``limits``."""
+        workdir: str, clients: int) -> tuple[list[dict], dict, np.ndarray, ScannSettings]:
+    """Builds and measures the indexes; returns one row per method, ``limits``, the
+    candidates and the tuned settings."""
     from recsys_pipeline.serving.index import exact_top_k, recall_at_k
 
     queries, catalogue = queries_and_catalogue(model_dir, eval_dir, n_queries)
@@ -425,7 +479,107 @@ def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
                      "build_s": build, "size_mb": directory_mb(path), **stats})
         shutil.rmtree(path, ignore_errors=True)
     return rows, limits(searcher, candidates, queries[grading], exact[grading],
-                        tuned.settings)
+                        tuned.settings), candidates, tuned.settings
+
+
+# --- Whole requests: the two-stage recommender beside retrieval alone ---------------------
+
+def grown_base(model_dir: str, size: int):
+    """The retrieval export at ``model_dir`` with ``size`` candidates, as the two-stage graph
+    reads a retrieval export: its query tower and rated movies, and candidate ids and titles
+    where each grown copy stands for the movie it was copied from (``grow``'s order)."""
+    import tensorflow as tf
+
+    from recsys_pipeline.trainer import export
+
+    loaded = tf.saved_model.load(model_dir)
+    reps = -(-size // int(loaded.candidate_ids.shape[0]))
+
+    class Grown(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.loaded = loaded
+            self.candidate_ids = tf.Variable(
+                np.tile(loaded.candidate_ids.numpy(), reps)[:size], trainable=False)
+            self.candidate_titles = tf.Variable(
+                np.tile(loaded.candidate_titles.numpy(), reps)[:size], trainable=False)
+
+        @tf.function(input_signature=[export.USER_ID_SPEC, export.TIMESTAMP_SPEC])
+        def query_embedding(self, user_id, timestamp):
+            return self.loaded.query_embedding(user_id, timestamp)
+
+        @tf.function(input_signature=[export.USER_ID_SPEC])
+        def rated_pairs(self, user_id):
+            # The real catalogue is the grown one's first rows: a rated movie's row is valid.
+            return self.loaded.rated_pairs(user_id)
+
+    return Grown()
+
+
+def measure_requests(path: str, pairs: list, clients: int, k: int) -> dict:
+    """p50/p99 of ``serving_default`` requests, one client and ``clients`` at once, in a
+    fresh process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        users_path = os.path.join(tmp, "users.json")
+        with open(users_path, "w") as f:
+            json.dump(pairs, f)
+        result = subprocess.run([sys.executable, "-c", MEASURE_REQUESTS, path, users_path,
+                                 str(clients), str(k)], capture_output=True, text=True,
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, check=False)
+        if result.returncode != 0:
+            raise SystemExit(f"measuring {path} failed:\n{result.stderr[-3000:]}")
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_requests(model_dir: str, ranking_dir: str, eval_dir: str, candidates: np.ndarray,
+                 settings: ScannSettings, ns: list[int], n_users: int, workdir: str,
+                 clients: int) -> list[dict]:
+    """One row per servable: retrieval alone, then the two-stage recommender per N."""
+    import tensorflow as tf
+
+    from recsys_pipeline.pipeline.config import PipelineConfig
+    from recsys_pipeline.serving import index, scann_export, two_stage
+    from recsys_pipeline.trainer import export
+
+    metadata = export.read_metadata(model_dir)
+    base = grown_base(model_dir, len(candidates))
+    layer = index.build_scann(candidates, settings)
+    searched = scann_export.ScannIndex(
+        layer.searcher_state, K, leaves_to_search=settings.num_leaves_to_search,
+        reorder=settings.num_reordering_candidates, num_leaves=settings.num_leaves)
+    ranking = tf.saved_model.load(ranking_dir)
+    users, times = eval_pairs(eval_dir, n_users)
+    pairs = [[u.decode(), int(t)] for u, t in zip(users, times, strict=True)]
+    weight = PipelineConfig().recommender.rank_weight
+    servables = [("retrieval alone (ScaNN, top 10)", 0,
+                  scann_export.ScannExport(base, searched, K))]
+    servables += [(f"two-stage, N={n}, rank_weight {weight:g}", K,
+                   two_stage.TwoStageExport(base, metadata, ranking, weight, n, searched))
+                  for n in ns]
+    rows = []
+    for name, k, module in servables:
+        path = os.path.join(workdir, f"request{len(rows)}")
+        log(f"{name}: saving ...")
+        tf.saved_model.save(module, path, signatures={"serving_default": module.serve},
+                            options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
+        log(f"{name}: measuring {len(pairs)} requests in a fresh process ...")
+        rows.append({"method": name, **measure_requests(path, pairs, clients, k)})
+        log(f"  {rows[-1]}")
+        shutil.rmtree(path, ignore_errors=True)
+    return rows
+
+
+def requests_table(rows: list[dict], size: int, n_users: int, clients: int) -> str:
+    lines = [f"Whole requests at {size:,} candidates: serving_default(user_id, timestamp[, k]) "
+             f"for {n_users} real eval users, one at a time, then {clients} clients at once "
+             "for 5 s", "",
+             f"| servable | p50 ms | p99 ms | {clients} clients p50 ms | {clients} clients p99 "
+             f"ms | {clients} clients q/s |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                     f"{r['clients_p50_ms']:.2f} | {r['clients_p99_ms']:.2f} | "
+                     f"{r['clients_qps']:.0f} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict], limit: dict, size: int, n_queries: int, clients: int) -> str:
@@ -479,18 +633,33 @@ def main(argv=None) -> int:
     parser.add_argument("--target-recall", type=float, default=0.97)
     parser.add_argument("--clients", type=int, default=os.cpu_count() or 1,
                         help="concurrent single-query clients (default: one per core)")
+    parser.add_argument("--ranking-dir", help="a ranking export for the two-stage requests, "
+                        "with --model-dir")
+    parser.add_argument("--two-stage", default="100,200,500",
+                        help="the recommender's Ns whose whole requests are measured "
+                        "(comma-separated; empty: none)")
+    parser.add_argument("--users", type=int, default=500,
+                        help="eval users whose requests are measured")
     args = parser.parse_args(argv)
     import recsys_pipeline  # noqa: F401  (Keras 2 before TensorFlow loads)
 
     if args.model_dir:
-        model_dir, eval_dir = args.model_dir, args.eval_dir
+        model_dir, eval_dir, ranking_dir = args.model_dir, args.eval_dir, args.ranking_dir
     else:
-        model_dir, eval_dir = find_model(args.output_dir)
+        model_dir, eval_dir, ranking_dir = find_model(args.output_dir)
+    ns = [int(n) for n in args.two_stage.split(",") if n.strip()]
+    if ns and not ranking_dir:
+        raise SystemExit("the two-stage requests need a ranking export: --ranking-dir")
     log(f"model {model_dir}; queries from {eval_dir}")
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as workdir:
-        rows, limit = run(model_dir, eval_dir, args.candidates, args.queries,
-                          args.target_recall, workdir, args.clients)
-    print(table(rows, limit, args.candidates, args.queries, args.clients))
+        rows, limit, candidates, tuned = run(model_dir, eval_dir, args.candidates, args.queries,
+                                             args.target_recall, workdir, args.clients)
+        print(table(rows, limit, args.candidates, args.queries, args.clients), flush=True)
+        if ns:
+            requests = run_requests(model_dir, ranking_dir, eval_dir, candidates, tuned, ns,
+                                    args.users, workdir, args.clients)
+            print()
+            print(requests_table(requests, args.candidates, args.users, args.clients))
     return 0
 
 

@@ -140,6 +140,16 @@ class EvaluationConfig:
         1.0, "Ranking is blessed only with RMSE on the eval split at most this.")
     rmse_tolerance: float = knob(
         0.01, "...and at most this much above the last blessed ranking model's (baseline).")
+    ndcg_k: int = knob(
+        10, "k of the recommender's gate: NDCG@k of its final list on the eval split, each "
+        "eval rating's gain its rating, the user's train movies never counted (they are "
+        "dropped before ranking).")
+    min_ndcg: float = knob(
+        0.1, "The recommender (and its brute-force variant) is blessed only with NDCG@k at "
+        "least this...")
+    ndcg_tolerance: float = knob(
+        0.01, "...and at most this much below the last blessed recommender's, scored on the "
+        "same eval split.")
 
 
 @dataclass
@@ -153,10 +163,6 @@ class ServingConfig:
         "a model's first push is 'stable', each later one 'canary' until `recsys promote "
         "--model M` makes it stable; `recsys rollback` moves stable back "
         "(serving/model_config.py). Off: every push serves all traffic at once.")
-    rank_weight: float = knob(
-        1.0, "The two-stage recommender's final score: this x the ranking score + (1 - this) "
-        "x the retrieval score, each standardized over the request's candidates "
-        "(serving/two_stage.py). 1 orders the unrated candidates by predicted rating alone.")
     max_batch_size: int = knob(
         64, "TF Serving batching (serving/server_settings.py, batching.config beside "
         "models.config): the most requests merged into one batch.")
@@ -168,6 +174,38 @@ class ServingConfig:
     prometheus_path: str = knob(
         "/monitoring/prometheus/metrics",
         "TF Serving's Prometheus metrics on its REST port (monitoring.config).")
+
+
+@dataclass
+class RecommenderConfig:
+    """[recommender] One servable for retrieve -> drop rated -> rank (serving/two_stage.py),
+    built from the blessed ScaNN index and ranking model, gated on NDCG and pushed as
+    'recommender' (ScaNN) and 'recommender_brute_force' (stock TF Serving)."""
+
+    enabled: bool = knob(
+        True, "Build, gate and push the two-stage recommender after the index and ranking "
+        "gates.")
+    candidates: int = knob(
+        100, "N: candidates retrieved per request before the user's rated movies are dropped "
+        "and the rest ranked (at most the catalogue).")
+    rank_weight: float = knob(
+        0.25, "The final score: this x the ranking score + (1 - this) x the retrieval score, "
+        "each standardized over the request's candidates (0: retrieval's order; 1: predicted "
+        "rating alone). The default is the best of bench/quality.py's sweep "
+        "(bench/RESULTS.md).")
+
+
+@dataclass
+class BulkConfig:
+    """[bulk] Every user's top k from the blessed recommender, as Parquet (recsys bulk does the
+    same from the served one)."""
+
+    enabled: bool = knob(
+        False, "Add the BulkRecommendations node after the recommender's gate (TFX "
+        "BulkInferrer style): it writes recommendations.parquet and the catalogue coverage "
+        "into its artifact, and the report shows the coverage.")
+    k: int = knob(10, "Movies per user.")
+    batch_size: int = knob(256, "Users per request to the recommender.")
 
 
 @dataclass
@@ -263,6 +301,8 @@ class PipelineConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     index: IndexParams = field(default_factory=IndexParams)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    recommender: RecommenderConfig = field(default_factory=RecommenderConfig)
+    bulk: BulkConfig = field(default_factory=BulkConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
     kubeflow: KubeflowConfig = field(default_factory=KubeflowConfig)
 
@@ -289,8 +329,16 @@ class PipelineConfig:
             raise bad("data.max_orphan_fraction", "must be between 0 and 1")
         if self.split.kind not in SPLIT_KINDS:
             raise bad("split.kind", f"is {self.split.kind!r}; expected one of {SPLIT_KINDS}")
-        if not 0.0 <= self.serving.rank_weight <= 1.0:
-            raise bad("serving.rank_weight", "must be between 0 and 1")
+        if not 0.0 <= self.recommender.rank_weight <= 1.0:
+            raise bad("recommender.rank_weight", "must be between 0 and 1")
+        if self.recommender.candidates < 1:
+            raise bad("recommender.candidates", "must be at least 1")
+        if self.bulk.enabled and not self.recommender.enabled:
+            raise bad("bulk.enabled", "needs recommender.enabled: the bulk recommendations "
+                      "come from the blessed recommender")
+        for key in ("k", "batch_size"):
+            if getattr(self.bulk, key) < 1:
+                raise bad(f"bulk.{key}", "must be at least 1")
         if self.data.window_spans < 1:
             raise bad("data.window_spans", "must be at least 1")
         if not 0.0 < self.split.eval_fraction < 1.0:
@@ -318,8 +366,10 @@ class PipelineConfig:
         ev = self.evaluation
         if ev.top_k < 1:
             raise bad("evaluation.top_k", "must be at least 1")
+        if ev.ndcg_k < 1:
+            raise bad("evaluation.ndcg_k", "must be at least 1")
         for key in ("min_top_k_accuracy", "min_sequential_top_k_accuracy", "top_k_tolerance",
-                    "rmse_tolerance"):
+                    "rmse_tolerance", "min_ndcg", "ndcg_tolerance"):
             if not 0.0 <= getattr(ev, key) <= 1.0:
                 raise bad(f"evaluation.{key}", f"is {getattr(ev, key)}; must be in [0, 1]")
         if not ev.max_rmse > 0:

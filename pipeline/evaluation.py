@@ -1,10 +1,12 @@
-"""TFMA EvalConfigs of the two gates.
+"""TFMA EvalConfigs of the two gates, and every gated metric's name.
 
 Retrieval: the export's ``evaluate`` signature emits ``top_k_hit`` per eval example (1.0 when
 the rated movie is in the model's top k over the whole catalogue); TFMA's MeanPrediction of it
 is the top-k accuracy. Ranking: TFMA's RMSE of the ``rating`` output against ``user_rating``.
 Each metric has an absolute bound and a change threshold against the baseline (the last
-blessed model); TFX's Evaluator ignores the latter when there is no baseline yet.
+blessed model); TFX's Evaluator ignores the latter when there is no baseline yet. The
+recommender's NDCG is not a TFMA metric: its gate computes it over whole lists
+(``serving.list_metrics``, ``components/recommender.py``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import tensorflow_model_analysis as tfma
 
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import EvaluationConfig
+from recsys_pipeline.serving.list_metrics import ndcg_metric
 from recsys_pipeline.transform import features as F
 
 EVAL_SIGNATURE = "evaluate"
 RMSE_METRIC = "root_mean_squared_error"
-_TFMA_NAMES = {nodes.TOP_K_ACCURACY: re.compile(r"top_\d+_accuracy"),
-               nodes.RMSE: re.compile(RMSE_METRIC)}
+_METRIC_NAMES = {nodes.TOP_K_ACCURACY: re.compile(r"top_\d+_accuracy"),
+                 nodes.RMSE: re.compile(RMSE_METRIC),
+                 nodes.NDCG: re.compile(ndcg_metric(0).replace("0", r"\d+"))}
 
 
 def top_k_metric(k: int) -> str:
@@ -31,14 +35,15 @@ def top_k_metric(k: int) -> str:
 
 
 def metric_name(branch: nodes.Branch, ev: EvaluationConfig) -> str:
-    """The TFMA name of a branch's gated metric."""
-    return top_k_metric(ev.top_k) if branch.metric == nodes.TOP_K_ACCURACY else RMSE_METRIC
+    """The name of a branch's gated metric in its evaluation (TFMA's, or the list gate's)."""
+    return {nodes.TOP_K_ACCURACY: top_k_metric(ev.top_k), nodes.RMSE: RMSE_METRIC,
+            nodes.NDCG: ndcg_metric(ev.ndcg_k)}[branch.metric]
 
 
 def is_gated_metric(branch: Optional[nodes.Branch], name: str) -> bool:
-    """Whether TFMA metric ``name`` is ``branch``'s gated metric (any branch's, for None)."""
-    kinds = [branch.metric] if branch else list(_TFMA_NAMES)
-    return any(_TFMA_NAMES[kind].fullmatch(name) for kind in kinds)
+    """Whether metric ``name`` is ``branch``'s gated metric (any branch's, for None)."""
+    kinds = [branch.metric] if branch else list(_METRIC_NAMES)
+    return any(_METRIC_NAMES[kind].fullmatch(name) for kind in kinds)
 
 
 def _gate(prediction_key: str, metric_class: str, metric_name: str,

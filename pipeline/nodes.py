@@ -8,7 +8,9 @@ another module spells one of these names as a literal.
 A *branch* is one model family from Trainer to serving: its Trainer, its Evaluator (the gate,
 against an absolute bound and the last blessed model), that model's Baseline (a Resolver
 locally, a lookup component on Kubeflow) and one Pusher per served model. The gated metric's
-direction says which way a bound and a regression go.
+direction says which way a bound and a regression go. A *composed* branch trains nothing: one
+node builds its model from other branches' blessed models and gates it (the Evaluator's
+place), finding its baseline in its own blessing registry on every target (no Baseline node).
 """
 
 from __future__ import annotations
@@ -29,17 +31,22 @@ SPAN_WINDOW = "SpanWindow"
 PREVIOUS_WINDOW = "PreviousWindow"
 # The retrieval branch's ScaNN index, between its Evaluator and the ScaNN Pusher.
 SCANN_INDEXER = "ScannIndexer"
+# [bulk] enabled: every user's top k from the blessed recommender, written as Parquet.
+BULK_RECOMMENDATIONS = "BulkRecommendations"
 
 # Served model names: directories of the TF Serving model base and names in models.config.
 SCANN_MODEL = "retrieval"
 BRUTE_FORCE_MODEL = "retrieval_brute_force"
 RANKING_MODEL = "ranking"
 SEQUENTIAL_MODEL = "sequential"
+RECOMMENDER_MODEL = "recommender"
+RECOMMENDER_BRUTE_FORCE_MODEL = "recommender_brute_force"
 
 # Gated metrics, as the branches declare them; the TFMA metric name comes from
 # ``pipeline.evaluation.metric_name`` (the top-k one depends on ``evaluation.top_k``).
 TOP_K_ACCURACY = "top_k_accuracy"
 RMSE = "rmse"
+NDCG = "ndcg"
 
 # The Trainers' model artifact property saying what the model started from (a warm start
 # from a base model, or a cold start and why): components/recsys_trainer.py writes it.
@@ -60,19 +67,30 @@ class Branch:
     """One model family from Trainer to serving (see the module doc)."""
 
     name: str  # its config section and the model kind its exports record
-    run_fn: str  # the Trainer's module function, by import path
-    trainer: str
+    run_fn: Optional[str]  # the Trainer's module function, by import path (None: composed)
+    trainer: Optional[str]  # None: composed, built by its evaluator node
     evaluator: str
-    baseline: str
+    baseline: Optional[str]  # None: the evaluator reads its own blessing registry
     pushes: tuple[Push, ...]
-    metric: str  # TOP_K_ACCURACY or RMSE
+    metric: str  # TOP_K_ACCURACY, RMSE or NDCG
     higher_is_better: bool
     bound: str  # the EvaluationConfig field holding the metric's absolute bound
-    optional: bool = False  # in the DAG only when its config section says enabled
+    optional: bool = False  # its config section's `enabled` says whether it is in the DAG
+    enabled_by_default: bool = True  # ... and that switch's default
 
     @property
     def bound_text(self) -> str:
         return ">=" if self.higher_is_better else "<="
+
+    @property
+    def composed(self) -> bool:
+        return self.trainer is None
+
+    @property
+    def node_ids(self) -> tuple[str, ...]:
+        """Its nodes, Pushers included."""
+        return tuple(n for n in (self.trainer, self.evaluator, self.baseline) if n) + tuple(
+            p.node_id for p in self.pushes)
 
 
 RETRIEVAL = Branch(
@@ -92,18 +110,25 @@ SEQUENTIAL = Branch(
     trainer="SequentialTrainer", evaluator="SequentialEvaluator",
     baseline="SequentialBaseline", pushes=(Push("SequentialPusher", SEQUENTIAL_MODEL),),
     metric=TOP_K_ACCURACY, higher_is_better=True, bound="min_sequential_top_k_accuracy",
-    optional=True)
+    optional=True, enabled_by_default=False)
+# Retrieve -> drop rated -> rank in one servable (serving/two_stage.py), over the blessed ScaNN
+# index and ranking model; a brute-force variant for stock TF Serving.
+RECOMMENDER = Branch(
+    name="recommender", run_fn=None, trainer=None, evaluator="Recommender", baseline=None,
+    pushes=(Push("RecommenderPusher", RECOMMENDER_MODEL, needs_scann=True),
+            Push("RecommenderBruteForcePusher", RECOMMENDER_BRUTE_FORCE_MODEL)),
+    metric=NDCG, higher_is_better=True, bound="min_ndcg", optional=True)
 
-BRANCHES: tuple[Branch, ...] = (RETRIEVAL, RANKING, SEQUENTIAL)
+BRANCHES: tuple[Branch, ...] = (RETRIEVAL, RANKING, SEQUENTIAL, RECOMMENDER)
 PUSHES: tuple[Push, ...] = tuple(p for b in BRANCHES for p in b.pushes)
 SCANN_PUSHER = RETRIEVAL.pushes[0].node_id
 BRUTE_FORCE_PUSHER = RETRIEVAL.pushes[1].node_id
 
 # Served model names: of the default DAG, of the opt-in branches, and those that need ScaNN.
 MODEL_NAMES: tuple[str, ...] = tuple(
-    p.model_name for b in BRANCHES if not b.optional for p in b.pushes)
+    p.model_name for b in BRANCHES if b.enabled_by_default for p in b.pushes)
 OPTIONAL_MODEL_NAMES: tuple[str, ...] = tuple(
-    p.model_name for b in BRANCHES if b.optional for p in b.pushes)
+    p.model_name for b in BRANCHES if not b.enabled_by_default for p in b.pushes)
 SCANN_MODELS: tuple[str, ...] = tuple(p.model_name for p in PUSHES if p.needs_scann)
 
 
@@ -132,8 +157,8 @@ def branch_of_push(push: Push) -> Branch:
 def names() -> frozenset[str]:
     """Every node id and served model name declared here (what no other module spells)."""
     ids = {EXAMPLE_GEN, STATISTICS_GEN, SCHEMA_GEN, EXAMPLE_VALIDATOR, ANOMALY_GATE, TRANSFORM,
-           SCANN_INDEXER, SPAN_WINDOW, PREVIOUS_WINDOW}
+           SCANN_INDEXER, SPAN_WINDOW, PREVIOUS_WINDOW, BULK_RECOMMENDATIONS}
     for b in BRANCHES:
-        ids |= {b.trainer, b.evaluator, b.baseline, b.name}
-        ids |= {name for p in b.pushes for name in (p.node_id, p.model_name)}
+        ids |= {*b.node_ids, b.name}
+        ids |= {p.model_name for p in b.pushes}
     return frozenset(ids)

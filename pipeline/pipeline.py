@@ -12,6 +12,10 @@
       RankingTrainer (base_model): the Trainers start from the last blessed model
     [sequential] enabled: Transform -> SequentialTrainer (GRU4Rec) -> SequentialEvaluator
       (vs SequentialBaseline) -> SequentialPusher
+    [recommender] enabled (default): ScannIndexer + RankingEvaluator -> Recommender (the
+      two-stage servable, gated on NDCG@k against its blessing registry's last blessed one)
+      -> RecommenderPusher (ScaNN) and RecommenderBruteForcePusher
+    [bulk] enabled: Recommender -> BulkRecommendations (every user's top k, as Parquet)
 
 The baselines are Resolvers with TFX's latest-blessed-model strategy, restricted to the
 matching Trainer and Evaluator -- except on open-source Kubeflow Pipelines, which cannot run
@@ -36,7 +40,9 @@ from tfx import v1 as tfx
 
 from recsys_pipeline.components.anomaly_gate import AnomalyGate
 from recsys_pipeline.components.blessed_model_lookup import BlessedModelLookup
+from recsys_pipeline.components.bulk_recommendations import BulkRecommendations
 from recsys_pipeline.components.movielens_example_gen import MovieLensExampleGen
+from recsys_pipeline.components.recommender import Recommender
 from recsys_pipeline.components.recsys_evaluator import RecsysEvaluator
 from recsys_pipeline.components.recsys_trainer import RecsysTrainer
 from recsys_pipeline.components.scann_indexer import ScannIndexer
@@ -227,6 +233,9 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
                      bound, warm_start: bool = False) -> tuple[RecsysTrainer, Any, RecsysEvaluator]:
         """A branch's Trainer, Baseline and Evaluator (its Pushers come after). With
         ``warm_start`` (and span folders) the Trainer starts from the Baseline's model."""
+        run_fn = branch.run_fn
+        if run_fn is None:
+            raise ConfigError(f"the {branch.name} branch is composed: it has no Trainer")
         registry = os.path.join(pipeline_root, "blessings", branch.evaluator)
         if target == "kfp":
             baseline = BlessedModelLookup(blessing_registry=registry).with_id(branch.baseline)
@@ -244,9 +253,9 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             catalogue=example_gen.outputs["catalogue"],
-            run_fn=branch.run_fn,
+            run_fn=run_fn,
             custom_config={**custom_config, "source_fingerprint": code_fingerprint(
-                [module_of(branch.run_fn), RecsysTrainer.__module__])},
+                [module_of(run_fn), RecsysTrainer.__module__])},
             epochs=epochs,
             base_model=baseline.outputs["model"]
             if warm_start and _spanned(config, target) else None,
@@ -311,11 +320,39 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
                             pusher(sequential.pushes[0], sequential_trainer.outputs["model"],
                                    sequential_evaluator.outputs["blessing"])]
 
+    recommender_nodes: list = []
+    if config.recommender.enabled:
+        composed = nodes.RECOMMENDER
+        rc, ev = config.recommender, config.evaluation
+        recommender = Recommender(
+            retrieval_model=retrieval_trainer.outputs["model"],
+            index_model=indexer.outputs["index_model"],
+            index_blessing=indexer.outputs["index_blessing"],
+            ranking_model=ranking_trainer.outputs["model"],
+            ranking_blessing=ranking_evaluator.outputs["blessing"],
+            examples=examples, candidates=rc.candidates, rank_weight=rc.rank_weight,
+            k=ev.ndcg_k, value_bound=ev.min_ndcg, tolerance=ev.ndcg_tolerance,
+            blessing_registry=os.path.join(pipeline_root, "blessings", composed.evaluator),
+            source_fingerprint=_code_of(Recommender)).with_id(composed.evaluator)
+        scann_variant, brute_force_variant = composed.pushes
+        recommender_nodes = [
+            recommender,
+            pusher(scann_variant, recommender.outputs["model"], recommender.outputs["blessing"]),
+            pusher(brute_force_variant, recommender.outputs["brute_force_model"],
+                   recommender.outputs["blessing"])]
+        if config.bulk.enabled:
+            recommender_nodes.append(BulkRecommendations(
+                model=recommender.outputs["model"], model_blessing=recommender.outputs["blessing"],
+                k=config.bulk.k, batch_size=config.bulk.batch_size,
+                source_fingerprint=_code_of(BulkRecommendations),
+            ).with_id(nodes.BULK_RECOMMENDATIONS))
+
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate,
-                    *window_nodes, transform, *retrieval_nodes, *ranking_nodes, *sequential_nodes],
+                    *window_nodes, transform, *retrieval_nodes, *ranking_nodes, *sequential_nodes,
+                    *recommender_nodes],
         enable_cache=config.enable_cache,
         # LocalDagRunner's store; Kubeflow and Vertex bring their own metadata store.
         metadata_connection_config=(

@@ -168,7 +168,7 @@ def _trace(store, model_name: str, pushed, pusher) -> str:
 
 def _metrics(evaluations) -> list[str]:
     """The gated metric (and its baseline) from an Evaluator's ``evaluation`` outputs."""
-    from recsys_pipeline.model_summary import BASELINE, read_evaluation
+    from recsys_pipeline.model_summary import BASELINE, CANDIDATE, read_evaluation
     from recsys_pipeline.pipeline.evaluation import is_gated_metric
 
     lines = []
@@ -179,8 +179,10 @@ def _metrics(evaluations) -> list[str]:
         for (model, name), value in sorted(evaluation.metrics.items()):
             if is_gated_metric(None, name) and model != BASELINE:
                 baseline = evaluation.value(name, BASELINE)
-                lines.append(f"{name}: {value:.4f} (baseline "
-                             f"{'-' if baseline is None else f'{baseline:.4f}'})")
+                # A variant beside the candidate (the recommender's brute-force one) says so.
+                variant = "" if model in ("", CANDIDATE) else f" ({model})"
+                lines.append(f"{name}{variant}: {value:.4f} (baseline "
+                             f"{'-' if baseline is None or variant else f'{baseline:.4f}'})")
         lines += [f"not blessed: {failure}" for failure in evaluation.failures]
     return lines
 
@@ -200,6 +202,7 @@ def _interesting(node: str, execution) -> dict[str, Any]:
             nodes.TRANSFORM: ("custom_config",), nodes.SCANN_INDEXER: ("index_params",),
             nodes.SPAN_WINDOW: ("window_spans", "split_kind")}
     for branch in nodes.BRANCHES:
-        keep[branch.trainer] = ("run_fn", "custom_config", "epochs")
-        keep[branch.evaluator] = ("value_bound",)
+        if branch.trainer:
+            keep[branch.trainer] = ("run_fn", "custom_config", "epochs")
+        keep[branch.evaluator] = ("value_bound", "tolerance", "candidates", "rank_weight", "k")
     return {k: props[k] for k in keep.get(node, ()) if k in props}

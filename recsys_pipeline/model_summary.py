@@ -9,8 +9,12 @@ from typing import Any, Optional
 
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
-
-CANDIDATE, BASELINE = "candidate", "baseline"
+from recsys_pipeline.serving.list_metrics import (
+    BASELINE,
+    BRUTE_FORCE,
+    CANDIDATE,
+    ListEvaluation,
+)
 
 
 @dataclasses.dataclass
@@ -38,7 +42,12 @@ class Evaluation:
 
 
 def read_evaluation(uri: str) -> Evaluation:
-    """Metrics and validation failures from an Evaluator's ``evaluation`` artifact."""
+    """Metrics and validation failures from an Evaluator's ``evaluation`` artifact: TFMA's
+    results, or the recommender's ``ListEvaluation``."""
+    if ListEvaluation.exists(uri):
+        found = ListEvaluation.read(uri)
+        return Evaluation({(model, name): value for model, values in found.metrics.items()
+                           for name, value in values.items()}, list(found.failures))
     import tensorflow_model_analysis as tfma
 
     metrics: dict[tuple[str, str], float] = {}
@@ -81,6 +90,12 @@ def run_bound(summary, evaluator: str) -> Optional[float]:
     return None
 
 
+def variant_of(push: nodes.Push) -> str:
+    """The model name an evaluation gives a push's model: the candidate, or for the
+    recommender's brute-force variant its own (``components/recommender.py``)."""
+    return BRUTE_FORCE if push.model_name == nodes.RECOMMENDER_BRUTE_FORCE_MODEL else CANDIDATE
+
+
 def model_rows(summary, config: PipelineConfig) -> list[ModelRow]:
     """One row per served model of every branch in ``summary``'s run (and the index recall)."""
     from recsys_pipeline.pipeline.evaluation import metric_name
@@ -106,11 +121,15 @@ def model_rows(summary, config: PipelineConfig) -> list[ModelRow]:
             if blessed is False and evaluation.failures:
                 pushed = "not pushed: " + "; ".join(evaluation.failures)
             row_blessed = blessed
-            if push.needs_scann and "blessed" in index:
+            indexed = branch is nodes.RETRIEVAL and push.needs_scann
+            if indexed and "blessed" in index:
                 row_blessed = index["blessed"] == 1
-            rows.append(ModelRow(push.model_name, metric, evaluation.value(metric), bound,
-                                 evaluation.value(metric, BASELINE), row_blessed, pushed))
-            if push.needs_scann and "recall" in index:
+            variant = variant_of(push)
+            # The baseline is scored as the candidate is: a variant beside it has none.
+            baseline = evaluation.value(metric, BASELINE) if variant == CANDIDATE else None
+            rows.append(ModelRow(push.model_name, metric, evaluation.value(metric, variant),
+                                 bound, baseline, row_blessed, pushed))
+            if indexed and "recall" in index:
                 rows.append(ModelRow("", f"ScaNN recall@{config.index.recall_k}",
                                      index["recall"], f">= {config.index.min_recall:g}",
                                      None, None, ""))

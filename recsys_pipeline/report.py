@@ -262,9 +262,30 @@ def window_html(window: Optional[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def bulk_html(bulk: dict[str, Any]) -> str:
+    """The bulk recommendations of the run ([bulk] enabled), with the catalogue coverage."""
+    if not bulk:
+        return ""
+    out = ["<h2>Bulk recommendations</h2>"]
+    if not bulk.get("report"):
+        out.append(f"<p>None written: {_e(bulk.get('reason', '-'))}</p>")
+        return "\n".join(out)
+    from recsys_pipeline.serving.bulk import BulkReport
+
+    found = BulkReport.from_json(str(bulk["report"]))
+    out.append(f"<table id=bulk><tr><th>catalogue coverage</th><td class=num>"
+               f"{found.coverage:.1%}</td><td>{found.covered} of {found.catalogue_size} movies "
+               f"in at least one list</td></tr><tr><th>lists</th><td class=num>{found.users}"
+               f"</td><td>users, top {found.k}: {found.rows} rows in {found.seconds:.1f}s</td>"
+               f"</tr><tr><th>files</th><td colspan=2>{_e(', '.join(found.files))}</td></tr>"
+               "</table>")
+    return "\n".join(out)
+
+
 def render(config: PipelineConfig, summary, edges, data, models, history_rows,
            index: dict[str, Any], index_report: Optional[IndexReport],
-           window: Optional[dict[str, Any]] = None) -> str:
+           window: Optional[dict[str, Any]] = None,
+           bulk: Optional[dict[str, Any]] = None) -> str:
     """The page's HTML."""
     ran = sum(c.state == "ran" for c in summary.components)
     cached = sum(c.state == "cached" for c in summary.components)
@@ -325,8 +346,9 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
             continue  # an opt-in branch no run has evaluated
         bound = run_bound(summary, branch.evaluator)
         bound = getattr(ev, branch.bound) if bound is None else bound
-        title = (f"{branch.name}: top-{ev.top_k} accuracy"
-                 if branch.metric == nodes.TOP_K_ACCURACY else f"{branch.name}: RMSE")
+        title = f"{branch.name}: " + {nodes.TOP_K_ACCURACY: f"top-{ev.top_k} accuracy",
+                                      nodes.RMSE: "RMSE",
+                                      nodes.NDCG: f"NDCG@{ev.ndcg_k}"}[branch.metric]
         out.append(line_chart_svg(title, values, bound,
                                   [r.blessed[branch.name] for r in history_rows]))
         if spanned:
@@ -361,6 +383,7 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
                    f"{_e(report.build_seconds)}s</td></tr></table>")
     else:
         out.append("<p>The index was not built in this run.</p>")
+    out.append(bulk_html(bulk or {}))
     out.append("</body></html>\n")
     return "\n".join(out)
 
@@ -392,7 +415,8 @@ def write_report(config: PipelineConfig, run_id: Optional[str] = None) -> str:
     page = render(config, summary, dag_edges(store, summary.run_id),
                   data_highlights(summary.output(nodes.STATISTICS_GEN, "statistics")),
                   model_summary.model_rows(summary, config),
-                  history.run_rows(config, summaries=summaries), index, index_report, window)
+                  history.run_rows(config, summaries=summaries), index, index_report, window,
+                  summary.properties(nodes.BULK_RECOMMENDATIONS, "recommendations"))
     directory = os.path.join(config.output_dir, REPORT_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "index.html")

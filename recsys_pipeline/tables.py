@@ -38,11 +38,12 @@ def when(seconds: Optional[float]) -> str:
 
 def format_model_table(rows: list[ModelRow]) -> str:
     """Per served model: gated metric, bound, baseline, blessing, pushed version."""
-    header = (f"  {'model':<22} {'metric':<24} {'value':>7} {'bound':>8} {'baseline':>8} "
+    width = max(len(p.model_name) for p in nodes.PUSHES)
+    header = (f"  {'model':<{width}} {'metric':<24} {'value':>7} {'bound':>8} {'baseline':>8} "
               f"{'blessed':>7}  pushed")
     lines = ["Models:", header]
     for r in rows:
-        lines.append(f"  {r.model:<22} {r.metric:<24} {num(r.value):>7} {r.bound:>8} "
+        lines.append(f"  {r.model:<{width}} {r.metric:<24} {num(r.value):>7} {r.bound:>8} "
                      f"{num(r.baseline):>8} {yes(r.blessed, ''):>7}  {r.pushed}")
     return "\n".join(lines)
 
@@ -77,8 +78,17 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
                      f"{summary.output(nodes.SPAN_WINDOW, 'window')}")
     if window.get("drift"):
         lines.append(f"  span drift:           {window['drift']}")
+    bulk = summary.properties(nodes.BULK_RECOMMENDATIONS, "recommendations")
+    if bulk.get("report"):
+        from recsys_pipeline.serving.bulk import BulkReport
+
+        found = BulkReport.from_json(str(bulk["report"]))
+        lines.append(f"  bulk recommendations: {', '.join(found.files)} ({found.rows} rows for "
+                     f"{found.users} users; catalogue coverage {found.coverage:.1%})")
+    elif bulk.get("reason"):
+        lines.append(f"  bulk recommendations: none ({bulk['reason']})")
     for branch in (nodes.RETRIEVAL, nodes.RANKING):  # warm starts need span folders
-        start = summary.properties(branch.trainer, "model").get(nodes.WARM_START_PROPERTY)
+        start = summary.properties(branch.trainer or "", "model").get(nodes.WARM_START_PROPERTY)
         if start and window.get("window_spans"):
             lines.append(f"  {branch.name + ' start:':<21} {start}")
     lines.append(f"  pipeline root:        {config.pipeline_root}")

@@ -81,33 +81,57 @@ def atomic_write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def warmup_logs(model_name: str, inputs: dict[str, list]) -> list:
-    """PredictionLogs replaying one serving_default request per input row."""
+def signature_inputs(model_dir: str) -> dict[str, tuple[str, ...]]:
+    """Each serving signature of the SavedModel at ``model_dir`` and its input names, read
+    from ``saved_model.pb`` alone (nothing is loaded, so no custom op is needed)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(model_dir, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    return {name: tuple(sorted(signature.inputs))
+            for name, signature in saved.meta_graphs[0].signature_def.items()
+            if not name.startswith("__")}  # TF's own init op signature
+
+
+def warmup_logs(model_name: str, inputs: dict[str, list],
+                signatures: Optional[dict[str, tuple[str, ...]]] = None) -> list:
+    """PredictionLogs replaying one request per input row to every signature whose inputs
+    ``inputs`` holds (``signatures``: name -> input names; default: serving_default takes them
+    all), serving_default first. A signature fed what no warm-up input holds (``evaluate``'s
+    serialized tf.Examples, for TFMA) gets none."""
     import tensorflow as tf
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+    signatures = signatures or {"serving_default": tuple(inputs)}
+    order = sorted(signatures, key=lambda name: (name != "serving_default", name))
     rows = len(next(iter(inputs.values())))
     logs = []
-    for i in range(rows):
-        request = predict_pb2.PredictRequest(
-            model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
-        for key, values in inputs.items():
-            request.inputs[key].CopyFrom(tf.make_tensor_proto(
-                [values[i]], dtype=tf.int64 if isinstance(values[i], int) else tf.string))
-        logs.append(prediction_log_pb2.PredictionLog(
-            predict_log=prediction_log_pb2.PredictLog(request=request)))
+    for name in order:
+        if not set(signatures[name]) <= set(inputs):
+            continue
+        for i in range(rows):
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=name))
+            for key in signatures[name]:
+                values = inputs[key]
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(
+                    [values[i]], dtype=tf.int64 if isinstance(values[i], int) else tf.string))
+            logs.append(prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)))
     return logs
 
 
 def write_warmup(version_dir: str, model_name: str, inputs: dict[str, list]) -> str:
-    """Writes ``assets.extra/tf_serving_warmup_requests``; returns its path."""
+    """Writes ``assets.extra/tf_serving_warmup_requests`` for every signature the warm-up
+    inputs can feed (``warmup_logs``); returns its path."""
     import tensorflow as tf
 
     extra = os.path.join(version_dir, "assets.extra")
     os.makedirs(extra, exist_ok=True)
     path = os.path.join(extra, WARMUP_FILE)
     with tf.io.TFRecordWriter(path) as writer:
-        for log in warmup_logs(model_name, inputs):
+        for log in warmup_logs(model_name, inputs, signature_inputs(version_dir)):
             writer.write(log.SerializeToString())
     return path
 
@@ -123,7 +147,8 @@ def read_warmup(version_dir: str) -> list:
 
 
 def request_tensors(log) -> dict:
-    """A warm-up PredictionLog's request as signature keyword arguments."""
+    """A warm-up PredictionLog's request as keyword arguments of its signature
+    (``log.predict_log.request.model_spec.signature_name``)."""
     import tensorflow as tf
 
     return {k: tf.make_ndarray(v) for k, v in log.predict_log.request.inputs.items()}

@@ -27,20 +27,54 @@ class ScannIndex(tf.Module):
     batch's queries; the index is built by ``serving.index.build_scann`` instead of by that layer,
     whose build cannot set the sample k-means trains on. ``leaves_to_search`` (None: as
     built) is read per call, so a search can be widened without rebuilding the tree.
+    ``reorder`` (None: as built) is how many candidates are rescored exactly: ScaNN returns
+    no more than that, so a caller asking for more candidates than the index was built to
+    return raises it.
     """
 
     def __init__(self, searcher_state: tf.Module, k: int,
-                 leaves_to_search: Optional[int] = None):
+                 leaves_to_search: Optional[int] = None, reorder: Optional[int] = None,
+                 num_leaves: Optional[int] = None):
         super().__init__()
         self.searcher_state = searcher_state  # ScaNN's assets, as variables
         self._k = k
         self.leaves_to_search = leaves_to_search
+        self.reorder = reorder
+        self.num_leaves = num_leaves
 
     def __call__(self, queries: tf.Tensor, k: Optional[int] = None):
         searcher = scann_ops.searcher_from_module(self.searcher_state)
         result = searcher.search_batched_parallel(queries, final_num_neighbors=k or self._k,
+                                                  pre_reorder_num_neighbors=self.reorder,
                                                   leaves_to_search=self.leaves_to_search)
         return result.distances, tf.cast(result.indices, tf.int64)
+
+    def search(self, queries: tf.Tensor, k: tf.Tensor, widen: tf.Tensor):
+        """Like a call, for a ``k`` known only when the graph runs, with the leaves searched
+        scaled by ``widen`` (at least 1; up to every leaf): a search for ``widen`` times as
+        many candidates as the leaves were tuned for has to look that much further."""
+        searcher = scann_ops.searcher_from_module(self.searcher_state)
+        leaves = self.leaves_to_search
+        if leaves is not None:
+            leaves = tf.cast(tf.math.ceil(leaves * tf.maximum(widen, 1.0)), tf.int32)
+            if self.num_leaves is not None:
+                leaves = tf.minimum(leaves, self.num_leaves)
+        k = tf.cast(k, tf.int32)
+        result = searcher.search_batched_parallel(
+            queries, final_num_neighbors=k,
+            pre_reorder_num_neighbors=k if self.reorder is None else tf.maximum(k, self.reorder),
+            leaves_to_search=leaves)
+        return result.distances, tf.cast(result.indices, tf.int64)
+
+    @classmethod
+    def of_export(cls, loaded: Any, report: dict[str, Any], k: int) -> ScannIndex:
+        """The index inside a loaded ScaNN export, searched as the export searches it (its
+        tuned leaves, from its ``IndexReport`` as a dict) but returning ``k`` candidates."""
+        settings = report["settings"]
+        return cls(loaded.index.searcher_state, k,
+                   leaves_to_search=settings["num_leaves_to_search"],
+                   reorder=max(k, settings["num_reordering_candidates"]),
+                   num_leaves=settings["num_leaves"])
 
 
 def scann_results(scores: tf.Tensor, rows: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:

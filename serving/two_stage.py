@@ -5,10 +5,13 @@ ranking and merge the scores. ``TwoStageExport`` composes a retrieval export (th
 or the brute-force one for stock TF Serving) and a ranking export, both as loaded from disk,
 into one ``serving_default(user_id, timestamp, k)``:
 
-1. the retrieval export's top N candidates (N = its ``serving_k``) for the user at
-   ``timestamp`` (0 or less: the newest train rating's time, as ``recsys recommend``
-   defaults);
-2. the user's train-split rated movies dropped (the retrieval export's ``rated_pairs``);
+1. the N best candidates of the retrieval stage that the user did not rate in the train
+   split (``recommender.candidates``, by default the retrieval export's own k; the rated
+   movies are the retrieval export's ``rated_pairs``), for the user at ``timestamp`` (0 or
+   less: the newest train rating's time): the search goes N plus the request's most rated
+   movies deep, in the ScaNN export's index (with the leaves its indexer tuned, widened in
+   proportion to the depth) or exactly in the brute-force export;
+2. those rated movies dropped, leaving N;
 3. the rest scored by the ranking model in the same graph;
 4. ``scores`` = ``rank_weight`` x ranking + (1 - rank_weight) x retrieval, each standardized
    over the request's remaining candidates (the two are on unrelated scales); the top k.
@@ -22,17 +25,18 @@ requests fail with TF Serving's InvalidArgument and a message naming the input.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from recsys_pipeline.errors import OutputError
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.serving import scann_export
 from recsys_pipeline.trainer import export
 from recsys_pipeline.trainer.export_metadata import ExportMetadata
 
-KIND = "recommender"  # ExportMetadata.kind of this export
+KIND = nodes.RECOMMENDER.name  # ExportMetadata.kind of this export
 MAX_USER_ID_LENGTH = 256
 K_SPEC = tf.TensorSpec([None], tf.int64, name="k")
 _NO_SCORE = -np.inf
@@ -53,35 +57,40 @@ def standardized(values: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
 class TwoStageExport(tf.Module):
     """Retrieve -> drop rated -> rank -> blend, over loaded exports (see the module doc)."""
 
-    def __init__(self, retrieval: Any, retrieval_metadata: ExportMetadata, ranking: Any,
-                 rank_weight: float):
+    def __init__(self, base: Any, retrieval_metadata: ExportMetadata, ranking: Any,
+                 rank_weight: float, candidates: Optional[int] = None,
+                 index: Optional[scann_export.ScannIndex] = None):
+        """``base``: a loaded brute-force retrieval export (or a module with its
+        ``query_embedding``, ``rated_pairs``, ``candidate_ids`` and ``candidate_titles``, and
+        ``candidate_embeddings`` when there is no ``index``); ``index``: a ScaNN index over
+        its candidates, searched in place of exact scores; ``retrieval_metadata``: the
+        retrieval export's (its k, fallback and training time)."""
         super().__init__()
-        if not retrieval_metadata.rated_pairs and retrieval_metadata.rated_pairs != 0:
+        if retrieval_metadata.rated_pairs is None:
             raise OutputError(
                 "the retrieval export carries no rated movies to drop (it predates them): "
                 "retrain it with this version of the pipeline")
         if not 0.0 <= rank_weight <= 1.0:
             raise OutputError(f"rank_weight must be within [0, 1] (got {rank_weight})")
-        self.retrieval = retrieval
         self.ranking = ranking
-        base = retrieval.base if retrieval_metadata.kind == scann_export.SCANN_KIND else retrieval
         self.base = base
-        ids = base.candidate_ids.numpy()
-        self.movie_rows = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(ids, tf.string), tf.range(len(ids), dtype=tf.int64)), -1)
+        self.index = index
+        self._source = retrieval_metadata
+        ids = self.base.candidate_ids.numpy()
+        n = min(int(candidates or retrieval_metadata.serving_k or 0), len(ids))
+        if n < 1:
+            raise OutputError(f"candidates must be at least 1 (got {candidates})")
         self._catalogue_size = len(ids)
-        self._candidates = int(retrieval_metadata.serving_k or 0)
+        self._candidates = n
         self._rank_weight = float(rank_weight)
         self._latest = int(retrieval_metadata.latest_train_timestamp or 0)
-        popular = (retrieval_metadata.popular or [])[:self._candidates]
-        pad = self._candidates - len(popular)
-        self.popular_ids = tf.Variable(
-            np.array([p["movie_id"].encode() for p in popular] + [b""] * pad, object),
-            trainable=False, name="popular_ids")
-        self.popular_titles = tf.Variable(
-            np.array([p["title"].encode() for p in popular] + [b""] * pad, object),
-            trainable=False, name="popular_titles")
+        row_of = {m: i for i, m in enumerate(ids.tolist())}
+        popular = [p for p in (retrieval_metadata.popular or [])
+                   if p["movie_id"].encode() in row_of][:n]
+        pad = n - len(popular)
+        self.popular_rows = tf.Variable(
+            np.array([row_of[p["movie_id"].encode()] for p in popular] + [0] * pad, np.int64),
+            trainable=False, name="popular_rows")
         self.popular_scores = tf.Variable(
             np.array([float(p.get("score", p.get("ratings", 0))) for p in popular]
                      + [_NO_SCORE] * pad, np.float32), trainable=False, name="popular_scores")
@@ -89,6 +98,19 @@ class TwoStageExport(tf.Module):
     @property
     def candidates(self) -> int:
         return self._candidates
+
+    @property
+    def rank_weight(self) -> float:
+        return self._rank_weight
+
+    @property
+    def scann(self) -> bool:
+        return self.index is not None
+
+    @property
+    def source_metadata(self) -> ExportMetadata:
+        """The retrieval export's metadata, which the module was built with."""
+        return self._source
 
     def _checked(self, user_id, k):
         n = self._candidates
@@ -111,22 +133,42 @@ class TwoStageExport(tf.Module):
         with tf.control_dependencies(checks):
             return tf.identity(tf.reduce_max(k))
 
+    def _retrieve(self, user_id, when, pairs):
+        """(scores, catalogue rows, known_user): each user's N best candidates that they did
+        not rate (score -inf where the catalogue has fewer). The search goes as deep as N plus
+        the most movies a user of the request rated, so that dropping them leaves N."""
+        query = self.base.query_embedding(user_id, when)
+        batch = tf.shape(user_id)[0]
+        rated_per_user = tf.math.bincount(tf.cast(pairs[:, 0], tf.int32), minlength=batch,
+                                          maxlength=batch)
+        n = self._candidates
+        depth = tf.minimum(n + tf.reduce_max(rated_per_user), self._catalogue_size)
+        if self.index is not None:
+            scores, rows = scann_export.scann_results(
+                *self.index.search(query["embedding"], depth, tf.cast(depth, tf.float32) / n),
+                depth)
+        else:
+            exact = tf.matmul(query["embedding"], self.base.candidate_embeddings,
+                              transpose_b=True)
+            top = tf.math.top_k(exact, k=depth)
+            scores, rows = top.values, tf.cast(top.indices, tf.int64)
+        rated = scann_export.rated_mask(rows, pairs, self._catalogue_size)
+        best = tf.math.top_k(tf.where(rated, tf.constant(_NO_SCORE, scores.dtype), scores), k=n)
+        return (best.values, tf.gather(rows, best.indices, batch_dims=1),
+                query["known_user"])
+
     @tf.function(input_signature=[export.USER_ID_SPEC, export.TIMESTAMP_SPEC, K_SPEC])
     def serve(self, user_id, timestamp, k):
         top_k = self._checked(user_id, k)
         when = tf.where(timestamp > 0, timestamp, tf.constant(self._latest, tf.int64))
-        found = self.retrieval.serve(user_id, when)
-        known = found["known_user"]
+        pairs = self.base.rated_pairs(user_id)["pairs"]
+        found, found_rows, known = self._retrieve(user_id, when, pairs)
         batch = tf.shape(user_id)[0]
         tiled = lambda v: tf.tile(v[None, :], [batch, 1])  # noqa: E731
-        ids = tf.where(known[:, None], found["movie_ids"], tiled(self.popular_ids))
-        titles = tf.where(known[:, None], found["movie_titles"], tiled(self.popular_titles))
-        retrieval = tf.where(known[:, None], found["scores"], tiled(self.popular_scores))
-        rows = self.movie_rows.lookup(ids)
-        rated = scann_export.rated_mask(tf.maximum(rows, 0),
-                                        self.base.rated_pairs(user_id)["pairs"],
-                                        self._catalogue_size)
-        valid = tf.math.is_finite(retrieval) & (rows >= 0) & ~rated
+        rows = tf.where(known[:, None], found_rows, tiled(self.popular_rows))
+        retrieval = tf.where(known[:, None], found, tiled(self.popular_scores))
+        valid = tf.math.is_finite(retrieval)
+        ids = tf.gather(self.base.candidate_ids, rows)
         n = tf.shape(ids)[1]
         ranked = self.ranking.serve(tf.repeat(user_id, n), tf.reshape(ids, [-1]))
         rating = tf.reshape(ranked["rating"], [batch, n])
@@ -142,7 +184,8 @@ class TwoStageExport(tf.Module):
             picked = tf.gather(values, top.indices, batch_dims=1)
             return tf.where(kept, picked, tf.fill(tf.shape(picked), empty))
 
-        return {"movie_ids": pick(ids, ""), "movie_titles": pick(titles, ""),
+        return {"movie_ids": pick(ids, ""),
+                "movie_titles": pick(tf.gather(self.base.candidate_titles, rows), ""),
                 "retrieval_scores": pick(retrieval, _NO_SCORE),
                 "ranking_scores": pick(rating, _NO_SCORE), "scores": top.values,
                 "known_user": known}
@@ -151,26 +194,45 @@ class TwoStageExport(tf.Module):
         return {"serving_default": self.serve}
 
 
-def load(retrieval_dir: str, ranking_dir: str, rank_weight: float) -> TwoStageExport:
-    """A ``TwoStageExport`` over the exports saved at the two paths."""
-    if export.read_metadata(retrieval_dir).kind == scann_export.SCANN_KIND:
-        import scann  # noqa: F401  (registers ScaNN's ops, which the index needs)
-    return TwoStageExport(tf.saved_model.load(retrieval_dir), export.read_metadata(retrieval_dir),
-                          tf.saved_model.load(ranking_dir), rank_weight)
-
-
-def build(retrieval_dir: str, ranking_dir: str, out_dir: str,
-          rank_weight: float) -> ExportMetadata:
-    """Saves the two-stage export of the two exports at ``out_dir``; returns its metadata."""
-    module = load(retrieval_dir, ranking_dir, rank_weight)
+def load(retrieval_dir: str, ranking_dir: str, rank_weight: float,
+         candidates: Optional[int] = None) -> TwoStageExport:
+    """A ``TwoStageExport`` over the exports saved at the two paths (``candidates``: N, by
+    default the retrieval export's own k)."""
     source = export.read_metadata(retrieval_dir)
+    ranking = tf.saved_model.load(ranking_dir)
+    if source.kind != scann_export.SCANN_KIND:
+        return TwoStageExport(tf.saved_model.load(retrieval_dir), source, ranking, rank_weight,
+                              candidates)
+    import scann  # noqa: F401  (registers ScaNN's ops, which the index needs)
+
+    if not source.index:
+        raise OutputError(f"{retrieval_dir}: the ScaNN export records no index report (its "
+                          "tuned leaves): rebuild it with this version of the pipeline")
+    loaded = tf.saved_model.load(retrieval_dir)
+    # The export's own search returns its index.k; the same index searched here returns N,
+    # with the leaves the indexer tuned.
+    index = scann_export.ScannIndex.of_export(loaded, source.index, int(source.serving_k or 1))
+    return TwoStageExport(loaded.base, source, ranking, rank_weight, candidates, index)
+
+
+def save(module: TwoStageExport, out_dir: str) -> ExportMetadata:
+    """Saves ``module`` at ``out_dir`` with its metadata (its retrieval export's, made the
+    recommender's) and warm-up inputs; returns the metadata."""
+    source = module.source_metadata
     users = list(source.warmup_inputs.get("user_id", []))
     metadata = dataclasses.replace(
-        source, kind=KIND, serving_k=module.candidates, index=None, exclude_rated=None,
+        source, kind=KIND, serving_k=module.candidates, exclude_rated=None,
+        retrieval_kind=source.kind,
         warmup_inputs={"user_id": users, "timestamp": [0] * len(users),
                        "k": [min(10, module.candidates)] * len(users)},
-        warm_start=None, hparams={"rank_weight": rank_weight})
-    scann = source.kind == scann_export.SCANN_KIND
+        warm_start=None, hparams={"rank_weight": module.rank_weight,
+                                  "candidates": module.candidates})
     export.save(module, out_dir, metadata,
-                namespace_whitelist=[scann_export.SCANN_NAMESPACE] if scann else None)
+                namespace_whitelist=[scann_export.SCANN_NAMESPACE] if module.scann else None)
     return metadata
+
+
+def build(retrieval_dir: str, ranking_dir: str, out_dir: str, rank_weight: float,
+          candidates: Optional[int] = None) -> ExportMetadata:
+    """Saves the two-stage export of the two exports at ``out_dir``; returns its metadata."""
+    return save(load(retrieval_dir, ranking_dir, rank_weight, candidates), out_dir)

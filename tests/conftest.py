@@ -146,6 +146,41 @@ np.savez(out, **{k: v.numpy() for k, v in result.items()})
 """
 
 
+_REPLAY_SCRIPT = """
+import json, sys
+import scann  # ScaNN's ops must be registered before a ScaNN SavedModel loads
+import tensorflow as tf
+from recsys_pipeline.serving import layout
+version = sys.argv[1]
+loaded = tf.saved_model.load(version)
+answered = []
+for log in layout.read_warmup(version):
+    name = log.predict_log.request.model_spec.signature_name
+    out = loaded.signatures[name](**{k: tf.constant(v)
+                                     for k, v in layout.request_tensors(log).items()})
+    answered.append([name, sorted(out)])
+print(json.dumps(answered))
+"""
+
+
+@pytest.fixture(scope="session")
+def replay_warmup():
+    """Replays a pushed version's warm-up file in a new Python process, as TF Serving does
+    when it loads the version; returns [signature, its output keys] per request."""
+    import json
+    import subprocess
+    import sys
+
+    def replay(version_dir):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        result = subprocess.run([sys.executable, "-c", _REPLAY_SCRIPT, str(version_dir)],
+                                capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    return replay
+
+
 @pytest.fixture(scope="session")
 def fresh_signature(tmp_path_factory):
     """Calls a SavedModel signature in a new Python process (as a server would load it)."""

@@ -73,11 +73,20 @@ def test_recommend_rejects_bad_requests(capsys, tmp_path, args, message):
     assert code == 2 and out.err.strip() == f"error: {message}"
 
 
-def test_recommend_without_pushed_models_says_what_to_do(capsys, tmp_path):
-    code, out = _run(capsys, "recommend", "--output-dir", str(tmp_path), "--user-id", "42")
+@pytest.mark.parametrize("command", [["recommend", "--user-id", "42"],
+                                     ["bulk", "--output", "recs.parquet"]])
+def test_recommend_and_bulk_without_a_pushed_recommender_say_what_to_do(capsys, tmp_path,
+                                                                        command):
+    code, out = _run(capsys, command[0], "--output-dir", str(tmp_path), *command[1:])
     assert code == 2
-    assert f"no pushed version of model 'retrieval' under {tmp_path / 'serving'}" in out.err
+    assert f"no pushed version of model 'recommender' under {tmp_path / 'serving'}" in out.err
     assert "recsys run" in out.err
+
+
+def test_bulk_rejects_a_k_below_one(capsys, tmp_path):
+    code, out = _run(capsys, "bulk", "--output-dir", str(tmp_path), "--output", "x.parquet",
+                     "--k", "0")
+    assert code == 2 and out.err.strip() == "error: --k must be at least 1 (got 0)"
 
 
 def test_runs_without_a_metadata_store_says_so(tmp_path, capsys):
@@ -123,7 +132,7 @@ def test_corrupt_metadata_store_says_what_to_do_and_touches_nothing(tmp_path, ca
 @pytest.mark.parametrize("content", ["empty", "foreign", "corrupt-record"])
 def test_recommend_refuses_a_foreign_or_corrupt_newest_version(capsys, tmp_path, content):
 
-    for name in ("retrieval", "ranking"):
+    for name in ("recommender",):
         version = tmp_path / "serving" / name / "1795000000"
         version.mkdir(parents=True)
         if content != "empty":
@@ -133,7 +142,7 @@ def test_recommend_refuses_a_foreign_or_corrupt_newest_version(capsys, tmp_path,
             (version / "assets.extra" / "recsys_push.json").write_text("{truncated")
     code, out = _run(capsys, "recommend", "--output-dir", str(tmp_path), "--user-id", "42")
     assert code == 2
-    assert f"{tmp_path / 'serving' / 'retrieval' / '1795000000'} is not a version this " \
+    assert f"{tmp_path / 'serving' / 'recommender' / '1795000000'} is not a version this " \
         "pipeline pushed" in out.err
     assert {"empty": "no saved_model.pb", "foreign": "missing or unreadable",
             "corrupt-record": "missing or unreadable"}[content] in out.err

@@ -65,3 +65,16 @@ def test_many_points_label_every_nth_one():
     svg = line_chart_svg("m", [0.1] * 30, None, [True] * 30, labels=[f"d{i}" for i in range(30)])
     assert svg.count('class="point"') == 30
     assert ">d0</text>" in svg and ">d27</text>" in svg and ">d1</text>" not in svg
+
+
+def test_bulk_shows_the_catalogue_coverage_or_why_nothing_was_written():
+    from recsys_pipeline.serving.bulk import BulkReport
+
+    found = BulkReport(users=943, rows=9430, k=10, covered=412, catalogue_size=1682,
+                       seconds=21.5, files=["/out/recommendations.parquet"])
+    html = report.bulk_html({"report": found.to_json()})
+    assert "<td class=num>24.5%</td><td>412 of 1682 movies" in html
+    assert "943</td><td>users, top 10: 9430 rows" in html
+    assert "the recommender was not blessed" in report.bulk_html(
+        {"reason": "the recommender was not blessed"})
+    assert report.bulk_html({}) == ""

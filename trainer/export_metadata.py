@@ -56,6 +56,7 @@ class ExportMetadata:
     hparams: Optional[dict[str, Any]] = None
     trainer_eval_rmse: Optional[float] = None
     warm_start: Optional[dict[str, Any]] = None  # warm_start.WarmStart, as a dict
+    retrieval_kind: Optional[str] = None  # a recommender's: the kind of its retrieval stage
 
     def with_training(self, training: Optional[Training]) -> ExportMetadata:
         return self if training is None else dataclasses.replace(

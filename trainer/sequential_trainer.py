@@ -69,13 +69,17 @@ def export_model(model: models.RetrievalModel, data: TrainingData, history: inpu
     module = export.SequentialHistoryExport(
         model.query_tower, vocabulary, embeddings, k=serving_k, context_length=hp.context_length,
         history=history, features=features, eval_k=eval_k)
-    # Warm-up: the most-rated movies as a context, and an empty one (a user's first visit).
+    # Warm-up: the most-rated movies as a context, and an empty one (a user's first visit);
+    # for ``recommend``, two train users at the latest train time.
     popular = [m.decode() for m, _ in data.stats.popular(hp.context_length)]
+    users = [u.decode() for u in sorted(data.stats.user_demographics)[:2]]
     metadata = export_metadata(
         MODEL_KIND, data, training, serving_k=min(serving_k, len(vocabulary)), eval_k=eval_k,
         context_length=hp.context_length, candidates=len(vocabulary),
         history_ratings=int(len(history.keys) - 1),
-        warmup_inputs={"context_movies": [popular, [""] * len(popular)]})
+        warmup_inputs={"context_movies": [popular, [""] * len(popular)],
+                       "user_id": (users * 2)[:2],
+                       "timestamp": [data.stats.latest_timestamp] * 2})
     export.save(module, path, metadata)
     return metadata
 

@@ -1,5 +1,5 @@
-"""``recsys recommend``, ``recsys rollback`` and ``recsys promote``: the TF Serving model base
-of a local run."""
+"""``recsys recommend``, ``recsys bulk``, ``recsys rollback`` and ``recsys promote``: the TF
+Serving model base of a local run."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ def register(sub) -> None:
     rec.add_argument("--timestamp", type=int,
                      help="request time in Unix seconds (default: the latest training time)")
     rec.set_defaults(func=_cmd_recommend)
+
+    bulk = sub.add_parser("bulk", parents=run_options(),
+                          help="every user's top k from the served recommender, as Parquet")
+    bulk.add_argument("--output", required=True, help="the Parquet file to write")
+    bulk.add_argument("--k", type=int, help="movies per user (default: bulk.k)")
+    bulk.set_defaults(func=_cmd_bulk)
 
     rb = sub.add_parser("rollback", parents=run_options(),
                         help="serve an earlier pushed version again (as the newest)")
@@ -42,7 +48,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         raise ConfigError("--user-id must be 1 to 64 characters")
     if args.k < 1:
         raise ConfigError(f"--k must be at least 1 (got {args.k})")
-    result = Recommender(config.serving_dir, config.serving.rank_weight).recommend(
+    result = Recommender(config.serving_dir).recommend(
         user_id, args.k, args.timestamp)
     for name, path in sorted(result.versions.items()):
         print(f"{name}: {path}")
@@ -54,6 +60,28 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         found = "-" if r.retrieval_score is None else f"{r.retrieval_score:.3f}"
         print(f"{i:>3}  {r.movie_id:>8}  {found:>9}  {r.predicted_rating:>6.2f}  "
               f"{r.score:>6.2f}  {r.title}")
+    return 0
+
+
+def _cmd_bulk(args: argparse.Namespace) -> int:
+    import apache_beam as beam
+
+    from recsys_pipeline.errors import ConfigError
+    from recsys_pipeline.serving import bulk
+    from recsys_pipeline.serving.recommend import served_recommender
+
+    config = load_config(args)
+    k = config.bulk.k if args.k is None else args.k
+    if k < 1:
+        raise ConfigError(f"--k must be at least 1 (got {k})")
+    model_dir = served_recommender(config.serving_dir)
+    print(f"recommending {k} movies to every user of {model_dir} ...", flush=True)
+    report = bulk.write(model_dir, os.path.abspath(args.output), k, config.bulk.batch_size,
+                        beam.Pipeline(argv=list(config.beam.pipeline_args)))
+    print(f"{report.rows} rows ({report.users} users x up to {k}) in {report.seconds:.1f}s: "
+          f"{report.files[0]}")
+    print(f"catalogue coverage: {report.coverage:.1%} ({report.covered} of "
+          f"{report.catalogue_size} movies)")
     return 0
 
 

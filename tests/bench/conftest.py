@@ -1,3 +1,4 @@
-"""The trainer tests' tiny Transform output, for the benchmarks' smoke tests."""
+"""The trainer tests' tiny Transform output and the serving tests' exports over it, for the
+benchmarks' smoke tests."""
 
-from tests.trainer.conftest import tiny  # noqa: F401  (a fixture, used by name)
+from tests.serving.conftest import data, excluding, retrieval, stages, tiny  # noqa: F401  (fixtures, used by name)

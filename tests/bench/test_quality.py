@@ -99,10 +99,13 @@ def test_biased_mf_beats_the_global_mean_on_low_rank_ratings(quality):
 def test_quality_benchmark_one_seed_on_a_subset(real_ml100k, tmp_path):
     data = write_subset(real_ml100k, tmp_path / "ml-100k", 4_000)
     config = tmp_path / "fast.toml"
-    config.write_text("[retrieval]\nepochs = 1\n\n[ranking]\nepochs = 1\nensemble = 1\n")
+    # The pipeline's own recommender is left out: the benchmark composes its two stages itself.
+    config.write_text("[retrieval]\nepochs = 1\n\n[ranking]\nepochs = 1\nensemble = 1\n\n"
+                      "[recommender]\nenabled = false\nrank_weight = 0.5\n")
     result = subprocess.run(
         [sys.executable, str(BENCH), "--data-dir", str(data), "--seeds", "3",
-         "--config", str(config), "--workdir", str(tmp_path / "work")],
+         "--config", str(config), "--workdir", str(tmp_path / "work"),
+         "--list-candidates", "50", "--rank-weights", "0,0.5"],
         capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-4000:]
     out = result.stdout
@@ -114,6 +117,14 @@ def test_quality_benchmark_one_seed_on_a_subset(real_ml100k, tmp_path):
                  "ranking DCN", "ranking DCN \\+ bias terms"):
         assert re.search(rf"^\| {name} \|(  \|){{6}} {number} \|", out, flags=re.M), out
     assert re.search(r"two-tower \(pipeline\) (beats|does NOT beat) most popular", out)
+    for name in ("most popular", "EASE", "two-stage N=50, retrieval alone",
+                 "two-stage N=50, rank_weight 0.5"):
+        assert re.search(rf"^\| {name} \| {number} \|$", out, flags=re.M), out
+    assert re.search(rf"Best blend: two-stage N=50, rank_weight 0.5 \({number}\); the "
+                     r"pipeline's default \(two-stage N=100, rank_weight 0.5\) is not in this "
+                     "grid", out), out
+    assert re.search(rf"At N=50 the best blend {number} against retrieval alone {number} and "
+                     rf"most popular {number}", out), out
     assert "Sequential retrieval, leave-last-out" in out
     for name in ("most popular", "EASE", "two-tower, ids only", "GRU4Rec"):
         assert len(re.findall(rf"^\| {name} \| " + rf"{number} \| " * 4, out, flags=re.M)) == (

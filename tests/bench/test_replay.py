@@ -95,7 +95,8 @@ def test_replay_benchmark_on_two_tiny_days(tmp_path):
     config.write_text("[retrieval]\nepochs = 2\nwarm_epochs = 1\n\n"
                       "[ranking]\nepochs = 1\nwarm_epochs = 1\nensemble = 1\n\n"
                       "[evaluation]\nmin_top_k_accuracy = 0.0\nmax_rmse = 5.0\n"
-                      "top_k_tolerance = 1.0\nrmse_tolerance = 1.0\n")
+                      "top_k_tolerance = 1.0\nrmse_tolerance = 1.0\n\n"
+                      "[recommender]\nenabled = false\n")
     result = subprocess.run(
         [sys.executable, str(BENCH / "replay.py"), "--days", "2", "--ratings-per-day", "400",
          "--window", "2", "--modes", "warm", "--config", str(config),

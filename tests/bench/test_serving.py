@@ -54,7 +54,8 @@ def test_serving_benchmark_prints_its_table(tmp_path):
     model, eval_dir = _stand_in(tmp_path)
     result = subprocess.run(
         [sys.executable, str(BENCH), "--model-dir", model, "--eval-dir", eval_dir,
-         "--candidates", "600", "--queries", "40", "--target-recall", "0.5", "--clients", "2"],
+         "--candidates", "600", "--queries", "40", "--target-recall", "0.5", "--clients", "2",
+         "--two-stage", ""],
         capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = re.findall(r"^\| (brute force \(pure TF\)|ScaNN, [a-zA-Z ]+) \| "
@@ -94,3 +95,21 @@ def test_one_by_one_pads_short_results_with_an_id_no_candidate_has():
     for row, q in enumerate(queries):
         found = searcher.search(q, pre_reorder_num_neighbors=3)[0]
         assert ids[row, :len(found)].tolist() == found.tolist()
+
+
+def test_whole_requests_of_the_recommender_and_of_retrieval_alone_are_measured(stages, tiny):
+    # The real exports of the serving tests (a tiny catalogue, grown to 600 candidates).
+    retrieval_dir, _, ranking_dir = stages
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--model-dir", retrieval_dir, "--eval-dir",
+         tiny.raw_eval_dir, "--ranking-dir", ranking_dir, "--candidates", "600", "--queries",
+         "40", "--target-recall", "0.5", "--clients", "2", "--two-stage", "20,40", "--users",
+         "20"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Whole requests at 600 candidates" in result.stdout
+    rows = re.findall(r"^\| (retrieval alone \(ScaNN, top 10\)|two-stage, N=\d+, rank_weight "
+                      r"[\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \|$",
+                      result.stdout, flags=re.M)
+    assert [r[0].split(",")[:2] for r in rows] == [
+        ["retrieval alone (ScaNN", " top 10)"], ["two-stage", " N=20"], ["two-stage", " N=40"]]
+    assert all(0 < float(p50) <= float(p99) for _, p50, p99, *_ in rows), rows

@@ -138,6 +138,38 @@ def test_versions_ignore_non_numeric_directories(tmp_path):
     assert np.array_equal(layout.versions(str(tmp_path)), [3, 12])
 
 
+class _TwoSignatures(_Echo):
+    """``_Echo`` plus ``length(user_id)`` and an ``evaluate(examples)`` no warm-up feeds."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    def length(self, user_id):
+        return {"n": tf.strings.length(user_id)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def evaluate(self, examples):
+        return {"n": tf.strings.length(examples)}
+
+    def signatures(self):
+        return {"serving_default": self.serve, "length": self.length, "evaluate": self.evaluate}
+
+
+def test_warmup_covers_every_signature_its_inputs_can_feed(tmp_path, replay_warmup):
+    source = tmp_path / "m"
+    export.save(_TwoSignatures(1.0), str(source), ExportMetadata(
+        kind="test", warmup_inputs={"user_id": ["7", "42"], "timestamp": [5, 6]}))
+    assert layout.signature_inputs(str(source)) == {
+        "serving_default": ("timestamp", "user_id"), "length": ("user_id",),
+        "evaluate": ("examples",)}
+    result = serving_pusher.push(str(source), str(tmp_path / "serving"), "ranking",
+                                 {"source_model": "a"})
+    logs = layout.read_warmup(result.destination)
+    assert [(log.predict_log.request.model_spec.signature_name,
+             sorted(log.predict_log.request.inputs)) for log in logs] == [
+        ("serving_default", ["timestamp", "user_id"])] * 2 + [("length", ["user_id"])] * 2
+    assert [name for name, _ in replay_warmup(result.destination)] == [
+        "serving_default", "serving_default", "length", "length"]
+
+
 @pytest.mark.parametrize("inputs", [{"user_id": ["1"], "movie_id": ["2"]}])
 def test_warmup_logs_carry_typed_tensors(inputs):
     (log,) = layout.warmup_logs("ranking", inputs)

@@ -33,8 +33,8 @@ def test_readme_shows_every_recsys_subcommand():
 
 
 def test_the_subcommand_check_sees_all_of_them():
-    assert {"run", "recommend", "rollback", "promote", "config", "runs", "report", "lineage",
-            "synth", "kubeflow"} == set(cli.commands())
+    assert {"run", "recommend", "bulk", "rollback", "promote", "config", "runs", "report",
+            "lineage", "synth", "kubeflow"} == set(cli.commands())
     assert {"compile", "run-local", "upload", "run", "schedule", "schedules", "runs", "status",
             "wait", "terminate", "pipelines"} == set(_kubeflow_commands())
 

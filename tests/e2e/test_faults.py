@@ -30,6 +30,8 @@ pytestmark = pytest.mark.e2e
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RECSYS = str(pathlib.Path(sys.executable).parent / "recsys")
+# The recommender (built from the others after their gates) is left out: no fault point is
+# in it, and each scenario would rebuild it.
 BASE_CONFIG = """
 [retrieval]
 epochs = 2
@@ -39,7 +41,11 @@ ensemble = 1
 [evaluation]
 min_top_k_accuracy = 0.01
 max_rmse = 3.0
+[recommender]
+enabled = false
 """
+MODELS = [m for m in nodes.MODEL_NAMES
+          if nodes.push_of_model(m) not in nodes.RECOMMENDER.pushes]
 
 
 def _subset(real_ml100k, root, n):
@@ -63,7 +69,7 @@ def _run(out, data, config, env=None):
 
 def _served(out):
     """{model: [versions]} as TF Serving would see them (all-digit directories)."""
-    return {m: layout.versions(str(out / "serving" / m)) for m in nodes.MODEL_NAMES}
+    return {m: layout.versions(str(out / "serving" / m)) for m in MODELS}
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """The eval gates end to end, on a 20,000-rating subset of MovieLens 100K with few epochs,
 the optional GRU4Rec branch ([sequential]) on, so that it is gated like the others.
 
-1. A first run with modest bounds blesses and pushes every model.
+1. A first run with modest bounds blesses and pushes every model, and writes every user's
+   top 10 from the blessed recommender ([bulk] on).
 2. Bounds no model can meet: nothing blessed, nothing pushed, the serving directory untouched.
 3. Modest bounds again but a deliberately bad training config: the new models are worse than
    the blessed baselines beyond the tolerance, so they are not pushed.
@@ -36,12 +37,15 @@ SEQUENTIAL = """
 [sequential]
 enabled = true
 epochs = 4
+[bulk]
+enabled = true
 """
 MODEST = """
 [evaluation]
 min_top_k_accuracy = 0.05
 min_sequential_top_k_accuracy = 0.05
 max_rmse = 1.5
+min_ndcg = 0.02
 """
 IMPOSSIBLE = """
 [evaluation]
@@ -63,7 +67,9 @@ epochs = 1
 learning_rate = 0.0001
 optimizer = "sgd"
 """
-MODELS = nodes.MODEL_NAMES + (nodes.SEQUENTIAL_MODEL,)
+# The trained models, and the recommender built from them (its variants).
+COMPOSED = tuple(p.model_name for p in nodes.RECOMMENDER.pushes)
+MODELS = tuple(m for m in nodes.MODEL_NAMES if m not in COMPOSED) + (nodes.SEQUENTIAL_MODEL,)
 
 
 def _config(tmp, name, *parts):
@@ -121,14 +127,14 @@ def subset(real_ml100k, tmp_path_factory):
 def test_models_are_pushed_only_through_the_gates(subset, tmp_path, fresh_signature):
     out = tmp_path / "out"
     first = _run(out, subset, _config(tmp_path, "modest", FAST, SEQUENTIAL, MODEST))
-    for model in MODELS:
+    for model in MODELS + COMPOSED:
         value, baseline, blessed, pushed = _row(first, model)
         assert blessed == "yes" and baseline == "-", first
         assert pushed == layout.latest_version_dir(str(out / "serving"), model)
     # The pushed GRU4Rec model answers its warm-up request in a fresh process, and serves
     # from the train history it carries.
     pushed = layout.latest_version_dir(str(out / "serving"), nodes.SEQUENTIAL_MODEL)
-    (popular, _) = layout.read_warmup(pushed)
+    popular = layout.read_warmup(pushed)[0]  # serving_default's first: popular movies
     got = fresh_signature(pushed, "serving_default", **layout.request_tensors(popular))
     assert got["movie_ids"].shape == (1, 100)
     user = (subset / "u.data").read_text().split()[0].encode()
@@ -136,6 +142,16 @@ def test_models_are_pushed_only_through_the_gates(subset, tmp_path, fresh_signat
                           timestamp=np.array([10**10], np.int64))
     assert got["known_user"].tolist() == [True] and got["movie_ids"].shape == (1, 100)
     digest = _tree_digest(out / "serving")
+    # Every user the recommender knows, 10 movies each, none of them rated in train.
+    bulk = re.search(r"^  bulk recommendations: (\S+) \((\d+) rows for (\d+) users; catalogue "
+                     r"coverage ([\d.]+)%\)$", first, flags=re.M)
+    assert bulk, first
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(bulk.group(1)).to_pylist()
+    assert len(table) == int(bulk.group(2)) == 10 * int(bulk.group(3))
+    assert float(bulk.group(4)) == pytest.approx(
+        100 * len({r["movie_id"] for r in table}) / 1682, abs=0.05)
 
     # 2. Bounds no model can meet.
     second = _run(out, subset, _config(tmp_path, "impossible", FAST, SEQUENTIAL, IMPOSSIBLE))
@@ -143,6 +159,9 @@ def test_models_are_pushed_only_through_the_gates(subset, tmp_path, fresh_signat
         value, baseline, blessed, pushed = _row(second, model)
         assert blessed == "NO", second
         assert pushed.startswith("not pushed:") and "outside its bound" in pushed, pushed
+    _assert_not_built(second)
+    assert "  bulk recommendations: none (the recommender was not blessed: the ScaNN index" \
+        in second, second
     assert _tree_digest(out / "serving") == digest  # the served versions are untouched
 
     # 3. Worse models than the blessed baselines, within the absolute bounds.
@@ -158,4 +177,13 @@ def test_models_are_pushed_only_through_the_gates(subset, tmp_path, fresh_signat
     assert float(sequential_value) < float(sequential_baseline) - 0.01
     ranking_value, ranking_baseline, *_ = _row(third, nodes.RANKING_MODEL)
     assert float(ranking_value) > float(ranking_baseline) + 0.01
+    _assert_not_built(third)
     assert _tree_digest(out / "serving") == digest
+
+
+def _assert_not_built(stdout):
+    """The recommender is not built from stages their gates did not bless, nor pushed."""
+    for model in COMPOSED:
+        assert re.search(rf"^  {model}\s+\S+\s+-\s+\S+ [\d.]+\s+-\s+NO\s+not pushed: the "
+                         r"ScaNN index was not blessed .*nothing to build the recommender from$",
+                         stdout, flags=re.M), stdout

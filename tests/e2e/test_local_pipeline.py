@@ -31,7 +31,8 @@ DATA_COMPONENTS = ["ImportSchemaGen", "MovieLensExampleGen", "StatisticsGen",
                    "ExampleValidator", "AnomalyGate", "Transform"]
 MODEL_COMPONENTS = ["RetrievalTrainer", "RetrievalBaseline", "RetrievalEvaluator", "ScannIndexer",
                     "ScannPusher", "BruteForcePusher", "RankingTrainer", "RankingBaseline",
-                    "RankingEvaluator", "RankingPusher"]
+                    "RankingEvaluator", "RankingPusher", "Recommender", "RecommenderPusher",
+                    "RecommenderBruteForcePusher"]
 COMPONENTS = DATA_COMPONENTS + MODEL_COMPONENTS
 
 
@@ -85,7 +86,7 @@ def test_first_run_executes_every_component_and_prints_outputs(first_run, real_m
         match = re.search(rf"^  {label}:\s+(\S+)$", result.stdout, flags=re.M)
         assert match and os.path.isdir(match.group(1)), result.stdout
     epochs = PipelineConfig().retrieval.epochs, PipelineConfig().ranking.epochs
-    for name in ["[1/16]", "] Transform ...", f"retrieval epoch {epochs[0]}/{epochs[0]}",
+    for name in ["[1/19]", "] Transform ...", f"retrieval epoch {epochs[0]}/{epochs[0]}",
                  f"ranking epoch {epochs[1]}/{epochs[1]}", "ScaNN recall@10 (index top-k) ="]:
         assert name in result.stdout  # progress per component, per epoch, for the index
 
@@ -93,12 +94,17 @@ def test_first_run_executes_every_component_and_prints_outputs(first_run, real_m
 def test_first_run_blesses_and_pushes_both_models_with_the_target_quality(first_run):
     out, result = first_run
     models = _models(result.stdout)
-    assert set(models) == {nodes.SCANN_MODEL, nodes.BRUTE_FORCE_MODEL,
-                           nodes.RANKING_MODEL}, result.stdout
+    assert set(models) == {nodes.SCANN_MODEL, nodes.BRUTE_FORCE_MODEL, nodes.RANKING_MODEL,
+                           nodes.RECOMMENDER_MODEL,
+                           nodes.RECOMMENDER_BRUTE_FORCE_MODEL}, result.stdout
     metric, accuracy, baseline, blessed, pushed = models[nodes.SCANN_MODEL]
     assert metric == "top_100_accuracy" and accuracy >= 0.25 and baseline is None and blessed
     metric, rmse, baseline, blessed, _ = models[nodes.RANKING_MODEL]
     assert metric == "root_mean_squared_error" and rmse <= 1.0 and blessed
+    bound = PipelineConfig().evaluation.min_ndcg
+    for name in (nodes.RECOMMENDER_MODEL, nodes.RECOMMENDER_BRUTE_FORCE_MODEL):
+        metric, ndcg, baseline, blessed, _ = models[name]
+        assert metric == "ndcg_at_10" and ndcg >= bound and baseline is None and blessed
     for name, (*_, pushed) in models.items():
         assert pushed == layout.latest_version_dir(str(out / "serving"), name), pushed
     assert re.search(r"ScaNN recall@10\s+([\d.]+)\s+>= 0.95", result.stdout)
@@ -173,44 +179,96 @@ def test_tfma_top_100_equals_numpy_on_the_pushed_embeddings(first_run, fresh_sig
     assert abs(evaluation.value("top_100_accuracy") - numpy_accuracy) < 1e-4
 
 
-def test_pushed_versions_replay_their_warmup_requests(first_run, fresh_signature):
+def test_pushed_versions_replay_their_warmup_requests_for_every_signature(first_run,
+                                                                          replay_warmup):
     out, _ = first_run
     for name in nodes.MODEL_NAMES:
         version = layout.latest_version_dir(str(out / "serving"), name)
-        logs = layout.read_warmup(version)
-        assert logs, name
-        result = fresh_signature(version, "serving_default", **layout.request_tensors(logs[0]))
-        assert result, name
+        answered = replay_warmup(version)
+        assert answered and answered[0][0] == "serving_default", name
+        # Every signature but TFMA's ``evaluate`` (fed serialized examples, not requests).
+        served = set(layout.signature_inputs(version)) - {"evaluate"}
+        assert {signature for signature, _ in answered} == served, (name, answered)
+        assert all(outputs for _, outputs in answered), name
 
 
-def test_recommend_prints_reranked_unrated_titles_and_falls_back_for_unknown_users(
-        first_run, real_ml100k):
+def _train_rated(real_ml100k):
+    """user id -> the movie ids the user rated in the default random split's train part."""
+    rated: dict[str, set] = {}
+    with open(real_ml100k / "u.data") as f:
+        for line in f:
+            user, movie, _, ts = line.split("\t")
+            if splits.random_split(user, movie, int(ts), 42, 0.2) == splits.TRAIN:
+                rated.setdefault(user, set()).add(movie)
+    return rated
+
+
+def test_recommend_answers_as_the_served_recommender_in_a_fresh_process(
+        first_run, real_ml100k, fresh_signature):
     out, _ = first_run
     result = _recsys("recommend", "--output-dir", str(out), "--user-id", "42", "--k", "5")
     assert result.returncode == 0, result.stderr
     rows = re.findall(r"^\s+\d+\s+(\d+)\s+([\d.-]+)\s+([\d.]+)\s+([\d.-]+)\s+(.+)$",
                       result.stdout, flags=re.M)
     assert len(rows) == 5, result.stdout
-    ratings = [float(r[2]) for r in rows]
-    assert ratings == sorted(ratings, reverse=True)  # serving.rank_weight 1: by rating
-    assert f"{nodes.SCANN_MODEL}: " in result.stdout
-    rated = set()
-    with open(real_ml100k / "u.data") as f:
-        for line in f:
-            user, movie, _, ts = line.split("\t")
-            if user == "42" and splits.random_split(user, movie, int(ts), 42, 0.2) == splits.TRAIN:
-                rated.add(movie)
-    assert rated and not rated & {r[0] for r in rows}, rows  # seen movies are dropped
+    ratings, scores = [float(r[2]) for r in rows], [float(r[3]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    version = layout.latest_version_dir(str(out / "serving"), nodes.RECOMMENDER_MODEL)
+    assert f"{nodes.RECOMMENDER_MODEL}: {version}" in result.stdout
+    served = fresh_signature(version, "serving_default", user_id=np.array([b"42"], object),
+                             timestamp=np.array([0], np.int64), k=np.array([5], np.int64))
+    assert [m.decode() for m in served["movie_ids"][0]] == [r[0] for r in rows]
+    np.testing.assert_allclose(served["ranking_scores"][0], ratings, atol=0.005)  # 2 decimals
+    assert rows and not _train_rated(real_ml100k)["42"] & {r[0] for r in rows}
 
     unknown = _recsys("recommend", "--output-dir", str(out), "--user-id", "no-such-user")
     assert unknown.returncode == 0, unknown.stderr
     assert "not in the training data" in unknown.stdout
     assert "Star Wars (1977)" in unknown.stdout  # the most-rated movie of ML-100K
 
-    too_many = _recsys("recommend", "--output-dir", str(out), "--user-id", "42", "--k", "101")
+    n = PipelineConfig().recommender.candidates
+    too_many = _recsys("recommend", "--output-dir", str(out), "--user-id", "42", "--k", str(n + 1))
     assert too_many.returncode == 2
-    assert "--k 101 must be from 1 to the 100 candidates the retrieval model returns" in (
-        too_many.stderr)
+    assert f"--k {n + 1} must be from 1 to the {n} candidates" in too_many.stderr
+
+
+@pytest.mark.parametrize("model", [nodes.RECOMMENDER_MODEL, nodes.RECOMMENDER_BRUTE_FORCE_MODEL])
+def test_the_served_recommenders_never_return_a_movie_the_user_rated_in_train(
+        first_run, real_ml100k, fresh_signature, model):
+    out, _ = first_run
+    rated = _train_rated(real_ml100k)
+    users = np.array(sorted(rated), object)
+    served = fresh_signature(layout.latest_version_dir(str(out / "serving"), model),
+                             "serving_default", user_id=users,
+                             timestamp=np.zeros(len(users), np.int64),
+                             k=np.full(len(users), 10, np.int64))
+    assert served["known_user"].all()
+    for user, movies in zip(users, served["movie_ids"], strict=True):
+        found = {m.decode() for m in movies} - {""}
+        assert len(found) == 10 and not found & rated[user], user
+
+
+def test_bulk_writes_every_users_top_10_without_rated_movies(first_run, real_ml100k, tmp_path):
+    import pyarrow.parquet as pq
+
+    out, _ = first_run
+    path = tmp_path / "recs.parquet"
+    result = _recsys("bulk", "--output-dir", str(out), "--output", str(path))
+    assert result.returncode == 0, result.stderr
+    rows = pq.read_table(path).to_pylist()
+    rated = _train_rated(real_ml100k)
+    assert len(rows) == 10 * len(rated)  # one row per user x k: every user has 10 unrated
+    by_user: dict[str, list] = {}
+    for row in rows:
+        by_user.setdefault(row["user_id"], []).append(row)
+    assert set(by_user) == set(rated)
+    for user, found in by_user.items():
+        assert sorted(r["rank"] for r in found) == list(range(1, 11))
+        assert not {r["movie_id"] for r in found} & rated[user], user
+    covered = len({r["movie_id"] for r in rows})
+    catalogue = sum(1 for _ in open(real_ml100k / "u.item", encoding="latin-1"))
+    assert f"catalogue coverage: {covered / catalogue:.1%} ({covered} of {catalogue} movies)" \
+        in result.stdout, result.stdout
 
 
 def test_vocabularies_match_the_training_split(first_run, real_ml100k):
@@ -243,9 +301,15 @@ def test_second_run_reuses_data_and_models_and_pushes_nothing_new(first_run, rea
     for name in DATA_COMPONENTS + ["RetrievalTrainer", "RankingTrainer"]:
         assert statuses[name] == "cached", result.stdout
     models = _models(result.stdout)
-    for _, value, baseline, blessed, pushed in models.values():
-        # the candidate is its own baseline now: the same model, the same metric
-        assert blessed and baseline == value, result.stdout
+    for name, (_, value, baseline, blessed, pushed) in models.items():
+        # the candidate is its own baseline now: the same model, the same metric (the
+        # recommender's ScaNN index is rebuilt from the same model: nearly the same lists)
+        if name == nodes.RECOMMENDER_BRUTE_FORCE_MODEL:
+            assert blessed and baseline is None  # the gate's baseline is the ScaNN variant's
+        else:
+            composed = name == nodes.RECOMMENDER_MODEL
+            assert blessed and baseline == pytest.approx(value, abs=0.01 if composed else 0), (
+                result.stdout)
         assert pushed.startswith("not pushed: unchanged"), pushed
     assert {n: layout.versions(str(out / "serving" / n)) for n in nodes.MODEL_NAMES} == before
 
@@ -259,7 +323,7 @@ def test_runs_and_lineage_read_the_history(first_run, real_ml100k):
     first = rows[0]
     versions = {n: layout.versions(str(out / "serving" / n))[0] for n in nodes.MODEL_NAMES}
     assert all(f"{n}={v}" in first for n, v in versions.items()), first
-    assert " 16      0 " in first and "yes/yes" in first and str(real_ml100k) in first
+    assert " 19      0 " in first and "yes/yes" in first and str(real_ml100k) in first
     models = _models(result.stdout)
     assert f"{models['retrieval'][1]:.4f}" in first and f"{models['ranking'][1]:.4f}" in first
 
@@ -294,14 +358,15 @@ def test_report_renders_in_headless_chromium(first_run):
         assert browser.errors == []
         statuses = browser.evaluate(
             "[...document.querySelectorAll('#dag .node')].map(n => n.dataset.status)")
-        assert len(statuses) == 16 and set(statuses) <= {"ran", "cached"}, statuses
+        assert len(statuses) == 19 and set(statuses) <= {"ran", "cached"}, statuses
         models = browser.evaluate("document.getElementById('models').innerText")
         assert "top_100_accuracy" in models and "root_mean_squared_error" in models
+        assert "ndcg_at_10" in models
         data = browser.evaluate("document.getElementById('data').innerText")
         assert "train" in data and "eval" in data
         runs = browser.evaluate("document.querySelectorAll('#runs tr').length") - 1
         assert runs >= 1 and browser.evaluate(
-            "document.querySelectorAll('svg .point').length") == 2 * runs  # both charts
+            "document.querySelectorAll('svg .point').length") == 3 * runs  # every branch
         index = browser.evaluate("document.getElementById('index').innerText")
         assert "recall@10" in index and "one query, scann" in index
         browser.screenshot(str(shot))

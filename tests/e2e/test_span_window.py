@@ -46,6 +46,8 @@ min_top_k_accuracy = 0.0
 max_rmse = 5.0
 top_k_tolerance = 1.0
 rmse_tolerance = 1.0
+min_ndcg = 0.0
+ndcg_tolerance = 1.0
 """
 
 

@@ -89,6 +89,34 @@ def test_serving_manifests_read_the_pushed_model_base():
     assert stock["image"].startswith("tensorflow/serving:")
 
 
+def test_the_gateway_routes_every_served_model_by_its_version_labels():
+    services = {d["metadata"]["name"]: d for name in ("tf-serving-scann.yaml",
+                                                      "tf-serving-stock.yaml")
+                for d in _documents(name) if d["kind"] == "Service"}
+    routed: dict[str, dict] = {}
+    for route in _documents("tf-serving-routes.yaml"):
+        assert route["kind"] == "HTTPRoute"
+        for rule in route["spec"]["rules"]:
+            (match,) = rule["matches"]
+            model = re.fullmatch(r"/v1/models/(\w+):predict", match["path"]["value"]).group(1)
+            (backend,) = rule["backendRefs"]
+            ports = {p["name"]: p["port"] for p in services[backend["name"]]["spec"]["ports"]}
+            assert backend["port"] == ports["http"]
+            (rewrite,) = rule["filters"]
+            path = rewrite["urlRewrite"]["path"]["replaceFullPath"]
+            label = re.fullmatch(rf"/v1/models/{model}/labels/(\w+):predict", path).group(1)
+            headers = {h["name"]: h["value"] for h in match.get("headers", [])}
+            assert headers == ({"x-recsys-track": "canary"} if label == "canary" else {})
+            routed.setdefault(model, {})[label] = backend["name"]
+    # Every served model, on the server whose models config serves it: ScaNN's image for the
+    # models that need its ops, stock TF Serving for the others.
+    assert set(routed) == set(nodes.MODEL_NAMES)
+    for model, labels in routed.items():
+        server = "scann" if model in nodes.SCANN_MODELS else "stock"
+        assert labels == {"stable": f"recsys-serving-{server}",
+                          "canary": f"recsys-serving-{server}"}, model
+
+
 def test_tf_serving_image_follows_the_training_tensorflow():
     # A SavedModel needs a TF Serving at least as new as the TensorFlow that wrote it.
     from importlib.metadata import version

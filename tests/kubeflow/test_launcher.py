@@ -129,6 +129,11 @@ def _e2e_config(tmp_path):
     config.kubeflow.volume_mount_path = str(tmp_path / "volume")  # the PVC, here a folder
     config.evaluation.min_top_k_accuracy = 0.01
     config.evaluation.max_rmse = 2.0
+    config.evaluation.min_ndcg = 0.0
+    # Whatever one epoch on a few thousand ratings learns, the second run's gates pass: that
+    # each finds its baseline is what is tested here.
+    config.evaluation.top_k_tolerance = config.evaluation.rmse_tolerance = 1.0
+    config.evaluation.ndcg_tolerance = 1.0
     config.ranking.ensemble = 1  # what runs task by task is tested here, not the model
     config.kubeflow.span_folders = True
     return config
@@ -156,7 +161,7 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
     env = _env()
     parameters = {"data_dir": str(small_subset), "retrieval_epochs": 1, "ranking_epochs": 1}
     results = run_spec(spec, parameters={**parameters, "span": "1"}, env=env, driver="oss")
-    assert len(results) == len(spec["root"]["dag"]["tasks"]) == 17
+    assert len(results) == len(spec["root"]["dag"]["tasks"]) == 20
     by_name = {r.name: r for r in results}
     # Each step was sent KFP's artifact kinds, and the entrypoint typed them as declared.
     trainer_log = pathlib.Path(by_name["RetrievalTrainer"].log_path).read_text()
@@ -167,8 +172,8 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
     # The run-time parameters reached the steps.
     example_gen_log = pathlib.Path(by_name["MovieLensExampleGen"].log_path).read_text()
     assert str(small_subset) in example_gen_log
-    # First run: no baseline yet, both gates blessed, every model pushed.
-    for name in ("RetrievalEvaluator", "RankingEvaluator"):
+    # First run: no baseline yet, every gate blessed, every model pushed.
+    for name in ("RetrievalEvaluator", "RankingEvaluator", "Recommender"):
         blessing = by_name[name].artifacts["blessing"]
         assert blessing["metadata"]["blessed"] == 1, blessing
     serving_dir = _assert_pushed(tmp_path, by_name)
@@ -181,7 +186,7 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
 
     # Second run of the same spec, sent what Vertex AI's driver sends: each Evaluator now
     # compares against the first run's model, found by BlessedModelLookup (the spec has no
-    # Resolver), whatever it then decides.
+    # Resolver), and the Recommender against the first run's, found in its own registry.
     second = {r.name: r for r in run_spec(spec, parameters={**parameters, "span": "latest"},
                                           env=env, driver="vertex")}
     assert "arrived" not in pathlib.Path(second["RetrievalTrainer"].log_path).read_text()
@@ -197,6 +202,10 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
         start = second[f"{name}Trainer"].artifacts["model"]["metadata"][
             nodes.WARM_START_PROPERTY]
         assert start.startswith(f"warm start from {first_model}/Format-Serving"), start
+    composed = second["Recommender"].artifacts["blessing"]["metadata"]
+    assert composed["baseline_model"] == by_name["Recommender"].artifacts["model"]["uri"], (
+        composed)
+    assert composed["blessed"] == 1, composed
     for model in nodes.MODEL_NAMES:  # only complete versions, whatever was pushed
         model_dir = serving_dir / model
         assert all((v / "saved_model.pb").is_file() for v in model_dir.iterdir()

@@ -41,6 +41,13 @@ def test_every_knob_is_documented():
     ("[serving]\nmax_batch_size = 0\n", "serving.max_batch_size"),
     ("[serving]\nbatch_timeout_micros = -1\n", "serving.batch_timeout_micros"),
     ("[serving]\nprometheus_path = \"metrics\"\n", "serving.prometheus_path"),
+    ("[recommender]\nrank_weight = 1.5\n", "recommender.rank_weight"),
+    ("[recommender]\ncandidates = 0\n", "recommender.candidates"),
+    ("[evaluation]\nmin_ndcg = 2.0\n", "evaluation.min_ndcg"),
+    ("[evaluation]\nndcg_k = 0\n", "evaluation.ndcg_k"),
+    ("[bulk]\nk = 0\n", "bulk.k"),
+    ("[bulk]\nbatch_size = 0\n", "bulk.batch_size"),
+    ("[bulk]\nenabled = true\n[recommender]\nenabled = false\n", "bulk.enabled"),
 ])
 def test_model_and_gate_values_are_checked(tmp_path, toml, key):
     path = tmp_path / "c.toml"

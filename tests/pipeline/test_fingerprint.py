@@ -10,12 +10,13 @@ from recsys_pipeline.pipeline.config import PipelineConfig
 from recsys_pipeline.pipeline.pipeline import create_pipeline
 from tests.conftest import make_ml100k
 
-TRAINERS = [b.trainer for b in nodes.BRANCHES]
-EVALUATORS = [b.evaluator for b in nodes.BRANCHES]
+TRAINERS = [b.trainer for b in nodes.BRANCHES if b.trainer]
+EVALUATORS = [b.evaluator for b in nodes.BRANCHES if not b.composed]  # TFMA's
+RECOMMENDER = nodes.RECOMMENDER.evaluator
 PUSHERS = [p.node_id for p in nodes.PUSHES]
 # Every node that runs this project's code (the Resolvers and TFX's own components do not).
 FINGERPRINTED = [nodes.EXAMPLE_GEN, nodes.ANOMALY_GATE, nodes.TRANSFORM, nodes.SCANN_INDEXER,
-                 *TRAINERS, *EVALUATORS, *PUSHERS]
+                 *TRAINERS, *EVALUATORS, RECOMMENDER, nodes.BULK_RECOMMENDATIONS, *PUSHERS]
 
 
 def _fingerprints(data_dir) -> dict[str, str]:
@@ -24,6 +25,7 @@ def _fingerprints(data_dir) -> dict[str, str]:
     config = dataclasses.replace(config, data=dataclasses.replace(config.data,
                                                                   data_dir=str(data_dir)))
     config.sequential.enabled = True
+    config.bulk.enabled = True
     found = {}
     for component in create_pipeline(config).components:
         props = component.exec_properties
@@ -63,6 +65,9 @@ def _edited(monkeypatch, module: str) -> None:
     ("recsys_pipeline.components.recsys_evaluator", EVALUATORS),
     ("recsys_pipeline.data.movielens", [nodes.EXAMPLE_GEN]),
     ("recsys_pipeline.components.anomaly_gate", [nodes.ANOMALY_GATE]),
+    ("recsys_pipeline.serving.two_stage", [RECOMMENDER]),
+    ("recsys_pipeline.serving.batch", [RECOMMENDER, nodes.BULK_RECOMMENDATIONS]),
+    ("recsys_pipeline.serving.bulk", [nodes.BULK_RECOMMENDATIONS]),
     ("recsys_pipeline.transform.features",
      [n for n in FINGERPRINTED if n not in (nodes.ANOMALY_GATE, *EVALUATORS)]),
 ])

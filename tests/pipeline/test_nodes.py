@@ -41,14 +41,20 @@ def test_the_literal_scan_finds_ids_and_model_names_but_not_other_strings():
 
 
 def test_every_branch_is_declared_once_with_distinct_nodes_and_models():
-    ids = [n for b in nodes.BRANCHES for n in (b.trainer, b.evaluator, b.baseline)]
-    ids += [p.node_id for p in nodes.PUSHES]
+    ids = [n for b in nodes.BRANCHES for n in b.node_ids]
     assert len(ids) == len(set(ids))
     models = [p.model_name for p in nodes.PUSHES]
     assert len(models) == len(set(models))
     assert set(nodes.MODEL_NAMES) | set(nodes.OPTIONAL_MODEL_NAMES) == set(models)
-    assert nodes.SCANN_MODELS == (nodes.SCANN_MODEL,)
-    assert [b.name for b in nodes.BRANCHES if b.optional] == [nodes.SEQUENTIAL.name]
+    assert nodes.SCANN_MODELS == (nodes.SCANN_MODEL, nodes.RECOMMENDER_MODEL)
+    assert [b.name for b in nodes.BRANCHES if b.optional] == [nodes.SEQUENTIAL.name,
+                                                               nodes.RECOMMENDER.name]
+    # Opt-in: the sequential branch. The recommender is on by default, and composed: built and
+    # gated by one node, with no Trainer and no Baseline node.
+    assert nodes.OPTIONAL_MODEL_NAMES == (nodes.SEQUENTIAL_MODEL,)
+    assert [b.name for b in nodes.BRANCHES if b.composed] == [nodes.RECOMMENDER.name]
+    assert nodes.RECOMMENDER.node_ids == (nodes.RECOMMENDER.evaluator, *(
+        p.node_id for p in nodes.RECOMMENDER.pushes))
 
 
 def test_lookups():

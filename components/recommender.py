@@ -1,0 +1,150 @@
+"""Recommender: builds the two-stage servable from the blessed models and gates it on NDCG.
+
+Runs after the ScannIndexer and the ranking Evaluator. When both blessed their models, it
+composes (``serving.two_stage``) the ScaNN index with the ranking model into ``model`` (served
+as the 'recommender' by ScaNN's TF Serving image), and the brute-force retrieval export with
+the ranking model into ``brute_force_model`` (stock TF Serving), each answering
+``serving_default(user_id, timestamp, k)`` with ``candidates`` retrieved and ``rank_weight``
+blending the stages. Then it gates them as a user would see them: NDCG@k of each list on the
+eval split (every eval user asked once, at their first eval rating's time; gains are the eval
+ratings, and the user's train movies never appear, since the servable drops them).
+
+``blessing`` is blessed only if both variants reach ``value_bound`` and the ScaNN variant is
+at most ``tolerance`` below the last blessed recommender, scored on the same eval split here.
+That baseline comes from ``blessing_registry`` (``components/registry.py``), where every
+blessing is recorded: the same on every target, so open-source Kubeflow Pipelines needs no
+Resolver for it. ``evaluation`` holds the ``ListEvaluation``; ``source_fingerprint`` only
+keys TFX's cache.
+"""
+
+
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import path_utils
+
+from recsys_pipeline import progress
+from recsys_pipeline.components import registry
+from recsys_pipeline.errors import DataError
+from recsys_pipeline.serving import batch, two_stage
+from recsys_pipeline.serving.list_metrics import (
+    BASELINE,
+    BRUTE_FORCE,
+    CANDIDATE,
+    ListEvaluation,
+    ndcg,
+    ndcg_metric,
+    relevance,
+)
+
+
+def list_ndcg(serve, users, timestamps, gains, k: int) -> float:
+    """NDCG@k of the lists ``serve`` answers for ``users`` (see ``list_metrics``)."""
+    lists = batch.top_k(serve, users, timestamps, k)
+    return ndcg(list(lists.movie_ids), gains, k)
+
+
+def _baseline(registry_dir: str) -> Optional[dict]:
+    """The last blessed recommender whose files still exist, or None."""
+    return registry.newest(registry_dir, lambda r: fileio.exists(r["model_uri"]))
+
+
+def gate(metric: str, values: dict[str, float], baseline: Optional[float], bound: float,
+         tolerance: float) -> list[str]:
+    """Why the recommender is not blessed (empty: it is); ``values`` per variant."""
+    failures = [f"{metric} {value:.4f} is outside its bound (>= {bound:g})"
+                + ("" if name == CANDIDATE else f" ({name.replace('_', '-')} variant)")
+                for name, value in values.items() if not value >= bound]
+    if baseline is not None and values[CANDIDATE] < baseline - tolerance:
+        failures.append(f"{metric} differs from the last blessed model's by "
+                        f"{values[CANDIDATE] - baseline:+.4f}, beyond the tolerance")
+    return failures
+
+
+@component
+def Recommender(
+    retrieval_model: InputArtifact[standard_artifacts.Model],
+    index_model: InputArtifact[standard_artifacts.Model],
+    index_blessing: InputArtifact[standard_artifacts.ModelBlessing],
+    ranking_model: InputArtifact[standard_artifacts.Model],
+    ranking_blessing: InputArtifact[standard_artifacts.ModelBlessing],
+    examples: InputArtifact[standard_artifacts.Examples],
+    model: OutputArtifact[standard_artifacts.Model],
+    brute_force_model: OutputArtifact[standard_artifacts.Model],
+    evaluation: OutputArtifact[standard_artifacts.ModelEvaluation],
+    blessing: OutputArtifact[standard_artifacts.ModelBlessing],
+    candidates: Parameter[int],
+    rank_weight: Parameter[float],
+    k: Parameter[int],
+    value_bound: Parameter[float],
+    tolerance: Parameter[float],
+    blessing_registry: Parameter[str],
+    source_fingerprint: Parameter[str] = "",
+):
+    """Builds, gates and blesses the two-stage recommender (see module doc)."""
+    blessing.set_string_custom_property("current_model", model.uri)
+    metric = ndcg_metric(k)
+    unblessed = [f"the {what} was not blessed ({why})" for what, why, artifact in (
+        ("ScaNN index", "its recall or the retrieval gate", index_blessing),
+        ("ranking model", "its Evaluator", ranking_blessing))
+        if artifact.get_int_custom_property("blessed") != 1]
+    if unblessed:
+        reason = "; ".join(unblessed) + ": nothing to build the recommender from"
+        ListEvaluation({}, [reason]).write(evaluation.uri)
+        blessing.set_int_custom_property("blessed", 0)
+        blessing.set_string_custom_property("reason", reason)
+        return
+    ranking_dir = path_utils.serving_model_path(ranking_model.uri)
+    # What the servable is made of: the same trained models and settings make the same
+    # servable, which the Pusher does not push again (a rebuilt index is not a new model).
+    trained = index_model.get_string_custom_property("source_model") or retrieval_model.uri
+    source_model = (f"two-stage({trained}, {ranking_model.uri}, candidates={candidates}, "
+                    f"rank_weight={rank_weight:g})")
+    built = {}
+    for name, label, source, out in (
+            (CANDIDATE, "ScaNN", path_utils.serving_model_path(index_model.uri), model),
+            (BRUTE_FORCE, "brute-force", path_utils.serving_model_path(retrieval_model.uri),
+             brute_force_model)):
+        progress.step(f"building the recommender over {label} retrieval: {candidates} "
+                      f"candidates, rank_weight {rank_weight:g} ...")
+        module = two_stage.load(source, ranking_dir, rank_weight, candidates)
+        two_stage.save(module, path_utils.serving_model_dir(out.uri))
+        out.set_string_custom_property("source_model", source_model)
+        built[name] = module
+
+    users, timestamps, gains = relevance(artifact_utils.get_split_uri([examples], "eval"))
+    if not users:
+        raise DataError("the eval split has no examples to score the recommender's lists on")
+    values = {name: list_ndcg(module.serve, users, timestamps, gains, k)
+              for name, module in built.items()}
+    metrics = {CANDIDATE: {metric: values[CANDIDATE], "users": float(len(users))},
+               BRUTE_FORCE: {metric: values[BRUTE_FORCE]}}
+    found = _baseline(blessing_registry)
+    baseline = None
+    if found is not None:
+        served = tf.saved_model.load(path_utils.serving_model_path(found["model_uri"]))
+        baseline = list_ndcg(served.signatures["serving_default"], users, timestamps, gains, k)
+        metrics[BASELINE] = {metric: baseline}
+        blessing.set_string_custom_property("baseline_model", found["model_uri"])
+    failures = gate(metric, {CANDIDATE: values[CANDIDATE], BRUTE_FORCE: values[BRUTE_FORCE]},
+                    baseline, value_bound, tolerance)
+    ListEvaluation(metrics, failures).write(evaluation.uri)
+    progress.step(
+        f"recommender {metric} = {values[CANDIDATE]:.4f} (brute-force variant "
+        f"{values[BRUTE_FORCE]:.4f}) on {len(users)} eval users; bound {value_bound:g}, "
+        f"baseline {'-' if baseline is None else f'{baseline:.4f}'}",
+        ndcg=values[CANDIDATE], brute_force_ndcg=values[BRUTE_FORCE], baseline_ndcg=baseline,
+        users=len(users))
+    blessing.set_float_custom_property(metric, values[CANDIDATE])
+    blessing.set_int_custom_property("blessed", int(not failures))
+    if failures:
+        blessing.set_string_custom_property("reason", "; ".join(failures))
+        return
+    registry.record(blessing_registry, {
+        "model_uri": model.uri, "brute_force_model_uri": brute_force_model.uri,
+        "blessing_uri": blessing.uri, metric: float(np.round(values[CANDIDATE], 6))})

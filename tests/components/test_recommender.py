@@ -1,0 +1,134 @@
+"""Recommender: both variants built from blessed stages, NDCG@k as numpy scores the saved
+servable's lists, the bound and the baseline from its blessing registry, and nothing built
+from unblessed stages."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.types import standard_artifacts
+
+from recsys_pipeline.components import recommender
+from recsys_pipeline.serving import list_metrics
+from recsys_pipeline.serving.list_metrics import ListEvaluation
+from recsys_pipeline.trainer import export
+
+K = 3
+
+
+def _artifact(kind, uri, serving_dir=None, **properties):
+    artifact = kind()
+    artifact.uri = str(uri)
+    os.makedirs(artifact.uri, exist_ok=True)
+    if serving_dir is not None:
+        os.symlink(serving_dir, os.path.join(artifact.uri, "Format-Serving"))
+    for key, value in properties.items():
+        artifact.set_int_custom_property(key, value)
+    return artifact
+
+
+@pytest.fixture
+def run(stages, tiny, tmp_path):
+    """Runs the Recommender executor over the test stages; returns its output artifacts."""
+    retrieval_dir, scann_dir, ranking_dir = stages
+    counter = iter(range(100))
+
+    def go(index_blessed=1, ranking_blessed=1, bound=0.0, tolerance=0.01, rank_weight=1.0):
+        n = next(counter)
+        root = tmp_path / f"run{n}"
+        inputs = {
+            "retrieval_model": [_artifact(standard_artifacts.Model, root / "retrieval",
+                                          retrieval_dir)],
+            "index_model": [_artifact(standard_artifacts.Model, root / "index", scann_dir)],
+            "index_blessing": [_artifact(standard_artifacts.ModelBlessing, root / "ib",
+                                         blessed=index_blessed)],
+            "ranking_model": [_artifact(standard_artifacts.Model, root / "ranking",
+                                        ranking_dir)],
+            "ranking_blessing": [_artifact(standard_artifacts.ModelBlessing, root / "rb",
+                                           blessed=ranking_blessed)],
+            "examples": [_artifact(standard_artifacts.Examples,
+                                   os.path.dirname(tiny.raw_eval_dir))]}
+        inputs["examples"][0].split_names = json.dumps(["eval"])
+        outputs = {"model": [standard_artifacts.Model()],
+                   "brute_force_model": [standard_artifacts.Model()],
+                   "evaluation": [standard_artifacts.ModelEvaluation()],
+                   "blessing": [standard_artifacts.ModelBlessing()]}
+        for key, [artifact] in outputs.items():
+            artifact.uri = str(root / "out" / key)
+            os.makedirs(artifact.uri)
+        executor = recommender.Recommender.EXECUTOR_SPEC.executor_class()
+        executor.Do(inputs, outputs, {
+            "candidates": 20, "rank_weight": rank_weight, "k": K, "value_bound": bound,
+            "tolerance": tolerance, "blessing_registry": str(tmp_path / "registry")})
+        return {key: artifact for key, [artifact] in outputs.items()}
+
+    return go
+
+
+def _numpy_ndcg(model_dir, tiny):
+    """NDCG@K of the saved servable's lists, computed here from the raw eval rows."""
+    first, gains = {}, {}
+    for r in tiny.raw_eval_rows:
+        user = r["user_id"]
+        first[user] = min(first.get(user, r["timestamp"]), r["timestamp"])
+        gains.setdefault(user, {})[r["movie_id"]] = r["user_rating"]
+    users = sorted(gains)
+    served = tf.saved_model.load(model_dir).signatures["serving_default"](
+        user_id=tf.constant(users), timestamp=tf.constant([first[u] for u in users], tf.int64),
+        k=tf.constant([K] * len(users), tf.int64))
+    scores = []
+    for user, movies in zip(users, served["movie_ids"].numpy(), strict=True):
+        dcg = sum(gains[user].get(m, 0.0) / math.log2(i + 2) for i, m in enumerate(movies))
+        best = sorted(gains[user].values(), reverse=True)[:K]
+        scores.append(dcg / sum(g / math.log2(i + 2) for i, g in enumerate(best)))
+    return float(np.mean(scores))
+
+
+def test_builds_both_variants_and_scores_their_lists_as_numpy_does(run, tiny, tmp_path):
+    out = run()
+    assert out["blessing"].get_int_custom_property("blessed") == 1
+    found = ListEvaluation.read(out["evaluation"].uri)
+    metric = list_metrics.ndcg_metric(K)
+    for key, name in (("model", "candidate"), ("brute_force_model", "brute_force")):
+        saved = os.path.join(out[key].uri, "Format-Serving")
+        assert export.read_metadata(saved).kind == "recommender"
+        assert found.metrics[name][metric] == pytest.approx(_numpy_ndcg(saved, tiny), abs=1e-9)
+    assert found.failures == [] and "baseline" not in found.metrics
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "registry").glob("*.json")]
+    assert record["model_uri"] == out["model"].uri
+    # What the servable is made of, so that a rebuild of the same models is not pushed again.
+    assert out["model"].get_string_custom_property("source_model").startswith("two-stage(")
+
+
+def test_the_next_run_is_scored_against_the_last_blessed_recommender(run):
+    first = run()
+    second = run(rank_weight=0.0)
+    found = ListEvaluation.read(second["evaluation"].uri)
+    metric = list_metrics.ndcg_metric(K)
+    baseline = ListEvaluation.read(first["evaluation"].uri).metrics["candidate"][metric]
+    assert found.metrics["baseline"][metric] == pytest.approx(baseline, abs=1e-9)
+    assert second["blessing"].get_string_custom_property("baseline_model") == first["model"].uri
+    strict = run(tolerance=-1.0)  # must beat the baseline by 1: impossible
+    assert strict["blessing"].get_int_custom_property("blessed") == 0
+    reason = strict["blessing"].get_string_custom_property("reason")
+    assert "differs from the last blessed model's by" in reason
+
+
+def test_a_bound_failure_names_each_variant(run):
+    out = run(bound=1.01)
+    reason = out["blessing"].get_string_custom_property("reason")
+    assert out["blessing"].get_int_custom_property("blessed") == 0
+    assert "is outside its bound (>= 1.01)" in reason and "(brute-force variant)" in reason
+
+
+@pytest.mark.parametrize("index_blessed, ranking_blessed, named", [
+    (0, 1, "the ScaNN index was not blessed"), (1, 0, "the ranking model was not blessed")])
+def test_nothing_is_built_from_an_unblessed_stage(run, index_blessed, ranking_blessed, named):
+    out = run(index_blessed=index_blessed, ranking_blessed=ranking_blessed)
+    assert out["blessing"].get_int_custom_property("blessed") == 0
+    assert named in out["blessing"].get_string_custom_property("reason")
+    assert os.listdir(out["model"].uri) == []
+    assert ListEvaluation.read(out["evaluation"].uri).failures[0].startswith(named)
