@@ -413,7 +413,7 @@ def list_seed(paths: dict[str, str], candidates=LIST_CANDIDATES,
     """NDCG@10 per method on one seed's eval split (see the module doc)."""
     import tensorflow as tf
 
-    from recsys_pipeline.serving import batch, list_metrics, two_stage
+    from recsys_pipeline.serving import list_metrics, two_stage
 
     train, test = read_split(paths["train"]), read_split(paths["eval"])
     catalogue = tf.saved_model.load(paths["retrieval_export"]).candidate_ids.numpy()
@@ -435,9 +435,8 @@ def list_seed(paths: dict[str, str], candidates=LIST_CANDIDATES,
     for n in candidates:
         for weight in weights:
             module = two_stage.load(paths["retrieval_export"], paths["ranking_export"], weight, n)
-            lists = batch.top_k(module.serve, users, timestamps, LIST_K)
-            results[two_stage_name(n, weight)] = list_metrics.ndcg(
-                list(lists.movie_ids), gains, LIST_K)
+            results[two_stage_name(n, weight)] = list_metrics.served_ndcg(
+                module.serve, users, timestamps, gains, LIST_K)
     return results
 
 

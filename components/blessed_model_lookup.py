@@ -17,7 +17,6 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from recsys_pipeline.components import registry
-from recsys_pipeline.components.recsys_evaluator import latest_blessed
 
 
 @component
@@ -26,6 +25,6 @@ def BlessedModelLookup(
     blessing_registry: Parameter[str],
 ):
     """Writes a pointer to the newest blessed model in ``blessing_registry`` (module doc)."""
-    record = latest_blessed(blessing_registry)
+    record = registry.latest_blessed(blessing_registry)
     registry.write_pointer(model.uri, record["model_uri"] if record else None, blessing_registry)
     model.set_string_custom_property("baseline_model", record["model_uri"] if record else "")

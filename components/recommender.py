@@ -24,34 +24,22 @@ import numpy as np
 import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
-from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
 from recsys_pipeline import progress
 from recsys_pipeline.components import registry
 from recsys_pipeline.errors import DataError
-from recsys_pipeline.serving import batch, two_stage
+from recsys_pipeline.serving import two_stage
 from recsys_pipeline.serving.list_metrics import (
     BASELINE,
     BRUTE_FORCE,
     CANDIDATE,
     ListEvaluation,
-    ndcg,
     ndcg_metric,
     relevance,
+    served_ndcg,
 )
-
-
-def list_ndcg(serve, users, timestamps, gains, k: int) -> float:
-    """NDCG@k of the lists ``serve`` answers for ``users`` (see ``list_metrics``)."""
-    lists = batch.top_k(serve, users, timestamps, k)
-    return ndcg(list(lists.movie_ids), gains, k)
-
-
-def _baseline(registry_dir: str) -> Optional[dict]:
-    """The last blessed recommender whose files still exist, or None."""
-    return registry.newest(registry_dir, lambda r: fileio.exists(r["model_uri"]))
 
 
 def gate(metric: str, values: dict[str, float], baseline: Optional[float], bound: float,
@@ -120,19 +108,19 @@ def Recommender(
     users, timestamps, gains = relevance(artifact_utils.get_split_uri([examples], "eval"))
     if not users:
         raise DataError("the eval split has no examples to score the recommender's lists on")
-    values = {name: list_ndcg(module.serve, users, timestamps, gains, k)
+    values = {name: served_ndcg(module.serve, users, timestamps, gains, k)
               for name, module in built.items()}
     metrics = {CANDIDATE: {metric: values[CANDIDATE], "users": float(len(users))},
                BRUTE_FORCE: {metric: values[BRUTE_FORCE]}}
-    found = _baseline(blessing_registry)
+    found = registry.latest_blessed(blessing_registry)
     baseline = None
     if found is not None:
         served = tf.saved_model.load(path_utils.serving_model_path(found["model_uri"]))
-        baseline = list_ndcg(served.signatures["serving_default"], users, timestamps, gains, k)
+        baseline = served_ndcg(served.signatures["serving_default"], users, timestamps, gains,
+                               k)
         metrics[BASELINE] = {metric: baseline}
         blessing.set_string_custom_property("baseline_model", found["model_uri"])
-    failures = gate(metric, {CANDIDATE: values[CANDIDATE], BRUTE_FORCE: values[BRUTE_FORCE]},
-                    baseline, value_bound, tolerance)
+    failures = gate(metric, values, baseline, value_bound, tolerance)
     ListEvaluation(metrics, failures).write(evaluation.uri)
     progress.step(
         f"recommender {metric} = {values[CANDIDATE]:.4f} (brute-force variant "

@@ -24,7 +24,6 @@ from google.protobuf import json_format
 from tfx import types
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
-from tfx.dsl.io import fileio
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
@@ -72,12 +71,6 @@ def with_value_bound(eval_config: tfma.EvalConfig, bound: float) -> tfma.EvalCon
 def record_blessing(registry_dir: str, model_uri: str, blessing_uri: str) -> str:
     """Records a blessing in the registry BlessedModelLookup reads; returns the record's path."""
     return registry.record(registry_dir, {"model_uri": model_uri, "blessing_uri": blessing_uri})
-
-
-def latest_blessed(registry_dir: str) -> Optional[dict]:
-    """The newest blessing record, or None when nothing has been blessed yet. A blessed model
-    whose files were deleted cannot be a baseline: the one before it is taken."""
-    return registry.newest(registry_dir, lambda r: fileio.exists(r["model_uri"]))
 
 
 class Executor(evaluator_executor.Executor):

@@ -56,6 +56,13 @@ def newest(registry: str, usable: Callable[[dict], bool]) -> Optional[dict]:
     return None
 
 
+def latest_blessed(registry: str) -> Optional[dict]:
+    """The newest blessing record (it names its ``model_uri``), or None when nothing has been
+    blessed yet. A blessed model whose files were deleted cannot be a baseline: the one before
+    it is taken."""
+    return newest(registry, lambda r: fileio.exists(r["model_uri"]))
+
+
 def records(registry: str) -> list[dict]:
     """Every record, oldest first."""
     return [_read(registry, name) for name in _names(registry)]

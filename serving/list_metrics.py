@@ -59,6 +59,15 @@ def ndcg(lists: Sequence[Sequence], relevant: Sequence[Mapping], k: int) -> floa
     return float(ndcg_per_user(lists, relevant, k).mean()) if len(lists) else float("nan")
 
 
+def served_ndcg(serve, users: Sequence, timestamps: Sequence[int],
+                relevant: Sequence[Mapping], k: int) -> float:
+    """NDCG@k of the lists a recommender's ``serving_default`` (``serve``) answers for
+    ``users`` at ``timestamps`` (``serving.batch``), against ``relevant``."""
+    from recsys_pipeline.serving import batch
+
+    return ndcg(list(batch.top_k(serve, users, timestamps, k).movie_ids), relevant, k)
+
+
 def relevance(split_dir: str) -> tuple[list[bytes], list[int], list[dict[bytes, float]]]:
     """What lists are graded against on a split of raw examples (ExampleGen's): each user
     once, at their first rating's time in it, with {movie id: rating} of every movie they

@@ -39,16 +39,16 @@ def test_value_bound_needs_exactly_one_thresholded_metric():
 
 
 def test_registry_returns_the_newest_record_whose_model_still_exists(tmp_path):
-    registry = str(tmp_path / "registry")
-    assert rev.latest_blessed(registry) is None
+    registry_dir = str(tmp_path / "registry")
+    assert registry.latest_blessed(registry_dir) is None
     old, new = tmp_path / "old", tmp_path / "new"
     old.mkdir()
     new.mkdir()
-    rev.record_blessing(registry, str(old), "b1")
-    rev.record_blessing(registry, str(new), "b2")
-    assert rev.latest_blessed(registry)["model_uri"] == str(new)
+    rev.record_blessing(registry_dir, str(old), "b1")
+    rev.record_blessing(registry_dir, str(new), "b2")
+    assert registry.latest_blessed(registry_dir)["model_uri"] == str(new)
     new.rmdir()  # a deleted model cannot be a baseline: fall back to the one before
-    assert rev.latest_blessed(registry)["model_uri"] == str(old)
+    assert registry.latest_blessed(registry_dir)["model_uri"] == str(old)
     assert not [p for p in (tmp_path / "registry").iterdir() if p.name.startswith(".")]
 
 

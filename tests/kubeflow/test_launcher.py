@@ -178,7 +178,7 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
         assert blessing["metadata"]["blessed"] == 1, blessing
     serving_dir = _assert_pushed(tmp_path, by_name)
     # The blessings were recorded where the next run's lookup reads them.
-    from recsys_pipeline.components.recsys_evaluator import latest_blessed
+    from recsys_pipeline.components.registry import latest_blessed
 
     registry = tmp_path / "root" / "blessings" / "RetrievalEvaluator"
     record = latest_blessed(str(registry))
