@@ -5,9 +5,11 @@ composes (``serving.two_stage``) the ScaNN index with the ranking model into ``m
 as the 'recommender' by ScaNN's TF Serving image), and the brute-force retrieval export with
 the ranking model into ``brute_force_model`` (stock TF Serving), each answering
 ``serving_default(user_id, timestamp, k)`` with ``candidates`` retrieved and ``rank_weight``
-blending the stages. Then it gates them as a user would see them: NDCG@k of each list on the
-eval split (every eval user asked once, at their first eval rating's time; gains are the eval
-ratings, and the user's train movies never appear, since the servable drops them).
+blending the stages. What they serve never holds a movie the user interacted with in any split
+of ``examples`` (``two_stage.Seen``). Then it gates them as a user would see them: NDCG@k of
+each list on the eval split (every eval user asked once, at their first eval rating's time;
+gains are the eval ratings), from ``gate_serve``, which drops the train split's movies alone,
+so that the eval ratings can be hit.
 
 ``blessing`` is blessed only if both variants reach ``value_bound`` and the ScaNN variant is
 at most ``tolerance`` below the last blessed recommender, scored on the same eval split here.
@@ -93,6 +95,11 @@ def Recommender(
     trained = index_model.get_string_custom_property("source_model") or retrieval_model.uri
     source_model = (f"two-stage({trained}, {ranking_model.uri}, candidates={candidates}, "
                     f"rank_weight={rank_weight:g})")
+    split_dirs = [artifact_utils.get_split_uri([examples], split) for split in
+                  artifact_utils.decode_split_names(examples.split_names)]
+    progress.step(f"reading every interaction of {len(split_dirs)} splits, never to be served "
+                  "again ...")
+    seen = None
     built = {}
     for name, label, source, out in (
             (CANDIDATE, "ScaNN", path_utils.serving_model_path(index_model.uri), model),
@@ -100,7 +107,10 @@ def Recommender(
              brute_force_model)):
         progress.step(f"building the recommender over {label} retrieval: {candidates} "
                       f"candidates, rank_weight {rank_weight:g} ...")
-        module = two_stage.load(source, ranking_dir, rank_weight, candidates)
+        module = two_stage.load(source, ranking_dir, rank_weight, candidates, seen)
+        if seen is None:  # both variants share one catalogue, the retrieval export's
+            seen = two_stage.seen_in(split_dirs, module.base.candidate_ids.numpy())
+            module = module.excluding(seen)
         two_stage.save(module, path_utils.serving_model_dir(out.uri))
         out.set_string_custom_property("source_model", source_model)
         built[name] = module
@@ -108,7 +118,7 @@ def Recommender(
     users, timestamps, gains = relevance(artifact_utils.get_split_uri([examples], "eval"))
     if not users:
         raise DataError("the eval split has no examples to score the recommender's lists on")
-    values = {name: served_ndcg(module.serve, users, timestamps, gains, k)
+    values = {name: served_ndcg(module.gate_serve, users, timestamps, gains, k)
               for name, module in built.items()}
     metrics = {CANDIDATE: {metric: values[CANDIDATE], "users": float(len(users))},
                BRUTE_FORCE: {metric: values[BRUTE_FORCE]}}
@@ -116,8 +126,7 @@ def Recommender(
     baseline = None
     if found is not None:
         served = tf.saved_model.load(path_utils.serving_model_path(found["model_uri"]))
-        baseline = served_ndcg(served.signatures["serving_default"], users, timestamps, gains,
-                               k)
+        baseline = served_ndcg(two_stage.gate_function(served), users, timestamps, gains, k)
         metrics[BASELINE] = {metric: baseline}
         blessing.set_string_custom_property("baseline_model", found["model_uri"])
     failures = gate(metric, values, baseline, value_bound, tolerance)

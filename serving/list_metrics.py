@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -68,10 +68,18 @@ def served_ndcg(serve, users: Sequence, timestamps: Sequence[int],
     return ndcg(list(batch.top_k(serve, users, timestamps, k).movie_ids), relevant, k)
 
 
-def relevance(split_dir: str) -> tuple[list[bytes], list[int], list[dict[bytes, float]]]:
-    """What lists are graded against on a split of raw examples (ExampleGen's): each user
-    once, at their first rating's time in it, with {movie id: rating} of every movie they
-    rated in it. (users, timestamps, gains), users sorted."""
+@dataclasses.dataclass(frozen=True)
+class Interactions:
+    """Parallel arrays of one batch of raw examples: who, what, how rated, when."""
+
+    users: np.ndarray
+    movies: np.ndarray
+    ratings: np.ndarray
+    timestamps: np.ndarray
+
+
+def read_interactions(paths: Sequence[str], batch_size: int = 8192) -> Iterator[Interactions]:
+    """Batches of the raw examples (ExampleGen's gzipped TFRecords) in ``paths``."""
     import tensorflow as tf
 
     from recsys_pipeline.transform import features as F
@@ -80,14 +88,25 @@ def relevance(split_dir: str) -> tuple[list[bytes], list[int], list[dict[bytes, 
             F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
             F.USER_RATING: tf.io.FixedLenFeature([], tf.float32),
             F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
+    for records in tf.data.TFRecordDataset(list(paths), compression_type="GZIP").batch(
+            batch_size):
+        parsed = {k: v.numpy() for k, v in tf.io.parse_example(records, spec).items()}
+        yield Interactions(parsed[F.USER_ID], parsed[F.MOVIE_ID], parsed[F.USER_RATING],
+                           parsed[F.TIMESTAMP])
+
+
+def relevance(split_dir: str) -> tuple[list[bytes], list[int], list[dict[bytes, float]]]:
+    """What lists are graded against on a split of raw examples (ExampleGen's): each user
+    once, at their first rating's time in it, with {movie id: rating} of every movie they
+    rated in it. (users, timestamps, gains), users sorted."""
+    import tensorflow as tf
+
     paths = sorted(tf.io.gfile.glob(os.path.join(split_dir, "*")))
     first: dict[bytes, int] = {}
     gains: dict[bytes, dict[bytes, float]] = {}
-    for records in tf.data.TFRecordDataset(paths, compression_type="GZIP").batch(8192):
-        parsed = {k: v.numpy() for k, v in tf.io.parse_example(records, spec).items()}
-        for user, movie, rating, when in zip(parsed[F.USER_ID], parsed[F.MOVIE_ID],
-                                             parsed[F.USER_RATING], parsed[F.TIMESTAMP],
-                                             strict=True):
+    for batch in read_interactions(paths):
+        for user, movie, rating, when in zip(batch.users, batch.movies, batch.ratings,
+                                             batch.timestamps, strict=True):
             first[user] = min(first.get(user, int(when)), int(when))
             gains.setdefault(user, {})[movie] = float(rating)
     users = sorted(gains)

@@ -5,9 +5,11 @@ ranking and merge the scores. ``TwoStageExport`` composes a retrieval export (th
 or the brute-force one for stock TF Serving) and a ranking export, both as loaded from disk,
 into one ``serving_default(user_id, timestamp, k)``:
 
-1. the N best candidates of the retrieval stage that the user did not rate in the train
-   split (``recommender.candidates``, by default the retrieval export's own k; the rated
-   movies are the retrieval export's ``rated_pairs``), for the user at ``timestamp`` (0 or
+1. the N best candidates of the retrieval stage that the user has not interacted with
+   (``recommender.candidates``, by default the retrieval export's own k; what is dropped is
+   ``Seen``: every interaction of every split of the run's data, or, where the module is
+   built without one, the train split's, the retrieval export's ``rated_pairs``), for the
+   user at ``timestamp`` (0 or
    less: the newest train rating's time): the search goes N plus the request's most rated
    movies deep, in the ScaNN export's index (with the leaves its indexer tuned, widened in
    proportion to the depth) or exactly in the brute-force export;
@@ -17,7 +19,12 @@ into one ``serving_default(user_id, timestamp, k)``:
    over the request's remaining candidates (the two are on unrelated scales); the top k.
 
 An unknown user (the retrieval vocabulary's out-of-vocabulary row) gets the retrieval
-export's popular fallback instead, in its order, with ``known_user`` false. Places left
+export's popular fallback instead, in its order, less what the user interacted with, with
+``known_user`` false.
+
+``gate_serve`` (a saved function, not a signature: TF Serving never exposes it) answers the
+same request dropping the train split's movies alone: the recommender's gate grades lists
+against the eval split, whose movies the served lists must never show. Places left
 without a movie (fewer than k unrated candidates) have movie id "" and score -inf. Bad
 requests fail with TF Serving's InvalidArgument and a message naming the input.
 """
@@ -25,7 +32,8 @@ requests fail with TF Serving's InvalidArgument and a message naming the input.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+import os
+from typing import Any, Iterable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -33,6 +41,7 @@ import tensorflow as tf
 from recsys_pipeline.errors import OutputError
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.serving import scann_export
+from recsys_pipeline.serving.list_metrics import read_interactions
 from recsys_pipeline.trainer import export
 from recsys_pipeline.trainer.export_metadata import ExportMetadata
 
@@ -40,6 +49,47 @@ KIND = nodes.RECOMMENDER.name  # ExportMetadata.kind of this export
 MAX_USER_ID_LENGTH = 256
 K_SPEC = tf.TensorSpec([None], tf.int64, name="k")
 _NO_SCORE = -np.inf
+
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """Every (user, movie) interaction to keep out of served lists, as ragged catalogue rows:
+    user ``users[i]`` (sorted ids) interacted with ``rows[splits[i]:splits[i + 1]]``."""
+
+    users: np.ndarray
+    rows: np.ndarray
+    splits: np.ndarray
+
+    @property
+    def pairs(self) -> int:
+        return int(len(self.rows))
+
+    @classmethod
+    def of(cls, users: np.ndarray, movies: np.ndarray, candidate_ids: np.ndarray) -> Seen:
+        """From parallel arrays of user and movie ids (bytes); movies outside the catalogue
+        (``candidate_ids``) cannot be served and are left out."""
+        by_id = np.argsort(candidate_ids)
+        ordered = candidate_ids[by_id]
+        found = np.minimum(np.searchsorted(ordered, movies), max(len(ordered) - 1, 0))
+        known = (ordered[found] == movies) if len(ordered) else np.zeros(len(movies), bool)
+        rows = by_id[found[known]].astype(np.int64)
+        user_ids, user_rows = np.unique(np.asarray(users, object)[known], return_inverse=True)
+        keys = np.unique(user_rows.astype(np.int64) * max(len(ordered), 1) + rows)
+        user_rows, rows = np.divmod(keys, max(len(ordered), 1))
+        counts = np.bincount(user_rows, minlength=len(user_ids))
+        splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(user_ids, rows.astype(np.int64), splits)
+
+
+def seen_in(split_dirs: Iterable[str], candidate_ids: np.ndarray) -> Seen:
+    """``Seen`` from every raw example (ExampleGen's layout) under ``split_dirs``."""
+    users, movies = [], []
+    for batch in read_interactions(
+            [p for d in split_dirs for p in tf.io.gfile.glob(os.path.join(d, "*"))]):
+        users.append(batch.users)
+        movies.append(batch.movies)
+    return Seen.of(np.concatenate(users) if users else np.zeros(0, object),
+                   np.concatenate(movies) if movies else np.zeros(0, object), candidate_ids)
 
 
 def standardized(values: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
@@ -59,12 +109,13 @@ class TwoStageExport(tf.Module):
 
     def __init__(self, base: Any, retrieval_metadata: ExportMetadata, ranking: Any,
                  rank_weight: float, candidates: Optional[int] = None,
-                 index: Optional[scann_export.ScannIndex] = None):
+                 index: Optional[scann_export.ScannIndex] = None, seen: Optional[Seen] = None):
         """``base``: a loaded brute-force retrieval export (or a module with its
         ``query_embedding``, ``rated_pairs``, ``candidate_ids`` and ``candidate_titles``, and
         ``candidate_embeddings`` when there is no ``index``); ``index``: a ScaNN index over
         its candidates, searched in place of exact scores; ``retrieval_metadata``: the
-        retrieval export's (its k, fallback and training time)."""
+        retrieval export's (its k, fallback and training time); ``seen``: what ``serve``
+        drops (default: the train split's rated movies)."""
         super().__init__()
         if retrieval_metadata.rated_pairs is None:
             raise OutputError(
@@ -94,6 +145,17 @@ class TwoStageExport(tf.Module):
         self.popular_scores = tf.Variable(
             np.array([float(p.get("score", p.get("ratings", 0))) for p in popular]
                      + [_NO_SCORE] * pad, np.float32), trainable=False, name="popular_scores")
+        self._seen = seen
+        if seen is not None:
+            users = seen.users if len(seen.users) else np.array([b""], object)
+            self.seen_users = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    tf.constant(users, tf.string), tf.range(len(users), dtype=tf.int64)),
+                default_value=len(seen.users))
+            self.seen_rows = tf.Variable(seen.rows, trainable=False, name="seen_rows")
+            # One more split, so that an unknown user (row len(users)) has none.
+            self.seen_splits = tf.Variable(np.append(seen.splits, seen.splits[-1]),
+                                           trainable=False, name="seen_splits")
 
     @property
     def candidates(self) -> int:
@@ -106,6 +168,15 @@ class TwoStageExport(tf.Module):
     @property
     def scann(self) -> bool:
         return self.index is not None
+
+    def excluding(self, seen: Seen) -> TwoStageExport:
+        """The same stages, dropping ``seen`` from what ``serve`` answers."""
+        return TwoStageExport(self.base, self._source, self.ranking, self._rank_weight,
+                              self._candidates, self.index, seen)
+
+    @property
+    def seen(self) -> Optional[Seen]:
+        return self._seen
 
     @property
     def source_metadata(self) -> ExportMetadata:
@@ -157,17 +228,37 @@ class TwoStageExport(tf.Module):
         return (best.values, tf.gather(rows, best.indices, batch_dims=1),
                 query["known_user"])
 
+    def _seen_pairs(self, user_id):
+        """[n, 2] (request row, catalogue row) of every interaction of the requests' users,
+        sorted by request, then row (what ``rated_mask`` searches)."""
+        rows = self.seen_users.lookup(user_id)
+        starts, ends = tf.gather(self.seen_splits, rows), tf.gather(self.seen_splits, rows + 1)
+        positions = tf.ragged.range(starts, ends)
+        return tf.stack([positions.value_rowids(), tf.gather(self.seen_rows,
+                                                             positions.flat_values)], axis=1)
+
     @tf.function(input_signature=[export.USER_ID_SPEC, export.TIMESTAMP_SPEC, K_SPEC])
     def serve(self, user_id, timestamp, k):
+        pairs = (self._seen_pairs(user_id) if self._seen is not None
+                 else self.base.rated_pairs(user_id)["pairs"])
+        return self._answer(user_id, timestamp, k, pairs)
+
+    @tf.function(input_signature=[export.USER_ID_SPEC, export.TIMESTAMP_SPEC, K_SPEC])
+    def gate_serve(self, user_id, timestamp, k):
+        """``serve`` dropping the train split's movies alone (what the gate grades)."""
+        return self._answer(user_id, timestamp, k, self.base.rated_pairs(user_id)["pairs"])
+
+    def _answer(self, user_id, timestamp, k, pairs):
         top_k = self._checked(user_id, k)
         when = tf.where(timestamp > 0, timestamp, tf.constant(self._latest, tf.int64))
-        pairs = self.base.rated_pairs(user_id)["pairs"]
         found, found_rows, known = self._retrieve(user_id, when, pairs)
         batch = tf.shape(user_id)[0]
         tiled = lambda v: tf.tile(v[None, :], [batch, 1])  # noqa: E731
         rows = tf.where(known[:, None], found_rows, tiled(self.popular_rows))
         retrieval = tf.where(known[:, None], found, tiled(self.popular_scores))
-        valid = tf.math.is_finite(retrieval)
+        # Retrieval already dropped a known user's movies; the fallback has not.
+        valid = tf.logical_and(tf.math.is_finite(retrieval), tf.logical_not(
+            scann_export.rated_mask(rows, pairs, self._catalogue_size)))
         ids = tf.gather(self.base.candidate_ids, rows)
         n = tf.shape(ids)[1]
         ranked = self.ranking.serve(tf.repeat(user_id, n), tf.reshape(ids, [-1]))
@@ -195,14 +286,15 @@ class TwoStageExport(tf.Module):
 
 
 def load(retrieval_dir: str, ranking_dir: str, rank_weight: float,
-         candidates: Optional[int] = None) -> TwoStageExport:
+         candidates: Optional[int] = None, seen: Optional[Seen] = None) -> TwoStageExport:
     """A ``TwoStageExport`` over the exports saved at the two paths (``candidates``: N, by
-    default the retrieval export's own k)."""
+    default the retrieval export's own k; ``seen``: what it drops, by default the train
+    split's rated movies)."""
     source = export.read_metadata(retrieval_dir)
     ranking = tf.saved_model.load(ranking_dir)
     if source.kind != scann_export.SCANN_KIND:
         return TwoStageExport(tf.saved_model.load(retrieval_dir), source, ranking, rank_weight,
-                              candidates)
+                              candidates, seen=seen)
     import scann  # noqa: F401  (registers ScaNN's ops, which the index needs)
 
     if not source.index:
@@ -212,7 +304,7 @@ def load(retrieval_dir: str, ranking_dir: str, rank_weight: float,
     # The export's own search returns its index.k; the same index searched here returns N,
     # with the leaves the indexer tuned.
     index = scann_export.ScannIndex.of_export(loaded, source.index, int(source.serving_k or 1))
-    return TwoStageExport(loaded.base, source, ranking, rank_weight, candidates, index)
+    return TwoStageExport(loaded.base, source, ranking, rank_weight, candidates, index, seen)
 
 
 def save(module: TwoStageExport, out_dir: str) -> ExportMetadata:
@@ -222,6 +314,7 @@ def save(module: TwoStageExport, out_dir: str) -> ExportMetadata:
     users = list(source.warmup_inputs.get("user_id", []))
     metadata = dataclasses.replace(
         source, kind=KIND, serving_k=module.candidates, exclude_rated=None,
+        seen_pairs=None if module.seen is None else module.seen.pairs,
         retrieval_kind=source.kind,
         warmup_inputs={"user_id": users, "timestamp": [0] * len(users),
                        "k": [min(10, module.candidates)] * len(users)},
@@ -233,6 +326,13 @@ def save(module: TwoStageExport, out_dir: str) -> ExportMetadata:
 
 
 def build(retrieval_dir: str, ranking_dir: str, out_dir: str, rank_weight: float,
-          candidates: Optional[int] = None) -> ExportMetadata:
+          candidates: Optional[int] = None, seen: Optional[Seen] = None) -> ExportMetadata:
     """Saves the two-stage export of the two exports at ``out_dir``; returns its metadata."""
-    return save(load(retrieval_dir, ranking_dir, rank_weight, candidates), out_dir)
+    return save(load(retrieval_dir, ranking_dir, rank_weight, candidates, seen), out_dir)
+
+
+def gate_function(loaded: Any) -> Any:
+    """What the gate grades of a loaded recommender: its ``gate_serve``, or, in one saved
+    before served lists dropped every interaction, its ``serving_default`` (which dropped the
+    train split's alone)."""
+    return getattr(loaded, "gate_serve", None) or loaded.signatures["serving_default"]

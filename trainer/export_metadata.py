@@ -46,6 +46,7 @@ class ExportMetadata:
     popular: Optional[list[dict[str, Any]]] = None  # the fallback for unknown users
     exclude_rated: Optional[dict[str, int]] = None  # max_per_user, pairs
     rated_pairs: Optional[int] = None  # (user, movie) pairs of the exported rated movies
+    seen_pairs: Optional[int] = None  # a recommender's: (user, movie) pairs it never serves
     mean_rating: Optional[float] = None
     context_length: Optional[int] = None
     candidates: Optional[int] = None

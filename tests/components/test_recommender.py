@@ -69,14 +69,16 @@ def run(stages, tiny, tmp_path):
 
 
 def _numpy_ndcg(model_dir, tiny):
-    """NDCG@K of the saved servable's lists, computed here from the raw eval rows."""
+    """NDCG@K of the saved servable's graded lists (``gate_serve``: only the train movies
+    dropped), computed here from the raw eval rows."""
     first, gains = {}, {}
     for r in tiny.raw_eval_rows:
         user = r["user_id"]
         first[user] = min(first.get(user, r["timestamp"]), r["timestamp"])
         gains.setdefault(user, {})[r["movie_id"]] = r["user_rating"]
     users = sorted(gains)
-    served = tf.saved_model.load(model_dir).signatures["serving_default"](
+    loaded = tf.saved_model.load(model_dir)
+    served = loaded.gate_serve(
         user_id=tf.constant(users), timestamp=tf.constant([first[u] for u in users], tf.int64),
         k=tf.constant([K] * len(users), tf.int64))
     scores = []
@@ -96,6 +98,19 @@ def test_builds_both_variants_and_scores_their_lists_as_numpy_does(run, tiny, tm
         saved = os.path.join(out[key].uri, "Format-Serving")
         assert export.read_metadata(saved).kind == "recommender"
         assert found.metrics[name][metric] == pytest.approx(_numpy_ndcg(saved, tiny), abs=1e-9)
+        assert found.metrics[name][metric] > 0
+        # What is served never lists a movie of the examples' splits (here, the eval one).
+        seen: dict = {}
+        for r in tiny.raw_eval_rows:
+            seen.setdefault(r["user_id"], set()).add(r["movie_id"])
+        users = sorted(seen)
+        loaded = tf.saved_model.load(saved)
+        lists = loaded.signatures["serving_default"](
+            user_id=tf.constant(users), timestamp=tf.zeros([len(users)], tf.int64),
+            k=tf.constant([K] * len(users), tf.int64))["movie_ids"].numpy()
+        assert not any(set(movies) & seen[u] for u, movies in zip(users, lists, strict=True))
+        assert export.read_metadata(saved).seen_pairs == len(
+            {(r["user_id"], r["movie_id"]) for r in tiny.raw_eval_rows})
     assert found.failures == [] and "baseline" not in found.metrics
     [record] = [json.loads(p.read_text()) for p in (tmp_path / "registry").glob("*.json")]
     assert record["model_uri"] == out["model"].uri

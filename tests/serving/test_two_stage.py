@@ -102,3 +102,40 @@ def test_a_retrieval_export_without_rated_movies_is_refused(retrieval, stages):
     _, path, _ = retrieval
     with pytest.raises(OutputError, match="no rated movies"):
         two_stage.load(path, stages[2], 1.0)
+
+
+def test_seen_holds_each_users_catalogue_rows_once_and_drops_unknown_movies():
+    ids = np.array([b"m2", b"m0", b"m1"], object)
+    seen = two_stage.Seen.of(np.array([b"b", b"a", b"b", b"a", b"b"], object),
+                             np.array([b"m1", b"m0", b"m1", b"zz", b"m2"], object), ids)
+    assert seen.users.tolist() == [b"a", b"b"]
+    # a: m0 (row 1); b: m2 (row 0) and m1 (row 2), once, sorted by row
+    assert seen.rows.tolist() == [1, 0, 2] and seen.splits.tolist() == [0, 1, 3]
+    assert seen.pairs == 3
+
+
+def test_served_lists_drop_every_seen_movie_while_the_gate_drops_the_train_ones(stages, tiny):
+    retrieval_dir, _, ranking_dir = stages
+    train_rated = rated_movies(tiny)
+    users = sorted(train_rated)[:6]
+    plain = two_stage.load(retrieval_dir, ranking_dir, 0.5)
+    request = dict(user_id=tf.constant(users + [b"newcomer"]),
+                   timestamp=tf.constant([WHEN] * 7, tf.int64), k=tf.constant([5] * 7, tf.int64))
+    before = plain.serve(**request)["movie_ids"].numpy()
+    # Each user has also seen (say, in the eval split) the top two movies served so far; the
+    # newcomer, unknown to the model, has seen the two most popular movies.
+    extra = {u: set(before[i][:2]) for i, u in enumerate(users)}
+    extra[b"newcomer"] = set(before[6][:2])
+    pairs = [(u, m) for u, ms in train_rated.items() for m in ms]
+    pairs += [(u, m) for u, ms in extra.items() for m in ms]
+    ids = plain.base.candidate_ids.numpy()
+    module = plain.excluding(two_stage.Seen.of(np.array([u for u, _ in pairs], object),
+                                               np.array([m for _, m in pairs], object), ids))
+    served = module.serve(**request)["movie_ids"].numpy()
+    for i, user in enumerate(users + [b"newcomer"]):
+        got = set(served[i]) - {b""}
+        assert not got & (train_rated.get(user, set()) | extra[user]), user
+        assert got, user
+    # The newcomer's fallback is the popular list less what they saw, in its order.
+    assert served[6][:3].tolist() == before[6][2:5].tolist()
+    np.testing.assert_array_equal(module.gate_serve(**request)["movie_ids"].numpy(), before)
