@@ -11,7 +11,8 @@ each list on the eval split (every eval user asked once, at their first eval rat
 gains are the eval ratings), from ``gate_serve``, which drops the train split's movies alone,
 so that the eval ratings can be hit.
 
-``blessing`` is blessed only if both variants reach ``value_bound`` and the ScaNN variant is
+``blessing`` is blessed only if both variants list movies with finite, varied scores
+(``evaluation.degenerate``), reach ``value_bound`` and the ScaNN variant is
 at most ``tolerance`` below the last blessed recommender, scored on the same eval split here.
 That baseline comes from ``blessing_registry`` (``components/registry.py``), where every
 blessing is recorded: the same on every target, so open-source Kubeflow Pipelines needs no
@@ -32,24 +33,51 @@ from tfx.utils import path_utils
 from recsys_pipeline import progress
 from recsys_pipeline.components import registry
 from recsys_pipeline.errors import DataError
-from recsys_pipeline.serving import two_stage
+from recsys_pipeline.pipeline.evaluation import degenerate
+from recsys_pipeline.serving import batch, two_stage
 from recsys_pipeline.serving.list_metrics import (
     BASELINE,
     BRUTE_FORCE,
     CANDIDATE,
     ListEvaluation,
+    ndcg,
     ndcg_metric,
     relevance,
     served_ndcg,
 )
 
 
+def listed_degenerate(lists: batch.Lists) -> Optional[str]:
+    """Why the scores of the movies ``lists`` hold are unusable (``evaluation.degenerate``),
+    or that they hold none; None when they are fine."""
+    filled = lists.movie_ids != b""
+    if not filled.any():
+        return "its lists hold no movie"
+    return degenerate(lists.scores[filled])
+
+
+def _variants(names: list[str]) -> str:
+    """How a failure names the variants it holds for (nothing for the candidate alone)."""
+    if names == [CANDIDATE]:
+        return ""
+    if len(names) > 1:
+        return " (both variants)"
+    return f" ({names[0].replace('_', '-')} variant)"
+
+
+def _grouped(found: dict[str, str]) -> list[str]:
+    """One failure per distinct text, naming the variants it holds for."""
+    texts: dict[str, list[str]] = {}
+    for name, text in found.items():
+        texts.setdefault(text, []).append(name)
+    return [text + _variants(names) for text, names in texts.items()]
+
+
 def gate(metric: str, values: dict[str, float], baseline: Optional[float], bound: float,
          tolerance: float) -> list[str]:
     """Why the recommender is not blessed (empty: it is); ``values`` per variant."""
-    failures = [f"{metric} {value:.4f} is outside its bound (>= {bound:g})"
-                + ("" if name == CANDIDATE else f" ({name.replace('_', '-')} variant)")
-                for name, value in values.items() if not value >= bound]
+    failures = _grouped({name: f"{metric} {value:.4f} is outside its bound (>= {bound:g})"
+                         for name, value in values.items() if not value >= bound})
     if baseline is not None and values[CANDIDATE] < baseline - tolerance:
         failures.append(f"{metric} differs from the last blessed model's by "
                         f"{values[CANDIDATE] - baseline:+.4f}, beyond the tolerance")
@@ -118,8 +146,9 @@ def Recommender(
     users, timestamps, gains = relevance(artifact_utils.get_split_uri([examples], "eval"))
     if not users:
         raise DataError("the eval split has no examples to score the recommender's lists on")
-    values = {name: served_ndcg(module.gate_serve, users, timestamps, gains, k)
-              for name, module in built.items()}
+    lists = {name: batch.top_k(module.gate_serve, users, timestamps, k)
+             for name, module in built.items()}
+    values = {name: ndcg(list(found.movie_ids), gains, k) for name, found in lists.items()}
     metrics = {CANDIDATE: {metric: values[CANDIDATE], "users": float(len(users))},
                BRUTE_FORCE: {metric: values[BRUTE_FORCE]}}
     found = registry.latest_blessed(blessing_registry)
@@ -129,7 +158,10 @@ def Recommender(
         baseline = served_ndcg(two_stage.gate_function(served), users, timestamps, gains, k)
         metrics[BASELINE] = {metric: baseline}
         blessing.set_string_custom_property("baseline_model", found["model_uri"])
-    failures = gate(metric, values, baseline, value_bound, tolerance)
+    failures = _grouped({name: f"the recommender is degenerate: {why}"
+                         for name, found in lists.items()
+                         if (why := listed_degenerate(found)) is not None})
+    failures += gate(metric, values, baseline, value_bound, tolerance)
     ListEvaluation(metrics, failures).write(evaluation.uri)
     progress.step(
         f"recommender {metric} = {values[CANDIDATE]:.4f} (brute-force variant "

@@ -13,26 +13,41 @@ Three additions to TFX's Evaluator (same inputs, outputs and TFMA executor other
 * a baseline given as a *pointer* (a ``baseline.json`` written by ``BlessedModelLookup``) is
   followed to the model it names; a pointer naming no model means "no baseline yet", exactly
   as an empty Resolver output does locally.
+* a degenerate model is refused before TFMA runs: the ``score`` output of its ``evaluate``
+  signature, on the first ``HEALTH_SAMPLE`` eval examples, must be finite and not constant
+  (``degenerate``). A model scoring everything alike, or NaN, can otherwise meet a top-k bound
+  or slip past a threshold that NaN compares false against. The refusal is a ``ListEvaluation``
+  naming the model and the reason, and a NOT_BLESSED blessing carrying it.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
+import numpy as np
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
 from tfx import types
+from tfx.components.evaluator import constants
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
-from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
-from tfx.utils import json_utils
+from tfx.utils import io_utils, json_utils, path_utils
 
 from recsys_pipeline.components import registry
 from recsys_pipeline.errors import ConfigError
+from recsys_pipeline.pipeline.evaluation import EVAL_SIGNATURE, degenerate
+from recsys_pipeline.serving.list_metrics import ListEvaluation
+from recsys_pipeline.trainer import export
+from recsys_pipeline.trainer.export import SCORE_OUTPUT
 
 VALUE_BOUND_KEY = "value_bound"
 REGISTRY_KEY = "blessing_registry"
+HEALTH_SAMPLE = 1024  # eval examples whose scores must be finite and varied
+_HEALTH_BATCH = 128  # a batch scores the whole catalogue: keep it small at 1M candidates
 
 
 class RecsysEvaluatorSpec(types.ComponentSpec):
@@ -73,10 +88,54 @@ def record_blessing(registry_dir: str, model_uri: str, blessing_uri: str) -> str
     return registry.record(registry_dir, {"model_uri": model_uri, "blessing_uri": blessing_uri})
 
 
+def health_check(model_dir: str, examples_dir: str,
+                 sample: int = HEALTH_SAMPLE) -> Optional[str]:
+    """Why the model at ``model_dir`` is degenerate on the first ``sample`` raw examples of
+    ``examples_dir`` (None: it is not, or its ``evaluate`` has no ``score`` output)."""
+    loaded = tf.saved_model.load(model_dir)
+    evaluate = loaded.signatures[EVAL_SIGNATURE]
+    if SCORE_OUTPUT not in evaluate.structured_outputs:
+        return None  # exported before scores were: TFMA's gate alone judges it
+    paths = sorted(tf.io.gfile.glob(os.path.join(examples_dir, "*")))
+    records = tf.data.TFRecordDataset(paths, compression_type="GZIP").take(sample)
+    scores = [evaluate(examples=batch)[SCORE_OUTPUT].numpy().reshape(-1)
+              for batch in records.batch(_HEALTH_BATCH)]
+    if not scores:
+        return None
+    why = degenerate(np.concatenate(scores))
+    if why is None:
+        return None
+    kind = export.read_metadata(model_dir).kind
+    return f"the {kind} model is degenerate: {why} on {sum(map(len, scores))} eval examples"
+
+
+def refuse(output_dict, model, reason: str) -> None:
+    """A NOT_BLESSED blessing and an evaluation saying ``reason``, as TFX's Evaluator writes
+    its own (``current_model`` properties, the marker file)."""
+    ListEvaluation({}, [reason]).write(
+        output_dict[standard_component_specs.EVALUATION_KEY][0].uri)
+    blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
+    blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY,
+                                        model.uri)
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
+    io_utils.write_string_file(os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME), "")
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+                                     constants.NOT_BLESSED_VALUE)
+    blessing.set_string_custom_property("reason", reason)
+
+
 class Executor(evaluator_executor.Executor):
-    """TFX's Evaluator executor with the three additions of the module doc."""
+    """TFX's Evaluator executor with the additions of the module doc."""
 
     def Do(self, input_dict, output_dict, exec_properties):
+        model = input_dict[standard_component_specs.MODEL_KEY][0]
+        reason = health_check(
+            path_utils.serving_model_path(model.uri),
+            artifact_utils.get_split_uri(input_dict[standard_component_specs.EXAMPLES_KEY],
+                                         "eval"))
+        if reason:
+            refuse(output_dict, model, reason)
+            return
         input_dict = dict(input_dict)
         key = standard_component_specs.BASELINE_MODEL_KEY
         input_dict[key] = registry.follow_pointers(list(input_dict.get(key) or []))

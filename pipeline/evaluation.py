@@ -15,6 +15,7 @@ import json
 import re
 from typing import Optional
 
+import numpy as np
 import tensorflow_model_analysis as tfma
 
 from recsys_pipeline.pipeline import nodes
@@ -27,6 +28,21 @@ RMSE_METRIC = "root_mean_squared_error"
 _METRIC_NAMES = {nodes.TOP_K_ACCURACY: re.compile(r"top_\d+_accuracy"),
                  nodes.RMSE: re.compile(RMSE_METRIC),
                  nodes.NDCG: re.compile(ndcg_metric(0).replace("0", r"\d+"))}
+
+
+def degenerate(scores: np.ndarray) -> Optional[str]:
+    """Why a model's scores are unusable (None: they are not): any non-finite, or all alike.
+    Every gate refuses such a model whatever its metric reads (a constant model ties
+    everywhere; NaN compares false against any threshold)."""
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if not len(scores):
+        return "it gave no scores"
+    bad = int(len(scores) - np.isfinite(scores).sum())
+    if bad:
+        return f"{bad} of its {len(scores)} scores are NaN or infinite"
+    if len(scores) > 1 and float(np.ptp(scores)) == 0.0:
+        return f"it scores everything alike ({scores[0]:g})"
+    return None
 
 
 def top_k_metric(k: int) -> str:

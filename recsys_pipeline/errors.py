@@ -25,6 +25,10 @@ class OutputError(RecsysError):
     """The output directory cannot be used."""
 
 
+class TrainingError(RecsysError):
+    """Training diverged (a non-finite loss); the message names the model and the epoch."""
+
+
 class ValidationError(RecsysError):
     """Data validation (TFDV) found anomalies; the message names features and anomalies."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any, Optional
 
@@ -10,6 +11,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from recsys_pipeline import progress
+from recsys_pipeline.errors import TrainingError
 from recsys_pipeline.trainer import inputs, models, warm_start
 from recsys_pipeline.trainer.export_metadata import ExportMetadata, Training
 from recsys_pipeline.trainer.inputs import READ_BATCH_SIZE, Catalogue, TrainStats
@@ -84,21 +86,31 @@ class EpochProgress(tf.keras.callbacks.Callback):
     """One line per epoch on the console (Keras' own bar is noise in a pipeline log).
 
     TFRS models report the last batch's loss; the line shows the epoch's mean batch loss.
+    A non-finite batch loss stops training at once with a ``TrainingError``: a diverged model
+    would otherwise train on, be exported and reach its gate with NaN scores.
     """
 
     def __init__(self, label: str, epochs: int):
         super().__init__()
         self._label, self._epochs = label, epochs
         self._start = 0.0
+        self._epoch = 0
         self._losses: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
         self._start = time.monotonic()
         self._losses = []
 
     def on_train_batch_end(self, batch, logs=None):
         if logs and "loss" in logs:
-            self._losses.append(float(logs["loss"]))
+            loss = float(logs["loss"])
+            if not math.isfinite(loss):
+                raise TrainingError(
+                    f"{self._label}: the training loss became {loss} at epoch "
+                    f"{self._epoch + 1}/{self._epochs}, batch {batch + 1}: the model diverged; "
+                    f"lower [{self._label}] learning_rate or check the data's values")
+            self._losses.append(loss)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})

@@ -43,6 +43,9 @@ USER_ID_SPEC = tf.TensorSpec([None], tf.string, name=F.USER_ID)
 _MOVIE_ID = tf.TensorSpec([None], tf.string, name=F.MOVIE_ID)
 TIMESTAMP_SPEC = tf.TensorSpec([None], tf.int64, name=F.TIMESTAMP)
 _EXAMPLES = tf.TensorSpec([None], tf.string, name="examples")
+# Every ``evaluate`` signature's per-example model score, which the Evaluators check is finite
+# and not constant before TFMA grades the model (``components/recsys_evaluator.py``).
+SCORE_OUTPUT = "score"
 
 
 def _table(keys: np.ndarray, default: int) -> tf.lookup.StaticHashTable:
@@ -120,15 +123,22 @@ def catalogue_embeddings(candidate_tower: tf.keras.Model, catalogue: Catalogue,
 
 
 def top_k_hit(scores: tf.Tensor, rows: tf.Tensor, k: int) -> dict[str, tf.Tensor]:
-    """``top_k_hit`` (1.0 when candidate ``rows`` ranks within the top ``k`` of its score row;
-    a row past the candidates, i.e. an unknown movie, is a miss) and its ``rank``."""
+    """``top_k_hit`` (1.0 when candidate ``rows`` ranks within the top ``k`` of its score row),
+    its ``rank`` and its ``score``.
+
+    The rank counts every other candidate scored at least as high: a tie is not a hit, so a
+    model scoring everything alike hits nothing. A non-finite score of the positive, or a row
+    past the candidates (an unknown movie), is a miss.
+    """
     in_catalogue = rows < tf.shape(scores, out_type=tf.int64)[1]
     # The positive's score is read from the same score row, so the movie never outranks
     # itself through rounding.
     positive = tf.gather(scores, tf.where(in_catalogue, rows, 0), batch_dims=1)
-    rank = tf.reduce_sum(tf.cast(scores > positive[:, None], tf.int64), axis=1)
-    hit = tf.logical_and(in_catalogue, rank < k)
-    return {"top_k_hit": tf.cast(hit, tf.float32), "rank": rank}
+    rank = tf.reduce_sum(tf.cast(scores >= positive[:, None], tf.int64), axis=1) - 1
+    finite = tf.math.is_finite(positive)
+    hit = tf.logical_and(tf.logical_and(in_catalogue, finite), rank < k)
+    return {"top_k_hit": tf.cast(hit, tf.float32), "rank": tf.maximum(rank, 0),
+            SCORE_OUTPUT: positive}
 
 
 class RetrievalExport(tf.Module):
@@ -228,7 +238,8 @@ class RankingExport(tf.Module):
 
     @tf.function(input_signature=[_EXAMPLES])
     def evaluate(self, examples):
-        return {"rating": self.model(self.features.examples(examples))}
+        rating = self.model(self.features.examples(examples))
+        return {"rating": rating, SCORE_OUTPUT: rating}
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve, "evaluate": self.evaluate}

@@ -36,7 +36,8 @@ def run(stages, tiny, tmp_path):
     retrieval_dir, scann_dir, ranking_dir = stages
     counter = iter(range(100))
 
-    def go(index_blessed=1, ranking_blessed=1, bound=0.0, tolerance=0.01, rank_weight=1.0):
+    def go(index_blessed=1, ranking_blessed=1, bound=0.0, tolerance=0.01, rank_weight=1.0,
+           ranking=ranking_dir):
         n = next(counter)
         root = tmp_path / f"run{n}"
         inputs = {
@@ -46,7 +47,7 @@ def run(stages, tiny, tmp_path):
             "index_blessing": [_artifact(standard_artifacts.ModelBlessing, root / "ib",
                                          blessed=index_blessed)],
             "ranking_model": [_artifact(standard_artifacts.Model, root / "ranking",
-                                        ranking_dir)],
+                                        ranking)],
             "ranking_blessing": [_artifact(standard_artifacts.ModelBlessing, root / "rb",
                                            blessed=ranking_blessed)],
             "examples": [_artifact(standard_artifacts.Examples,
@@ -136,7 +137,18 @@ def test_a_bound_failure_names_each_variant(run):
     out = run(bound=1.01)
     reason = out["blessing"].get_string_custom_property("reason")
     assert out["blessing"].get_int_custom_property("blessed") == 0
-    assert "is outside its bound (>= 1.01)" in reason and "(brute-force variant)" in reason
+    # The two variants list the same movies here: one failure names both.
+    assert reason.count("is outside its bound (>= 1.01)") == 1 and "(both variants)" in reason
+
+
+def test_gate_names_the_variant_each_failure_holds_for():
+    assert recommender.gate("ndcg_at_3", {"candidate": 0.3, "brute_force": 0.05}, None, 0.1,
+                            0.0) == ["ndcg_at_3 0.0500 is outside its bound (>= 0.1) "
+                                     "(brute-force variant)"]
+    assert recommender.gate("ndcg_at_3", {"candidate": 0.05, "brute_force": 0.3}, 0.3, 0.1,
+                            0.01) == ["ndcg_at_3 0.0500 is outside its bound (>= 0.1)",
+                                      "ndcg_at_3 differs from the last blessed model's by "
+                                      "-0.2500, beyond the tolerance"]
 
 
 @pytest.mark.parametrize("index_blessed, ranking_blessed, named", [
@@ -147,3 +159,20 @@ def test_nothing_is_built_from_an_unblessed_stage(run, index_blessed, ranking_bl
     assert named in out["blessing"].get_string_custom_property("reason")
     assert os.listdir(out["model"].uri) == []
     assert ListEvaluation.read(out["evaluation"].uri).failures[0].startswith(named)
+
+
+def test_a_ranking_model_scoring_nan_is_refused_naming_both_variants(run, data, tiny, tmp_path):
+    from recsys_pipeline.trainer import ranking_trainer
+    from recsys_pipeline.trainer.hparams import RankingHParams
+
+    model, _, _ = ranking_trainer.train(data, RankingHParams(epochs=1, ensemble=1),
+                                        tiny.train_files, tiny.eval_files)
+    model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    nan_dir = str(tmp_path / "nan_ranking")
+    ranking_trainer.export_model(model, data, nan_dir)
+    out = run(ranking=nan_dir, rank_weight=0.5)
+    assert out["blessing"].get_int_custom_property("blessed") == 0
+    reason = out["blessing"].get_string_custom_property("reason")
+    assert reason.startswith("the recommender is degenerate: ") and "NaN or infinite" in reason
+    assert "(both variants)" in reason, reason
+    assert ListEvaluation.read(out["evaluation"].uri).failures[0] == reason.split("; ")[0]

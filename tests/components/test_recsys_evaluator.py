@@ -1,10 +1,15 @@
-"""RecsysEvaluator's additions: the run-time bound, the blessing registry, baseline pointers."""
+"""RecsysEvaluator's additions: the run-time bound, the blessing registry, baseline pointers,
+and degenerate models refused through the real gate (TFX's executor and TFMA)."""
 
 import json
+import os
 
+import numpy as np
 import pytest
 import tensorflow_model_analysis as tfma
+from google.protobuf import json_format
 
+from recsys_pipeline import model_summary
 from recsys_pipeline.components import recsys_evaluator as rev
 from recsys_pipeline.components import registry
 from recsys_pipeline.errors import ConfigError
@@ -78,3 +83,73 @@ def test_a_real_model_artifact_is_left_alone(tmp_path):
     model = standard_artifacts.Model()
     model.uri = str(tmp_path)
     assert registry.follow_pointers([model]) == [model]
+
+
+# The real gate: TFX's Evaluator executor with TFMA, on the tiny eval split, after the check.
+
+def _retrieval_export(data, tiny, tmp_path, weights):
+    """A tiny retrieval model trained an epoch, its weights then set by ``weights(w)``,
+    exported as a Trainer's Model artifact holds it."""
+    from recsys_pipeline.trainer import retrieval_trainer
+    from recsys_pipeline.trainer.hparams import RetrievalHParams
+
+    model, _, _ = retrieval_trainer.train(data, RetrievalHParams(embedding_dim=8, epochs=1),
+                                          tiny.train_files)
+    model.set_weights([weights(w) for w in model.get_weights()])
+    path = tmp_path / "model" / "Format-Serving"
+    retrieval_trainer.export_model(model, data, str(path), serving_k=5, eval_k=5)
+    return str(path.parent)
+
+
+def _evaluate(model_uri, tiny, tmp_path, bound=0.0):
+    from tfx.dsl.components.base import base_beam_executor
+    from tfx.types import standard_artifacts
+
+    from recsys_pipeline.pipeline.config import PipelineConfig
+
+    model = standard_artifacts.Model()
+    model.uri, model.id = model_uri, 3
+    examples = standard_artifacts.Examples()
+    examples.uri = os.path.dirname(tiny.raw_eval_dir)
+    examples.split_names = json.dumps(["eval"])
+    outputs = {"evaluation": [standard_artifacts.ModelEvaluation()],
+               "blessing": [standard_artifacts.ModelBlessing()]}
+    for key, [artifact] in outputs.items():
+        artifact.uri = str(tmp_path / key)
+        os.makedirs(artifact.uri)
+    config = evaluation.retrieval_eval_config(EvaluationConfig())
+    executor = rev.Executor(base_beam_executor.BaseBeamExecutor.Context(
+        beam_pipeline_args=PipelineConfig().beam.pipeline_args, tmp_dir=str(tmp_path / "tmp")))
+    executor.Do({"examples": [examples], "model": [model], "baseline_model": []}, outputs, {
+        "eval_config": json_format.MessageToJson(config), "value_bound": bound,
+        "example_splits": "null", "fairness_indicator_thresholds": "null"})
+    return outputs["blessing"][0], model_summary.read_evaluation(outputs["evaluation"][0].uri)
+
+
+@pytest.mark.parametrize("weights, reason", [
+    (np.zeros_like, "it scores everything alike (0)"),
+    (lambda w: np.full_like(w, np.nan), "scores are NaN or infinite"),
+])
+def test_the_gate_refuses_a_degenerate_model_naming_it_and_why(data, tiny, tmp_path, weights,
+                                                                reason):
+    blessing, found = _evaluate(_retrieval_export(data, tiny, tmp_path, weights), tiny, tmp_path)
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert (tmp_path / "blessing" / "NOT_BLESSED").exists()
+    why = blessing.get_string_custom_property("reason")
+    assert why.startswith("the retrieval model is degenerate: ") and reason in why, why
+    assert found.failures == [why]
+
+
+def test_a_healthy_model_passes_the_check_and_is_graded_by_tfma(data, tiny, tmp_path):
+    model = _retrieval_export(data, tiny, tmp_path, lambda w: w)
+    blessing, found = _evaluate(model, tiny, tmp_path)
+    assert blessing.get_int_custom_property("blessed") == 1, found.failures
+    assert 0 < found.value(evaluation.top_k_metric(EvaluationConfig().top_k)) <= 1
+
+
+def test_degenerate_names_non_finite_and_constant_scores():
+    assert evaluation.degenerate(np.array([0.1, 0.2])) is None
+    assert evaluation.degenerate(np.array([0.3, 0.3, 0.3])) == "it scores everything alike (0.3)"
+    assert evaluation.degenerate(np.array([0.1, np.inf, np.nan])) == (
+        "2 of its 3 scores are NaN or infinite")
+    assert evaluation.degenerate(np.array([])) == "it gave no scores"

@@ -80,7 +80,7 @@ def test_eval_signature_top_k_hit_equals_numpy_on_the_embeddings(
     scores = queries @ candidates.T
     rows = data.catalogue.row_of()
     true = np.array([rows[r[F.MOVIE_ID]] for r in tiny.raw_eval_rows])
-    rank = (scores > scores[np.arange(len(true)), true][:, None]).sum(axis=1)
+    rank = (scores >= scores[np.arange(len(true)), true][:, None]).sum(axis=1) - 1
     np.testing.assert_array_equal(got["rank"], rank)
     assert abs(got["top_k_hit"].mean() - (rank < K).mean()) < 1e-6
 
@@ -210,3 +210,20 @@ def test_dcn_multitask_ranking_export_matches_the_in_memory_model(data, tiny, ev
                              movie_id=_raw(rows, F.MOVIE_ID))
     np.testing.assert_allclose(served["rating"], model(eval_batch).numpy(), rtol=1e-4,
                                atol=1e-4)
+
+
+@pytest.mark.parametrize("row, expected_hit, expected_rank", [
+    ([0.1, 0.2, 0.3, 0.4], [0, 0, 1, 1], [3, 2, 1, 0]),  # scores by column; k = 2
+    ([0.5, 0.5, 0.5, 0.5], [0, 0, 0, 0], [3, 3, 3, 3]),  # constant: ties are never hits
+    ([np.nan] * 4, [0, 0, 0, 0], None),  # NaN: a miss
+    ([0.5, np.nan, 0.5, 0.9], [0, 0, 0, 1], None),  # a tie and a NaN positive miss
+])
+def test_top_k_hit_counts_ties_against_the_positive_and_misses_non_finite_scores(
+        row, expected_hit, expected_rank):
+    scores = tf.constant([row] * 4, tf.float32)
+    got = export.top_k_hit(scores, tf.constant([0, 1, 2, 3], tf.int64), 2)
+    np.testing.assert_array_equal(got["top_k_hit"].numpy(), expected_hit)
+    if expected_rank is not None:
+        np.testing.assert_array_equal(got["rank"].numpy(), expected_rank)
+    # A row past the catalogue (an unknown movie) is a miss whatever the scores.
+    assert export.top_k_hit(scores[:1], tf.constant([9], tf.int64), 4)["top_k_hit"].numpy() == 0

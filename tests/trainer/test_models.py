@@ -208,3 +208,4 @@ def test_multitask_ranking_adds_a_retrieval_loss_and_learns(data, tiny):
                                rtol=1e-5)
     before, after = _loss_drop(joint, inputs.transformed_dataset(tiny.train_files, spec, 128), 20)
     assert after < 0.8 * before, (before, after)
+
