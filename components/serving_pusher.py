@@ -8,7 +8,9 @@ For ``<serving_dir>/<model_name>/``, a push:
      warm-up requests and a push record, fsyncs, and renames it to the next integer version:
      TF Serving only loads all-digit directories, so it never sees a partial version, and a
      crash leaves at most a staging directory, removed by the next push;
-  4. rewrites ``models.config`` / ``models.stock.config`` (atomically) from what is on disk:
+  4. rewrites ``models.config`` / ``models.stock.config`` (atomically) from what is on disk,
+     holding the serving base's writer lock from step 2 on (``model_config.locked``: parallel
+     Pushers on one volume take turns, and none loses another's label):
      the new version is served as the newest, or with ``version_labels`` labelled canary
      (stable, for a model's first; ``serving/model_config.py``), and TF Serving's batching and
      monitoring files (``serving/server_settings.py``).
@@ -100,39 +102,40 @@ def push(model_dir: str, serving_dir: str, model_name: str,
          settings: Optional[ServerSettings] = None) -> PushResult:
     """Pushes the SavedModel at ``model_dir`` (see the module doc); ``labelled``: serve it by
     version label; ``settings``: TF Serving's batching and monitoring files to write."""
-    model_config.read_labels(serving_dir)  # refuse a broken models.config before any copy
-    target = os.path.join(serving_dir, model_name)
-    newest = layout.latest_version_dir(serving_dir, model_name)
-    if newest is not None:
-        try:
-            previous = layout.read_push_record(newest)
-        except (OSError, ValueError):
-            previous = {}
-        if previous.get("source_model") == record.get("source_model"):
-            return PushResult(reason=f"unchanged: {newest} already serves this model")
-    withdrawn = layout.withdrawn_models(target).get(str(record.get("source_model")))
-    if withdrawn and "rollback" not in record:
-        return PushResult(reason=f"withdrawn by recsys rollback (version "
-                                 f"{withdrawn['from_version']} -> {withdrawn['to_version']}): "
-                                 "not pushed again")
-    os.makedirs(target, exist_ok=True)
-    remove_stale_staging(target)
-    version = _next_version(target)
-    staging = os.path.join(target, f"{STAGING_PREFIX}{version}-{os.getpid()}")
-    copy_tree(model_dir, staging)
-    metadata = export.read_metadata(staging)
-    layout.write_warmup(staging, model_name, metadata.warmup_inputs)
-    record = dict(record, version=version, model_name=model_name, pushed_at=time.time())
-    with open(os.path.join(staging, "assets.extra", layout.PUSH_RECORD), "w") as f:
-        json.dump(record, f, indent=1, sort_keys=True)
-    _fsync_tree(staging)
-    final = os.path.join(target, str(version))
-    os.rename(staging, final)
-    _fsync_dir(target)  # make the rename itself durable
-    unlabelled = model_config.after_push(serving_dir, model_name, version, labelled)
-    if settings is not None:
-        server_settings.write(serving_dir, settings)
-    return PushResult(version, final, unlabelled)
+    with model_config.locked(serving_dir):
+        model_config.read_labels(serving_dir)  # refuse a broken models.config before any copy
+        target = os.path.join(serving_dir, model_name)
+        newest = layout.latest_version_dir(serving_dir, model_name)
+        if newest is not None:
+            try:
+                previous = layout.read_push_record(newest)
+            except (OSError, ValueError):
+                previous = {}
+            if previous.get("source_model") == record.get("source_model"):
+                return PushResult(reason=f"unchanged: {newest} already serves this model")
+        withdrawn = layout.withdrawn_models(target).get(str(record.get("source_model")))
+        if withdrawn and "rollback" not in record:
+            return PushResult(reason=f"withdrawn by recsys rollback (version "
+                                     f"{withdrawn['from_version']} -> {withdrawn['to_version']}): "
+                                     "not pushed again")
+        os.makedirs(target, exist_ok=True)
+        remove_stale_staging(target)
+        version = _next_version(target)
+        staging = os.path.join(target, f"{STAGING_PREFIX}{version}-{os.getpid()}")
+        copy_tree(model_dir, staging)
+        metadata = export.read_metadata(staging)
+        layout.write_warmup(staging, model_name, metadata.warmup_inputs)
+        record = dict(record, version=version, model_name=model_name, pushed_at=time.time())
+        with open(os.path.join(staging, "assets.extra", layout.PUSH_RECORD), "w") as f:
+            json.dump(record, f, indent=1, sort_keys=True)
+        _fsync_tree(staging)
+        final = os.path.join(target, str(version))
+        os.rename(staging, final)
+        _fsync_dir(target)  # make the rename itself durable
+        unlabelled = model_config.after_push(serving_dir, model_name, version, labelled)
+        if settings is not None:
+            server_settings.write(serving_dir, settings)
+        return PushResult(version, final, unlabelled)
 
 
 @component

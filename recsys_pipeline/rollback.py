@@ -42,38 +42,39 @@ def rollback(serving_dir: str, model_name: str, to_version: int) -> PushResult:
         listing = ", ".join(map(str, available)) or "none"
         raise OutputError(f"{model_name} has no version {to_version} under {model_dir} "
                           f"(versions: {listing})")
-    labels = model_config.read_labels(serving_dir).get(model_name)
-    serving = labels.stable if labels is not None and labels.stable is not None else \
-        available[-1]
-    if to_version == serving:
-        which = "stable label's" if labels is not None else "newest"
-        raise OutputError(f"{model_name} version {to_version} is already the {which}: it is "
-                          "the one being served")
-    source = os.path.join(model_dir, str(to_version))
-    try:
-        record = layout.read_push_record(source)
-        current = layout.read_push_record(os.path.join(model_dir, str(serving)))
-    except (OSError, ValueError) as e:
-        raise OutputError(f"cannot read the push records of {model_name} ({e}): not a version "
-                          "this pipeline pushed") from None
-    if record.get("source_model") == current.get("source_model"):
-        raise OutputError(f"{model_name} version {serving} already serves the model of version "
-                          f"{to_version}")
-    entry = {"at": time.time(), "model_name": model_name, "from_version": serving,
-             "to_version": to_version, "withdrawn_source_model": current.get("source_model"),
-             "restored_source_model": record.get("source_model")}
-    if labels is not None:
-        model_config.roll_back(serving_dir, model_name, labels, to_version)
-        result = PushResult(to_version, source)
-        entry["stable_label"] = to_version
-    else:
-        result = push(source, serving_dir, model_name, {**record, "rollback": entry})
-        if result.version is None:
-            raise OutputError(f"rollback of {model_name} to {to_version} was not published: "
-                              f"{result.reason}")
-        entry["new_version"] = result.version
-    with open(os.path.join(model_dir, layout.ROLLBACK_LOG), "a") as f:
-        f.write(json.dumps(entry, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    with model_config.locked(serving_dir):
+        labels = model_config.read_labels(serving_dir).get(model_name)
+        serving = labels.stable if labels is not None and labels.stable is not None else \
+            available[-1]
+        if to_version == serving:
+            which = "stable label's" if labels is not None else "newest"
+            raise OutputError(f"{model_name} version {to_version} is already the {which}: it is "
+                              "the one being served")
+        source = os.path.join(model_dir, str(to_version))
+        try:
+            record = layout.read_push_record(source)
+            current = layout.read_push_record(os.path.join(model_dir, str(serving)))
+        except (OSError, ValueError) as e:
+            raise OutputError(f"cannot read the push records of {model_name} ({e}): not a version "
+                              "this pipeline pushed") from None
+        if record.get("source_model") == current.get("source_model"):
+            raise OutputError(f"{model_name} version {serving} already serves the model of version "
+                              f"{to_version}")
+        entry = {"at": time.time(), "model_name": model_name, "from_version": serving,
+                 "to_version": to_version, "withdrawn_source_model": current.get("source_model"),
+                 "restored_source_model": record.get("source_model")}
+        if labels is not None:
+            model_config.roll_back(serving_dir, model_name, labels, to_version)
+            result = PushResult(to_version, source)
+            entry["stable_label"] = to_version
+        else:
+            result = push(source, serving_dir, model_name, {**record, "rollback": entry})
+            if result.version is None:
+                raise OutputError(f"rollback of {model_name} to {to_version} was not published: "
+                                  f"{result.reason}")
+            entry["new_version"] = result.version
+        with open(os.path.join(model_dir, layout.ROLLBACK_LOG), "a") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
     return result

@@ -24,18 +24,32 @@ The labels live in models.config itself, the file TF Serving reads and an operat
 so every rewrite starts from it: a models.config that no longer parses is refused with its
 line, and a label pointing at a version that is not on disk is refused by name, before
 anything is written. models.stock.config carries the same entries, less the ScaNN models.
+
+One writer at a time: on Kubeflow the Pushers are parallel pods on one volume, and a push,
+promote or rollback reads models.config, edits it and writes it back. ``locked`` holds a POSIX
+record lock (``fcntl.lockf``) on ``<serving_dir>/.models.config.lock`` for the whole of it.
+The kernel drops the lock when its holder's process ends, however it ends, so a killed pusher
+never leaves it held; NFS (v4, or v3 with lockd) and CephFS volumes carry such locks between
+machines. The lock file names its holder, which a writer that waits too long reports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import fcntl
 import os
-from typing import Optional
+import socket
+import time
+from typing import Iterator, Optional
 
 from recsys_pipeline.errors import OutputError
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.serving import layout
 
+LOCK_FILE = ".models.config.lock"
+LOCK_TIMEOUT_S = 1800.0  # a holder may be copying a large model into place
 STABLE, CANARY, PREVIOUS = "stable", "canary", "previous"
 LABELS = (STABLE, CANARY, PREVIOUS)
 
@@ -53,6 +67,52 @@ class Labels:
 
     def served(self) -> list[int]:
         return sorted({v for _, v in self.items() if v is not None})
+
+
+_held: dict[str, int] = {}  # lock files this process holds, and how deep (``locked`` nests)
+
+
+@contextlib.contextmanager
+def locked(serving_dir: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Holds the serving base's writer lock (see the module doc); nests within a process."""
+    path = os.path.join(serving_dir, LOCK_FILE)
+    key = os.path.realpath(path)
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    os.makedirs(serving_dir, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise OutputError(f"{path}: cannot lock it ({e.strerror}): the serving "
+                                      "base needs a file system with POSIX locks") from None
+                if time.monotonic() > deadline:
+                    holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
+                    raise OutputError(
+                        f"{path}: another writer of models.config ({holder or 'unknown'}) "
+                        f"held it for over {timeout:g} s; nothing was changed. Retry once it "
+                        "is done (a holder that died has already let go)") from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                      f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode(), 0)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _path(serving_dir: str) -> str:
@@ -172,16 +232,17 @@ def promote(serving_dir: str, model_name: str) -> Labels:
     if model_name not in known:
         raise OutputError(f"unknown model {model_name!r}; the pushed models are "
                           f"{', '.join(known)}")
-    labels = read_labels(serving_dir).get(model_name)
-    if labels is None:
-        raise OutputError(f"{model_name} is not served by label in "
-                          f"{_path(serving_dir)}: nothing to promote (turn "
-                          "serving.version_labels on, and push)")
-    if labels.canary is None:
-        raise OutputError(f"{model_name} has no canary to promote: stable is version "
-                          f"{labels.stable}, and no push since has been labelled canary")
-    promoted = Labels(stable=labels.canary, previous=labels.stable)
-    write(serving_dir, {model_name: promoted})
+    with locked(serving_dir):
+        labels = read_labels(serving_dir).get(model_name)
+        if labels is None:
+            raise OutputError(f"{model_name} is not served by label in "
+                              f"{_path(serving_dir)}: nothing to promote (turn "
+                              "serving.version_labels on, and push)")
+        if labels.canary is None:
+            raise OutputError(f"{model_name} has no canary to promote: stable is version "
+                              f"{labels.stable}, and no push since has been labelled canary")
+        promoted = Labels(stable=labels.canary, previous=labels.stable)
+        write(serving_dir, {model_name: promoted})
     return promoted
 
 

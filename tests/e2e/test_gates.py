@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from recsys_pipeline.pipeline import nodes
-from recsys_pipeline.serving import layout
+from recsys_pipeline.serving import layout, model_config
 from tests.conftest import write_subset
 
 pytestmark = pytest.mark.e2e
@@ -104,7 +104,7 @@ def _tree_digest(root):
     h = hashlib.sha256()
     for dirpath, dirnames, filenames in sorted(os.walk(root)):
         dirnames.sort()
-        for name in sorted(filenames):
+        for name in sorted(set(filenames) - {model_config.LOCK_FILE}):  # who last wrote
             path = os.path.join(dirpath, name)
             h.update(os.path.relpath(path, root).encode())
             with open(path, "rb") as f:

@@ -1,10 +1,14 @@
 """models.config by version label: a push is canary (the first one stable), promote moves
 stable to it, rollback moves stable back; a broken models.config or a label pointing at a
 missing version is refused before anything is written. Read back as TF Serving's protos. Every
-push also writes TF Serving's batching and monitoring files."""
+push also writes TF Serving's batching and monitoring files. Writers take turns on one lock,
+which a killed writer does not keep."""
 
 import json
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 from google.protobuf import text_format
@@ -152,3 +156,59 @@ def test_every_push_writes_tf_servings_batching_and_monitoring_files(tmp_path):
     monitoring = open(os.path.join(base, server_settings.MONITORING_FILE)).read()
     assert monitoring == ('prometheus_config {\n  enable: true\n'
                           '  path: "/monitoring/prometheus/metrics"\n}\n')
+
+
+_PUSHER = """
+import sys, time
+from recsys_pipeline.components import serving_pusher
+from recsys_pipeline.serving import model_config
+read = model_config.read_labels
+def slow_read(serving_dir):  # widens the read-edit-write window that a lock must cover
+    labels = read(serving_dir)
+    time.sleep(0.3)
+    return labels
+model_config.read_labels = slow_read
+serving_pusher.push(sys.argv[1], sys.argv[2], sys.argv[3], {"source_model": sys.argv[3]},
+                    labelled=True)
+"""
+
+
+def test_concurrent_pushes_keep_every_model_and_label(tmp_path):
+    source = _model(tmp_path, "m")
+    base = tmp_path / "serving"
+    names = [f"model_{i}" for i in range(6)]
+    procs = [subprocess.Popen([sys.executable, "-c", _PUSHER, source, str(base), name])
+             for name in names]
+    assert [p.wait(timeout=300) for p in procs] == [0] * len(names)
+    labels = model_config.read_labels(str(base))
+    assert sorted(labels) == names
+    for name in names:
+        assert labels[name] == model_config.Labels(stable=layout.versions(str(base / name))[0])
+
+
+_HOLDER = """
+import sys, time
+from recsys_pipeline.serving import model_config
+with model_config.locked(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_writer_leaves_no_lock_and_a_live_one_is_named(tmp_path):
+    base = str(tmp_path / "serving")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, base], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match=rf"{model_config.LOCK_FILE}: another writer of "
+                           rf"models.config \(pid {holder.pid} on .*\) held it for over 0.5 s; "
+                           "nothing was changed"):
+            with model_config.locked(base, timeout=0.5):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs
+        holder.wait()
+    started = time.monotonic()
+    with model_config.locked(base, timeout=5), model_config.locked(base):  # and it nests
+        assert time.monotonic() - started < 5
