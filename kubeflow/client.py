@@ -44,6 +44,29 @@ _HELP = ("Kubeflow Pipelines takes 6 fields: second minute hour day-of-month mon
          "e.g. '0 0 3 * * *' for 03:00 every day (5-field crontab lines get second 0)")
 
 
+# What KFP's driver uses when a run's runtime config names no pipeline root: the cluster's
+# ``defaultPipelineRoot`` (backend/src/v2/driver/root_dag.go lines 97-113), whose default is
+# this (backend/src/v2/config/env.go line 38). The spec's own ``defaultPipelineRoot`` is not
+# read, so every run and recurring run sends its root.
+KFP_DEFAULT_ROOT = "minio://mlpipeline/v2/artifacts"
+PLACEHOLDER_ROOT = "gs://YOUR-BUCKET/"
+
+
+def run_pipeline_root(root: str, option: str = "kubeflow.pipeline_root") -> str:
+    """``root`` if a run of this pipeline can use it as its pipeline root; else why not."""
+    if root.startswith(PLACEHOLDER_ROOT):
+        raise KubeflowError(f"{option} is still the placeholder {root!r}: set it (or pass "
+                            "--pipeline-root) to a gs:// folder the runs' service account can "
+                            "write")
+    if not root.startswith("gs://"):
+        raise KubeflowError(
+            f"pipeline root {root!r} ({option}) cannot hold this pipeline's artifacts: KFP's "
+            "launcher writes gs://, s3:// and minio:// roots, and the TFX steps read theirs "
+            "with TensorFlow's file system, which has gs:// alone (no s3:// or minio:// in "
+            "TensorFlow 2.20). Use a gs:// folder")
+    return root
+
+
 def normalize_cron(expression: str) -> str:
     """The 6-field cron expression KFP's scheduler (robfig/cron) takes, or a clear error."""
     text = " ".join(expression.split())
@@ -311,7 +334,8 @@ class Pipelines:
     def run(self, pipeline_name: str, experiment: str, version_id: Optional[str] = None,
             params: Optional[dict[str, Any]] = None, pipeline_root: Optional[str] = None,
             service_account: str = "", run_name: Optional[str] = None) -> str:
-        """Starts one run of a pipeline version (default: the newest); returns its id."""
+        """Starts one run of a pipeline version (default: the newest); returns its id.
+        ``pipeline_root`` goes in the run's runtime config, where KFP reads it."""
         pipeline_id = self.pipeline_id(pipeline_name)
         version_id = version_id or self.latest_version(pipeline_id)
         experiment_id = self.experiment_id(experiment)
@@ -326,8 +350,9 @@ class Pipelines:
 
     def schedule(self, name: str, cron: str, pipeline_name: str, experiment: str,
                  version_id: Optional[str] = None, params: Optional[dict[str, Any]] = None,
-                 service_account: str = "") -> str:
-        """A recurring run on ``cron`` (max concurrency 1, no catch-up); returns its id."""
+                 service_account: str = "", pipeline_root: Optional[str] = None) -> str:
+        """A recurring run on ``cron`` (max concurrency 1, no catch-up); returns its id.
+        ``pipeline_root`` goes in its runtime config, where KFP reads it."""
         cron = normalize_cron(cron)
         pipeline_id = self.pipeline_id(pipeline_name)
         version_id = version_id or self.latest_version(pipeline_id)
@@ -337,7 +362,7 @@ class Pipelines:
                 experiment_id=experiment_id, job_name=name, cron_expression=cron,
                 max_concurrency=1, no_catchup=True, params=params or {},
                 pipeline_id=pipeline_id, version_id=version_id, enabled=True,
-                service_account=service_account or None)
+                pipeline_root=pipeline_root, service_account=service_account or None)
         return recurring.recurring_run_id
 
     def schedules(self, experiment: Optional[str] = None) -> list[dict[str, str]]:

@@ -12,7 +12,13 @@ Pipelines 2.x does not (see docs/kubeflow.md, "Troubleshooting"):
 * the launcher downloads GCS's zero-byte "directory marker" objects as files, which then block
   the directories a later step creates (kubeflow/pipelines#13476);
 * the interpreter can crash in a C++ destructor at shutdown ("pure virtual method called")
-  after the executor has written its output, failing a finished step.
+  after the executor has written its output, failing a finished step;
+* since KFP 2.14 the driver adds an ``executor-logs`` output (``schemaTitle:
+  system.Artifact``) to every step it provisions, which no spec declares
+  (``backend/src/v2/driver/driver.go``, ``provisionOutputs``, line 761 at 2.17.0) and which
+  KFP's launcher fills and uploads itself (``backend/src/v2/component/launcher_v2.go``,
+  ``uploadOutputArtifacts``, lines 789-830). TFX cannot import ``system.Artifact``, so such
+  outputs (``KFP_OUTPUTS``) are withheld from TFX and left to the launcher, untouched.
 
 So the compiler ships each step's declared artifact types with it (``--artifact_types``), and
 this module, before TFX parses anything, gives every artifact its declared type (refusing one
@@ -44,6 +50,9 @@ MODULE = "recsys_pipeline.kubeflow.entrypoint"
 TFX_EXECUTOR_MODULE = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
 INVOCATION_FLAG = "--json_serialized_invocation_args"
 
+# Outputs KFP's driver adds to every step on its own account; KFP's launcher writes them.
+KFP_OUTPUTS = frozenset({"executor-logs"})
+
 # KFP's artifact kinds, and the TFX types each may stand for.
 MODEL_TYPES = frozenset({"tfx.Model", "tfx.PushedModel"})
 KFP_KINDS: dict[str, Callable[[str], bool]] = {
@@ -57,11 +66,6 @@ KFP_KINDS: dict[str, Callable[[str], bool]] = {
 
 class EntrypointError(RecsysError):
     """What the orchestrator sent cannot be given to TFX."""
-
-
-def kfp_kind(title: str) -> str:
-    """The KFP artifact kind open-source KFP reports for an artifact of TFX type ``title``."""
-    return "system.Model" if title in MODEL_TYPES else "system.Dataset"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +168,11 @@ def normalize(executor_input: dict[str, Any], types: ArtifactTypes,
     """
     result = json.loads(json.dumps(executor_input))
     fixes: list[Fix] = []
+    outputs = (result.get("outputs") or {}).get("artifacts") or {}
+    for key in sorted(KFP_OUTPUTS & set(outputs) - set(types.outputs)):
+        del outputs[key]
+        fixes.append(Fix("output", key, "added by KFP's driver, written by its launcher: "
+                                        "left to KFP, not given to TFX"))
     for direction, declared, section in (("input", types.inputs, "inputs"),
                                          ("output", types.outputs, "outputs")):
         for key, listing in (result.get(section, {}).get("artifacts") or {}).items():

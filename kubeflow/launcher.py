@@ -6,7 +6,7 @@ of the root DAG, in dependency order, it:
 
 1. resolves the task's inputs: constants, the pipeline's run-time parameters, and upstream
    outputs (artifacts with the metadata their producer reported);
-2. gives each output artifact a URI under ``<pipeline_root>/<pipeline>/<run id>/<task>/``;
+2. gives each output artifact a URI under the run's folder (see the driver forms below);
 3. builds the ``ExecutorInput`` JSON the way the chosen orchestrator's driver does (see
    ``DRIVERS``), substitutes it for ``{{$}}`` in the container's
    arguments and runs the container's command as a subprocess (in the current environment,
@@ -14,11 +14,33 @@ of the root DAG, in dependency order, it:
    its own that is removed when it ends, as a pod's ``/tmp`` is;
 4. reads the ``ExecutorOutput`` the step wrote and records its artifacts' metadata.
 
-``driver="oss"`` (the default) sends what open-source KFP 2.x's driver sends: input artifacts
-typed by KFP's artifact kinds (``schemaTitle: system.Dataset`` / ``system.Model``) with the
-metadata its store keeps (numbers as doubles), output artifacts named by their key.
-``driver="vertex"`` sends what Vertex AI sends: every artifact with the type the spec declares.
-The step's entrypoint (``kubeflow/entrypoint.py``) must run both.
+``driver="oss"`` (the default) sends what open-source KFP 2.x's driver sends, read at KFP
+2.17.0 (``kubeflow/pipelines``; each form cites its file and line):
+
+* an input artifact with the store's artifact id as its name, ``type: {instanceSchema: ""}``
+  (the driver rebuilds it from ML Metadata without its schema:
+  ``backend/src/v2/metadata/client.go`` lines 1141-1145, "TODO(Bobgy): figure out how to get
+  schema", and ``ToRuntimeArtifact``, lines 245-259), and its metadata from the store's
+  properties, every number a double (``backend/src/v2/metadata/converter.go``, lines
+  181-221);
+* each declared output named by its key, typed as declared, at
+  ``<root>/<pipeline>/<run id>/<task>/<uuid>/<key>`` (``backend/src/v2/metadata/client.go``
+  line 420 puts ``<pipeline>/<run id>`` under the root; ``backend/src/v2/driver/driver.go``,
+  ``provisionOutputs``, lines 741-790, adds ``<task>/<uuid>/<key>``);
+* one more output, ``executor-logs`` (``schemaTitle: system.Artifact``), that no spec
+  declares (``driver.go`` lines 754-768, on unless the driver's ``--publish_logs`` is false,
+  its default "true" in ``backend/src/v2/cmd/driver/main.go`` line 102), its URI qualified by
+  the retry index, ``-0`` on a first try (``backend/src/v2/component/launcher_v2.go``, lines
+  531-597); after the step, the launcher writes the step's log there, as KFP's launcher
+  uploads it (``launcher_v2.go`` lines 777-830);
+* a parameter the task does not set is not sent, whether or not the component declares a
+  default; one neither set, optional nor defaulted fails the task
+  (``backend/src/v2/driver/resolve.go`` lines 184-199).
+
+``driver="vertex"`` sends what Vertex AI sends: every artifact with the type the spec declares,
+and outputs under ``<root>/<pipeline>/<run id>/<task>/<key>``. The step's entrypoint
+(``kubeflow/entrypoint.py``) must run both. Not emulated: KFP's caching, retries beyond the
+first try, ``PipelineTaskFinalStatus``, and the object store (the root is a local folder).
 
 Only what TFX's compiled pipelines use is implemented; anything else (``resolver`` or
 ``importer`` executors, other placeholders, conditions, loops) is refused by name, which is
@@ -39,11 +61,11 @@ import uuid
 from typing import Any, Callable, Mapping, Optional
 
 from recsys_pipeline.errors import RecsysError
-from recsys_pipeline.kubeflow.entrypoint import kfp_kind, schema_title
 
 logger = logging.getLogger(__name__)
 
 DRIVERS = ("oss", "vertex")
+EXECUTOR_LOGS = "executor-logs"  # the output KFP's driver adds (see the module doc)
 
 
 class LaunchError(RecsysError):
@@ -106,11 +128,10 @@ def _as_input(produced: dict[str, Any], driver: str) -> dict[str, Any]:
     """An upstream output as ``driver`` hands it to a consumer."""
     if driver == "vertex":
         return produced
-    title = schema_title(produced["type"].get("instanceSchema", ""))
     metadata = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
                 for k, v in produced.get("metadata", {}).items()}
-    return {"name": produced["name"], "uri": produced["uri"],
-            "type": {"schemaTitle": kfp_kind(title)}, "metadata": metadata}
+    return {"name": produced["name"], "uri": produced["uri"], "type": {"instanceSchema": ""},
+            "metadata": metadata}
 
 
 def _executor_input(spec: dict, name: str, run_dir: str, parameters: Mapping[str, Any],
@@ -119,8 +140,14 @@ def _executor_input(spec: dict, name: str, run_dir: str, parameters: Mapping[str
     task = spec["root"]["dag"]["tasks"][name]
     component = spec["components"][task["componentRef"]["name"]]
     inputs: dict[str, Any] = {"parameterValues": {}, "artifacts": {}}
-    for key, source in task.get("inputs", {}).get("parameters", {}).items():
+    given = task.get("inputs", {}).get("parameters", {})
+    for key, source in given.items():
         inputs["parameterValues"][key] = _parameter_value(source, name, key, parameters, outputs)
+    for key, definition in component.get("inputDefinitions", {}).get("parameters", {}).items():
+        if key not in given and not definition.get("isOptional") \
+                and "defaultValue" not in definition:
+            raise LaunchError(f"task {name}: neither value nor default value provided for "
+                              f"non-optional parameter {key!r}")
     for key, source in task.get("inputs", {}).get("artifacts", {}).items():
         if "taskOutputArtifact" not in source:
             raise LaunchError(f"task {name}: input artifact {key} has an unsupported source")
@@ -128,12 +155,18 @@ def _executor_input(spec: dict, name: str, run_dir: str, parameters: Mapping[str
         produced = outputs[ref["producerTask"]]["artifacts"][ref["outputArtifactKey"]]
         inputs["artifacts"][key] = {"artifacts": [_as_input(produced, driver)]}
     task_dir = os.path.join(run_dir, name)
+    artifacts_dir = task_dir if driver == "vertex" else os.path.join(task_dir,
+                                                                     str(uuid.uuid4()))
     out: dict[str, Any] = {"artifacts": {}, "parameters": {},
                            "outputFile": os.path.join(task_dir, "executor_output.json")}
     for key, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items():
         out["artifacts"][key] = {"artifacts": [{
             "name": next_id() if driver == "vertex" else key, "type": definition["artifactType"],
-            "uri": os.path.join(task_dir, key), "metadata": {}}]}
+            "uri": os.path.join(artifacts_dir, key), "metadata": {}}]}
+    if driver == "oss":
+        out["artifacts"][EXECUTOR_LOGS] = {"artifacts": [{
+            "name": EXECUTOR_LOGS, "type": {"schemaTitle": "system.Artifact"},
+            "uri": os.path.join(artifacts_dir, EXECUTOR_LOGS) + "-0"}]}
     for key in component.get("outputDefinitions", {}).get("parameters", {}):
         out["parameters"][key] = {"outputFile": os.path.join(task_dir, "parameters", key)}
     return {"inputs": inputs, "outputs": out}
@@ -163,12 +196,26 @@ def _merge_output(planned: dict, output_file: str, next_id: Callable[[], str]) -
     return {"artifacts": artifacts, "parameters": parameters}
 
 
+def upstream_closure(tasks: Mapping[str, dict], name: str) -> set[str]:
+    """Task ``name`` and every task it waits for, directly or not."""
+    if name not in tasks:
+        raise LaunchError(f"no task {name!r} in the spec (its tasks: {', '.join(sorted(tasks))})")
+    found, pending = set(), [name]
+    while pending:
+        current = pending.pop()
+        if current not in found:
+            found.add(current)
+            pending.extend(upstream_tasks(tasks[current]))
+    return found
+
+
 def run_spec(spec: dict, pipeline_root: Optional[str] = None,
              parameters: Optional[Mapping[str, Any]] = None,
              env: Optional[Mapping[str, str]] = None,
              progress: Callable[[str], None] = print,
-             driver: str = "oss") -> list[TaskResult]:
-    """Runs every task of ``spec`` (a PipelineSpec dict); returns what each did.
+             driver: str = "oss", until: Optional[str] = None) -> list[TaskResult]:
+    """Runs every task of ``spec`` (a PipelineSpec dict), or only task ``until`` and what it
+    waits for; returns what each did.
 
     ``driver`` is the orchestrator whose executor input is sent (see module doc).
     ``parameters`` override the root's defaults. Each task's output goes to ``task.log`` in
@@ -195,6 +242,8 @@ def run_spec(spec: dict, pipeline_root: Optional[str] = None,
     outputs: dict[str, dict] = {}
     results: list[Any] = []
     tasks = spec["root"]["dag"]["tasks"]
+    if until is not None:
+        tasks = {n: t for n, t in tasks.items() if n in upstream_closure(tasks, until)}
     for name in topological_order(tasks):
         component = spec["components"][tasks[name]["componentRef"]["name"]]
         executor = executors[component["executorLabel"]]
@@ -223,12 +272,16 @@ def run_spec(spec: dict, pipeline_root: Optional[str] = None,
             code = subprocess.run([program] + command[1:], stdout=log,
                                   stderr=subprocess.STDOUT, env=task_env, cwd=task_dir).returncode
         seconds = time.monotonic() - start
+        planned = dict(executor_input["outputs"]["artifacts"])
+        logs = planned.pop(EXECUTOR_LOGS, None)
+        if logs is not None:  # what KFP's launcher uploads there: the step's own log
+            os.makedirs(os.path.dirname(logs["artifacts"][0]["uri"]), exist_ok=True)
+            shutil.copyfile(log_path, logs["artifacts"][0]["uri"])
         if code != 0:
             with open(log_path, "rb") as f:
                 tail = f.read()[-3000:].decode(errors="replace")
             raise LaunchError(f"task {name} exited with {code} after {seconds:.0f}s; "
                               f"log {log_path}:\n{tail}")
-        outputs[name] = _merge_output(executor_input["outputs"]["artifacts"],
-                                      executor_input["outputs"]["outputFile"], new_id)
+        outputs[name] = _merge_output(planned, executor_input["outputs"]["outputFile"], new_id)
         results.append(TaskResult(name, seconds, outputs[name]["artifacts"], log_path))
     return results

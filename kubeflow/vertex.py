@@ -15,7 +15,7 @@ import re
 from typing import Any, Mapping, Optional
 
 from recsys_pipeline.errors import ConfigError
-from recsys_pipeline.kubeflow.client import KubeflowError
+from recsys_pipeline.kubeflow.client import KubeflowError, run_pipeline_root
 
 INSTALL = "pip install google-cloud-aiplatform (or uv pip install it into .venv)"
 
@@ -61,6 +61,10 @@ def submit(path: str, target: VertexTarget, params: Mapping[str, Any],
            display_name: Optional[str] = None, credentials=None) -> str:
     """Submits one run of the PipelineJob at ``path``; returns its resource name."""
     job = load_job(path)
+    root = pipeline_root or job.get("runtimeConfig", {}).get("gcsOutputDirectory")
+    if root:
+        run_pipeline_root(root, "--pipeline-root" if pipeline_root else
+                          f"{path}: runtimeConfig.gcsOutputDirectory")
     try:
         from google.api_core import exceptions as api_exceptions
         from google.auth import exceptions as auth_exceptions
@@ -82,8 +86,7 @@ def submit(path: str, target: VertexTarget, params: Mapping[str, Any],
                         target.api_endpoint.startswith("http://") else None)
         pipeline_job = aiplatform.PipelineJob(
             display_name=name, template_path=path, parameter_values=dict(params),
-            pipeline_root=pipeline_root or job.get("runtimeConfig", {}).get(
-                "gcsOutputDirectory"), project=target.project, location=target.region,
+            pipeline_root=root, project=target.project, location=target.region,
             credentials=credentials)
         pipeline_job.submit(service_account=service_account or None)
     except auth_exceptions.DefaultCredentialsError:

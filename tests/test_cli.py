@@ -63,8 +63,8 @@ def test_recsys_errors_are_found_inside_wrapping_exceptions():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--user-id", "  "], "--user-id must be 1 to 64 characters"),
-    (["--user-id", "x" * 65], "--user-id must be 1 to 64 characters"),
+    (["--user-id", "  "], "--user-id must be 1 to 256 characters"),
+    (["--user-id", "x" * 257], "--user-id must be 1 to 256 characters"),
     (["--user-id", "42", "--k", "0"], "--k must be at least 1 (got 0)"),
     (["--user-id", "42", "--k", "-3"], "--k must be at least 1 (got -3)"),
 ])

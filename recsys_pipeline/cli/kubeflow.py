@@ -2,7 +2,8 @@
 Pipelines 2.x (or Vertex AI), and run a compiled spec here task by task as KFP would.
 
 ``wait`` exits 0 when the run succeeded, 1 when it failed or was canceled, 3 when it timed
-out (2, as everywhere, is an error before or instead of an answer)."""
+out, 4 when KFP skipped it (nothing ran; 2, as everywhere, is an error before or instead of
+an answer)."""
 
 from __future__ import annotations
 
@@ -64,8 +65,10 @@ def register(sub) -> None:
     rl.add_argument("--pipeline-root", help="local artifact root (default: the spec's)")
     rl.add_argument("--driver", choices=("oss", "vertex"), default="oss",
                     help="send each step what this orchestrator's driver sends: open-source "
-                    "KFP 2.x (system.* artifact kinds; the default) or Vertex AI (the spec's "
-                    "own types)")
+                    "KFP 2.x (inputs without their type, KFP's executor-logs output; the "
+                    "default) or Vertex AI (the spec's own types)")
+    rl.add_argument("--until", metavar="TASK",
+                    help="run only TASK and the tasks it waits for")
     rl.set_defaults(func=_run_local)
 
     up = kfsub.add_parser("upload", parents=connected, help="upload a compiled pipeline version")
@@ -87,6 +90,8 @@ def register(sub) -> None:
     run.add_argument("--project", help="vertex: Google Cloud project")
     run.add_argument("--region", help="vertex: region, e.g. europe-west4")
     run.add_argument("--api-endpoint", help="vertex: API endpoint (default: the region's)")
+    run.add_argument("--pipeline-root", help="the run's artifact root, sent in its runtime "
+                     "config (default: kubeflow.pipeline_root; vertex: the job's own)")
     run.set_defaults(func=_run)
 
     sch = kfsub.add_parser("schedule", parents=[*connected, params],
@@ -97,6 +102,8 @@ def register(sub) -> None:
                      "<pipeline>-recurring)")
     sch.add_argument("--pipeline", help="pipeline name (default: pipeline_name)")
     sch.add_argument("--version-id", help="pipeline version (default: the newest)")
+    sch.add_argument("--pipeline-root", help="every run's artifact root, sent in the runtime "
+                     "config (default: kubeflow.pipeline_root)")
     sch.set_defaults(func=_schedule)
 
     ls = kfsub.add_parser("schedules", parents=connected,
@@ -123,7 +130,7 @@ def register(sub) -> None:
     st.set_defaults(func=_status)
 
     wt = kfsub.add_parser("wait", parents=connected, help="wait for a run to finish; exit 0 "
-                          "succeeded, 1 failed or canceled, 3 timed out")
+                          "succeeded, 1 failed or canceled, 3 timed out, 4 skipped")
     wt.add_argument("run_id")
     wt.add_argument("--timeout", type=float, default=3600.0,
                     help="seconds to wait (default 3600)")
@@ -188,7 +195,8 @@ def _run_local(args: argparse.Namespace) -> int:
     load_config(args)  # a bad --config fails here, before any task runs
     spec, _ = load_package(args.package)
     check_spec_format(spec, args.package)
-    for r in run_spec(spec, args.pipeline_root, parse_params(args.param), driver=args.driver):
+    for r in run_spec(spec, args.pipeline_root, parse_params(args.param), driver=args.driver,
+                      until=args.until):
         print(f"  {r.name:<22} {r.seconds:6.0f}s  {os.path.dirname(r.log_path)}")
     return 0
 
@@ -214,6 +222,15 @@ def _upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _root(args: argparse.Namespace, config) -> str:
+    """The pipeline root a run is sent with: --pipeline-root, else kubeflow.pipeline_root."""
+    from recsys_pipeline.kubeflow.client import run_pipeline_root
+
+    if args.pipeline_root:
+        return run_pipeline_root(args.pipeline_root, "--pipeline-root")
+    return run_pipeline_root(config.kubeflow.pipeline_root)
+
+
 def _run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     if args.target == "vertex":
@@ -221,18 +238,22 @@ def _run(args: argparse.Namespace) -> int:
     config, kfp = _client(args)
     kf = config.kubeflow
     run_id = kfp.run(args.name or config.pipeline_name, kf.experiment, args.version_id,
-                     params, service_account=kf.service_account)
+                     params, pipeline_root=_root(args, config),
+                     service_account=kf.service_account)
     print(f"Started run {run_id}")
     return 0
 
 
 def _run_vertex(args: argparse.Namespace, params: dict) -> int:
+    from recsys_pipeline.kubeflow.client import run_pipeline_root
     from recsys_pipeline.kubeflow.vertex import VertexTarget, submit
 
     config = load_config(args)
     target = VertexTarget(args.project or "", args.region or "", args.api_endpoint)
-    name = submit(args.package, target, params, service_account=config.kubeflow.service_account,
-                  display_name=args.name)
+    root = run_pipeline_root(args.pipeline_root, "--pipeline-root") if args.pipeline_root \
+        else None
+    name = submit(args.package, target, params, pipeline_root=root,
+                  service_account=config.kubeflow.service_account, display_name=args.name)
     print(f"Started Vertex AI pipeline job {name}")
     return 0
 
@@ -244,7 +265,8 @@ def _schedule(args: argparse.Namespace) -> int:
     pipeline = args.pipeline or config.pipeline_name
     recurring_id = kfp.schedule(args.name or f"{pipeline}-recurring", args.cron, pipeline,
                                 kf.experiment, args.version_id, params,
-                                service_account=kf.service_account)
+                                service_account=kf.service_account,
+                                pipeline_root=_root(args, config))
     print(f"Created recurring run {recurring_id} (max concurrency 1, no catch-up)")
     return 0
 
@@ -301,6 +323,8 @@ def _wait(args: argparse.Namespace) -> int:
     _, kfp = _client(args)
     run = kfp.wait(args.run_id, args.timeout, args.poll)
     _print_run(run)
+    if run.state == "SKIPPED":  # nothing ran: not the success a script waits for
+        return 4
     return 1 if run.state in FAILED_STATES else 0
 
 

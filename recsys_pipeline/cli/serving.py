@@ -41,11 +41,12 @@ def register(sub) -> None:
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from recsys_pipeline.errors import ConfigError
     from recsys_pipeline.serving.recommend import Recommender
+    from recsys_pipeline.serving.two_stage import MAX_USER_ID_LENGTH
 
     config = load_config(args)
     user_id = args.user_id.strip()
-    if not user_id or len(user_id) > 64:
-        raise ConfigError("--user-id must be 1 to 64 characters")
+    if not user_id or len(user_id) > MAX_USER_ID_LENGTH:
+        raise ConfigError(f"--user-id must be 1 to {MAX_USER_ID_LENGTH} characters")
     if args.k < 1:
         raise ConfigError(f"--k must be at least 1 (got {args.k})")
     result = Recommender(config.serving_dir).recommend(

@@ -4,7 +4,9 @@ Every JSON request body is checked against the API's schema -- the OpenAPI model
 ``kfp_server_api`` is generated from (field names, types, enum values) -- and an uploaded
 package is parsed as a PipelineSpec with the checks of KFP's backend (schema version 2.1.0,
 a pipeline name, a root component). A violation is answered with HTTP 400 and recorded in
-``errors``, so a test sees it both as a failed call and in the list.
+``errors``, so a test sees it both as a failed call and in the list. A run's pipeline root
+is resolved as KFP's driver resolves it (``_check_reference``), and one this pipeline cannot
+write is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import kfp_server_api
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from recsys_pipeline.kubeflow import client as kfc
+from recsys_pipeline.kubeflow.entrypoint import MODULE as TFX_STEP
 from tests.kubeflow.fake_http import FakeHTTPServer
 
 PREFIX = "/apis/v2beta1"
@@ -72,6 +76,7 @@ class FakeKFP(FakeHTTPServer):
         self.multi_user = multi_user
         self.requests: list[dict[str, Any]] = []
         self.errors: list[str] = []
+        self.roots: dict[str, str] = {}  # run or recurring run id -> its resolved root
         self.pipelines: dict[str, dict] = {}
         self.versions: dict[str, list[dict]] = {}
         self.specs: dict[str, dict] = {}
@@ -209,17 +214,19 @@ class FakeKFP(FakeHTTPServer):
             return 200, experiment
         if (method, path) == ("POST", "/runs"):
             body = self._json(raw, "V2beta1Run")
-            self._check_reference(body)
+            root = self._check_reference(body)
             run = {**body, "run_id": self._id("run"), "state": "PENDING",
                    "created_at": "2026-11-26T00:30:00Z"}
             self.runs[run["run_id"]] = run
+            self.roots[run["run_id"]] = root
             return 200, run
         if (method, path) == ("POST", "/recurringruns"):
             body = self._json(raw, "V2beta1RecurringRun")
-            self._check_reference(body)
+            root = self._check_reference(body)
             recurring = {**body, "recurring_run_id": self._id("recurring"),
                          "status": "ENABLED" if body.get("mode") == "ENABLE" else "DISABLED"}
             self.recurring[recurring["recurring_run_id"]] = recurring
+            self.roots[recurring["recurring_run_id"]] = root
             return 200, recurring
         if (method, path) == ("GET", "/recurringruns"):
             found = [r for r in self.recurring.values()
@@ -299,7 +306,10 @@ class FakeKFP(FakeHTTPServer):
              **({"error": {"code": 2, "message": message}} if message else {})}
             for i, (name, task_state, message) in enumerate(tasks)]}
 
-    def _check_reference(self, body: dict) -> None:
+    def _check_reference(self, body: dict) -> str:
+        """Checks a run's (or recurring run's) references; returns its pipeline root,
+        resolved as KFP's driver resolves it: the runtime config's, else the cluster's
+        default (``kfc.KFP_DEFAULT_ROOT``), never the spec's ``defaultPipelineRoot``."""
         ref = body.get("pipeline_version_reference") or {}
         if ref.get("pipeline_version_id") not in self.specs:
             raise BadRequest(f"unknown pipeline version {ref.get('pipeline_version_id')}")
@@ -310,6 +320,15 @@ class FakeKFP(FakeHTTPServer):
         for name in (body.get("runtime_config") or {}).get("parameters", {}):
             if name not in declared:
                 raise BadRequest(f"parameter {name} is not an input of the pipeline")
+        root = (body.get("runtime_config") or {}).get("pipeline_root") or kfc.KFP_DEFAULT_ROOT
+        tfx_steps = any(TFX_STEP in json.dumps(executor) for executor in
+                        spec.get("deploymentSpec", {}).get("executors", {}).values())
+        if tfx_steps and not root.startswith("gs://"):
+            # KFP would accept the run; its TFX steps would then fail on their first write
+            # (tf.io.gfile has no minio:// or s3://). Refused here, in KFP's error shape.
+            raise BadRequest(f"pipeline root {root}: the pipeline's TFX steps cannot write "
+                             "there (tf.io.gfile has no scheme for it)")
+        return root
 
 
 def _not_found(message: str) -> tuple[int, dict]:

@@ -27,8 +27,15 @@ def server():
         yield fake
 
 
+ROOT = "gs://bucket/recsys-pipeline"
+
+
 def _recsys(*args):
-    return cli.main(["kubeflow", *args])
+    """``recsys kubeflow ARGS``; a run or schedule with a usable pipeline root, unless the
+    arguments name one."""
+    root = ["--pipeline-root", ROOT] if args and args[0] in ("run", "schedule") \
+        and "--pipeline-root" not in args else []
+    return cli.main(["kubeflow", *args, *root])
 
 
 def test_schema_check_catches_wrong_fields_and_types():
@@ -62,6 +69,7 @@ def test_upload_run_schedule_list_disable(server, package, capsys):
         "pipeline_version_id": versions[-1]["pipeline_version_id"]}  # newest version
     assert run["runtime_config"]["parameters"] == {"retrieval_epochs": 3,
                                                    "data_dir": "gs://bucket/ml-100k"}
+    assert run["runtime_config"]["pipeline_root"] == server.roots[run["run_id"]] == ROOT
     (experiment,) = server.experiments.values()
     assert experiment["display_name"] == "recsys" and run["experiment_id"] == \
         experiment["experiment_id"]
@@ -73,6 +81,7 @@ def test_upload_run_schedule_list_disable(server, package, capsys):
     assert int(recurring["max_concurrency"]) == 1 and recurring["no_catchup"] is True
     assert recurring["mode"] == "ENABLE" and recurring["display_name"] == "nightly"
     assert recurring["runtime_config"]["parameters"] == {"max_rmse": 0.95}
+    assert server.roots[recurring["recurring_run_id"]] == ROOT
     assert len(server.experiments) == 1  # the experiment was found, not created again
 
     capsys.readouterr()
@@ -82,6 +91,33 @@ def test_upload_run_schedule_list_disable(server, package, capsys):
     assert _recsys("schedules", "disable", recurring["recurring_run_id"], *host) == 0
     assert server.recurring[recurring["recurring_run_id"]]["mode"] == "DISABLE"
     assert server.errors == []  # every body fitted the API schema
+
+
+def test_the_pipeline_root_is_sent_and_one_this_pipeline_cannot_use_is_refused(
+        server, package, capsys, tmp_path):
+    host = ["--host", server.host]
+    assert _recsys("upload", package, *host) == 0
+    # The configured root goes in the runtime config: KFP ignores the spec's own.
+    config = tmp_path / "recsys.toml"
+    config.write_text('[kubeflow]\npipeline_root = "gs://team/recsys"\n')
+    assert cli.main(["kubeflow", "run", *host, "--config", str(config)]) == 0
+    (run,) = server.runs.values()
+    assert server.roots[run["run_id"]] == "gs://team/recsys"
+    # The placeholder and roots the TFX steps cannot write are refused before the call.
+    assert cli.main(["kubeflow", "run", *host]) == 2
+    assert "kubeflow.pipeline_root is still the placeholder 'gs://YOUR-BUCKET/" in \
+        capsys.readouterr().err
+    for root in ("minio://mlpipeline/v2/artifacts", "s3://bucket/root", "/mnt/volume/root"):
+        assert _recsys("schedule", *host, "--cron", "0 3 * * *", "--pipeline-root", root) == 2
+        assert f"pipeline root '{root}' (--pipeline-root) cannot hold this pipeline's " \
+            "artifacts" in capsys.readouterr().err
+    assert server.recurring == {} and len(server.runs) == 1
+    # Without a root KFP's driver falls back on the cluster's minio:// default, which the
+    # server (standing for the run that would fail) refuses in KFP's error shape.
+    connection = kfc.Connection(server.host)
+    with pytest.raises(kfc.KubeflowError, match="HTTP 400.*pipeline root "
+                       "minio://mlpipeline/v2/artifacts: the pipeline's TFX steps cannot"):
+        kfc.Pipelines(connection).run("recsys-pipeline", "recsys")
 
 
 def test_unknown_parameter_is_refused_before_the_call(server, package, capsys):
@@ -203,6 +239,10 @@ def test_runs_status_wait_terminate(server, package, capsys):
     err = capsys.readouterr().err
     assert f"run {second} has not finished after 0s (still RUNNING)" in err
     assert f"recsys kubeflow terminate {second}" in err
+
+    server.set_run(second, "SKIPPED")
+    assert _recsys("wait", second, *host) == 4  # nothing ran: not a success
+    server.set_run(second, "RUNNING")
 
     assert _recsys("terminate", second, *host) == 0
     assert server.runs[second]["state"] == "CANCELING"

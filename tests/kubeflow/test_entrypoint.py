@@ -115,6 +115,37 @@ def test_a_type_that_cannot_be_placed_names_task_artifact_and_title(key, type_, 
     assert f"task Trainer: input artifact {key!r}" in message and expected in message, message
 
 
+# What KFP 2.14+'s driver adds to every step (backend/src/v2/driver/driver.go, line 761 at 2.17.0).
+EXECUTOR_LOGS = {"artifacts": [{"name": "executor-logs", "uri": "/r/p/run/T/u/executor-logs-0",
+                                "type": {"schemaTitle": "system.Artifact"}}]}
+
+
+def test_the_executor_logs_kfp_adds_are_left_to_kfp_and_kept_from_tfx():
+    sent = {"inputs": {}, "outputs": {"artifacts": {
+        "examples": {"artifacts": [{"name": "examples", "uri": "/o",
+                                    "type": {"instanceSchema": EXAMPLES}}]},
+        "executor-logs": EXECUTOR_LOGS}, "outputFile": "/o/out.json"}}
+    message = pipeline_spec_pb2.ExecutorInput()
+    json_format.ParseDict(sent, message)
+    with pytest.raises(ImportError):  # TFX, given it, tries to import "system.Artifact"
+        tfx_utils.parse_raw_artifact_dict(message.outputs.artifacts, {})
+    normalized, fixes = ep.normalize(sent, TYPES)
+    assert set(normalized["outputs"]["artifacts"]) == {"examples"}
+    assert sent["outputs"]["artifacts"]["executor-logs"] == EXECUTOR_LOGS  # untouched
+    assert [str(f) for f in fixes] == ["output executor-logs: added by KFP's driver, written "
+                                       "by its launcher: left to KFP, not given to TFX"]
+
+
+@pytest.mark.parametrize("section", ["inputs", "outputs"])
+def test_an_undeclared_artifact_is_still_refused_by_name(section):
+    other = "inputs" if section == "outputs" else "outputs"
+    key = "executor-logs" if section == "inputs" else "statistics"
+    sent = {section: {"artifacts": {key: EXECUTOR_LOGS}}, other: {"artifacts": {}}}
+    with pytest.raises(ep.EntrypointError, match=rf"task Trainer: {section[:-1]} artifact "
+                       rf"'{key}' is not declared by the compiled spec"):
+        ep.normalize(sent, TYPES)
+
+
 def test_outputs_are_typed_too():
     sent = {"inputs": {}, "outputs": {"artifacts": {"examples": {"artifacts": [
         {"name": "examples", "uri": "/o", "type": {"schemaTitle": "system.Dataset"}}]}},
@@ -254,10 +285,12 @@ def test_the_command_removes_markers_after_a_successful_step(fake_executor, tmp_
 
 def test_tfx_runs_an_executor_from_what_oss_kfp_sends(tmp_path):
     """The real TFX entrypoint, in its own process, behind ours: the input arrives as
-    ``system.Dataset`` without split_names and the executor sees tfx.Examples with its splits."""
+    ``system.Dataset`` without split_names, the outputs with KFP's ``executor-logs``, and the
+    executor sees tfx.Examples with its splits."""
     out = tmp_path / "out"
     outputs = {"examples": {"artifacts": [{"name": "examples", "uri": str(out),
-                                           "type": {"instanceSchema": EXAMPLES}}]}}
+                                           "type": {"instanceSchema": EXAMPLES}}]},
+               "executor-logs": EXECUTOR_LOGS}
     argv = _argv(tmp_path, outputs=outputs)
     argv[argv.index("x.Y")] = "tests.kubeflow.recording_executor.RecordingExecutor"
     assert ep.run(argv, log=lambda _: None) == 0
@@ -266,6 +299,7 @@ def test_tfx_runs_an_executor_from_what_oss_kfp_sends(tmp_path):
     assert sorted(json.loads(seen["examples"][0]["split_names"])) == ["eval", "train"]
     written = json.loads((tmp_path / "executor_output.json").read_text())
     assert written["artifacts"]["examples"]["artifacts"][0]["uri"] == str(out)
+    assert "executor-logs" not in written["artifacts"]  # KFP's launcher records it itself
 
 
 def test_main_reports_an_entrypoint_error_in_one_line(tmp_path, monkeypatch, capsys):

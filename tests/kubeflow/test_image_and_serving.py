@@ -68,9 +68,9 @@ def test_serving_manifests_read_the_pushed_model_base():
         (container,) = pod["containers"]
         assert f"--model_config_file={config.kubeflow_serving_dir}/{models_config}" in \
             container["args"], name
-        (mount,) = container["volumeMounts"]
+        mount, _tmp = container["volumeMounts"]  # the model base, and /tmp
         assert mount["mountPath"] == config.kubeflow.volume_mount_path
-        (volume,) = pod["volumes"]
+        volume, _tmp = pod["volumes"]
         assert volume["persistentVolumeClaim"]["claimName"] == config.kubeflow.volume_claim
         assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{probe_model}"
         # serving.version_labels: a new label may name a version still loading.
@@ -129,3 +129,67 @@ def test_tf_serving_image_follows_the_training_tensorflow():
     for line in (KUBEFLOW.parent / "docs" / "serving.md").read_text().splitlines():
         if "tensorflow/serving" in line and line.startswith("docker run"):
             assert f"tensorflow/serving:{trained}." in line, line
+
+
+# Kubernetes' Pod Security Standard "restricted" (kubernetes.io/docs/concepts/security/
+# pod-security-standards): the fields it checks, as its admission controller reads them.
+_RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                       "persistentVolumeClaim", "projected", "secret"}
+
+
+def _restricted_violations(pod: dict) -> list[str]:
+    found = []
+    pod_context = pod.get("securityContext") or {}
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            found.append(f"pod {key}")
+    for volume in pod.get("volumes") or []:
+        kinds = set(volume) - {"name"}
+        if not kinds <= _RESTRICTED_VOLUMES:
+            found.append(f"volume {volume['name']}: {sorted(kinds)}")
+    for container in pod.get("containers", []) + pod.get("initContainers", []):
+        name, context = container["name"], container.get("securityContext") or {}
+
+        def effective(key, context=context):
+            return context.get(key, pod_context.get(key))
+        if effective("runAsNonRoot") is not True:
+            found.append(f"{name}: runAsNonRoot is not true")
+        if effective("runAsUser") == 0:
+            found.append(f"{name}: runAsUser 0")
+        if (effective("seccompProfile") or {}).get("type") not in ("RuntimeDefault",
+                                                                   "Localhost"):
+            found.append(f"{name}: seccompProfile is not RuntimeDefault")
+        if context.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{name}: allowPrivilegeEscalation is not false")
+        if context.get("privileged"):
+            found.append(f"{name}: privileged")
+        capabilities = context.get("capabilities") or {}
+        if "ALL" not in (capabilities.get("drop") or []):
+            found.append(f"{name}: capabilities do not drop ALL")
+        if set(capabilities.get("add") or []) - {"NET_BIND_SERVICE"}:
+            found.append(f"{name}: adds capabilities {capabilities['add']}")
+        if any("hostPort" in port for port in container.get("ports") or []):
+            found.append(f"{name}: hostPort")
+        if context.get("readOnlyRootFilesystem") is not True:  # beyond "restricted"
+            found.append(f"{name}: the root filesystem is writable")
+    return found
+
+
+def test_every_pod_meets_the_restricted_pod_security_standard():
+    pods = [(path.name, d["spec"]["template"]["spec"])
+            for path in sorted((KUBEFLOW / "serving").glob("*.yaml"))
+            for d in _documents(path.name) if d.get("kind") in ("Deployment", "StatefulSet",
+                                                                 "DaemonSet", "Job")]
+    assert len(pods) == 2
+    for name, pod in pods:
+        assert _restricted_violations(pod) == [], name
+    # The check itself: what a default pod spec gets wrong.
+    assert len(_restricted_violations({"containers": [{"name": "c"}],
+                                       "volumes": [{"name": "h", "hostPath": {}}]})) == 6
+
+
+def test_the_pipeline_image_runs_as_a_numeric_non_root_user():
+    users = [arg for op, arg in _instructions() if op == "USER"]
+    assert users, "the image sets no USER: its steps would run as root"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, users[-1]

@@ -1,9 +1,10 @@
 """The compiled spec executes: every task's container command run as a subprocess, in
 dependency order, with inputs wired from upstream outputs as KFP's launcher does -- ending
-with pushed models -- over two spans: first span 1, sent what open-source KFP's driver
-sends, then span "latest" (span 2), sent what Vertex AI's driver sends (every artifact with
-the type the spec declares, which the entrypoint leaves as it is), against the first run's
-baseline and warm-started from it. Plus the launcher's own rules on tiny hand-made specs."""
+with pushed models -- over two spans, both sent what open-source KFP's driver sends (inputs
+without their type, the executor-logs output it adds): first span 1, then span "latest"
+(span 2), against the first run's baselines and warm-started from them. What Vertex AI's
+driver sends has its own run (test_launcher_vertex.py). Plus the launcher's own rules on tiny
+hand-made specs."""
 
 import json
 import os
@@ -92,10 +93,10 @@ def small_subset(real_ml100k, tmp_path_factory):
     return data
 
 
-def test_oss_driver_sends_kfp_kinds_and_store_metadata(tmp_path):
+def test_each_driver_sends_its_own_forms(tmp_path):
     spec = _one_task_spec({"container": {"image": "i", "command": [
         sys.executable, "-c", "import sys, json, pathlib; pathlib.Path('input.json')"
-        ".write_text(sys.argv[1])", "{{$}}"]}})
+        ".write_text(sys.argv[1]); print('step says hello')", "{{$}}"]}})
     typed = "title: tfx.Examples\ntype: object\n"
     spec["root"]["dag"]["tasks"]["u"] = {"componentRef": {"name": "producer"}}
     spec["root"]["dag"]["tasks"]["t"]["inputs"] = {"artifacts": {"examples": {
@@ -107,18 +108,62 @@ def test_oss_driver_sends_kfp_kinds_and_store_metadata(tmp_path):
         "open(out['outputFile'], 'w').write(json.dumps({'artifacts': {'examples': {"
         "'artifacts': [{'metadata': {'span': 2, 'split_names': '[\"train\"]'}}]}}}))",
         "{{$}}"]}}
-    sent = {}
+    sent, results = {}, {}
     for driver in ("oss", "vertex"):
-        results = run_spec(spec, pipeline_root=str(tmp_path / driver), progress=lambda _: None,
-                           driver=driver)
-        consumer = pathlib.Path(results[-1].log_path).parent / "input.json"
-        sent[driver] = json.loads(consumer.read_text())["inputs"]["artifacts"]["examples"][
-            "artifacts"][0]
-    assert sent["oss"]["type"] == {"schemaTitle": "system.Dataset"}
-    assert sent["oss"]["metadata"] == {"span": 2.0, "split_names": '["train"]'}
-    assert sent["vertex"]["type"] == {"instanceSchema": typed}
+        results[driver] = run_spec(spec, pipeline_root=str(tmp_path / driver),
+                                   progress=lambda _: None, driver=driver)
+        consumer = pathlib.Path(results[driver][-1].log_path).parent / "input.json"
+        sent[driver] = json.loads(consumer.read_text())
+    [oss_input] = sent["oss"]["inputs"]["artifacts"]["examples"]["artifacts"]
+    produced = results["oss"][0].artifacts["examples"]
+    # The store's id as the name, no type, numbers as doubles (metadata/client.go 1144,
+    # converter.go 181-221), under <root>/<pipeline>/<run>/<task>/<uuid>/<key>.
+    assert oss_input == {"name": produced["name"], "uri": produced["uri"],
+                         "type": {"instanceSchema": ""},
+                         "metadata": {"span": 2.0, "split_names": '["train"]'}}
+    relative = pathlib.Path(produced["uri"]).relative_to(tmp_path / "oss" / "p")
+    run_id, task, salt, key = relative.parts
+    assert (task, key, len(salt)) == ("u", "examples", 36), relative
+    # KFP's executor-logs output (driver.go 754-768), qualified by the retry index, filled
+    # with the step's log by the launcher.
+    [logs] = sent["oss"]["outputs"]["artifacts"]["executor-logs"]["artifacts"]
+    assert logs["type"] == {"schemaTitle": "system.Artifact"}
+    assert logs["name"] == "executor-logs" and logs["uri"].endswith("/executor-logs-0")
+    assert "step says hello" in pathlib.Path(logs["uri"]).read_text()
+    assert "executor-logs" not in results["oss"][-1].artifacts
+    [vertex_input] = sent["vertex"]["inputs"]["artifacts"]["examples"]["artifacts"]
+    assert vertex_input["type"] == {"instanceSchema": typed}
+    assert "executor-logs" not in sent["vertex"]["outputs"]["artifacts"]
     with pytest.raises(LaunchError, match="unknown driver 'argo'"):
         run_spec(spec, pipeline_root=str(tmp_path), driver="argo")
+
+
+def test_a_parameter_the_task_does_not_set_follows_kfps_resolve_rules(tmp_path):
+    spec = _one_task_spec({"container": {"image": "i", "command": [
+        sys.executable, "-c", "import sys, pathlib; pathlib.Path('input.json')"
+        ".write_text(sys.argv[1])", "{{$}}"]}})
+    spec["components"]["c"]["inputDefinitions"] = {"parameters": {
+        "defaulted": {"parameterType": "STRING", "defaultValue": "d"},
+        "optional": {"parameterType": "STRING", "isOptional": True}}}
+    [result] = run_spec(spec, pipeline_root=str(tmp_path / "a"), progress=lambda _: None)
+    sent = json.loads((pathlib.Path(result.log_path).parent / "input.json").read_text())
+    assert sent["inputs"]["parameterValues"] == {}  # resolve.go 184-199: neither is sent
+    spec["components"]["c"]["inputDefinitions"]["parameters"]["needed"] = {
+        "parameterType": "STRING"}
+    with pytest.raises(LaunchError, match="task t: neither value nor default value provided "
+                       "for non-optional parameter 'needed'"):
+        run_spec(spec, pipeline_root=str(tmp_path / "b"), progress=lambda _: None)
+
+
+def test_until_runs_a_task_and_what_it_waits_for(tmp_path):
+    spec = _one_task_spec({"container": {"image": "i", "command": [sys.executable, "-c", ""]}})
+    for name, deps in (("a", []), ("b", ["a"]), ("c", ["b"]), ("d", [])):
+        spec["root"]["dag"]["tasks"][name] = {"componentRef": {"name": "c"},
+                                              "dependentTasks": deps}
+    ran = run_spec(spec, pipeline_root=str(tmp_path), progress=lambda _: None, until="b")
+    assert [r.name for r in ran] == ["a", "b"]
+    with pytest.raises(LaunchError, match="no task 'z' in the spec"):
+        run_spec(spec, pipeline_root=str(tmp_path), until="z")
 
 
 def _e2e_config(tmp_path):
@@ -163,12 +208,14 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
     results = run_spec(spec, parameters={**parameters, "span": "1"}, env=env, driver="oss")
     assert len(results) == len(spec["root"]["dag"]["tasks"]) == 20
     by_name = {r.name: r for r in results}
-    # Each step was sent KFP's artifact kinds, and the entrypoint typed them as declared.
+    # Each step was sent its inputs without a type, and the entrypoint typed them as
+    # declared; KFP's executor-logs output was left to KFP.
     trainer_log = pathlib.Path(by_name["RetrievalTrainer"].log_path).read_text()
-    assert "RetrievalTrainer: input examples: arrived system.Dataset; typed tfx.Examples" in \
-        trainer_log
-    assert "RetrievalTrainer: input transform_graph: arrived system.Dataset; typed " \
-        "tfx.TransformGraph" in trainer_log
+    assert "RetrievalTrainer: input examples: arrived an empty instance schema; typed " \
+        "tfx.Examples" in trainer_log
+    assert "RetrievalTrainer: input transform_graph: arrived an empty instance schema; " \
+        "typed tfx.TransformGraph" in trainer_log
+    assert "RetrievalTrainer: output executor-logs: added by KFP's driver" in trainer_log
     # The run-time parameters reached the steps.
     example_gen_log = pathlib.Path(by_name["MovieLensExampleGen"].log_path).read_text()
     assert str(small_subset) in example_gen_log
@@ -184,12 +231,13 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
     record = latest_blessed(str(registry))
     assert record["model_uri"] == by_name["RetrievalTrainer"].artifacts["model"]["uri"]
 
-    # Second run of the same spec, sent what Vertex AI's driver sends: each Evaluator now
-    # compares against the first run's model, found by BlessedModelLookup (the spec has no
-    # Resolver), and the Recommender against the first run's, found in its own registry.
+    # Second run of the same spec, sent the same forms: each Evaluator now compares against
+    # the first run's model, found by BlessedModelLookup (the spec has no Resolver), the
+    # Trainers warm-start from it, and the Recommender finds the first run's in its registry.
     second = {r.name: r for r in run_spec(spec, parameters={**parameters, "span": "latest"},
-                                          env=env, driver="vertex")}
-    assert "arrived" not in pathlib.Path(second["RetrievalTrainer"].log_path).read_text()
+                                          env=env, driver="oss")}
+    assert "arrived an empty instance schema" in pathlib.Path(
+        second["RetrievalTrainer"].log_path).read_text()
     window = second[nodes.SPAN_WINDOW].artifacts["window"]["metadata"]
     assert (int(window["span"]), window["window_spans"]) == (2, "1,2"), window
     assert by_name[nodes.SPAN_WINDOW].artifacts["window"]["metadata"]["window_spans"] == "1"

@@ -55,6 +55,18 @@ def test_submit_sends_the_compiled_job_with_parameters(fake, job_path):
     assert fake.errors == []
 
 
+def test_the_run_root_overrides_the_jobs_and_an_unusable_one_is_refused(fake, job_path):
+    target = vertex.VertexTarget("my-project", "europe-west4", api_endpoint=fake.host)
+    name = vertex.submit(job_path, target, {}, pipeline_root="gs://bucket/other",
+                         credentials=AnonymousCredentials())
+    assert fake.jobs[name]["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/other"
+    with pytest.raises(KubeflowError, match="pipeline root 'minio://x' \\(--pipeline-root\\) "
+                       "cannot hold this pipeline's artifacts"):
+        vertex.submit(job_path, target, {}, pipeline_root="minio://x",
+                      credentials=AnonymousCredentials())
+    assert len(fake.jobs) == 1
+
+
 def test_cli_needs_project_and_region(job_path, capsys):
     assert cli.main(["kubeflow", "run", "--target", "vertex", "--package", job_path]) == 2
     assert "--target vertex needs --project PROJECT and --region REGION" in \
