@@ -17,8 +17,11 @@ open-source Kubeflow Pipelines, which cannot run Resolvers, the node reads the n
 of its file registry instead (the same approach as the Baselines). Every window records the
 accepted spans in ``window.json`` beside its splits, for the windows after it.
 
-It is also the drift gate (``data/drift.py``), because it is the node that knows which span
-came before: the new span's statistics are compared with the previous accepted span's, and
+It also keeps spans in time order, as the node that knows which spans came before: a span
+that repeats ratings of an accepted span in its window (a redelivery) or holds nothing newer
+than they do (a backfill) is refused, naming both spans (``check_order``). And it is the
+drift gate (``data/drift.py``): the new span's statistics are compared with the previous
+accepted span's, and
 with ``drift`` "block" a distance beyond its threshold fails the run here, before Transform,
 naming the span, the feature and the distance. A blocked span is not accepted (no window
 records it), so the next run compares with the span before it again. "warn" logs it; every
@@ -31,6 +34,7 @@ import os
 import time
 from typing import Optional
 
+import numpy as np
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.components.util import examples_utils
@@ -45,6 +49,7 @@ from recsys_pipeline.components import registry
 from recsys_pipeline.data import drift as drift_lib
 from recsys_pipeline.data import spans, splits
 from recsys_pipeline.errors import DataError
+from recsys_pipeline.serving.list_metrics import read_interactions
 
 WINDOW_FILE = "window.json"
 # Accepted spans a window remembers for the next ones: a window can grow to this many later.
@@ -116,6 +121,56 @@ def assemble(members: list[spans.AcceptedSpan], split_kind: str, uri: str) -> tu
     return how, ratings
 
 
+def _keys(examples_uri: str) -> tuple[np.ndarray, int, int]:
+    """A span's ratings as (user, movie, timestamp) keys, and its oldest and newest time."""
+    files = [f for split in splits.SPLITS for f in _split_files(examples_uri, split)]
+    keys, oldest, newest = [], None, None
+    for batch in read_interactions(files):
+        keys.append(np.char.add(np.char.add(batch.users.astype(bytes), b"\t"), np.char.add(
+            np.char.add(batch.movies.astype(bytes), b"\t"),
+            batch.timestamps.astype(str).astype(bytes))))
+        if len(batch.timestamps):
+            low, high = int(batch.timestamps.min()), int(batch.timestamps.max())
+            oldest = low if oldest is None else min(oldest, low)
+            newest = high if newest is None else max(newest, high)
+    return (np.concatenate(keys) if keys else np.zeros(0, bytes)), oldest or 0, newest or 0
+
+
+def check_order(current: spans.AcceptedSpan, older: list[spans.AcceptedSpan]) -> None:
+    """Refuses a span that repeats ratings of the accepted spans before it in its window
+    (same user, movie and timestamp: a redelivery), or whose newest rating is no newer than
+    theirs (a backfill): trained on, it would be graded on what the model already saw, or
+    replace a model with one evaluated on older data."""
+    if not older:
+        return
+    mine, _, newest = _keys(current.examples_uri)
+    latest_before, latest_span = 0, older[-1].number
+    for span in older:
+        theirs, _, their_newest = _keys(span.examples_uri)
+        if their_newest >= latest_before:
+            latest_before, latest_span = their_newest, span.number
+        repeated = np.isin(mine, theirs)
+        if repeated.any():
+            example = mine[repeated][0].decode("utf-8", "replace").split("\t")
+            raise DataError(
+                f"span {current.number} repeats {int(repeated.sum()):,} of its {len(mine):,} "
+                f"ratings from span {span.number} (same user, movie and timestamp; e.g. user "
+                f"{example[0]}, movie {example[1]} at {example[2]}): a span delivered again. "
+                "Nothing was trained or pushed; remove the repeated rows (or the folder) and "
+                f"run span {current.number} again with --reingest")
+    if newest <= latest_before:
+        raise DataError(
+            f"span {current.number} holds nothing newer than span {latest_span}: its newest "
+            f"rating is at {_when(newest)}, span {latest_span}'s at {_when(latest_before)}. "
+            "Spans arrive in time order (a backfill of older data would be graded as the "
+            "newest); nothing was trained or pushed. Give it a span number before the spans "
+            "it precedes, or merge it into them, and run again")
+
+
+def _when(timestamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+
+
 def check_drift(current: spans.AcceptedSpan, before: Optional[spans.AcceptedSpan],
                 schema_uri: str, mode: str, categorical_threshold: float,
                 numeric_threshold: float) -> list[drift_lib.Distance]:
@@ -176,6 +231,7 @@ def SpanWindow(
     distances = check_drift(current, before, schema.uri if schema is not None else "", drift,
                             categorical_threshold, numeric_threshold)
     members = spans.window(earlier, current, window_spans)
+    check_order(current, members[:-1])
     numbers = [m.number for m in members]
     if len(members) < window_spans:
         logger.warning("SpanWindow: window_spans is %d but only %d accepted span(s) exist "

@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from typing import Optional
 
@@ -223,6 +224,12 @@ def _id(value: str, field: str, path: str, line_no: int) -> str:
     return value
 
 
+# Seconds from here on are past the year 5138: such a timestamp is milliseconds (any date
+# after 1973 is above it in milliseconds).
+MILLISECONDS_FROM = 100_000_000_000
+FUTURE_SLACK_S = 86_400  # a day of clock skew between the log's writer and this machine
+
+
 @dataclasses.dataclass(frozen=True)
 class Rating:
     user_id: str
@@ -257,7 +264,24 @@ def parse_rating(spec: LayoutSpec, line: str, path: str, line_no: int) -> Rating
     timestamp = int(ts_s)
     if timestamp < 0:
         raise DataError(f"{path} line {line_no}: timestamp {timestamp} is negative")
+    if timestamp >= MILLISECONDS_FROM:
+        raise DataError(
+            f"{path} line {line_no}: timestamp {timestamp} looks like milliseconds (as "
+            f"seconds it is in the year {_year(timestamp)}); the ratings' timestamps are "
+            f"seconds since 1970: divide them by 1000")
+    if timestamp > time.time() + FUTURE_SLACK_S:
+        raise DataError(
+            f"{path} line {line_no}: timestamp {timestamp} ({_date(timestamp)}) lies in the "
+            "future: check the clock of whatever wrote the log")
     return Rating(user_id, movie_id, rating, timestamp, line_no)
+
+
+def _year(timestamp: int) -> int:
+    return 1970 + int(timestamp // 31_556_952)  # mean Gregorian year, in seconds
+
+
+def _date(timestamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
 
 
 def iter_ratings(dataset: Dataset) -> Iterator[Rating]:

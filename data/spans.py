@@ -7,7 +7,9 @@ directory without span folders is read as a whole, as before.
 
 Which span a run takes is decided here, from the folders and from the spans this output
 directory has already ingested (read from ML Metadata by the caller): ``latest`` is the
-newest span not yet ingested, and none left means there is nothing new to run.
+oldest span newer than every span ingested, so that a backlog is taken in time order and no
+run trains on older data than the model it replaces; none left means there is nothing new to
+run. A span older than the newest ingested one is taken only by number, with ``--reingest``.
 
 The rolling window a run trains on is decided here too (``window``), from the spans that
 earlier runs accepted (passed data validation): the run's own span and the newest accepted
@@ -123,13 +125,15 @@ def list_spans(data_dir: str) -> list[Span]:
 def choose_span(spans: list[Span], requested: Union[str, int], ingested: Iterable[int],
                 reingest: bool = False, data_dir: str = "", output_dir: str = ""
                 ) -> Optional[Span]:
-    """The span a run ingests: ``"latest"`` (the newest not yet ingested; None when every
-    span was) or a span number (refused when absent, or ingested unless ``reingest``)."""
+    """The span a run ingests: ``"latest"`` (the oldest span newer than every span ingested;
+    None when there is none) or a span number (refused when absent, or when ingested or older
+    than the newest ingested, unless ``reingest``)."""
     done = set(ingested)
+    newest = max(done, default=None)
     listing = ", ".join(str(s.number) for s in spans) or "none"
     if requested == "latest":
-        fresh = [s for s in spans if s.number not in done]
-        return fresh[-1] if fresh else None
+        fresh = [s for s in spans if newest is None or s.number > newest]
+        return fresh[0] if fresh else None
     try:
         number = int(requested)
     except (TypeError, ValueError):
@@ -140,7 +144,19 @@ def choose_span(spans: list[Span], requested: Union[str, int], ingested: Iterabl
     if number in done and not reingest:
         raise DataError(f"span {number} was already ingested into {output_dir!r}; pass "
                         "--reingest to ingest it again")
+    if newest is not None and number < newest and not reingest:
+        raise DataError(f"span {number} is older than span {newest}, the newest ingested into "
+                        f"{output_dir!r}: a model trained on it would replace one trained on "
+                        "newer data. Pass --reingest to take it anyway")
     return found[0]
+
+
+def passed_over(spans: list[Span], ingested: Iterable[int]) -> list[Span]:
+    """Spans never ingested that ``latest`` will not take: older than the newest ingested."""
+    done = set(ingested)
+    newest = max(done, default=None)
+    return [s for s in spans if newest is not None and s.number < newest
+            and s.number not in done]
 
 
 def span_dataset(data_dir: str, number: int, layout: Optional[str] = None) -> movielens.Dataset:

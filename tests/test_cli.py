@@ -203,3 +203,20 @@ def test_a_bad_span_folder_stops_the_run_before_it_starts(capsys, tmp_path):
     code, out = _run(capsys, "run", "--data-dir", str(d), "--output-dir", str(tmp_path / "o"))
     assert code == 2 and "span-1' is empty" in out.err
     assert not (tmp_path / "o" / "metadata.sqlite").exists()
+
+
+def test_the_console_drops_a_logged_traceback_of_our_own_error_which_is_printed_once():
+    import logging
+
+    from recsys_pipeline.cli.run import _QuietFilter
+
+    def record(error):
+        try:
+            raise RuntimeError("Beam's wrapper") from error
+        except RuntimeError as wrapped:
+            return logging.LogRecord("apache_beam.runners.common", logging.ERROR, "f", 1,
+                                     str(error), (), (type(wrapped), wrapped, None))
+    quiet = _QuietFilter()
+    assert not quiet.filter(record(DataError("u.data line 301: rating '7' is outside")))
+    assert quiet.filter(record(ValueError("a bug of ours or theirs")))  # shown, traceback too
+    assert not quiet.filter(logging.LogRecord("tfx", logging.INFO, "f", 1, "chatter", (), None))

@@ -40,11 +40,17 @@ def events_path(log_path: str) -> str:
 
 
 class _QuietFilter(logging.Filter):
-    """On the console: our warnings, everyone's errors. Everything goes to the log file."""
+    """On the console: our warnings, everyone's errors -- except an error that is one of ours
+    on its way up (Beam logs it with its traceback where a worker raised it, and TFX says
+    the execution failed), which the command prints once, as one line. Everything goes to
+    the log file."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("recsys_pipeline"):
             return record.levelno >= logging.WARNING
+        if record.exc_info and record.exc_info[1] is not None \
+                and find_recsys_error(record.exc_info[1]) is not None:
+            return False
         return record.levelno >= logging.ERROR
 
 
@@ -122,10 +128,14 @@ def _choose_span(args: argparse.Namespace, config):
 
         record_no_new_span(config, data_dir, [s.number for s in found])
         listing = ", ".join(str(s.number) for s in found)
-        return None, (f"no new span: {data_dir} holds spans {listing}, all ingested into "
-                      f"{config.output_dir}; nothing ran, nothing was pushed (recsys run "
-                      "--span N --reingest runs one again); the attempt is recorded in "
-                      f"{config.metadata_path}")
+        older = spans.passed_over(found, ingested)
+        skipped = (f" (span {', '.join(str(s.number) for s in older)}, never ingested, is "
+                   f"older than span {max(ingested)}, the newest ingested, and is not taken)"
+                   if older else "")
+        return None, (f"no new span: {data_dir} holds spans {listing}, none newer than those "
+                      f"ingested into {config.output_dir}{skipped}; nothing ran, nothing was "
+                      "pushed (recsys run --span N --reingest runs one again); the attempt is "
+                      f"recorded in {config.metadata_path}")
     config = dataclasses.replace(config, data=dataclasses.replace(config.data,
                                                                   span=span.number))
     return config, f", span {span.number}"

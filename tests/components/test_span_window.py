@@ -10,21 +10,26 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from recsys_pipeline.components import span_window
 from recsys_pipeline.components.movielens_example_gen import to_example
+from recsys_pipeline.errors import DataError
 from recsys_pipeline.transform import features as F
 
 
-def _span_examples(tmp_path, number, train, eval_):
-    """An ExampleGen output for span ``number`` with ``train``/``eval`` ratings of user u<N>."""
+def _span_examples(tmp_path, number, train, eval_, user=None, first_time=None):
+    """An ExampleGen output for span ``number`` with ``train``/``eval`` ratings of user u<N>
+    (or ``user``), a second apart from ``first_time`` (by default, day N)."""
     artifact = standard_artifacts.Examples()
     artifact.uri = str(tmp_path / f"examples-{number}")
     artifact.span = number
     for split, count in (("train", train), ("eval", eval_)):
         os.makedirs(os.path.join(artifact.uri, f"Split-{split}"))
         path = os.path.join(artifact.uri, f"Split-{split}", "data_tfrecord-00000-of-00001.gz")
+        start = (number * 86_400 if first_time is None else first_time) + (
+            0 if split == "train" else train)
         with tf.io.TFRecordWriter(path, options="GZIP") as w:
             for i in range(count):
-                w.write(to_example({F.USER_ID: [f"u{number}".encode()],
-                                    F.MOVIE_ID: [f"{split}{i}".encode()]}))
+                w.write(to_example({F.USER_ID: [(user or f"u{number}").encode()],
+                                    F.MOVIE_ID: [f"{split}{i}".encode()],
+                                    F.USER_RATING: [4.0], F.TIMESTAMP: [start + i]}))
     return artifact
 
 
@@ -107,3 +112,22 @@ def test_an_accepted_span_whose_examples_are_gone_is_named(tmp_path):
     tf.io.gfile.rmtree(str(tmp_path / "examples-1" / "Split-train"))
     with pytest.raises(Exception, match=r"examples-1, have no train split.*--reingest"):
         _run(tmp_path, _span_examples(tmp_path, 2, 2, 1), first, name="w2")
+
+
+def test_a_span_delivered_again_is_refused_naming_both_spans(tmp_path):
+    first = _run(tmp_path, _span_examples(tmp_path, 1, 4, 2), name="w1")
+    again = _span_examples(tmp_path / "again", 2, 4, 2, user="u1", first_time=86_400)
+    with pytest.raises(DataError, match=r"span 2 repeats 6 of its 6 ratings from span 1 \(same "
+                       r"user, movie and timestamp; e\.g\. user u1, movie train0 at 86400\): "
+                       "a span delivered again. Nothing was trained or pushed"):
+        _run(tmp_path, again, previous=first, name="w2")
+    assert not os.path.exists(tmp_path / "w2" / span_window.WINDOW_FILE)
+
+
+def test_a_span_with_nothing_newer_is_refused_as_a_backfill(tmp_path):
+    first = _run(tmp_path, _span_examples(tmp_path, 1, 4, 2), name="w1")
+    older = _span_examples(tmp_path / "old", 2, 4, 2, first_time=86_400 - 30 * 86_400)
+    with pytest.raises(DataError, match=r"span 2 holds nothing newer than span 1: its newest "
+                       r"rating is at 1969-12-03 00:00:05 UTC, span 1's at 1970-01-02 00:00:05 "
+                       "UTC"):
+        _run(tmp_path, older, previous=first, name="w2")

@@ -85,6 +85,11 @@ def test_layout_mismatch_with_config(ml100k):
     ("1\t1\t5\t", r"u.data line 2: timestamp '' is not an integer"),
     ("1\t1\tnan\t874965758", r"u.data line 2: rating 'nan' is outside the ml-100k scale"),
     ("x\t1\t5\t874965758", r"u.data line 2: user id must be a positive integer, got 'x'"),
+    ("1\t1\t5\t874965758000", r"u.data line 2: timestamp 874965758000 looks like "
+                                r"milliseconds \(as seconds it is in the year 29696\); the "
+                                r"ratings' timestamps are seconds since 1970"),
+    ("1\t1\t5\t4102444800", r"u.data line 2: timestamp 4102444800 \(2100-01-01 00:00 UTC\) "
+                              r"lies in the future"),
 ])
 def test_bad_ratings_line_names_file_and_line(tmp_path, line, message):
     d = make_ml100k(tmp_path, ratings=f"1\t1\t5\t874965758\n{line}\n")

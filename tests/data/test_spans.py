@@ -68,9 +68,17 @@ def test_two_folders_with_the_same_span_number_are_refused(tmp_path):
 def test_choosing_a_span(tmp_path):
     root = _spanned(tmp_path)
     found = spans.list_spans(str(root))
-    assert spans.choose_span(found, "latest", ingested=[]).number == 3
-    assert spans.choose_span(found, "latest", ingested=[3]).number == 2
+    # A backlog is taken oldest first; nothing older than the newest ingested span.
+    assert spans.choose_span(found, "latest", ingested=[]).number == 1
+    assert spans.choose_span(found, "latest", ingested=[1]).number == 2
+    assert spans.choose_span(found, "latest", ingested=[3]) is None
+    assert [s.number for s in spans.passed_over(found, [3])] == [1, 2]
     assert spans.choose_span(found, "latest", ingested=[1, 2, 3]) is None
+    with pytest.raises(DataError, match="span 2 is older than span 3, the newest ingested into "
+                                        "'/out': a model trained on it would replace one "
+                                        "trained on newer data. Pass --reingest"):
+        spans.choose_span(found, "2", ingested=[3], output_dir="/out")
+    assert spans.choose_span(found, "2", ingested=[3], reingest=True).number == 2
     assert spans.choose_span(found, "2", ingested=[]).number == 2
     assert spans.choose_span(found, 2, ingested=[2], reingest=True).number == 2
     with pytest.raises(DataError, match=r"there is no span 7 in '/d' \(spans: 1, 2, 3\)"):

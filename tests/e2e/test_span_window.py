@@ -1,5 +1,6 @@
 """The rolling window and the next_span split through `recsys run`, over three small spans
-of MovieLens 100K in time order, two spans per window:
+of MovieLens 100K in time order, on disk together (a backlog) and taken by three plain runs,
+oldest first, two spans per window:
 
 1. span 1 alone: its own time split (nothing older to train on), blessed and pushed;
 2. spans 1-2: trained on span 1, and the candidate and the served model (the baseline) are
@@ -8,7 +9,8 @@ of MovieLens 100K in time order, two spans per window:
 
 Runs 2 and 3 warm-start each Trainer from the model the run before blessed. A fourth span,
 nothing but ratings of three blockbusters (the kind of log a broken client sends), is stopped
-by the drift gate before Transform.
+by the drift gate before Transform; a fifth, span 3 delivered again, is refused as a repeat
+before anything is trained on it.
 """
 
 import os
@@ -75,18 +77,22 @@ def replay(real_ml100k, tmp_path_factory):
     blockbusters = [line for line in rest if line.split("\t")[1] in ("50", "258", "100")]
     (data / "span-4").mkdir()
     (data / "span-4" / "u.data").write_text("\n".join(blockbusters[:RATINGS_PER_SPAN]) + "\n")
+    (data / "span-5").mkdir()
+    (data / "span-5" / "u.data").write_bytes((data / "span-3" / "u.data").read_bytes())
     (root / "config.toml").write_text(CONFIG)
     out = root / "out"
-    args = ["run", "--output-dir", str(out), "--data-dir", str(data), "--config",
-            str(root / "config.toml"), "--span"]
-    stdouts = [_recsys(*args, str(n)) for n in (1, 2, 3)]
+    plain = ["run", "--output-dir", str(out), "--data-dir", str(data), "--config",
+             str(root / "config.toml")]
+    args = [*plain, "--span"]
+    stdouts = [_recsys(*plain) for _ in (1, 2, 3)]  # "latest": the backlog, oldest first
     config = PipelineConfig()
     config.output_dir = str(out)
     runs = metadata.summarize_runs(config)
     served = {m: layout.versions(os.path.join(config.serving_dir, m)) for m in nodes.MODEL_NAMES}
     blocked = subprocess.run([RECSYS, *args, "4"], capture_output=True, text=True, timeout=900)
+    repeated = subprocess.run([RECSYS, *args, "5"], capture_output=True, text=True, timeout=900)
     after = {m: layout.versions(os.path.join(config.serving_dir, m)) for m in nodes.MODEL_NAMES}
-    return config, runs, stdouts, (blocked, served, after)
+    return config, runs, stdouts, (blocked, repeated, served, after)
 
 
 def _window(run):
@@ -95,6 +101,10 @@ def _window(run):
 
 def test_the_window_rolls_over_the_spans(replay):
     config, runs, stdouts, _ = replay
+    # Each plain run took the oldest span not yet ingested: no model was trained on older
+    # data than the one it replaced.
+    assert [span_window.read_window(_window(r)[1])["span"] for r in runs] == [1, 2, 3]
+    assert all(f", span {n}" in out for n, out in zip((1, 2, 3), stdouts, strict=True))
     assert [_window(r)[0]["window_spans"] for r in runs] == ["1", "1,2", "2,3"]
     assert [_window(r)[0]["window_split"] for r in runs] == [
         span_window.WITHIN_SPANS, span_window.NEXT_SPAN, span_window.NEXT_SPAN]
@@ -185,7 +195,7 @@ def test_later_spans_warm_start_from_the_last_blessed_model(replay):
 
 
 def test_the_drift_gate_stops_a_drifted_span_and_names_the_feature(replay):
-    _, runs, stdouts, (blocked, served, after) = replay
+    _, runs, stdouts, (blocked, _, served, after) = replay
     # The natural drift of MovieLens from span to span passes, and is recorded.
     for run in runs[1:]:
         assert _window(run)[0]["drift"].startswith("against span "), _window(run)[0]
@@ -195,6 +205,16 @@ def test_the_drift_gate_stops_a_drifted_span_and_names_the_feature(replay):
     assert "span 4 has drifted from span 3: movie_id L-infinity distance 0." in output, \
         output[-3000:]
     assert after == served  # nothing pushed
+
+
+def test_a_span_delivered_again_is_refused_before_training(replay):
+    _, runs, _, (_, repeated, served, after) = replay
+    output = repeated.stdout + repeated.stderr
+    assert repeated.returncode == 2, output[-3000:]
+    assert f"span 5 repeats {RATINGS_PER_SPAN:,} of its {RATINGS_PER_SPAN:,} ratings from " \
+        "span 3 (same user, movie and timestamp" in output, output[-3000:]
+    assert "Traceback" not in repeated.stderr, repeated.stderr[-3000:]
+    assert after == served  # nothing trained on it, nothing pushed
 
 
 def test_the_report_plots_the_gated_metrics_per_span(replay):
