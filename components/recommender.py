@@ -16,8 +16,9 @@ so that the eval ratings can be hit.
 at most ``tolerance`` below the last blessed recommender, scored on the same eval split here.
 That baseline comes from ``blessing_registry`` (``components/registry.py``), where every
 blessing is recorded: the same on every target, so open-source Kubeflow Pipelines needs no
-Resolver for it. ``evaluation`` holds the ``ListEvaluation``; ``source_fingerprint`` only
-keys TFX's cache.
+Resolver for it. ``evaluation`` holds the ``ListEvaluation``; ``source_fingerprint`` keys
+TFX's cache. When the last blessed recommender was built and gated from exactly these inputs
+(a rerun), its outputs and verdict are copied instead (``_keep``).
 """
 
 
@@ -27,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
@@ -123,6 +125,14 @@ def Recommender(
     trained = index_model.get_string_custom_property("source_model") or retrieval_model.uri
     source_model = (f"two-stage({trained}, {ranking_model.uri}, candidates={candidates}, "
                     f"rank_weight={rank_weight:g})")
+    given = {"source_model": source_model, "examples": examples.uri, "k": k,
+             "value_bound": value_bound, "tolerance": tolerance, "code": source_fingerprint}
+    latest = registry.latest_blessed(blessing_registry)
+    if latest is not None and latest.get("given") == given and all(
+            fileio.exists(latest.get(key, "")) for key in (
+                "model_uri", "brute_force_model_uri", "evaluation_uri")):
+        _keep(latest, model, brute_force_model, evaluation, blessing, metric, source_model)
+        return
     split_dirs = [artifact_utils.get_split_uri([examples], split) for split in
                   artifact_utils.decode_split_names(examples.split_names)]
     progress.step(f"reading every interaction of {len(split_dirs)} splits, never to be served "
@@ -176,4 +186,23 @@ def Recommender(
         return
     registry.record(blessing_registry, {
         "model_uri": model.uri, "brute_force_model_uri": brute_force_model.uri,
-        "blessing_uri": blessing.uri, metric: float(np.round(values[CANDIDATE], 6))})
+        "blessing_uri": blessing.uri, metric: float(np.round(values[CANDIDATE], 6)),
+        "evaluation_uri": evaluation.uri, "given": given})
+
+
+def _keep(latest: dict, model, brute_force_model, evaluation, blessing, metric: str,
+          source_model: str) -> None:
+    """The outputs of the last blessed recommender, which was built and gated from exactly
+    these inputs: copied with its verdict, not rebuilt or re-scored."""
+    for artifact, key in ((model, "model_uri"), (brute_force_model, "brute_force_model_uri"),
+                          (evaluation, "evaluation_uri")):
+        registry.copy_tree(latest[key], artifact.uri)
+    for artifact in (model, brute_force_model):
+        artifact.set_string_custom_property("source_model", source_model)
+    blessing.set_string_custom_property("baseline_model", latest["model_uri"])
+    blessing.set_string_custom_property("kept_from", latest["blessing_uri"])
+    blessing.set_float_custom_property(metric, float(latest[metric]))
+    blessing.set_int_custom_property("blessed", 1)
+    progress.step(f"the same models, settings and examples as {latest['model_uri']}, the last "
+                  f"blessed recommender: kept with its verdict ({metric} {latest[metric]:.4f}), "
+                  "not rebuilt")

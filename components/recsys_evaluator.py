@@ -13,6 +13,9 @@ Three additions to TFX's Evaluator (same inputs, outputs and TFMA executor other
 * a baseline given as a *pointer* (a ``baseline.json`` written by ``BlessedModelLookup``) is
   followed to the model it names; a pointer naming no model means "no baseline yet", exactly
   as an empty Resolver output does locally.
+* a candidate that *is* its baseline (the same model artifact, as on a rerun whose Trainer
+  was cached) keeps the verdict its earlier evaluation gave, copied from the registry's
+  record, without re-scoring (``kept``);
 * a degenerate model is refused before TFMA runs: the ``score`` output of its ``evaluate``
   signature, on the first ``HEALTH_SAMPLE`` eval examples, must be finite and not constant
   (``degenerate``). A model scoring everything alike, or NaN, can otherwise meet a top-k bound
@@ -33,6 +36,7 @@ from tfx import types
 from tfx.components.evaluator import constants
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import io_utils, json_utils, path_utils
@@ -83,9 +87,37 @@ def with_value_bound(eval_config: tfma.EvalConfig, bound: float) -> tfma.EvalCon
     return patched
 
 
-def record_blessing(registry_dir: str, model_uri: str, blessing_uri: str) -> str:
-    """Records a blessing in the registry BlessedModelLookup reads; returns the record's path."""
-    return registry.record(registry_dir, {"model_uri": model_uri, "blessing_uri": blessing_uri})
+def record_blessing(registry_dir: str, model_uri: str, blessing_uri: str,
+                    evaluation: Optional[dict] = None) -> str:
+    """Records a blessing in the registry BlessedModelLookup reads; returns the record's path.
+    ``evaluation``: where the evaluation is and what it was given (``kept`` reads it)."""
+    return registry.record(registry_dir, {"model_uri": model_uri, "blessing_uri": blessing_uri,
+                                          **(evaluation or {})})
+
+
+def kept(registry_dir: str, model, baselines: list, output_dict, given: dict) -> bool:
+    """When ``model`` is its own baseline, gives the outputs the verdict of the evaluation that
+    blessed it (the registry's record), if that one was ``given`` the same examples and
+    bound; False when there is none to keep."""
+    if not registry_dir or not baselines or baselines[0].uri != model.uri:
+        return False
+    earlier = registry.newest(registry_dir, lambda r: r["model_uri"] == model.uri and r.get(
+        "given") == given and fileio.exists(r.get("evaluation_uri", "")))
+    if earlier is None:
+        return False
+    registry.copy_tree(earlier["evaluation_uri"],
+                       output_dict[standard_component_specs.EVALUATION_KEY][0].uri)
+    blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
+    blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY,
+                                        model.uri)
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
+    blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY,
+                                        baselines[0].uri)
+    io_utils.write_string_file(os.path.join(blessing.uri, constants.BLESSED_FILE_NAME), "")
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+                                     constants.BLESSED_VALUE)
+    blessing.set_string_custom_property("kept_from", earlier["blessing_uri"])
+    return True
 
 
 def health_check(model_dir: str, examples_dir: str,
@@ -129,6 +161,12 @@ class Executor(evaluator_executor.Executor):
 
     def Do(self, input_dict, output_dict, exec_properties):
         model = input_dict[standard_component_specs.MODEL_KEY][0]
+        baselines = registry.follow_pointers(
+            list(input_dict.get(standard_component_specs.BASELINE_MODEL_KEY) or []))
+        given = {"examples": [a.uri for a in input_dict[standard_component_specs.EXAMPLES_KEY]],
+                 "value_bound": exec_properties.get(VALUE_BOUND_KEY)}
+        if kept(exec_properties.get(REGISTRY_KEY), model, baselines, output_dict, given):
+            return
         reason = health_check(
             path_utils.serving_model_path(model.uri),
             artifact_utils.get_split_uri(input_dict[standard_component_specs.EXAMPLES_KEY],
@@ -137,8 +175,7 @@ class Executor(evaluator_executor.Executor):
             refuse(output_dict, model, reason)
             return
         input_dict = dict(input_dict)
-        key = standard_component_specs.BASELINE_MODEL_KEY
-        input_dict[key] = registry.follow_pointers(list(input_dict.get(key) or []))
+        input_dict[standard_component_specs.BASELINE_MODEL_KEY] = baselines
         exec_properties = dict(exec_properties)
         bound = exec_properties.pop(VALUE_BOUND_KEY, None)
         registry_dir = exec_properties.pop(REGISTRY_KEY, None)
@@ -150,8 +187,9 @@ class Executor(evaluator_executor.Executor):
         super().Do(input_dict, output_dict, exec_properties)
         blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
         if registry_dir and blessing.get_int_custom_property("blessed") == 1:
-            model = input_dict[standard_component_specs.MODEL_KEY][0]
-            record_blessing(registry_dir, model.uri, blessing.uri)
+            record_blessing(registry_dir, model.uri, blessing.uri, {
+                "evaluation_uri": output_dict[standard_component_specs.EVALUATION_KEY][0].uri,
+                "given": given})
 
 
 class RecsysEvaluator(base_beam_component.BaseBeamComponent):

@@ -7,7 +7,9 @@ they produce in a registry directory (local or ``gs://``), one small JSON object
 files still exist. The Evaluators record blessings (read by BlessedModelLookup) and the
 SpanWindow records windows (read by the next window). BlessedModelLookup hands its answer on
 as a *pointer*, a ``baseline.json`` in its output artifact, which the Evaluators and Trainers
-follow to the model it names. Not a component: helpers those components share.
+follow to the model it names. The same registries let a rerun with unchanged inputs keep an
+earlier execution's outputs (``same_inputs``) instead of re-evaluating, re-tuning or
+rebuilding. Not a component: helpers those components share.
 """
 
 from __future__ import annotations
@@ -61,6 +63,24 @@ def latest_blessed(registry: str) -> Optional[dict]:
     blessed yet. A blessed model whose files were deleted cannot be a baseline: the one before
     it is taken."""
     return newest(registry, lambda r: fileio.exists(r["model_uri"]))
+
+
+def same_inputs(registry: str, inputs: dict) -> Optional[dict]:
+    """The newest record of an execution with exactly these ``inputs`` whose outputs (its
+    ``outputs``, name -> uri) still exist: what a rerun can keep instead of redoing."""
+    return newest(registry, lambda r: r.get("inputs") == inputs and all(
+        fileio.exists(uri) for uri in (r.get("outputs") or {}).values()))
+
+
+def copy_tree(source: str, destination: str) -> None:
+    """Copies the folder ``source`` into ``destination`` (either local or ``gs://``)."""
+    for directory, _, files in fileio.walk(source):
+        relative = os.path.relpath(directory, source)
+        target = os.path.normpath(os.path.join(destination, relative))
+        fileio.makedirs(target)
+        for name in files:
+            fileio.copy(os.path.join(directory, name), os.path.join(target, name),
+                        overwrite=True)
 
 
 def records(registry: str) -> list[dict]:

@@ -8,6 +8,11 @@ users (half tune automatic settings, half grade them: see
 under ``index_model``). ``index_blessing`` is blessed only if the model was and the recall
 reaches the bound; its ``reason`` says why not otherwise. ``source_fingerprint`` (the hash of
 the code this runs, ``pipeline.fingerprint``) is unused here: it only keys TFX's cache.
+
+Building and tuning the index is the slow part, and a rerun with the same model, examples and
+settings would give the same index: each index is recorded in ``reuse_registry``, and a rerun
+given exactly those inputs copies the recorded index and verdict instead (TFX's own cache
+cannot tell, because the blessing it is given is a new artifact each time its Evaluator runs).
 """
 
 import json
@@ -20,6 +25,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
 from recsys_pipeline import progress
+from recsys_pipeline.components import registry
 from recsys_pipeline.errors import DataError
 from recsys_pipeline.serving import index
 from recsys_pipeline.serving.index_params import IndexParams
@@ -50,6 +56,7 @@ def ScannIndexer(
     index_blessing: OutputArtifact[standard_artifacts.ModelBlessing],
     index_params: Parameter[str],
     source_fingerprint: Parameter[str] = "",
+    reuse_registry: Parameter[str] = "",
 ):
     """Indexes a blessed retrieval model with ScaNN and gates on recall@k (see module doc)."""
     index_blessing.set_string_custom_property("current_model", model.uri)
@@ -58,6 +65,20 @@ def ScannIndexer(
         index_blessing.set_int_custom_property("blessed", 0)
         index_blessing.set_string_custom_property(
             "reason", "the retrieval model was not blessed by its Evaluator")
+        return
+    given = {"model": model.uri, "examples": examples.uri, "index_params": index_params,
+             "code": source_fingerprint}
+    earlier = registry.same_inputs(reuse_registry, given) if reuse_registry else None
+    if earlier is not None:
+        registry.copy_tree(earlier["outputs"]["index_model"], index_model.uri)
+        for key, value in earlier["blessing"].items():
+            (index_blessing.set_int_custom_property if isinstance(value, int) else
+             index_blessing.set_float_custom_property if isinstance(value, float) else
+             index_blessing.set_string_custom_property)(key, value)
+        source = earlier["outputs"]["index_model"]
+        index_blessing.set_string_custom_property("kept_from", source)
+        progress.step(f"the same model, examples and settings as {source}: its index and "
+                      "recall are kept, not tuned again")
         return
     params = IndexParams(**json.loads(index_params))
     users, timestamps = eval_queries(
@@ -86,8 +107,13 @@ def ScannIndexer(
     index_blessing.set_float_custom_property("min_recall", params.min_recall)
     index_blessing.set_string_custom_property("report", report.to_json())
     blessed = recall >= params.min_recall
+    verdict: dict = {"recall": recall, "min_recall": params.min_recall,
+                     "report": report.to_json(), "blessed": int(blessed)}
     index_blessing.set_int_custom_property("blessed", int(blessed))
     if not blessed:
-        index_blessing.set_string_custom_property(
-            "reason", f"ScaNN recall@{report.recall_k} {recall:.4f} is below "
-                      f"index.min_recall {params.min_recall}")
+        verdict["reason"] = (f"ScaNN recall@{report.recall_k} {recall:.4f} is below "
+                             f"index.min_recall {params.min_recall}")
+        index_blessing.set_string_custom_property("reason", verdict["reason"])
+    if reuse_registry:
+        registry.record(reuse_registry, {"inputs": given, "blessing": verdict,
+                                         "outputs": {"index_model": index_model.uri}})

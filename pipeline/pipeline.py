@@ -292,6 +292,7 @@ def create_pipeline(config: PipelineConfig, target: str = "local") -> tfx.dsl.Pi
         examples=examples,
         index_params=json.dumps(dataclasses.asdict(config.index), sort_keys=True),
         source_fingerprint=_code_of(ScannIndexer),
+        reuse_registry=os.path.join(pipeline_root, "indexes", nodes.SCANN_INDEXER),
     ).with_id(nodes.SCANN_INDEXER)
     retrieval_nodes = [
         retrieval_trainer, retrieval_baseline, retrieval_evaluator, indexer,

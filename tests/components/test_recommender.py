@@ -5,6 +5,7 @@ from unblessed stages."""
 import json
 import math
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -37,9 +38,11 @@ def run(stages, tiny, tmp_path):
     counter = iter(range(100))
 
     def go(index_blessed=1, ranking_blessed=1, bound=0.0, tolerance=0.01, rank_weight=1.0,
-           ranking=ranking_dir):
+           ranking=ranking_dir, inputs_of=None):
         n = next(counter)
         root = tmp_path / f"run{n}"
+        if inputs_of is not None:  # a rerun: the same input artifacts, new outputs
+            return execute(inputs_of, root, rank_weight, bound, tolerance)
         inputs = {
             "retrieval_model": [_artifact(standard_artifacts.Model, root / "retrieval",
                                           retrieval_dir)],
@@ -53,6 +56,9 @@ def run(stages, tiny, tmp_path):
             "examples": [_artifact(standard_artifacts.Examples,
                                    os.path.dirname(tiny.raw_eval_dir))]}
         inputs["examples"][0].split_names = json.dumps(["eval"])
+        return execute(inputs, root, rank_weight, bound, tolerance)
+
+    def execute(inputs, root, rank_weight, bound, tolerance):
         outputs = {"model": [standard_artifacts.Model()],
                    "brute_force_model": [standard_artifacts.Model()],
                    "evaluation": [standard_artifacts.ModelEvaluation()],
@@ -64,7 +70,7 @@ def run(stages, tiny, tmp_path):
         executor.Do(inputs, outputs, {
             "candidates": 20, "rank_weight": rank_weight, "k": K, "value_bound": bound,
             "tolerance": tolerance, "blessing_registry": str(tmp_path / "registry")})
-        return {key: artifact for key, [artifact] in outputs.items()}
+        return {**{key: artifact for key, [artifact] in outputs.items()}, "inputs": inputs}
 
     return go
 
@@ -176,3 +182,23 @@ def test_a_ranking_model_scoring_nan_is_refused_naming_both_variants(run, data, 
     assert reason.startswith("the recommender is degenerate: ") and "NaN or infinite" in reason
     assert "(both variants)" in reason, reason
     assert ListEvaluation.read(out["evaluation"].uri).failures[0] == reason.split("; ")[0]
+
+
+def test_a_rerun_with_the_same_inputs_keeps_the_blessed_recommender(run, capsys):
+    first = run()
+    capsys.readouterr()
+    again = run(inputs_of=first["inputs"])
+    assert "kept with its verdict" in capsys.readouterr().out  # not rebuilt nor re-scored
+    blessing = again["blessing"]
+    assert blessing.get_int_custom_property("blessed") == 1
+    assert blessing.get_string_custom_property("kept_from") == first["blessing"].uri
+    assert blessing.get_string_custom_property("baseline_model") == first["model"].uri
+    for key in ("model", "brute_force_model"):
+        assert (pathlib.Path(again[key].uri) / "Format-Serving" / "saved_model.pb").is_file()
+        assert again[key].get_string_custom_property("source_model") == \
+            first[key].get_string_custom_property("source_model")
+    assert ListEvaluation.read(again["evaluation"].uri) == ListEvaluation.read(
+        first["evaluation"].uri)
+    # Another setting is another recommender: built and scored again.
+    other = run(inputs_of=first["inputs"], rank_weight=0.5)
+    assert not other["blessing"].get_string_custom_property("kept_from")

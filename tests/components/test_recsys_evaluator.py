@@ -101,7 +101,8 @@ def _retrieval_export(data, tiny, tmp_path, weights):
     return str(path.parent)
 
 
-def _evaluate(model_uri, tiny, tmp_path, bound=0.0):
+def _evaluate(model_uri, tiny, tmp_path, bound=0.0, baseline=False, registry_dir=None,
+              name=""):
     from tfx.dsl.components.base import base_beam_executor
     from tfx.types import standard_artifacts
 
@@ -115,14 +116,16 @@ def _evaluate(model_uri, tiny, tmp_path, bound=0.0):
     outputs = {"evaluation": [standard_artifacts.ModelEvaluation()],
                "blessing": [standard_artifacts.ModelBlessing()]}
     for key, [artifact] in outputs.items():
-        artifact.uri = str(tmp_path / key)
+        artifact.uri = str(tmp_path / f"{key}{name}")
         os.makedirs(artifact.uri)
     config = evaluation.retrieval_eval_config(EvaluationConfig())
     executor = rev.Executor(base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=PipelineConfig().beam.pipeline_args, tmp_dir=str(tmp_path / "tmp")))
-    executor.Do({"examples": [examples], "model": [model], "baseline_model": []}, outputs, {
+    executor.Do({"examples": [examples], "model": [model],
+                 "baseline_model": [model] if baseline else []}, outputs, {
         "eval_config": json_format.MessageToJson(config), "value_bound": bound,
-        "example_splits": "null", "fairness_indicator_thresholds": "null"})
+        "example_splits": "null", "fairness_indicator_thresholds": "null",
+        **({"blessing_registry": registry_dir} if registry_dir else {})})
     return outputs["blessing"][0], model_summary.read_evaluation(outputs["evaluation"][0].uri)
 
 
@@ -145,6 +148,26 @@ def test_a_healthy_model_passes_the_check_and_is_graded_by_tfma(data, tiny, tmp_
     blessing, found = _evaluate(model, tiny, tmp_path)
     assert blessing.get_int_custom_property("blessed") == 1, found.failures
     assert 0 < found.value(evaluation.top_k_metric(EvaluationConfig().top_k)) <= 1
+
+
+def test_a_model_that_is_its_own_baseline_keeps_its_verdict(data, tiny, tmp_path,
+                                                           monkeypatch):
+    model = _retrieval_export(data, tiny, tmp_path, lambda w: w)
+    registry_dir = str(tmp_path / "registry")
+    first, found = _evaluate(model, tiny, tmp_path, registry_dir=registry_dir, name="1")
+    assert first.get_int_custom_property("blessed") == 1
+    # The rerun: its Trainer cached, the baseline is the same model. TFMA must not run.
+    monkeypatch.setattr(rev.evaluator_executor.Executor, "Do", lambda *a: pytest.fail("re-ran"))
+    again, kept = _evaluate(model, tiny, tmp_path, baseline=True, registry_dir=registry_dir,
+                            name="2")
+    assert again.get_int_custom_property("blessed") == 1
+    assert again.get_string_custom_property("kept_from") == first.uri
+    assert (tmp_path / "blessing2" / "BLESSED").exists()
+    assert kept.metrics == found.metrics and kept.failures == []
+    # Another bound is another question: evaluated again (here, it would have to run TFMA).
+    with pytest.raises(pytest.fail.Exception, match="re-ran"):
+        _evaluate(model, tiny, tmp_path, bound=0.01, baseline=True, registry_dir=registry_dir,
+                  name="3")
 
 
 def test_degenerate_names_non_finite_and_constant_scores():
