@@ -261,10 +261,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
 
 def choose_registered_span(data_dir: str, choice: str, registry_dir: str) -> int:
-    """The span a Kubeflow step ingests: ``choice`` "latest" (the newest span folder that no
-    earlier run of the pipeline ingested, by ``registry_dir``) or a number (taken again if
-    ingested: a scheduler's rerun). Every span ingested: "no new span", an error, since a
-    step cannot end a Kubeflow run early."""
+    """The span a Kubeflow step ingests: ``choice`` "latest" (the oldest span folder newer
+    than every span earlier runs of the pipeline ingested, by ``registry_dir``) or a number
+    (taken again if ingested: a scheduler's rerun). None newer: "no new span", an error,
+    since a step cannot end a Kubeflow run early."""
     found = spans.list_spans(data_dir)
     if not found:
         raise DataError(f"span {choice!r}: {data_dir!r} holds no span-<N> folders")
@@ -272,8 +272,9 @@ def choose_registered_span(data_dir: str, choice: str, registry_dir: str) -> int
     span = spans.choose_span(found, choice, ingested, reingest=True, data_dir=data_dir)
     if span is None:
         raise DataError(f"no new span: {data_dir} holds spans "
-                        f"{', '.join(str(s.number) for s in found)}, all ingested by earlier "
-                        f"runs ({registry_dir}); nothing was trained or pushed")
+                        f"{', '.join(str(s.number) for s in found)}, none newer than those "
+                        f"ingested by earlier runs ({registry_dir}); nothing was trained or "
+                        "pushed")
     logger.info("MovieLensExampleGen: span %s -> span %d", choice, span.number)
     return span.number
 

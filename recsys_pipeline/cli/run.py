@@ -28,7 +28,8 @@ def register(sub) -> None:
     run.add_argument("--events", help="file to append the progress events to, as JSON lines "
                      "(default: beside the run log)")
     run.add_argument("--span", help="with span-<N> folders in the data directory: the span to "
-                     "ingest, latest (default: the newest not yet ingested here) or N")
+                     "ingest, latest (default: the oldest span newer than every span ingested "
+                     "here, so a backlog goes in time order) or N")
     run.add_argument("--reingest", action="store_true",
                      help="with --span N: ingest a span this output directory already has")
     run.set_defaults(func=_cmd_run)

@@ -146,9 +146,9 @@ def test_on_kubeflow_the_step_chooses_the_span_from_its_registry(tmp_path, ml100
     chosen = {"span_choice": "latest", "span_registry": registry}
     first, _ = _run(tmp_path / "a", ml100k, **chosen)
     second, _ = _run(tmp_path / "b", ml100k, **chosen)
-    assert (first.span, second.span) == (2, 1)  # the newest span not yet ingested, each time
-    with pytest.raises(DataError, match=r"no new span: .* holds spans 1, 2, all ingested by "
-                                        r"earlier runs"):
+    assert (first.span, second.span) == (1, 2)  # a backlog, oldest first
+    with pytest.raises(DataError, match=r"no new span: .* holds spans 1, 2, none newer than "
+                                        r"those ingested by earlier runs"):
         _run(tmp_path / "c", ml100k, **chosen)
     again, _ = _run(tmp_path / "d", ml100k, span_choice="2", span_registry=registry)
     assert again.span == 2  # a number is taken again: a scheduler's rerun

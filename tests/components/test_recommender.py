@@ -16,19 +16,9 @@ from recsys_pipeline.components import recommender
 from recsys_pipeline.serving import list_metrics
 from recsys_pipeline.serving.list_metrics import ListEvaluation
 from recsys_pipeline.trainer import export
+from tests.components.conftest import input_artifact
 
 K = 3
-
-
-def _artifact(kind, uri, serving_dir=None, **properties):
-    artifact = kind()
-    artifact.uri = str(uri)
-    os.makedirs(artifact.uri, exist_ok=True)
-    if serving_dir is not None:
-        os.symlink(serving_dir, os.path.join(artifact.uri, "Format-Serving"))
-    for key, value in properties.items():
-        artifact.set_int_custom_property(key, value)
-    return artifact
 
 
 @pytest.fixture
@@ -44,16 +34,16 @@ def run(stages, tiny, tmp_path):
         if inputs_of is not None:  # a rerun: the same input artifacts, new outputs
             return execute(inputs_of, root, rank_weight, bound, tolerance)
         inputs = {
-            "retrieval_model": [_artifact(standard_artifacts.Model, root / "retrieval",
+            "retrieval_model": [input_artifact(standard_artifacts.Model, root / "retrieval",
                                           retrieval_dir)],
-            "index_model": [_artifact(standard_artifacts.Model, root / "index", scann_dir)],
-            "index_blessing": [_artifact(standard_artifacts.ModelBlessing, root / "ib",
+            "index_model": [input_artifact(standard_artifacts.Model, root / "index", scann_dir)],
+            "index_blessing": [input_artifact(standard_artifacts.ModelBlessing, root / "ib",
                                          blessed=index_blessed)],
-            "ranking_model": [_artifact(standard_artifacts.Model, root / "ranking",
+            "ranking_model": [input_artifact(standard_artifacts.Model, root / "ranking",
                                         ranking)],
-            "ranking_blessing": [_artifact(standard_artifacts.ModelBlessing, root / "rb",
+            "ranking_blessing": [input_artifact(standard_artifacts.ModelBlessing, root / "rb",
                                            blessed=ranking_blessed)],
-            "examples": [_artifact(standard_artifacts.Examples,
+            "examples": [input_artifact(standard_artifacts.Examples,
                                    os.path.dirname(tiny.raw_eval_dir))]}
         inputs["examples"][0].split_names = json.dumps(["eval"])
         return execute(inputs, root, rank_weight, bound, tolerance)

@@ -9,25 +9,15 @@ from tfx.types import standard_artifacts
 
 from recsys_pipeline.components import scann_indexer
 from recsys_pipeline.serving import index
-
-
-def _artifact(kind, uri, serving_dir=None, **properties):
-    artifact = kind()
-    artifact.uri = str(uri)
-    os.makedirs(artifact.uri, exist_ok=True)
-    if serving_dir is not None:
-        os.symlink(serving_dir, os.path.join(artifact.uri, "Format-Serving"))
-    for key, value in properties.items():
-        artifact.set_int_custom_property(key, value)
-    return artifact
+from tests.components.conftest import input_artifact
 
 
 @pytest.fixture
 def inputs(stages, tiny, tmp_path):
-    examples = _artifact(standard_artifacts.Examples, os.path.dirname(tiny.raw_eval_dir))
+    examples = input_artifact(standard_artifacts.Examples, os.path.dirname(tiny.raw_eval_dir))
     examples.split_names = json.dumps(["eval"])
-    return {"model": [_artifact(standard_artifacts.Model, tmp_path / "model", stages[0])],
-            "model_blessing": [_artifact(standard_artifacts.ModelBlessing, tmp_path / "b",
+    return {"model": [input_artifact(standard_artifacts.Model, tmp_path / "model", stages[0])],
+            "model_blessing": [input_artifact(standard_artifacts.ModelBlessing, tmp_path / "b",
                                          blessed=1)],
             "examples": [examples]}
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recsys_pipeline import model_summary
+from recsys_pipeline import metadata, model_summary
 from recsys_pipeline.components import scann_indexer
 from recsys_pipeline.data import splits
 from recsys_pipeline.pipeline import nodes
@@ -301,15 +301,22 @@ def test_second_run_reuses_data_and_models_and_pushes_nothing_new(first_run, rea
         assert statuses[name] == "cached", result.stdout
     models = _models(result.stdout)
     for name, (_, value, baseline, blessed, pushed) in models.items():
-        # the candidate is its own baseline now: the same model, the same metric (the
-        # recommender's ScaNN index is rebuilt from the same model: nearly the same lists)
+        # the candidate is its own baseline now: the same model, the same metric
         if name == nodes.RECOMMENDER_BRUTE_FORCE_MODEL:
             assert blessed and baseline is None  # the gate's baseline is the ScaNN variant's
         else:
-            composed = name == nodes.RECOMMENDER_MODEL
-            assert blessed and baseline == pytest.approx(value, abs=0.01 if composed else 0), (
-                result.stdout)
+            assert blessed and baseline == pytest.approx(value, abs=1e-4), result.stdout
         assert pushed.startswith("not pushed: unchanged"), pushed
+    # Nothing redone for nothing: each gate kept the verdict it gave these very inputs, and
+    # the index and the recommender were copied, not tuned or rebuilt.
+    config = PipelineConfig()
+    config.output_dir = str(out)
+    rerun = metadata.summarize_runs(config)[-1]
+    for node, key in ((nodes.RETRIEVAL.evaluator, "blessing"),
+                      (nodes.RANKING.evaluator, "blessing"),
+                      (nodes.SCANN_INDEXER, "index_blessing"),
+                      (nodes.RECOMMENDER.evaluator, "blessing")):
+        assert rerun.properties(node, key).get("kept_from"), (node, rerun.properties(node, key))
     assert {n: layout.versions(str(out / "serving" / n)) for n in nodes.MODEL_NAMES} == before
 
 
