@@ -8,7 +8,7 @@ a temporary one), as a user would with `recsys run`, and prints each run's wall 
 components ran and which TFX answered from its cache, the seconds of every component that
 ran in the rerun (with what it did: a gate that kept its earlier verdict, an index or a
 recommender kept rather than rebuilt), and the rerun's share of the first run's time against
-``--target`` (the issue's 25%). Both runs are in this one script run, on the same machine.
+``--target`` (25% by default). Both runs are in this one script run, on the same machine.
 """
 
 from __future__ import annotations

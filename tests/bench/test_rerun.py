@@ -41,5 +41,9 @@ def test_rerun_benchmark_prints_its_table(real_ml100k, tmp_path):
                        ("ScannIndexer", "index_blessing"), ("Recommender", "blessing")):
         assert re.search(rf"^  {node}\s+[\d.]+s  kept its earlier {kept}$", result.stdout,
                          re.M), (node, result.stdout)
-    share = float(rows["rerun"]) / float(rows["first"])
-    assert f"rerun / first run = {share:.1%} (target <= 25%:" in result.stdout
+    # On 1,500 ratings start-up dominates the rerun: the target is for ML-100K (RESULTS.md).
+    share = re.search(r"^rerun / first run = ([\d.]+)% \(target <= 25%: (met|NOT met)\)$",
+                      result.stdout, re.M)
+    assert share, result.stdout
+    assert float(share.group(1)) == pytest.approx(
+        100 * float(rows["rerun"]) / float(rows["first"]), abs=0.2)
