@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from recsys_pipeline import files
 from recsys_pipeline.data.movielens import LAYOUTS
 from recsys_pipeline.data.synthetic import (
     MEAN_RATINGS_PER_USER,
@@ -146,12 +147,11 @@ def generate_days(out_dir: str, days: int, ratings_per_day: int, *, seed: int = 
                for k, v in movies.items()}
         write_movies(os.path.join(folder, csv.movies_file), out)
         path = os.path.join(folder, csv.ratings_file)
-        with open(path + ".partial", "w", encoding="utf-8", newline="") as f:
+        with files.replacing(path, newline="") as f:
             f.write(",".join(csv.ratings_header or ()) + "\n")
             for i, t in zip(order.tolist(), times.tolist(), strict=True):
                 u, m, r = rows[i]
                 f.write(f"{u},{m},{r // 2}.{5 if r % 2 else 0},{t}\n")
-        os.replace(path + ".partial", path)
         if progress:
             progress(day + 1, days)
     return shape

@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from recsys_pipeline import files
 from recsys_pipeline.data.movielens import LAYOUTS
 
 GENRES = ("Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary",
@@ -143,7 +144,7 @@ def generate(out_dir: str, num_ratings: int, *, seed: int = 0, chunk_users: int 
     counts = user_activity(shape, rng)
     written = 0
     path = os.path.join(out_dir, LAYOUTS["csv"].ratings_file)
-    with open(path + ".partial", "w", encoding="utf-8", newline="") as f:
+    with files.replacing(path, newline="") as f:  # a killed run leaves no half-written log
         f.write(",".join(LAYOUTS["csv"].ratings_header or ()) + "\n")
         for first in range(0, shape.num_users, chunk_users):
             chunk = _user_chunk(movies, counts[first:first + chunk_users], first + 1, rng)
@@ -153,5 +154,4 @@ def generate(out_dir: str, num_ratings: int, *, seed: int = 0, chunk_users: int 
             written += len(chunk)
             if progress:
                 progress(written, shape.num_ratings)
-    os.replace(path + ".partial", path)  # a killed run leaves no half-written ratings.csv
     return shape

@@ -28,6 +28,7 @@ import os
 import tempfile
 from typing import Any, Optional
 
+from recsys_pipeline import files
 from recsys_pipeline.errors import ConfigError
 from recsys_pipeline.kubeflow import entrypoint
 from recsys_pipeline.pipeline import nodes
@@ -207,10 +208,7 @@ def compile_pipeline(config: PipelineConfig, output_path: str) -> dict[str, Any]
                                            config.kubeflow.volume_mount_path))
     directory = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(directory, exist_ok=True)
-    tmp = f"{output_path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(render(documents, output_path))
-    os.replace(tmp, output_path)
+    files.atomic_write(output_path, render(documents, output_path))
     return document
 
 

@@ -15,6 +15,7 @@ import html
 import os
 from typing import Any, Optional
 
+from recsys_pipeline import files
 from recsys_pipeline.errors import OutputError
 from recsys_pipeline.metadata import dag_edges
 from recsys_pipeline.pipeline import nodes
@@ -268,7 +269,7 @@ def bulk_html(bulk: dict[str, Any]) -> str:
         return ""
     out = ["<h2>Bulk recommendations</h2>"]
     if not bulk.get("report"):
-        out.append(f"<p>None written: {_e(bulk.get('reason', '-'))}</p>")
+        out.append(f"<p>None written: {_e(bulk.get(nodes.REASON_PROPERTY, '-'))}</p>")
         return "\n".join(out)
     from recsys_pipeline.serving.bulk import BulkReport
 
@@ -346,9 +347,7 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
             continue  # an opt-in branch no run has evaluated
         bound = run_bound(summary, branch.evaluator)
         bound = getattr(ev, branch.bound) if bound is None else bound
-        title = f"{branch.name}: " + {nodes.TOP_K_ACCURACY: f"top-{ev.top_k} accuracy",
-                                      nodes.RMSE: "RMSE",
-                                      nodes.NDCG: f"NDCG@{ev.ndcg_k}"}[branch.metric]
+        title = f"{branch.name}: " + nodes.METRICS[branch.metric].title(ev)
         out.append(line_chart_svg(title, values, bound,
                                   [r.blessed[branch.name] for r in history_rows]))
         if spanned:
@@ -364,7 +363,7 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
 
     out.append("<h2>ScaNN index</h2>")
     if index and index_report is None:  # blessed or not without building (see its reason)
-        out.append(f"<p>No index was built: {_e(index.get('reason', '-'))}</p>")
+        out.append(f"<p>No index was built: {_e(index.get(nodes.REASON_PROPERTY, '-'))}</p>")
     elif index_report is not None:
         report = index_report
         out.append(
@@ -420,8 +419,5 @@ def write_report(config: PipelineConfig, run_id: Optional[str] = None) -> str:
     directory = os.path.join(config.output_dir, REPORT_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "index.html")
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, path)
+    files.atomic_write(path, page)
     return path

@@ -71,16 +71,6 @@ def version_problem(version_dir: str) -> Optional[str]:
     return None
 
 
-def atomic_write(path: str, text: str) -> None:
-    """Replaces ``path`` with ``text`` in one rename (a reader sees the old or the new)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def signature_inputs(model_dir: str) -> dict[str, tuple[str, ...]]:
     """Each serving signature of the SavedModel at ``model_dir`` and its input names, read
     from ``saved_model.pb`` alone (nothing is loaded, so no custom op is needed)."""

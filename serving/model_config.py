@@ -44,6 +44,7 @@ import socket
 import time
 from typing import Iterator, Optional
 
+from recsys_pipeline import files
 from recsys_pipeline.errors import OutputError
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.serving import layout
@@ -193,7 +194,7 @@ def write(serving_dir: str, changes: Optional[dict[str, Optional[Labels]]] = Non
     stock = [n for n in served if n not in nodes.SCANN_MODELS]
     for filename, names in ((layout.MODELS_CONFIG, served),
                             (layout.STOCK_MODELS_CONFIG, stock)):
-        layout.atomic_write(os.path.join(serving_dir, filename),
+        files.atomic_write(os.path.join(serving_dir, filename),
                             config_text(serving_dir, names, labels))
 
 

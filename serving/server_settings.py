@@ -16,7 +16,7 @@ import dataclasses
 import json
 import os
 
-from recsys_pipeline.serving import layout
+from recsys_pipeline import files
 
 BATCHING_FILE = "batching.config"
 MONITORING_FILE = "monitoring.config"
@@ -58,5 +58,5 @@ class ServerSettings:
 
 def write(serving_dir: str, settings: ServerSettings) -> None:
     """(Re)writes both files in ``serving_dir``, each in one rename."""
-    layout.atomic_write(os.path.join(serving_dir, BATCHING_FILE), settings.batching_text())
-    layout.atomic_write(os.path.join(serving_dir, MONITORING_FILE), settings.monitoring_text())
+    files.atomic_write(os.path.join(serving_dir, BATCHING_FILE), settings.batching_text())
+    files.atomic_write(os.path.join(serving_dir, MONITORING_FILE), settings.monitoring_text())

@@ -31,7 +31,8 @@ def test_the_pipeline_parser_reads_it_as_the_grouplens_csv_layout(tmp_path):
     assert synthetic.START <= min(times) and max(times) <= synthetic.START + synthetic.SPAN_SECONDS
     assert all(1 <= len(m.genres) <= 3 and set(m.genres) <= set(synthetic.GENRES)
                for m in movies.values())
-    assert not (tmp_path / "ratings.csv.partial").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["movies.csv", "ratings.csv"]), list(tmp_path.iterdir())
 
 
 def test_it_is_shaped_like_movielens(tmp_path):
