@@ -116,13 +116,13 @@ def describe_run(day: Day, summary) -> str:
     for branch in (nodes.RETRIEVAL, nodes.RANKING):
         day.gated[branch.name] = gated_values(summary, branch)
         blessing = summary.properties(branch.evaluator, "blessing")
-        day.blessed[branch.name] = (blessing["blessed"] == 1) if "blessed" in blessing else None
+        day.blessed[branch.name] = nodes.verdict(blessing)
         day.trainer_s[branch.name] = seconds.get(branch.trainer)
         start = summary.properties(branch.trainer, "model").get(nodes.WARM_START_PROPERTY, "")
         day.warm[branch.name] = str(start).startswith("warm start")
     for push in nodes.PUSHES:
         props = summary.properties(push.node_id, "pushed_model")
-        if push.model_name == nodes.BRUTE_FORCE_MODEL and props.get("pushed") == 1:
+        if push.model_name == nodes.BRUTE_FORCE_MODEL and props.get(nodes.PUSHED_PROPERTY) == 1:
             day.pushed = int(props["pushed_version"])
     return summary.output(nodes.SPAN_WINDOW, "window")
 

@@ -17,6 +17,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from recsys_pipeline.components import registry
+from recsys_pipeline.pipeline import nodes
 
 
 @component
@@ -27,4 +28,5 @@ def BlessedModelLookup(
     """Writes a pointer to the newest blessed model in ``blessing_registry`` (module doc)."""
     record = registry.latest_blessed(blessing_registry)
     registry.write_pointer(model.uri, record["model_uri"] if record else None, blessing_registry)
-    model.set_string_custom_property("baseline_model", record["model_uri"] if record else "")
+    model.set_string_custom_property(nodes.BASELINE_MODEL_PROPERTY,
+                                     record["model_uri"] if record else "")

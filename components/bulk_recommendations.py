@@ -23,6 +23,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
 from recsys_pipeline import progress
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.serving import bulk
 
 OUTPUT_FILE = "recommendations" + bulk.PARQUET_SUFFIX
@@ -40,10 +41,10 @@ def BulkRecommendations(
 ):
     """Writes every user's top ``k`` from a blessed recommender (see module doc); TFX
     passes ``beam_pipeline``, made from the pipeline's Beam arguments."""
-    if model_blessing.get_int_custom_property("blessed") != 1:
+    if model_blessing.get_int_custom_property(nodes.BLESSED_PROPERTY) != 1:
         recommendations.set_string_custom_property(
-            "reason", "the recommender was not blessed: "
-            + (model_blessing.get_string_custom_property("reason") or "see its gate"))
+            nodes.REASON_PROPERTY, "the recommender was not blessed: "
+            + (model_blessing.get_string_custom_property(nodes.REASON_PROPERTY) or "see its gate"))
         return
     model_dir = path_utils.serving_model_path(model.uri)
     users = bulk.known_users(model_dir)

@@ -35,6 +35,7 @@ from tfx.utils import path_utils
 from recsys_pipeline import progress
 from recsys_pipeline.components import registry
 from recsys_pipeline.errors import DataError
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.evaluation import degenerate
 from recsys_pipeline.serving import batch, two_stage
 from recsys_pipeline.serving.list_metrics import (
@@ -112,20 +113,21 @@ def Recommender(
     unblessed = [f"the {what} was not blessed ({why})" for what, why, artifact in (
         ("ScaNN index", "its recall or the retrieval gate", index_blessing),
         ("ranking model", "its Evaluator", ranking_blessing))
-        if artifact.get_int_custom_property("blessed") != 1]
+        if artifact.get_int_custom_property(nodes.BLESSED_PROPERTY) != 1]
     if unblessed:
         reason = "; ".join(unblessed) + ": nothing to build the recommender from"
         ListEvaluation({}, [reason]).write(evaluation.uri)
-        blessing.set_int_custom_property("blessed", 0)
-        blessing.set_string_custom_property("reason", reason)
+        blessing.set_int_custom_property(nodes.BLESSED_PROPERTY, 0)
+        blessing.set_string_custom_property(nodes.REASON_PROPERTY, reason)
         return
     ranking_dir = path_utils.serving_model_path(ranking_model.uri)
     # What the servable is made of: the same trained models and settings make the same
     # servable, which the Pusher does not push again (a rebuilt index is not a new model).
-    trained = index_model.get_string_custom_property("source_model") or retrieval_model.uri
+    trained = (index_model.get_string_custom_property(nodes.SOURCE_MODEL_PROPERTY)
+               or retrieval_model.uri)
     source_model = (f"two-stage({trained}, {ranking_model.uri}, candidates={candidates}, "
                     f"rank_weight={rank_weight:g})")
-    given = {"source_model": source_model, "examples": examples.uri, "k": k,
+    given = {nodes.SOURCE_MODEL_PROPERTY: source_model, "examples": examples.uri, "k": k,
              "value_bound": value_bound, "tolerance": tolerance, "code": source_fingerprint}
     latest = registry.latest_blessed(blessing_registry)
     if latest is not None and latest.get("given") == given and all(
@@ -150,7 +152,7 @@ def Recommender(
             seen = two_stage.seen_in(split_dirs, module.base.candidate_ids.numpy())
             module = module.excluding(seen)
         two_stage.save(module, path_utils.serving_model_dir(out.uri))
-        out.set_string_custom_property("source_model", source_model)
+        out.set_string_custom_property(nodes.SOURCE_MODEL_PROPERTY, source_model)
         built[name] = module
 
     users, timestamps, gains = relevance(artifact_utils.get_split_uri([examples], "eval"))
@@ -167,7 +169,7 @@ def Recommender(
         served = tf.saved_model.load(path_utils.serving_model_path(found["model_uri"]))
         baseline = served_ndcg(two_stage.gate_function(served), users, timestamps, gains, k)
         metrics[BASELINE] = {metric: baseline}
-        blessing.set_string_custom_property("baseline_model", found["model_uri"])
+        blessing.set_string_custom_property(nodes.BASELINE_MODEL_PROPERTY, found["model_uri"])
     failures = _grouped({name: f"the recommender is degenerate: {why}"
                          for name, found in lists.items()
                          if (why := listed_degenerate(found)) is not None})
@@ -180,9 +182,9 @@ def Recommender(
         ndcg=values[CANDIDATE], brute_force_ndcg=values[BRUTE_FORCE], baseline_ndcg=baseline,
         users=len(users))
     blessing.set_float_custom_property(metric, values[CANDIDATE])
-    blessing.set_int_custom_property("blessed", int(not failures))
+    blessing.set_int_custom_property(nodes.BLESSED_PROPERTY, int(not failures))
     if failures:
-        blessing.set_string_custom_property("reason", "; ".join(failures))
+        blessing.set_string_custom_property(nodes.REASON_PROPERTY, "; ".join(failures))
         return
     registry.record(blessing_registry, {
         "model_uri": model.uri, "brute_force_model_uri": brute_force_model.uri,
@@ -198,11 +200,11 @@ def _keep(latest: dict, model, brute_force_model, evaluation, blessing, metric: 
                           (evaluation, "evaluation_uri")):
         registry.copy_tree(latest[key], artifact.uri)
     for artifact in (model, brute_force_model):
-        artifact.set_string_custom_property("source_model", source_model)
-    blessing.set_string_custom_property("baseline_model", latest["model_uri"])
+        artifact.set_string_custom_property(nodes.SOURCE_MODEL_PROPERTY, source_model)
+    blessing.set_string_custom_property(nodes.BASELINE_MODEL_PROPERTY, latest["model_uri"])
     blessing.set_string_custom_property("kept_from", latest["blessing_uri"])
     blessing.set_float_custom_property(metric, float(latest[metric]))
-    blessing.set_int_custom_property("blessed", 1)
+    blessing.set_int_custom_property(nodes.BLESSED_PROPERTY, 1)
     progress.step(f"the same models, settings and examples as {latest['model_uri']}, the last "
                   f"blessed recommender: kept with its verdict ({metric} {latest[metric]:.4f}), "
                   "not rebuilt")

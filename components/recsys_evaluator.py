@@ -43,6 +43,7 @@ from tfx.utils import io_utils, json_utils, path_utils
 
 from recsys_pipeline.components import registry
 from recsys_pipeline.errors import ConfigError
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.evaluation import EVAL_SIGNATURE, degenerate
 from recsys_pipeline.serving.list_metrics import ListEvaluation
 from recsys_pipeline.trainer import export
@@ -153,7 +154,7 @@ def refuse(output_dict, model, reason: str) -> None:
     io_utils.write_string_file(os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME), "")
     blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY,
                                      constants.NOT_BLESSED_VALUE)
-    blessing.set_string_custom_property("reason", reason)
+    blessing.set_string_custom_property(nodes.REASON_PROPERTY, reason)
 
 
 class Executor(evaluator_executor.Executor):
@@ -186,7 +187,7 @@ class Executor(evaluator_executor.Executor):
                 with_value_bound(config, float(bound)), sort_keys=True)
         super().Do(input_dict, output_dict, exec_properties)
         blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
-        if registry_dir and blessing.get_int_custom_property("blessed") == 1:
+        if registry_dir and blessing.get_int_custom_property(nodes.BLESSED_PROPERTY) == 1:
             record_blessing(registry_dir, model.uri, blessing.uri, {
                 "evaluation_uri": output_dict[standard_component_specs.EVALUATION_KEY][0].uri,
                 "given": given})

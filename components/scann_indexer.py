@@ -27,6 +27,7 @@ from tfx.utils import path_utils
 from recsys_pipeline import progress
 from recsys_pipeline.components import registry
 from recsys_pipeline.errors import DataError
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.serving import index
 from recsys_pipeline.serving.index_params import IndexParams
 from recsys_pipeline.transform import features as F
@@ -60,11 +61,11 @@ def ScannIndexer(
 ):
     """Indexes a blessed retrieval model with ScaNN and gates on recall@k (see module doc)."""
     index_blessing.set_string_custom_property("current_model", model.uri)
-    index_model.set_string_custom_property("source_model", model.uri)
-    if model_blessing.get_int_custom_property("blessed") != 1:
-        index_blessing.set_int_custom_property("blessed", 0)
+    index_model.set_string_custom_property(nodes.SOURCE_MODEL_PROPERTY, model.uri)
+    if model_blessing.get_int_custom_property(nodes.BLESSED_PROPERTY) != 1:
+        index_blessing.set_int_custom_property(nodes.BLESSED_PROPERTY, 0)
         index_blessing.set_string_custom_property(
-            "reason", "the retrieval model was not blessed by its Evaluator")
+            nodes.REASON_PROPERTY, "the retrieval model was not blessed by its Evaluator")
         return
     given = {"model": model.uri, "examples": examples.uri, "index_params": index_params,
              "code": source_fingerprint}
@@ -108,12 +109,13 @@ def ScannIndexer(
     index_blessing.set_string_custom_property("report", report.to_json())
     blessed = recall >= params.min_recall
     verdict: dict = {"recall": recall, "min_recall": params.min_recall,
-                     "report": report.to_json(), "blessed": int(blessed)}
-    index_blessing.set_int_custom_property("blessed", int(blessed))
+                     "report": report.to_json(), nodes.BLESSED_PROPERTY: int(blessed)}
+    index_blessing.set_int_custom_property(nodes.BLESSED_PROPERTY, int(blessed))
     if not blessed:
-        verdict["reason"] = (f"ScaNN recall@{report.recall_k} {recall:.4f} is below "
+        verdict[nodes.REASON_PROPERTY] = (f"ScaNN recall@{report.recall_k} {recall:.4f} is below "
                              f"index.min_recall {params.min_recall}")
-        index_blessing.set_string_custom_property("reason", verdict["reason"])
+        index_blessing.set_string_custom_property(nodes.REASON_PROPERTY,
+                                                  verdict[nodes.REASON_PROPERTY])
     if reuse_registry:
         registry.record(reuse_registry, {"inputs": given, "blessing": verdict,
                                          "outputs": {"index_model": index_model.uri}})

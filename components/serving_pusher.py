@@ -31,6 +31,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.serving import layout, model_config, server_settings
 from recsys_pipeline.serving.server_settings import ServerSettings
 from recsys_pipeline.trainer import export
@@ -111,9 +112,10 @@ def push(model_dir: str, serving_dir: str, model_name: str,
                 previous = layout.read_push_record(newest)
             except (OSError, ValueError):
                 previous = {}
-            if previous.get("source_model") == record.get("source_model"):
+            if previous.get(nodes.SOURCE_MODEL_PROPERTY) == record.get(nodes.SOURCE_MODEL_PROPERTY):
                 return PushResult(reason=f"unchanged: {newest} already serves this model")
-        withdrawn = layout.withdrawn_models(target).get(str(record.get("source_model")))
+        source = str(record.get(nodes.SOURCE_MODEL_PROPERTY))
+        withdrawn = layout.withdrawn_models(target).get(source)
         if withdrawn and "rollback" not in record:
             return PushResult(reason=f"withdrawn by recsys rollback (version "
                                      f"{withdrawn['from_version']} -> {withdrawn['to_version']}): "
@@ -152,27 +154,28 @@ def ServingPusher(
     """Pushes ``model`` to ``<serving_dir>/<model_name>/<version>`` if it is blessed
     (``source_fingerprint``, the hash of this code, only keys TFX's cache); ``version_labels``
     1: served by label, canary first; ``server_settings_json``: ``ServerSettings`` to write."""
-    blessed = model_blessing.get_int_custom_property("blessed") == 1
+    blessed = model_blessing.get_int_custom_property(nodes.BLESSED_PROPERTY) == 1
     if not blessed:
-        reason = (model_blessing.get_string_custom_property("reason")
+        reason = (model_blessing.get_string_custom_property(nodes.REASON_PROPERTY)
                   or f"not blessed by {model_blessing.producer_component or 'the evaluator'}")
         _record(pushed_model, PushResult(reason=reason))
         return
     source = path_utils.serving_model_path(model.uri)
     # A ScaNN index artifact names the trained model it indexes: rebuilding the index of the
     # same model (a rerun) is not a new model to serve.
-    trained = model.get_string_custom_property("source_model") or model.uri
+    trained = model.get_string_custom_property(nodes.SOURCE_MODEL_PROPERTY) or model.uri
     _record(pushed_model, push(source, serving_dir, model_name, {
-        "source_model": trained, "artifact": model.uri, "artifact_id": model.id,
+        nodes.SOURCE_MODEL_PROPERTY: trained, "artifact": model.uri, "artifact_id": model.id,
         "blessing": model_blessing.uri, "blessing_id": model_blessing.id},
         labelled=bool(version_labels),
         settings=ServerSettings.from_json(server_settings_json) if server_settings_json else None))
 
 
 def _record(pushed_model, result: PushResult) -> None:
-    pushed_model.set_int_custom_property("pushed", int(result.pushed))
+    pushed_model.set_int_custom_property(nodes.PUSHED_PROPERTY, int(result.pushed))
     if result.reason:
-        pushed_model.set_string_custom_property("reason", result.reason)
+        pushed_model.set_string_custom_property(nodes.REASON_PROPERTY, result.reason)
     if result.version is not None:
         pushed_model.set_int_custom_property("pushed_version", result.version)
-        pushed_model.set_string_custom_property("pushed_destination", result.destination or "")
+        pushed_model.set_string_custom_property(nodes.PUSHED_DESTINATION_PROPERTY,
+                                                result.destination or "")

@@ -12,7 +12,6 @@ recommender's NDCG is not a TFMA metric: its gate computes it over whole lists
 from __future__ import annotations
 
 import json
-import re
 from typing import Optional
 
 import numpy as np
@@ -20,14 +19,10 @@ import tensorflow_model_analysis as tfma
 
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import EvaluationConfig
-from recsys_pipeline.serving.list_metrics import ndcg_metric
 from recsys_pipeline.transform import features as F
 
-EVAL_SIGNATURE = "evaluate"
-RMSE_METRIC = "root_mean_squared_error"
-_METRIC_NAMES = {nodes.TOP_K_ACCURACY: re.compile(r"top_\d+_accuracy"),
-                 nodes.RMSE: re.compile(RMSE_METRIC),
-                 nodes.NDCG: re.compile(ndcg_metric(0).replace("0", r"\d+"))}
+EVAL_SIGNATURE = nodes.EVAL_SIGNATURE
+RMSE_METRIC = nodes.METRICS[nodes.RMSE].name_format
 
 
 def degenerate(scores: np.ndarray) -> Optional[str]:
@@ -47,19 +42,18 @@ def degenerate(scores: np.ndarray) -> Optional[str]:
 
 def top_k_metric(k: int) -> str:
     """Name of the retrieval metric in TFMA's results."""
-    return f"top_{k}_accuracy"
+    return nodes.METRICS[nodes.TOP_K_ACCURACY].name_format.format(k=k)
 
 
 def metric_name(branch: nodes.Branch, ev: EvaluationConfig) -> str:
     """The name of a branch's gated metric in its evaluation (TFMA's, or the list gate's)."""
-    return {nodes.TOP_K_ACCURACY: top_k_metric(ev.top_k), nodes.RMSE: RMSE_METRIC,
-            nodes.NDCG: ndcg_metric(ev.ndcg_k)}[branch.metric]
+    return nodes.METRICS[branch.metric].name(ev)
 
 
 def is_gated_metric(branch: Optional[nodes.Branch], name: str) -> bool:
     """Whether metric ``name`` is ``branch``'s gated metric (any branch's, for None)."""
-    kinds = [branch.metric] if branch else list(_METRIC_NAMES)
-    return any(_METRIC_NAMES[kind].fullmatch(name) for kind in kinds)
+    kinds = [branch.metric] if branch else list(nodes.METRICS)
+    return any(nodes.METRICS[kind].matches(name) for kind in kinds)
 
 
 def _gate(prediction_key: str, metric_class: str, metric_name: str,
@@ -77,7 +71,7 @@ def _gate(prediction_key: str, metric_class: str, metric_name: str,
 
 
 def retrieval_eval_config(ev: EvaluationConfig) -> tfma.EvalConfig:
-    return _gate("top_k_hit", "MeanPrediction", top_k_metric(ev.top_k), tfma.MetricThreshold(
+    return _gate(nodes.HIT_OUTPUT, "MeanPrediction", top_k_metric(ev.top_k), tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": ev.min_top_k_accuracy}),
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
@@ -85,7 +79,7 @@ def retrieval_eval_config(ev: EvaluationConfig) -> tfma.EvalConfig:
 
 
 def ranking_eval_config(ev: EvaluationConfig) -> tfma.EvalConfig:
-    return _gate("rating", "RootMeanSquaredError", RMSE_METRIC, tfma.MetricThreshold(
+    return _gate(nodes.RATING_OUTPUT, "RootMeanSquaredError", RMSE_METRIC, tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(upper_bound={"value": ev.max_rmse}),
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.LOWER_IS_BETTER,

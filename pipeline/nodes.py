@@ -16,6 +16,7 @@ place), finding its baseline in its own blessing registry on every target (no Ba
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Optional
 
 # Shared nodes, upstream of every branch.
@@ -48,9 +49,61 @@ TOP_K_ACCURACY = "top_k_accuracy"
 RMSE = "rmse"
 NDCG = "ndcg"
 
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A gated metric kind: its name in evaluations and its title in tables and charts, at the
+    k that the [evaluation] field ``k_field`` sets (none for RMSE)."""
+
+    kind: str
+    name_format: str
+    title_format: str
+    k_field: Optional[str] = None
+
+    def name(self, evaluation: object) -> str:
+        return self.name_format.format(k=getattr(evaluation, self.k_field, None)
+                                       if self.k_field else None)
+
+    def title(self, evaluation: object) -> str:
+        return self.title_format.format(k=getattr(evaluation, self.k_field, None)
+                                        if self.k_field else None)
+
+    def matches(self, name: str) -> bool:
+        """Whether ``name`` is this metric at any k."""
+        pattern = re.escape(self.name_format).replace(re.escape("{k}"), r"\d+")
+        return re.fullmatch(pattern, name) is not None
+
+
+METRICS = {m.kind: m for m in (
+    Metric(TOP_K_ACCURACY, "top_{k}_accuracy", "top-{k} accuracy", "top_k"),
+    Metric(RMSE, "root_mean_squared_error", "RMSE"),
+    Metric(NDCG, "ndcg_at_{k}", "NDCG@{k}", "ndcg_k"))}
+
+# The models' signatures and outputs that the gates, the bulk job and clients read.
+EVAL_SIGNATURE = "evaluate"  # per eval example, for TFMA and the health check
+HIT_OUTPUT = "top_k_hit"  # 1.0 when the rated movie is in the model's top k (retrieval)
+RATING_OUTPUT = "rating"  # the predicted rating (ranking)
+SCORE_OUTPUT = "score"  # the score every evaluate signature gives its example
+
 # The Trainers' model artifact property saying what the model started from (a warm start
 # from a base model, or a cold start and why): components/recsys_trainer.py writes it.
 WARM_START_PROPERTY = "warm_start"
+# Artifact properties written by one component and read by others, the CLI and the report.
+# ``blessed`` and ``pushed`` are the keys TFX's own Evaluator and Pusher write, so that TFX
+# reads this project's blessings and pushes as its own.
+BLESSED_PROPERTY = "blessed"
+REASON_PROPERTY = "reason"  # why not blessed, not pushed, or pushed anew
+SOURCE_MODEL_PROPERTY = "source_model"  # the trained model a served artifact comes from
+BASELINE_MODEL_PROPERTY = "baseline_model"  # the blessed model a candidate was compared with
+PUSHED_PROPERTY = "pushed"
+PUSHED_DESTINATION_PROPERTY = "pushed_destination"
+
+
+def verdict(properties: dict) -> "bool | None":
+    """A blessing's verdict from its properties: None when it holds none (a step not run)."""
+    if BLESSED_PROPERTY not in properties:
+        return None
+    return properties[BLESSED_PROPERTY] == 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,3 +215,12 @@ def names() -> frozenset[str]:
         ids |= {*b.node_ids, b.name}
         ids |= {p.model_name for p in b.pushes}
     return frozenset(ids)
+
+
+def keys() -> frozenset[str]:
+    """The artifact property and signature keys that cross files (what no other module
+    spells); the plain words among them (blessed, pushed, reason, rating, score) are left
+    out, since they also head table columns and name data columns."""
+    return frozenset({SOURCE_MODEL_PROPERTY, BASELINE_MODEL_PROPERTY,
+                      PUSHED_DESTINATION_PROPERTY, WARM_START_PROPERTY,
+                      EVAL_SIGNATURE, HIT_OUTPUT} | {m.name_format for m in METRICS.values()})

@@ -69,11 +69,11 @@ def run_rows(config: PipelineConfig, store=None, summaries=None) -> list[RunRow]
         blessed = {}
         for branch in nodes.BRANCHES:
             props = summary.properties(branch.evaluator, "blessing")
-            blessed[branch.name] = None if "blessed" not in props else props["blessed"] == 1
+            blessed[branch.name] = nodes.verdict(props)
         pushed = {}
         for push in nodes.PUSHES:
             props = summary.properties(push.node_id, "pushed_model")
-            if props.get("pushed") == 1:
+            if props.get(nodes.PUSHED_PROPERTY) == 1:
                 pushed[push.model_name] = int(props["pushed_version"])
         gated = {b.name: gated_values(summary, b) for b in nodes.BRANCHES}
         rows.append(RunRow(
@@ -140,7 +140,7 @@ def lineage(config: PipelineConfig, version: int, model: Optional[str] = None,
 
 def _trace(store, model_name: str, pushed, pusher) -> str:
     lines = [f"{model_name} version {pushed.custom_properties['pushed_version'].int_value}: "
-             f"{pushed.custom_properties['pushed_destination'].string_value}",
+             f"{pushed.custom_properties[nodes.PUSHED_DESTINATION_PROPERTY].string_value}",
              f"  pushed in run {metadata.run_of(store, pusher)}"]
     seen = set()
     queue = collections.deque([(pusher, 1)])
@@ -189,8 +189,9 @@ def _metrics(evaluations) -> list[str]:
 
 def _artifact_note(artifact) -> str:
     props = {k: v for k, v in metadata.properties(artifact).items()
-             if k in ("blessed", "recall", "reason", "source_model", "window_spans",
-                      "window_ratings", "window_split")}
+             if k in (nodes.BLESSED_PROPERTY, "recall", nodes.REASON_PROPERTY,
+                      nodes.SOURCE_MODEL_PROPERTY, "window_spans", "window_ratings",
+                      "window_split")}
     return f"  {json.dumps(props, sort_keys=True)}" if props else ""
 
 

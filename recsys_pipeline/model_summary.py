@@ -74,11 +74,12 @@ def read_evaluation(uri: str) -> Evaluation:
 
 
 def _pushed(props: dict[str, Any], state: Optional[str]) -> str:
-    if props.get("pushed") == 1:
-        destination = str(props.get("pushed_destination", "?"))
-        return f"{destination} ({props['reason']})" if props.get("reason") else destination
-    if props.get("reason"):
-        return f"not pushed: {props['reason']}"
+    if props.get(nodes.PUSHED_PROPERTY) == 1:
+        destination = str(props.get(nodes.PUSHED_DESTINATION_PROPERTY, "?"))
+        reason = props.get(nodes.REASON_PROPERTY)
+        return f"{destination} ({reason})" if reason else destination
+    if props.get(nodes.REASON_PROPERTY):
+        return f"not pushed: {props[nodes.REASON_PROPERTY]}"
     return f"not pushed: the pusher {state or 'did not run'}"
 
 
@@ -114,7 +115,7 @@ def model_rows(summary, config: PipelineConfig) -> list[ModelRow]:
         evaluation = read_evaluation(uri) if uri and states.get(branch.evaluator) in (
             "ran", "cached") else Evaluation({}, [])
         blessing = summary.properties(branch.evaluator, "blessing")
-        blessed = None if "blessed" not in blessing else blessing["blessed"] == 1
+        blessed = nodes.verdict(blessing)
         for push in branch.pushes:
             props = summary.properties(push.node_id, "pushed_model")
             pushed = _pushed(props, states.get(push.node_id))
@@ -122,8 +123,8 @@ def model_rows(summary, config: PipelineConfig) -> list[ModelRow]:
                 pushed = "not pushed: " + "; ".join(evaluation.failures)
             row_blessed = blessed
             indexed = branch is nodes.RETRIEVAL and push.needs_scann
-            if indexed and "blessed" in index:
-                row_blessed = index["blessed"] == 1
+            if indexed and nodes.BLESSED_PROPERTY in index:
+                row_blessed = index[nodes.BLESSED_PROPERTY] == 1
             variant = variant_of(push)
             # The baseline is scored as the candidate is: a variant beside it has none.
             baseline = evaluation.value(metric, BASELINE) if variant == CANDIDATE else None

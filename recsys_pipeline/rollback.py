@@ -57,12 +57,13 @@ def rollback(serving_dir: str, model_name: str, to_version: int) -> PushResult:
         except (OSError, ValueError) as e:
             raise OutputError(f"cannot read the push records of {model_name} ({e}): not a version "
                               "this pipeline pushed") from None
-        if record.get("source_model") == current.get("source_model"):
+        if record.get(nodes.SOURCE_MODEL_PROPERTY) == current.get(nodes.SOURCE_MODEL_PROPERTY):
             raise OutputError(f"{model_name} version {serving} already serves the model of version "
                               f"{to_version}")
         entry = {"at": time.time(), "model_name": model_name, "from_version": serving,
-                 "to_version": to_version, "withdrawn_source_model": current.get("source_model"),
-                 "restored_source_model": record.get("source_model")}
+                 "to_version": to_version,
+                 "withdrawn_source_model": current.get(nodes.SOURCE_MODEL_PROPERTY),
+                 "restored_source_model": record.get(nodes.SOURCE_MODEL_PROPERTY)}
         if labels is not None:
             model_config.roll_back(serving_dir, model_name, labels, to_version)
             result = PushResult(to_version, source)

@@ -85,8 +85,8 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
         found = BulkReport.from_json(str(bulk["report"]))
         lines.append(f"  bulk recommendations: {', '.join(found.files)} ({found.rows} rows for "
                      f"{found.users} users; catalogue coverage {found.coverage:.1%})")
-    elif bulk.get("reason"):
-        lines.append(f"  bulk recommendations: none ({bulk['reason']})")
+    elif bulk.get(nodes.REASON_PROPERTY):
+        lines.append(f"  bulk recommendations: none ({bulk[nodes.REASON_PROPERTY]})")
     for branch in (nodes.RETRIEVAL, nodes.RANKING):  # warm starts need span folders
         start = summary.properties(branch.trainer or "", "model").get(nodes.WARM_START_PROPERTY)
         if start and window.get("window_spans"):

@@ -20,6 +20,8 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from recsys_pipeline.pipeline import nodes
+
 EVALUATION_FILE = "list_evaluation.json"
 CANDIDATE, BASELINE = "candidate", "baseline"  # the model names TFMA's results use too
 BRUTE_FORCE = "brute_force"  # the recommender's brute-force variant, beside its candidate
@@ -27,7 +29,7 @@ BRUTE_FORCE = "brute_force"  # the recommender's brute-force variant, beside its
 
 def ndcg_metric(k: int) -> str:
     """The metric's name in evaluations and tables."""
-    return f"ndcg_at_{k}"
+    return nodes.METRICS[nodes.NDCG].name_format.format(k=k)
 
 
 def _discounts(k: int) -> np.ndarray:

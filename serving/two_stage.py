@@ -262,7 +262,7 @@ class TwoStageExport(tf.Module):
         ids = tf.gather(self.base.candidate_ids, rows)
         n = tf.shape(ids)[1]
         ranked = self.ranking.serve(tf.repeat(user_id, n), tf.reshape(ids, [-1]))
-        rating = tf.reshape(ranked["rating"], [batch, n])
+        rating = tf.reshape(ranked[nodes.RATING_OUTPUT], [batch, n])
         w = self._rank_weight
         blended = w * standardized(rating, valid) + (1 - w) * standardized(retrieval, valid)
         # Unknown users keep the popular fallback's order: the ranking model knows nothing of them.

@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.trainer.export_metadata import METADATA_FILE, ExportMetadata
 from recsys_pipeline.trainer.inputs import (
     Catalogue,
@@ -45,7 +46,7 @@ TIMESTAMP_SPEC = tf.TensorSpec([None], tf.int64, name=F.TIMESTAMP)
 _EXAMPLES = tf.TensorSpec([None], tf.string, name="examples")
 # Every ``evaluate`` signature's per-example model score, which the Evaluators check is finite
 # and not constant before TFMA grades the model (``components/recsys_evaluator.py``).
-SCORE_OUTPUT = "score"
+SCORE_OUTPUT = nodes.SCORE_OUTPUT
 
 
 def _table(keys: np.ndarray, default: int) -> tf.lookup.StaticHashTable:
@@ -137,7 +138,7 @@ def top_k_hit(scores: tf.Tensor, rows: tf.Tensor, k: int) -> dict[str, tf.Tensor
     rank = tf.reduce_sum(tf.cast(scores >= positive[:, None], tf.int64), axis=1) - 1
     finite = tf.math.is_finite(positive)
     hit = tf.logical_and(tf.logical_and(in_catalogue, finite), rank < k)
-    return {"top_k_hit": tf.cast(hit, tf.float32), "rank": tf.maximum(rank, 0),
+    return {nodes.HIT_OUTPUT: tf.cast(hit, tf.float32), "rank": tf.maximum(rank, 0),
             SCORE_OUTPUT: positive}
 
 
@@ -219,7 +220,7 @@ class RetrievalExport(tf.Module):
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve, "query_embedding": self.query_embedding,
-                "evaluate": self.evaluate}
+                nodes.EVAL_SIGNATURE: self.evaluate}
 
 
 class RankingExport(tf.Module):
@@ -234,15 +235,15 @@ class RankingExport(tf.Module):
     def serve(self, user_id, movie_id):
         f = self.features.user(user_id)
         f.update(self.features.movie(movie_id))
-        return {"rating": self.model(f), "known_user": self.features.known_user(f)}
+        return {nodes.RATING_OUTPUT: self.model(f), "known_user": self.features.known_user(f)}
 
     @tf.function(input_signature=[_EXAMPLES])
     def evaluate(self, examples):
         rating = self.model(self.features.examples(examples))
-        return {"rating": rating, SCORE_OUTPUT: rating}
+        return {nodes.RATING_OUTPUT: rating, SCORE_OUTPUT: rating}
 
     def signatures(self) -> dict:
-        return {"serving_default": self.serve, "evaluate": self.evaluate}
+        return {"serving_default": self.serve, nodes.EVAL_SIGNATURE: self.evaluate}
 
 
 class SequentialExport(tf.Module):
@@ -318,7 +319,8 @@ class SequentialHistoryExport(SequentialExport):
         return top_k_hit(scores, f[F.index_name(F.MOVIE_ID)], self._eval_k)
 
     def signatures(self) -> dict:
-        return {**super().signatures(), "recommend": self.recommend, "evaluate": self.evaluate}
+        return {**super().signatures(), "recommend": self.recommend,
+                nodes.EVAL_SIGNATURE: self.evaluate}
 
 
 def save(module: tf.Module, path: str, metadata: ExportMetadata,

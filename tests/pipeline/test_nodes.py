@@ -33,6 +33,28 @@ def test_no_module_outside_the_registry_spells_a_node_id_or_a_served_model_name(
     assert not found, "use recsys_pipeline.pipeline.nodes instead of:\n" + "\n".join(found)
 
 
+def test_no_module_outside_the_registry_spells_a_property_or_signature_key():
+    found = []
+    for folder in SOURCE_DIRS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path != REGISTRY:
+                found += [f"{path.relative_to(ROOT)}:{line}: {value!r}"
+                          for line, value in registered_literals(path.read_text(), nodes.keys())]
+    assert not found, "use recsys_pipeline.pipeline.nodes instead of:\n" + "\n".join(found)
+
+
+def test_metric_names_and_titles_follow_the_evaluation_config():
+    from recsys_pipeline.pipeline.config import EvaluationConfig
+
+    ev = EvaluationConfig(top_k=50, ndcg_k=5)
+    assert [(m.name(ev), m.title(ev)) for m in nodes.METRICS.values()] == [
+        ("top_50_accuracy", "top-50 accuracy"), ("root_mean_squared_error", "RMSE"),
+        ("ndcg_at_5", "NDCG@5")]
+    top_k = nodes.METRICS[nodes.TOP_K_ACCURACY]
+    assert top_k.matches("top_7_accuracy") and not top_k.matches("top_k_accuracy")
+    assert not top_k.matches("top_7_accuracy_x") and not top_k.matches("ndcg_at_5")
+
+
 def test_the_literal_scan_finds_ids_and_model_names_but_not_other_strings():
     source = ('x = summary.output("RankingTrainer", "model")\n'
               'y = f"{name}Evaluator"\nmodel = "retrieval_brute_force"\n"""Transform docs."""\n')
