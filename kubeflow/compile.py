@@ -43,8 +43,9 @@ def build_job(config: PipelineConfig, target: str) -> dict[str, Any]:
     from tfx import v1 as tfx
 
     from recsys_pipeline.pipeline.pipeline import create_pipeline
+    from recsys_pipeline.pipeline.target import Target
 
-    pipeline = create_pipeline(config, target=target)
+    pipeline = create_pipeline(config, Target.named(config, target))
     defaults = runtime_parameter_defaults(pipeline)
     runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
         display_name=config.pipeline_name, default_image=config.kubeflow.image,

@@ -35,8 +35,10 @@ DATASET_LAYOUTS = {"ml-100k": "ml-100k", "ml-1m": "ml-1m", "ml-latest-small": "c
 # Run-time parameters of the compiled Kubeflow pipeline (name -> type).
 # "span" only where the data has span folders (kubeflow.span_folders): latest or a number.
 SPAN_PARAMETER = "span"
-RUNTIME_PARAMETERS = {"data_dir": str, "retrieval_epochs": int, "ranking_epochs": int,
-                      "min_top_k_accuracy": float, "max_rmse": float, SPAN_PARAMETER: str}
+RUNTIME_PARAMETERS = {"data_dir": str,
+                      **{b.epochs_parameter: int for b in nodes.BRANCHES if b.epochs_parameter},
+                      **{b.bound_parameter: float for b in nodes.BRANCHES if b.bound_parameter},
+                      SPAN_PARAMETER: str}
 
 
 
@@ -120,6 +122,10 @@ class TransformConfig:
     timestamp_buckets: int = knob(
         F.DEFAULT_TIMESTAMP_BUCKETS,
         "Number of quantile buckets of the timestamp (embedded by the query tower).")
+    statistics: bool = knob(
+        False, "Have Transform compute TFDV statistics of its input and of the transformed "
+        "features (its pre/post_transform_stats outputs): two more passes over the data. Off: "
+        "StatisticsGen already describes the input, and nothing downstream reads them.")
 
 
 @dataclass

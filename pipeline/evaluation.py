@@ -70,6 +70,15 @@ def _gate(prediction_key: str, metric_class: str, metric_name: str,
         ])])
 
 
+def eval_config(branch: nodes.Branch, ev: EvaluationConfig) -> tfma.EvalConfig:
+    """The TFMA EvalConfig of a trained branch's gate, by its metric."""
+    builders = {nodes.TOP_K_ACCURACY: retrieval_eval_config, nodes.RMSE: ranking_eval_config}
+    if branch.metric not in builders:
+        raise ValueError(f"the {branch.name} branch's metric {branch.metric!r} is not a TFMA "
+                         f"metric (the gates evaluate {sorted(builders)})")
+    return builders[branch.metric](ev)
+
+
 def retrieval_eval_config(ev: EvaluationConfig) -> tfma.EvalConfig:
     return _gate(nodes.HIT_OUTPUT, "MeanPrediction", top_k_metric(ev.top_k), tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": ev.min_top_k_accuracy}),

@@ -130,6 +130,10 @@ class Branch:
     bound: str  # the EvaluationConfig field holding the metric's absolute bound
     optional: bool = False  # its config section's `enabled` says whether it is in the DAG
     enabled_by_default: bool = True  # ... and that switch's default
+    # On Kubeflow, run-time parameters of its epochs and bound (else fixed when compiled).
+    epochs_parameter: Optional[str] = None
+    bound_parameter: Optional[str] = None
+    warm_starts: bool = False  # its section's `warm_start` may start it from the Baseline
 
     @property
     def bound_text(self) -> str:
@@ -152,12 +156,14 @@ RETRIEVAL = Branch(
     baseline="RetrievalBaseline",
     pushes=(Push("ScannPusher", SCANN_MODEL, needs_scann=True),
             Push("BruteForcePusher", BRUTE_FORCE_MODEL)),
-    metric=TOP_K_ACCURACY, higher_is_better=True, bound="min_top_k_accuracy")
+    metric=TOP_K_ACCURACY, higher_is_better=True, bound="min_top_k_accuracy",
+    epochs_parameter="retrieval_epochs", bound_parameter="min_top_k_accuracy", warm_starts=True)
 RANKING = Branch(
     name="ranking", run_fn="recsys_pipeline.trainer.ranking_trainer.run_fn",
     trainer="RankingTrainer", evaluator="RankingEvaluator",
     baseline="RankingBaseline", pushes=(Push("RankingPusher", RANKING_MODEL),),
-    metric=RMSE, higher_is_better=False, bound="max_rmse")
+    metric=RMSE, higher_is_better=False, bound="max_rmse",
+    epochs_parameter="ranking_epochs", bound_parameter="max_rmse", warm_starts=True)
 SEQUENTIAL = Branch(
     name="sequential", run_fn="recsys_pipeline.trainer.sequential_trainer.run_fn",
     trainer="SequentialTrainer", evaluator="SequentialEvaluator",

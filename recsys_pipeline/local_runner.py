@@ -31,10 +31,11 @@ def run_pipeline(config: PipelineConfig, stream: Optional[TextIO] = None,
     from tfx import v1 as tfx
 
     from recsys_pipeline.pipeline.pipeline import create_pipeline
+    from recsys_pipeline.pipeline.target import Target
 
     check_output_dir(config.output_dir)
     check_metadata_store(config.metadata_path)
-    pipeline = create_pipeline(config)
+    pipeline = create_pipeline(config, Target.local(config))
     node_ids = [c.id for c in pipeline.components]
     events = progress.JsonLinesSink(events_path) if events_path else None
     reporter = progress.ProgressReporter(

@@ -9,6 +9,7 @@ import pytest
 
 import recsys_pipeline  # noqa: F401  (selects Keras 2 before any test imports TensorFlow)
 from recsys_pipeline.rundir import run_temp_dir
+from tests.shared_fixtures import data, excluding, retrieval, stages, tiny  # noqa: F401  (by name)
 
 ML100K_GENRE = "unknown|0\nAction|1\nComedy|2\n"
 

@@ -1,10 +1,7 @@
-"""The serving tests' two-stage fixtures (a tiny retrieval export, its ScaNN index and a
-ranking export), for the Recommender's and the ScannIndexer's tests, and input artifacts
-over them."""
+"""Input artifacts over the shared two-stage fixtures (tests/shared_fixtures.py), for the
+Recommender's and the ScannIndexer's tests."""
 
 import os
-
-from tests.serving.conftest import data, excluding, retrieval, stages, tiny  # noqa: F401  (fixtures, used by name)
 
 
 def input_artifact(kind, uri, serving_dir=None, **properties):

@@ -196,3 +196,46 @@ def test_next_span_needs_span_folders(pipeline):
     config.split.kind = "next_span"
     with pytest.raises(Exception, match="next_span.*holds no span-<N> folders"):
         create_pipeline(config)
+
+
+# A second ranking branch: its own nodes and served model, the ranking config section.
+EXTRA = dataclasses.replace(
+    registry.RANKING, trainer="RankingTrainerB", evaluator="RankingEvaluatorB",
+    baseline="RankingBaselineB", pushes=(registry.Push("RankingPusherB", "ranking_b"),),
+    epochs_parameter=None, bound_parameter=None)
+
+
+@pytest.mark.parametrize("target", ["local", "kfp", "vertex"])
+def test_the_dag_is_built_from_the_registry_one_branch_more_or_less(pipeline, target):
+    config, _ = pipeline
+    config.sequential.enabled = True
+    full = {c.id: c for c in create_pipeline(config, target).components}
+    assert set(registry.SEQUENTIAL.node_ids) <= set(full)
+
+    fewer = [b for b in registry.BRANCHES if b is not registry.SEQUENTIAL]
+    less = {c.id for c in create_pipeline(config, target, branches=fewer).components}
+    assert less == set(full) - set(registry.SEQUENTIAL.node_ids)
+
+    more = {c.id: c for c in create_pipeline(
+        config, target, branches=(*registry.BRANCHES, EXTRA)).components}
+    assert set(more) == set(full) | {"RankingTrainerB", "RankingEvaluatorB",
+                                     "RankingBaselineB", "RankingPusherB"}
+    assert _upstream(more["RankingTrainerB"]) == ["MovieLensExampleGen", "Transform"]
+    assert _upstream(more["RankingEvaluatorB"]) == [
+        "MovieLensExampleGen", "RankingBaselineB", "RankingTrainerB"]
+    assert _upstream(more["RankingPusherB"]) == ["RankingEvaluatorB", "RankingTrainerB"]
+    assert more["RankingPusherB"].exec_properties["model_name"] == "ranking_b"
+    registry_dir = more["RankingEvaluatorB"].exec_properties["blessing_registry"]
+    assert registry_dir.endswith("/blessings/RankingEvaluatorB")
+    # Its baseline is found as every branch's is on this target.
+    assert type(more["RankingBaselineB"]).__name__ == type(full["RankingBaseline"]).__name__
+    if target == "kfp":
+        assert more["RankingBaselineB"].exec_properties["blessing_registry"] == registry_dir
+    # Composed from the original branches, not the extra one.
+    assert _upstream(more[registry.RECOMMENDER.evaluator]) == _upstream(
+        full[registry.RECOMMENDER.evaluator])
+
+    without_ranking = [b for b in registry.BRANCHES if b is not registry.RANKING]
+    with pytest.raises(Exception, match="the recommender branch is composed from the "
+                       "retrieval and ranking branches, and the DAG has no ranking branch"):
+        create_pipeline(config, target, branches=without_ranking)

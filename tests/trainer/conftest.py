@@ -5,19 +5,11 @@ the Trainers read (Split-train / Split-eval gzipped tf.Examples, a transform_fn 
 """
 
 import pathlib
-import pickle
 
-import apache_beam as beam
 import numpy as np
-import pytest
 import tensorflow as tf
-import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-from recsys_pipeline.trainer.common import load_training_data
 from recsys_pipeline.transform import features as F
-from recsys_pipeline.transform.preprocessing import preprocessing_fn
-from tests.conftest import beam_pipeline
 
 GENRES = ["Action", "Comedy", "Drama", "Horror"]
 BASE = 880_000_000
@@ -86,77 +78,7 @@ class TinyArtifacts:
         self.raw_eval_dir = str(root / "examples" / "Split-eval")
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> TinyArtifacts:
-    root = tmp_path_factory.mktemp("tiny")
-    rows = ratings()
-    train, evaluation = rows[: int(len(rows) * 0.8)], rows[int(len(rows) * 0.8):]
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
-    with beam_pipeline() as p, tft_beam.Context(temp_dir=str(root / "tmp")):
-        fn = lambda inputs: preprocessing_fn(inputs, {"timestamp_buckets": 4})  # noqa: E731
-        (out_train, _), transform_fn = (
-            (p | "train" >> beam.Create(train), metadata)
-            | tft_beam.AnalyzeAndTransformDataset(fn))
-        out_eval, _ = (((p | "eval" >> beam.Create(evaluation), metadata), transform_fn)
-                       | tft_beam.TransformDataset())
-        _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform_graph"))
-        for name, pcoll in (("train", out_train), ("eval", out_eval)):
-            path = root / f"{name}.pkl"
-            _ = (pcoll | f"list_{name}" >> beam.combiners.ToList()
-                 | f"save_{name}" >> beam.Map(
-                     lambda rs, path=path: path.write_bytes(pickle.dumps(rs))))
-    # TFX's Transform also writes the raw schema next to transform_fn; exports parse with it.
-    metadata_io.write_metadata(metadata, str(root / "transform_graph" / "metadata"))
-    artifacts = TinyArtifacts(root)
-    for name in ("train", "eval"):
-        transformed = pickle.loads((root / f"{name}.pkl").read_bytes())
-        write_records(root / "transformed" / f"Split-{name}", transformed)
-    write_records(root / "catalogue" / "Split-catalogue",
-                  [{F.MOVIE_ID: m.encode(), F.MOVIE_TITLE: t.encode(),
-                    F.MOVIE_GENRES: [g.encode() for g in gs]} for m, t, gs in movies()])
-    train_users = {r[F.USER_ID] for r in train}
-    # Serving looks demographics up by user id: compare on users the train split knows.
-    evaluation = [r for r in evaluation if r[F.USER_ID] in train_users]
-    write_records(root / "examples" / "Split-eval", evaluation)
-    artifacts.raw_eval_rows = evaluation
-    artifacts.raw_train_rows = train
-    return artifacts
-
-
 K = 5
-
-
-@pytest.fixture(scope="session")
-def retrieval(tiny, tmp_path_factory):
-    """(in-memory model, export path, metadata) of a retrieval model trained on ``tiny``."""
-    from recsys_pipeline.trainer import retrieval_trainer
-    from recsys_pipeline.trainer.hparams import RetrievalHParams
-
-    data = load_training_data(tiny.transform_dir, tiny.train_files, tiny.catalogue_dir)
-    # Title words on: the export must carry every candidate feature the tower reads.
-    hp = RetrievalHParams(embedding_dim=8, epochs=3, title_text=True)
-    model, _, _ = retrieval_trainer.train(data, hp, tiny.train_files)
-    path = tmp_path_factory.mktemp("export") / "retrieval"
-    metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K)
-    return model, str(path), metadata
-
-
-@pytest.fixture(scope="module")
-def data(tiny):
-    return load_training_data(tiny.transform_dir, tiny.train_files, tiny.catalogue_dir)
-
-
-@pytest.fixture(scope="module")
-def excluding(retrieval, data, tiny, tmp_path_factory):
-    """The ``retrieval`` fixture's model exported with the exclusion list."""
-    from recsys_pipeline.trainer import retrieval_trainer
-
-    model, _, _ = retrieval
-    rated = retrieval_trainer.rated_by_user(data, tiny.train_files)
-    path = tmp_path_factory.mktemp("export") / "excluding"
-    metadata = retrieval_trainer.export_model(model, data, str(path), serving_k=K, eval_k=K,
-                                              rated=rated)
-    return str(path), metadata
 
 
 def assert_unrated(users, served, rated, catalogue):

@@ -7,7 +7,6 @@ import pytest
 from recsys_pipeline.errors import TrainingError
 from recsys_pipeline.trainer import common, ranking_trainer, retrieval_trainer
 from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams
-from tests.trainer.conftest import data, tiny  # noqa: F401  (fixtures, used by name)
 
 
 @pytest.mark.parametrize("loss", [math.nan, math.inf])
