@@ -228,7 +228,7 @@ class _Shared:
     evaluator_code: str
     pusher_code: str
 
-    def pusher(self, push: nodes.Push, model, blessing) -> ServingPusher:
+    def pusher(self, push: nodes.Push, model, blessing):
         serving = self.config.serving
         return ServingPusher(model=model, model_blessing=blessing,
                              serving_dir=self.target.serving_dir, model_name=push.model_name,
@@ -260,7 +260,8 @@ def _trained_branch(shared: _Shared, branch: nodes.Branch) -> _Built:
         custom_config.update(serving_k=config.index.k, eval_k=ev.top_k)
     baseline = target.baseline(branch)
     warm = branch.warm_starts and section.warm_start and target.spanned
-    assert branch.run_fn is not None
+    if branch.run_fn is None:
+        raise ConfigError(f"the {branch.name} branch has a Trainer but no run_fn to train with")
     trainer = RecsysTrainer(
         examples=shared.transform.outputs["transformed_examples"],
         transform_graph=shared.transform.outputs["transform_graph"],

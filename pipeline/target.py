@@ -40,7 +40,7 @@ class Target:
     name: str  # one of TARGETS
     pipeline_root: str
     serving_dir: str  # where the Pushers publish: a path on a volume
-    data_dir: str  # the data's location as the runner sees it (a default on Kubeflow)
+    data_dir: Optional[str]  # the data's location as the runner sees it (a default on Kubeflow)
     project_dir: str  # where the curated schemas are read ("": this install)
     resolvers: bool  # whether TFX Resolvers run here (not on open-source KFP)
     runtime_parameters: bool  # the scheduler's knobs as RuntimeParameters
