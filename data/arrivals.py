@@ -39,7 +39,9 @@ from recsys_pipeline.data.synthetic import (
     write_movies,
 )
 
-FIRST_DAY = datetime.date(2026, 11, 1)
+# Early enough for about two years of daily spans before today: ExampleGen refuses a rating
+# from the future, so the last day must be over by the time the log is read.
+FIRST_DAY = datetime.date(2025, 1, 1)
 PRESENT_AT_START = 0.7  # share of the movies and of the users that exist on the first day
 DAILY_DRIFT = 0.15  # standard deviation of a movie's daily log-popularity step
 LAUNCH_BOOST, LAUNCH_DAYS = 2.0, 3.0  # a new movie's extra log-popularity, and its decay
@@ -60,11 +62,20 @@ class DailyShape:
     def of(cls, days: int, ratings_per_day: int, seed: int = 0) -> DailyShape:
         if days < 1 or ratings_per_day < 1:
             raise ValueError("days and ratings_per_day must be at least 1")
+        if days > max_days():
+            raise ValueError(f"{days} days from {FIRST_DAY} would end in the future (at most "
+                             f"{max_days()} days end before today)")
         total = days * ratings_per_day
         movies = max(50, round(MOVIES_PER_SQRT_RATING * math.sqrt(total)))
         # Users rate about five movies on a day they are active, and 120 in all (MovieLens).
         users = max(total // MEAN_RATINGS_PER_USER, ratings_per_day // 5)
         return cls(days, ratings_per_day, movies, users, seed)
+
+
+def max_days(today: Optional[datetime.date] = None) -> int:
+    """How many daily spans end before ``today`` (default: the date now, in UTC)."""
+    today = today or datetime.datetime.now(datetime.timezone.utc).date()
+    return (today - FIRST_DAY).days
 
 
 def span_number(day: int) -> int:

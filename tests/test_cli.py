@@ -166,15 +166,16 @@ def test_synth_days_writes_span_folders_in_date_order(capsys, tmp_path):
     code, out = _run(capsys, "synth", "--days", "2", "--ratings-per-day", "150", "--out",
                      str(tmp_path / "d"))
     assert code == 0, out.err
-    assert "day 2/2: span-20261102" in out.out
-    assert "--span 20261101, then --span 20261102" in out.out
+    assert "day 2/2: span-20250102" in out.out
+    assert "--span 20250101, then --span 20250102" in out.out
     found = spans.list_spans(str(tmp_path / "d"))
-    assert [s.number for s in found] == [20261101, 20261102]
-    dataset = spans.span_dataset(str(tmp_path / "d"), 20261102)
+    assert [s.number for s in found] == [20250101, 20250102]
+    dataset = spans.span_dataset(str(tmp_path / "d"), 20250102)
     assert sum(1 for _ in movielens.iter_ratings(dataset)) == 150
-    for args in (["--days", "2", "--ratings", "100"], [], ["--days", "0"]):
+    for args in (["--days", "2", "--ratings", "100"], [], ["--days", "0"], ["--days", "5000"]):
         code, out = _run(capsys, "synth", *args, "--out", str(tmp_path / "e"))
         assert code == 2 and ("--days" in out.err), (args, out.err)
+        assert not (tmp_path / "e").exists()
 
 
 def test_an_unwritable_events_file_is_refused_before_the_run(capsys, tmp_path):

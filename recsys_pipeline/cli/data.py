@@ -51,6 +51,10 @@ def _synth_days(args: argparse.Namespace) -> int:
 
     if args.days < 1 or args.ratings_per_day < 1:
         raise ConfigError("--days and --ratings-per-day must be at least 1")
+    if args.days > arrivals.max_days():
+        raise ConfigError(f"--days {args.days}: the days start on {arrivals.FIRST_DAY}, so at "
+                          f"most {arrivals.max_days()} of them end before today (ExampleGen "
+                          "refuses ratings from the future)")
 
     def progress(day: int, days: int) -> None:
         print(f"  day {day}/{days}: span-{arrivals.span_number(day - 1)}", flush=True)

@@ -5,6 +5,7 @@ import csv
 import datetime
 
 import numpy as np
+import pytest
 
 from recsys_pipeline.data import arrivals, movielens, spans
 
@@ -23,7 +24,7 @@ def _movies(folder):
 def test_days_arrive_as_spans_with_new_movies_users_and_moving_popularity(tmp_path):
     shape = arrivals.generate_days(str(tmp_path / "d"), 4, 300, seed=3)
     found = spans.list_spans(str(tmp_path / "d"))
-    assert [s.number for s in found] == [20261101, 20261102, 20261103, 20261104]
+    assert [s.number for s in found] == [20250101, 20250102, 20250103, 20250104]
     days = [tmp_path / "d" / f"span-{s.number}" for s in found]
     ratings = [_ratings(d) for d in days]
     catalogues = [_movies(d) for d in days]
@@ -37,13 +38,13 @@ def test_days_arrive_as_spans_with_new_movies_users_and_moving_popularity(tmp_pa
     seen = {u for u, _, _, _ in ratings[0]}
     assert {u for u, _, _, _ in ratings[-1]} - seen  # users who were not there on day 1
     times = [t for _, _, _, t in ratings[1]]
-    day_2 = datetime.datetime(2026, 11, 2, tzinfo=datetime.timezone.utc).timestamp()
+    day_2 = datetime.datetime(2025, 1, 2, tzinfo=datetime.timezone.utc).timestamp()
     assert day_2 <= min(times) and max(times) < day_2 + 86_400
     assert {r for day in ratings for _, _, r, _ in day} <= {x / 2 for x in range(1, 11)}
     share = [np.bincount([m for _, m, _, _ in day], minlength=shape.num_movies + 1) / 300
              for day in ratings]
     assert np.abs(share[0] - share[-1]).max() > 0.01  # popularity moved
-    dataset = spans.span_dataset(str(tmp_path / "d"), 20261103)
+    dataset = spans.span_dataset(str(tmp_path / "d"), 20250103)
     assert dataset.spec.kind == "csv"
     assert len(movielens.load_movies(dataset)) == len(catalogues[2])
 
@@ -51,11 +52,18 @@ def test_days_arrive_as_spans_with_new_movies_users_and_moving_popularity(tmp_pa
 def test_the_same_seed_writes_the_same_bytes(tmp_path):
     for name in ("a", "b"):
         arrivals.generate_days(str(tmp_path / name), 2, 100, seed=5)
-    for day in (20261101, 20261102):
+    for day in (20250101, 20250102):
         for file in ("ratings.csv", "movies.csv"):
             assert (tmp_path / "a" / f"span-{day}" / file).read_bytes() == \
                 (tmp_path / "b" / f"span-{day}" / file).read_bytes()
 
 
 def test_span_numbers_are_dates_across_a_month_end():
-    assert [arrivals.span_number(d) for d in (0, 29, 30)] == [20261101, 20261130, 20261201]
+    assert [arrivals.span_number(d) for d in (0, 30, 31)] == [20250101, 20250131, 20250201]
+
+
+def test_days_that_would_end_in_the_future_are_refused():
+    assert arrivals.max_days(datetime.date(2025, 1, 31)) == 30
+    assert arrivals.max_days() >= 600  # two years of daily spans before today
+    with pytest.raises(ValueError, match="would end in the future"):
+        arrivals.DailyShape.of(arrivals.max_days() + 1, 10)
