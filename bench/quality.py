@@ -127,7 +127,8 @@ class Grader:
         return x
 
     def ranks(self, scores_for, exclude_seen: bool) -> np.ndarray:
-        """Per test pair, how many movies score above its movie (inf: not in the catalogue);
+        """Per test pair, how many other movies score at least as high as its movie (inf: not in
+        the catalogue, or scored non-finite);
         ``scores_for(rows)`` scores test rows over the catalogue."""
         out = np.full(len(self.test_m), np.inf)
         seen = self.seen if exclude_seen else None
@@ -141,7 +142,11 @@ class Grader:
             target = self.test_m[rows]
             valid = target >= 0
             positive = scores[np.arange(len(rows)), np.maximum(target, 0)]
-            out[rows[valid]] = (scores > positive[:, None]).sum(axis=1)[valid]
+            # As the exports' top_k_hit ranks: every other movie scored at least as high is
+            # ahead (a tie is no hit), and a non-finite positive is a miss.
+            ahead = (scores >= positive[:, None]).sum(axis=1) - 1
+            valid &= np.isfinite(positive)
+            out[rows[valid]] = ahead[valid]
         return out
 
     def accuracy(self, scores_for, exclude_seen: bool) -> dict[int, float]:
@@ -162,7 +167,7 @@ def ndcg(rank: np.ndarray, k: int) -> float:
 
 def popularity_scores(g: Grader):
     """Train counts, ties broken by catalogue order: a popularity list is one fixed order (the
-    grader counts only strictly higher scores, so tied counts would all share the best rank)."""
+    grader ranks a tie behind, so tied counts would all share the worst rank)."""
     counts = np.bincount(g.train_m[g.train_m >= 0], minlength=len(g.movie_ids)).astype(float)
     counts -= np.arange(len(counts)) / (len(counts) + 1.0)  # < 1 apart: counts keep their order
     return lambda rows: np.broadcast_to(counts, (len(rows), len(counts)))

@@ -44,6 +44,20 @@ def test_top_k_accuracy_counts_ranks_with_and_without_seen_movies(quality, monke
     assert g.accuracy(scores, exclude_seen=True) == {1: 0.5, 2: 1.0}
 
 
+def test_a_tie_ranks_behind_and_a_non_finite_score_misses(quality, monkeypatch):
+    monkeypatch.setattr(quality, "KS", (1, 3))
+    movies = np.array([b"a", b"b", b"c"], object)
+    train = _split(quality, [(b"u", b"a", 5)])
+    test = _split(quality, [(b"u", b"b", 4), (b"u", b"c", 4)])
+    g = quality.Grader(movies, train, test)
+    constant = lambda rows: np.ones((len(rows), 3))  # noqa: E731
+    # Three movies scored alike: each test movie has the two others at least as high.
+    np.testing.assert_array_equal(g.ranks(constant, exclude_seen=False), [2, 2])
+    assert g.accuracy(constant, exclude_seen=False) == {1: 0.0, 3: 1.0}
+    nan = lambda rows: np.full((len(rows), 3), np.nan)  # noqa: E731
+    assert g.accuracy(nan, exclude_seen=False) == {1: 0.0, 3: 0.0}
+
+
 def test_ndcg_discounts_by_rank_and_ignores_misses(quality):
     ranks = np.array([0, 1, 9, 10, np.inf])
     expected = (1 + 1 / np.log2(3) + 1 / np.log2(11)) / 5
