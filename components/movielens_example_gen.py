@@ -26,6 +26,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from recsys_pipeline.components import registry
 from recsys_pipeline.data import movielens, spans, splits
+from recsys_pipeline.data.declaration import InteractionsLayout
 from recsys_pipeline.errors import DataError, find_recsys_error
 from recsys_pipeline.transform import features as F
 
@@ -61,23 +62,40 @@ def _duplicates(pair_lines) -> list[str]:
 class _JoinFn(beam.DoFn):
     """Joins a rating with its movie and user; unknown ids go to the 'orphans' output."""
 
-    def __init__(self, ratings_path: str):
+    def __init__(self, ratings_path: str, items: str = "movie id {} is not in the movie file"):
         self._path = ratings_path
+        self._items = items
         self._total = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "ratings")
         self._orphans = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "orphans")
 
-    def process(self, rating: movielens.Rating, movies: dict, users: Any):
+    def process(self, rating: movielens.Rating, movies: Optional[dict], users: Any):
         self._total.inc()
-        movie = movies.get(rating.movie_id)
+        # None: no item table (a declared log); each item is titled by its id.
+        movie = (movies.get(rating.movie_id) if movies is not None
+                 else movielens.Movie(rating.movie_id, rating.movie_id, ()))
         user = users.get(rating.user_id) if users is not None else None
         if movie is None or (users is not None and user is None):
             self._orphans.inc()
-            missing = (f"movie id {rating.movie_id} is not in the movie file" if movie is None
+            missing = (self._items.format(rating.movie_id) if movie is None
                        else f"user id {rating.user_id} is not in the user file")
-            where = f"{self._path} line {rating.line_no}"
+            where = rating.where or f"{self._path} line {rating.line_no}"
             yield beam.pvalue.TaggedOutput("orphans", f"{where}: {missing}")
             return
         yield rating, movielens.join_features(rating, movie, user)
+
+
+def _newest(pair_ratings) -> list[movielens.Rating]:
+    """The newest of a user's interactions with one item (the rest counted as repeats)."""
+    _, ratings = pair_ratings
+    ratings = list(ratings)
+    if len(ratings) > 1:
+        beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "repeats").inc(len(ratings) - 1)
+    return [max(ratings, key=lambda r: (r.timestamp, r.where, r.line_no))]
+
+
+def _catalogue_order(movie: movielens.Movie) -> tuple:
+    """Numeric ids in number order, then the others in text order."""
+    return (0, int(movie.movie_id), "") if movie.movie_id.isdigit() else (1, 0, movie.movie_id)
 
 
 def _write(pcoll, uri: str, split: str):
@@ -104,6 +122,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             raise
 
     def _run(self, examples, catalogue, exec_properties) -> None:
+        declaration = (InteractionsLayout(**json.loads(exec_properties["interactions"]))
+                       if exec_properties.get("interactions") else None)
         span = exec_properties.get("span")
         if exec_properties.get("span_choice"):
             span = choose_registered_span(exec_properties["data_dir"],
@@ -111,18 +131,22 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                           exec_properties["span_registry"])
         if span is None:
             dataset = movielens.detect_layout(exec_properties["data_dir"],
-                                              exec_properties["layout"])
+                                              exec_properties["layout"],
+                                              declaration=declaration)
         else:
             dataset = spans.span_dataset(exec_properties["data_dir"], int(span),
-                                         exec_properties["layout"])
+                                         exec_properties["layout"], declaration)
             examples.span = catalogue.span = int(span)
         split_cfg = json.loads(exec_properties["split_config"])
         max_orphans = float(exec_properties["max_orphan_fraction"])
         logger.info("MovieLensExampleGen: %s layout in %s", dataset.spec.kind, dataset.data_dir)
 
         # Small tables, loaded (and validated) before Beam starts so their errors are direct.
-        movies = movielens.load_movies(dataset)
+        movies: Optional[dict] = movielens.load_movies(dataset)
         users = movielens.load_users(dataset)
+        derived = declaration is not None and not dataset.items_file
+        if derived:
+            movies = None
 
         examples.split_names = artifact_utils.encode_split_names(list(splits.SPLITS))
         catalogue.split_names = artifact_utils.encode_split_names([splits.CATALOGUE])
@@ -135,25 +159,38 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         users_si = beam.pvalue.AsSingleton(p | "Users" >> beam.Create([users]))
         ratings = (
             p
-            | "Dataset" >> beam.Create([dataset])
+            | "Dataset" >> beam.Create(dataset.sources())
             | "ReadRatings" >> beam.FlatMap(movielens.iter_ratings)
-            # Spread the single file's ratings over workers for the rest of the pipeline.
+            # Spread each file's ratings over workers for the rest of the pipeline.
             | "Redistribute" >> beam.Reshuffle()
         )
-        # MovieLens has one rating per user and movie; a pair seen twice means a damaged or
-        # twice-concatenated file, and either copy could be the wrong one: refuse, naming lines.
         duplicate_sample = os.path.join(examples.uri, "_duplicate_sample")
-        (
-            ratings
-            | "PairKey" >> beam.Map(lambda r: ((r.user_id, r.movie_id), r.line_no))
-            | "GroupPairs" >> beam.GroupByKey()
-            | "Duplicates" >> beam.FlatMap(_duplicates)
-            | "SampleDuplicates" >> beam.combiners.Sample.FixedSizeGlobally(5)
-            | "DuplicatesJson" >> beam.Map(json.dumps)
-            | "WriteDuplicates" >> beam.io.WriteToText(duplicate_sample, shard_name_template="")
-        )
+        if declaration is not None:
+            # A log may hold a user's repeated interactions with an item (a re-rating): the
+            # newest stands, as a user's latest opinion, and the rest are counted.
+            ratings = (
+                ratings
+                | "PairKey" >> beam.Map(lambda r: ((r.user_id, r.movie_id), r))
+                | "GroupPairs" >> beam.GroupByKey()
+                | "Newest" >> beam.FlatMap(_newest)
+            )
+        else:
+            # MovieLens has one rating per user and movie; a pair seen twice means a damaged
+            # or twice-concatenated file, and either copy could be the wrong one: refuse,
+            # naming lines.
+            (
+                ratings
+                | "PairKey" >> beam.Map(lambda r: ((r.user_id, r.movie_id), r.line_no))
+                | "GroupPairs" >> beam.GroupByKey()
+                | "Duplicates" >> beam.FlatMap(_duplicates)
+                | "SampleDuplicates" >> beam.combiners.Sample.FixedSizeGlobally(5)
+                | "DuplicatesJson" >> beam.Map(json.dumps)
+                | "WriteDuplicates" >> beam.io.WriteToText(duplicate_sample,
+                                                          shard_name_template="")
+            )
         joined = ratings | "Join" >> beam.ParDo(
-            _JoinFn(dataset.ratings_path), movies_si, users_si
+            _JoinFn(dataset.ratings_path, *([f"item id {{}} is not in {dataset.items_file}"]
+                                            if declaration else [])), movies_si, users_si
         ).with_outputs("orphans", main="joined")
         (
             joined.orphans
@@ -181,10 +218,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         for index, split in enumerate(splits.SPLITS):
             _write(parts[index] | f"Serialize{split}" >> beam.Map(lambda kv: to_example(kv[1])),
                    examples.uri, split)
+        if movies is None:
+            listed = (
+                ratings
+                | "ItemIds" >> beam.Map(lambda r: r.movie_id)
+                | "DistinctItems" >> beam.Distinct()
+                | "Items" >> beam.Map(lambda i: movielens.Movie(i, i, ()))
+            )
+        else:
+            listed = p | "Catalogue" >> beam.Create(sorted(movies.values(),
+                                                           key=_catalogue_order))
         _write(
-            p
-            | "Catalogue" >> beam.Create(sorted(movies.values(), key=lambda m: int(m.movie_id)))
-            | "SerializeCatalogue" >> beam.Map(
+            listed | "SerializeCatalogue" >> beam.Map(
                 lambda m: to_example(movielens.movie_features(m))),
             catalogue.uri, splits.CATALOGUE)
 
@@ -196,7 +241,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             if inner is not None:
                 raise inner from None
             raise
-        self._check_duplicates(result, duplicate_sample, dataset)
+        if declaration is None:
+            self._check_duplicates(result, duplicate_sample, dataset)
+        elif self._counter(result, "repeats"):
+            logger.warning("MovieLensExampleGen: %d repeated interactions of a user with an "
+                           "item: kept the newest of each", self._counter(result, "repeats"))
         self._check_orphans(result, orphan_sample, max_orphans, dataset)
         if exec_properties.get("span_registry") and span is not None:
             registry.record(exec_properties["span_registry"],
@@ -249,11 +298,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             return
         fraction = orphans / max(total, 1)
         details = "; ".join(sample[:3])
+        tables = (f"an item missing from {dataset.movies_path}" if dataset.declaration
+                  else f"a movie or user missing from {dataset.spec.movies_file}"
+                  f"{'/' + dataset.spec.users_file if dataset.spec.users_file else ''}")
         if fraction > max_fraction:
             raise DataError(
-                f"{dataset.ratings_path}: {orphans} of {total} ratings ({fraction:.2%}) refer to a "
-                f"movie or user missing from {dataset.spec.movies_file}"
-                f"{'/' + dataset.spec.users_file if dataset.spec.users_file else ''}, above "
+                f"{dataset.ratings_path}: {orphans} of {total} ratings ({fraction:.2%}) refer to "
+                f"{tables}, above "
                 f"data.max_orphan_fraction = {max_fraction:g}. For example: {details}"
             )
         logger.warning("MovieLensExampleGen: dropped %d of %d ratings (%.2f%%) with unknown "
@@ -287,6 +338,8 @@ class MovieLensExampleGenSpec(types.ComponentSpec):
         "layout": ExecutionParameter(type=str),
         "split_config": ExecutionParameter(type=str),
         "max_orphan_fraction": ExecutionParameter(type=float),
+        # The [interactions] declaration (JSON) when the layout is "interactions".
+        "interactions": ExecutionParameter(type=str, optional=True),
         # The span folder to read (data/spans.py); unset: the whole directory.
         "span": ExecutionParameter(type=int, optional=True),
         # On Kubeflow, where the step chooses it (a run-time parameter): latest or a number,
@@ -307,7 +360,8 @@ class MovieLensExampleGenSpec(types.ComponentSpec):
 
 
 class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
-    """ExampleGen for the MovieLens 100K, 1M and GroupLens CSV layouts."""
+    """ExampleGen for the MovieLens 100K, 1M and GroupLens CSV layouts, and for a declared
+    interaction log (data/interactions.py)."""
 
     SPEC_CLASS = MovieLensExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
@@ -315,9 +369,10 @@ class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
     def __init__(self, data_dir, layout: str, split_config: str, max_orphan_fraction: float,
                  input_fingerprint: str = "", source_fingerprint: str = "",
                  span: Optional[int] = None, span_choice=None,
-                 span_registry: Optional[str] = None):
+                 span_registry: Optional[str] = None, interactions: Optional[str] = None):
         super().__init__(spec=MovieLensExampleGenSpec(
             data_dir=data_dir,
+            interactions=interactions,
             span=span,
             span_choice=span_choice,
             span_registry=span_registry,

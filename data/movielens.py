@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterator
 from typing import Optional
 
+from recsys_pipeline.data import interactions
+from recsys_pipeline.data.declaration import InteractionsLayout
 from recsys_pipeline.errors import DataError
 from recsys_pipeline.transform import features as F
 
@@ -81,6 +83,10 @@ LAYOUTS: dict[str, LayoutSpec] = {
     ),
 }
 
+# The declared layout: its files and columns come from the [interactions] section.
+INTERACTIONS = LayoutSpec(kind=interactions.KIND, ratings_file="", movies_file="", users_file=None,
+                          separator=",", text_encoding="utf-8", allowed_ratings=())
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -93,6 +99,10 @@ class Dataset:
     spec: LayoutSpec
     data_dir: str
     catalogue_dir: Optional[str] = None
+    # The declared layout (data/interactions.py): its interaction files and item table.
+    declaration: Optional[InteractionsLayout] = None
+    files: tuple[str, ...] = ()
+    items_file: Optional[str] = None
 
     def path(self, name: str) -> str:
         return os.path.join(self.data_dir, name)
@@ -102,11 +112,21 @@ class Dataset:
 
     @property
     def ratings_path(self) -> str:
+        if self.declaration is not None:
+            return self.files[0] if len(self.files) == 1 else self.path(self.declaration.files)
         return self.path(self.spec.ratings_file)
 
     @property
     def movies_path(self) -> str:
+        if self.declaration is not None:
+            return self.items_file or "(no item table)"
         return self.catalogue_path(self.spec.movies_file)
+
+    def sources(self) -> list[Dataset]:
+        """The dataset one interaction file at a time (Beam reads them in parallel)."""
+        if self.declaration is None:
+            return [self]
+        return [dataclasses.replace(self, files=(f,)) for f in self.files]
 
     @property
     def users_path(self) -> Optional[str]:
@@ -122,11 +142,13 @@ def filesystem():
 
 
 def detect_layout(data_dir: str, expected: Optional[str] = None,
-                  catalogue_dir: Optional[str] = None) -> Dataset:
-    """Finds which MovieLens layout ``data_dir`` holds (or checks it holds ``expected``).
+                  catalogue_dir: Optional[str] = None,
+                  declaration: Optional[InteractionsLayout] = None) -> Dataset:
+    """Finds which MovieLens layout ``data_dir`` holds (or checks it holds ``expected``); with
+    ``expected`` "interactions", the files ``declaration`` names.
 
-    With ``catalogue_dir``, the movie and user files may be there instead of beside the
-    ratings (a span folder and its parent).
+    With ``catalogue_dir``, the movie and user files (or the item table) may be there instead
+    of beside the ratings (a span folder and its parent).
     """
     gfile = filesystem()
     if not data_dir or not gfile.exists(data_dir):
@@ -136,6 +158,14 @@ def detect_layout(data_dir: str, expected: Optional[str] = None,
         )
     if not gfile.isdir(data_dir):
         raise DataError(f"data directory {data_dir!r} is a file, not a directory.")
+    if expected == interactions.KIND:
+        if declaration is None:
+            raise DataError("data.layout = \"interactions\" needs the [interactions] "
+                            "declaration of the files and columns")
+        return Dataset(spec=INTERACTIONS, data_dir=data_dir, catalogue_dir=catalogue_dir,
+                       declaration=declaration,
+                       files=tuple(interactions.interaction_files(declaration, data_dir)),
+                       items_file=interactions.items_path(declaration, data_dir, catalogue_dir))
     present = {name.rstrip("/") for name in gfile.listdir(data_dir)}
     shared = ({name.rstrip("/") for name in gfile.listdir(catalogue_dir)}
               if catalogue_dir and gfile.isdir(catalogue_dir) else set())
@@ -168,6 +198,8 @@ def detect_layout(data_dir: str, expected: Optional[str] = None,
 
 def fingerprint(dataset: Dataset) -> str:
     """A cheap fingerprint (names, sizes, mtimes) of the dataset's files, for TFX caching."""
+    if dataset.declaration is not None:
+        return interactions.fingerprint([*dataset.files, *filter(None, [dataset.items_file])])
     gfile = filesystem()
     h = hashlib.sha256(dataset.spec.kind.encode())
     for path in (dataset.ratings_path, dataset.movies_path, dataset.users_path,
@@ -237,6 +269,7 @@ class Rating:
     rating: float
     timestamp: int
     line_no: int
+    where: str = ""  # "<file> line N" or "<file> row N", where a layout has several files
 
 
 def parse_rating(spec: LayoutSpec, line: str, path: str, line_no: int) -> Rating:
@@ -286,6 +319,10 @@ def _date(timestamp: int) -> str:
 
 def iter_ratings(dataset: Dataset) -> Iterator[Rating]:
     """Streams validated ratings; raises DataError at the first bad line."""
+    if dataset.declaration is not None:
+        for path in dataset.files:
+            yield from interactions.iter_interactions(dataset.declaration, path)
+        return
     spec, path = dataset.spec, dataset.ratings_path
     lines = iter_lines(path, "utf-8")
     empty = True
@@ -335,7 +372,11 @@ def _genre_names(dataset: Dataset) -> tuple[str, ...]:
 
 
 def load_movies(dataset: Dataset) -> dict[str, Movie]:
-    """Reads the movie table (the full catalogue) keyed by movie id."""
+    """Reads the movie table (the full catalogue) keyed by movie id; a declared layout
+    without an item table has none ({}: the catalogue is what the log names)."""
+    if dataset.declaration is not None:
+        return (interactions.load_items(dataset.declaration, dataset.items_file)
+                if dataset.items_file else {})
     spec, path = dataset.spec, dataset.movies_path
     movies: dict[str, Movie] = {}
     lines = iter_lines(path, spec.text_encoding)

@@ -24,6 +24,7 @@ import re
 from typing import Iterable, Optional, Union
 
 from recsys_pipeline.data import movielens
+from recsys_pipeline.data.declaration import InteractionsLayout
 from recsys_pipeline.errors import DataError
 
 PREFIX = "span-"
@@ -159,17 +160,22 @@ def passed_over(spans: list[Span], ingested: Iterable[int]) -> list[Span]:
             and s.number not in done]
 
 
-def span_dataset(data_dir: str, number: int, layout: Optional[str] = None) -> movielens.Dataset:
+def span_dataset(data_dir: str, number: int, layout: Optional[str] = None,
+                 declaration: Optional[InteractionsLayout] = None) -> movielens.Dataset:
     """The dataset of span ``number`` of ``data_dir``: its ratings, the catalogue beside them
-    or in ``data_dir``. A span whose catalogue is in neither place is refused, by name."""
+    or in ``data_dir`` (``declaration``: the declared layout's files). A span whose catalogue
+    is in neither place is refused, by name."""
     spans = {s.number: s for s in list_spans(data_dir)}
     if number not in spans:
         listing = ", ".join(map(str, spans)) or "none"
         raise DataError(f"there is no span {number} in {data_dir!r} (spans: {listing})")
     span = spans[number]
     try:
-        return movielens.detect_layout(span.path, layout, catalogue_dir=data_dir)
+        return movielens.detect_layout(span.path, layout, catalogue_dir=data_dir,
+                                       declaration=declaration)
     except DataError as e:
+        if layout == movielens.INTERACTIONS.kind:
+            raise DataError(f"span {number}: {e}") from None
         gfile = movielens.filesystem()
         present = {name.rstrip("/") for name in gfile.listdir(span.path)}
         shared = {name.rstrip("/") for name in gfile.listdir(data_dir)}

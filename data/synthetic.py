@@ -1,4 +1,5 @@
-"""MovieLens-shaped synthetic interactions in the current GroupLens CSV layout.
+"""MovieLens-shaped synthetic interactions in the current GroupLens CSV layout, or as a shop's
+log in the declared layout (``layout="interactions"``, see ``declaration``).
 
 ``generate(out_dir, num_ratings)`` writes ``ratings.csv`` (userId,movieId,rating,timestamp)
 and ``movies.csv`` (movieId,title,genres), the layout of ml-latest / ml-25m, so the pipeline
@@ -19,14 +20,20 @@ and the movie tables, whatever ``num_ratings`` is. The same seed writes the same
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import datetime
+import json
 import math
 import os
+from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from recsys_pipeline import files
+from recsys_pipeline.data import declaration as declared_layout
+from recsys_pipeline.data.declaration import InteractionsLayout
 from recsys_pipeline.data.movielens import LAYOUTS
 
 GENRES = ("Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary",
@@ -133,25 +140,105 @@ def _user_chunk(movies: dict[str, np.ndarray], counts: np.ndarray, first_user: i
     return np.concatenate(rows)
 
 
+# The declared layout `recsys synth --layout interactions` writes: a shop's export, with its
+# own column names, ISO 8601 times and an item table, so that the declaration does real work.
+DECLARED_CONFIG = "recsys.toml"
+
+
+def declaration(fmt: str) -> InteractionsLayout:
+    """What ``generate(..., layout="interactions", fmt=fmt)`` writes, declared."""
+    return InteractionsLayout(
+        files=f"interactions.{fmt}", user_column="customer_id", item_column="product_id",
+        timestamp_column="event_time", timestamp_unit="iso8601", rating_column="stars",
+        min_rating=0.5, max_rating=5.0, items_file=f"products.{fmt}",
+        item_id_column="product_id", title_column="name", categories_column="tags")
+
+
+def _product(movie_id: int) -> str:
+    return f"P{movie_id:05d}"
+
+
+def _iso(seconds: int) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_declared(out_dir: str, fmt: str, movies: dict[str, np.ndarray],
+                    chunks: Iterator[np.ndarray]) -> Iterator[int]:
+    """Writes the declared layout's files and recsys.toml; yields each chunk's row count."""
+    layout = declaration(fmt)
+    tags = [[GENRES[g] for g in sorted(genres)] for genres in movies["genres"]]
+    products = [_product(m) for m in movies["id"].tolist()]
+    names = [f"Synthetic Product {m} ({y})" for m, y in zip(movies["id"].tolist(),
+                                                          movies["year"].tolist(), strict=True)]
+    items_path = os.path.join(out_dir, layout.items_file)
+    log_path = os.path.join(out_dir, layout.files)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"product_id": products, "name": names, "tags": tags}),
+                       items_path)
+        schema = pa.schema([("customer_id", pa.string()), ("product_id", pa.string()),
+                            ("event_time", pa.timestamp("s", tz="UTC")),
+                            ("stars", pa.float64())])
+        with files.replacing(log_path, binary=True) as f, pq.ParquetWriter(f, schema) as out:
+            for chunk in chunks:
+                out.write_table(pa.table({
+                    "customer_id": [f"C{u}" for u in chunk[:, 0].tolist()],
+                    "product_id": [_product(m) for m in chunk[:, 1].tolist()],
+                    "event_time": pa.array(chunk[:, 3], pa.timestamp("s", tz="UTC")),
+                    "stars": chunk[:, 2] / 2.0}, schema=schema))
+                yield len(chunk)
+    else:
+        with files.replacing(items_path, newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["product_id", "name", "tags"])
+            writer.writerows(zip(products, names, ("|".join(t) for t in tags), strict=True))
+        with files.replacing(log_path, newline="") as f:
+            f.write("customer_id,product_id,event_time,stars\n")
+            for chunk in chunks:
+                f.write("".join(f"C{u},{_product(m)},{_iso(t)},{r / 2:g}\n"
+                                for u, m, r, t in chunk.tolist()))
+                yield len(chunk)
+    lines = ["# Written by recsys synth: this folder's log, declared (docs/own-data.md).",
+             "[data]", f'layout = "{declared_layout.KIND}"', "", "[interactions]"]
+    for field in dataclasses.fields(layout):
+        value = getattr(layout, field.name)
+        lines.append(f"{field.name} = {json.dumps(value)}")
+    files.atomic_write(os.path.join(out_dir, DECLARED_CONFIG), "\n".join(lines) + "\n")
+
+
 def generate(out_dir: str, num_ratings: int, *, seed: int = 0, chunk_users: int = 512,
-             progress: Optional[Callable[[int, int], None]] = None) -> Shape:
-    """Writes ratings.csv and movies.csv for ``num_ratings`` ratings; returns their shape."""
+             progress: Optional[Callable[[int, int], None]] = None,
+             layout: str = "csv", fmt: str = "csv") -> Shape:
+    """Writes ``num_ratings`` ratings: ratings.csv and movies.csv (layout "csv"), or a
+    declared log, its item table and recsys.toml (layout "interactions", CSV or Parquet);
+    returns their shape."""
     shape = Shape.for_ratings(num_ratings, seed)
     rng = np.random.default_rng(seed)
     os.makedirs(out_dir, exist_ok=True)
     movies = movie_table(shape, rng)
-    write_movies(os.path.join(out_dir, LAYOUTS["csv"].movies_file), movies)
+    if layout == "csv":
+        write_movies(os.path.join(out_dir, LAYOUTS["csv"].movies_file), movies)
     counts = user_activity(shape, rng)
+    chunks = (_user_chunk(movies, counts[first:first + chunk_users], first + 1, rng)
+              for first in range(0, shape.num_users, chunk_users))
+    sizes = (_write_declared(out_dir, fmt, movies, chunks) if layout == declared_layout.KIND
+             else _write_grouplens(os.path.join(out_dir, LAYOUTS["csv"].ratings_file), chunks))
     written = 0
-    path = os.path.join(out_dir, LAYOUTS["csv"].ratings_file)
+    for size in sizes:
+        written += size
+        if progress:
+            progress(written, shape.num_ratings)
+    return shape
+
+
+def _write_grouplens(path: str, chunks: Iterator[np.ndarray]) -> Iterator[int]:
     with files.replacing(path, newline="") as f:  # a killed run leaves no half-written log
         f.write(",".join(LAYOUTS["csv"].ratings_header or ()) + "\n")
-        for first in range(0, shape.num_users, chunk_users):
-            chunk = _user_chunk(movies, counts[first:first + chunk_users], first + 1, rng)
+        for chunk in chunks:
             ratings = [f"{r // 2}.5" if r % 2 else f"{r // 2}.0" for r in chunk[:, 2].tolist()]
             f.write("".join(f"{u},{m},{r},{t}\n" for (u, m, _, t), r in
                             zip(chunk.tolist(), ratings, strict=True)))
-            written += len(chunk)
-            if progress:
-                progress(written, shape.num_ratings)
-    return shape
+            yield len(chunk)

@@ -15,6 +15,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+from recsys_pipeline.data.declaration import KIND as INTERACTIONS
+from recsys_pipeline.data.declaration import InteractionsLayout
 from recsys_pipeline.data.download import DEFAULT_BASE_URL
 from recsys_pipeline.errors import ConfigError
 from recsys_pipeline.knobs import knob
@@ -24,7 +26,7 @@ from recsys_pipeline.trainer import hparams
 from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams, SequentialHParams
 from recsys_pipeline.transform import features as F
 
-LAYOUTS = ("auto", "ml-100k", "ml-1m", "csv")
+LAYOUTS = ("auto", "ml-100k", "ml-1m", "csv", INTERACTIONS)
 SPLIT_KINDS = ("random", "temporal", "next_span")
 DRIFT_MODES = ("block", "warn", "off")
 KUBEFLOW_TARGETS = ("kfp", "vertex")
@@ -52,9 +54,10 @@ class DataConfig:
         "ml-latest-small or ml-25m. Also names the cache folder.")
     layout: str = knob(
         "auto",
-        "File layout: auto (detect), ml-100k (u.data/u.item/u.user), ml-1m (*.dat) or csv "
-        "(ratings.csv + movies.csv). Must be explicit when compiling for Kubeflow with a "
-        "remote data directory.")
+        "File layout: auto (detect), ml-100k (u.data/u.item/u.user), ml-1m (*.dat), csv "
+        "(ratings.csv + movies.csv), or interactions (your own log, as the [interactions] "
+        "section declares it; never detected). Must be explicit when compiling for Kubeflow "
+        "with a remote data directory.")
     data_dir: Optional[str] = knob(
         None,
         "Directory holding the dataset's files. Unset: --data-dir, then $RECSYS_DATA_DIR, then "
@@ -298,6 +301,7 @@ class PipelineConfig:
     enable_cache: bool = knob(True, "Reuse a component's earlier outputs when its inputs and "
                               "settings are unchanged (TFX caching).")
     data: DataConfig = field(default_factory=DataConfig)
+    interactions: InteractionsLayout = field(default_factory=InteractionsLayout)
     split: SplitConfig = field(default_factory=SplitConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     transform: TransformConfig = field(default_factory=TransformConfig)
@@ -331,6 +335,8 @@ class PipelineConfig:
 
         if self.data.layout not in LAYOUTS:
             raise bad("data.layout", f"is {self.data.layout!r}; expected one of {LAYOUTS}")
+        if self.data.layout == INTERACTIONS and self.interactions.problems():
+            raise ConfigError(f"invalid configuration: {self.interactions.problems()[0]}")
         if not 0.0 <= self.data.max_orphan_fraction <= 1.0:
             raise bad("data.max_orphan_fraction", "must be between 0 and 1")
         if self.split.kind not in SPLIT_KINDS:

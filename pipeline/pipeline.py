@@ -51,6 +51,7 @@ from recsys_pipeline.errors import ConfigError, DataError
 from recsys_pipeline.pipeline import evaluation, nodes
 from recsys_pipeline.pipeline.config import (
     DATASET_LAYOUTS,
+    INTERACTIONS,
     SPAN_PARAMETER,
     PipelineConfig,
 )
@@ -64,7 +65,8 @@ PREPROCESSING_FN = "recsys_pipeline.transform.preprocessing.preprocessing_fn"
 def schema_path(layout: str, project_dir: str = "") -> str:
     """The curated schema for a layout (demographics or not), in this install or under
     ``project_dir`` (the project's folder inside the Kubeflow image)."""
-    name = "movielens.pbtxt" if layout == "csv" else "movielens_demographics.pbtxt"
+    name = {"csv": "movielens.pbtxt", INTERACTIONS: "interactions.pbtxt"}.get(
+        layout, "movielens_demographics.pbtxt")
     if project_dir:
         return os.path.join(project_dir, "pipeline", "schemas", name)
     return str(resources.files("recsys_pipeline.pipeline").joinpath("schemas", name))
@@ -94,9 +96,11 @@ def resolve_layout(config: PipelineConfig, target: str = "local") -> tuple[str, 
                           "latest|N")
     try:
         if config.data.span is not None:
-            dataset = spans.span_dataset(data_dir, config.data.span, config.data.layout)
+            dataset = spans.span_dataset(data_dir, config.data.span, config.data.layout,
+                                         config.interactions)
         else:
-            dataset = movielens.detect_layout(data_dir, config.data.layout)
+            dataset = movielens.detect_layout(data_dir, config.data.layout,
+                                              declaration=config.interactions)
     except DataError:
         if config.data.layout != "auto":
             # A remote or not-yet-existing location (e.g. a Kubeflow runtime parameter):
@@ -152,6 +156,8 @@ def create_pipeline(config: PipelineConfig, target: Union[str, Target] = "local"
         layout=layout,
         split_config=config.split_config_json(),
         max_orphan_fraction=config.data.max_orphan_fraction,
+        interactions=(json.dumps(dataclasses.asdict(config.interactions), sort_keys=True)
+                      if layout == INTERACTIONS else None),
         input_fingerprint=fingerprint,
         source_fingerprint=_code_of(MovieLensExampleGen),
         # Locally the runner chose the span (from ML Metadata); on Kubeflow the step chooses

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import IO, Iterator, Optional
+from typing import IO, Any, Iterator, Optional
 
 
 def partial_path(path: str) -> str:
@@ -15,14 +15,15 @@ def partial_path(path: str) -> str:
 
 
 @contextlib.contextmanager
-def replacing(path: str, encoding: Optional[str] = "utf-8",
-              newline: Optional[str] = None) -> Iterator[IO[str]]:
-    """A text file to write that replaces ``path`` in one rename once the block ends; a block
-    that raises leaves ``path`` as it was and nothing beside it."""
+def replacing(path: str, encoding: Optional[str] = "utf-8", newline: Optional[str] = None,
+              binary: bool = False) -> Iterator[IO[Any]]:
+    """A text (or ``binary``) file to write that replaces ``path`` in one rename once the
+    block ends; a block that raises leaves ``path`` as it was and nothing beside it."""
     tmp = partial_path(path)
     renamed = False
     try:
-        with open(tmp, "w", encoding=encoding, newline=newline) as f:
+        with (open(tmp, "wb") if binary else
+              open(tmp, "w", encoding=encoding, newline=newline)) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -158,6 +158,20 @@ def test_synth_writes_a_dataset_the_pipeline_reads(capsys, tmp_path):
     assert sum(1 for _ in movielens.iter_ratings(dataset)) == 2000
     code, out = _run(capsys, "synth", "--ratings", "5", "--out", str(tmp_path / "e"))
     assert code == 2 and "--ratings must be at least 20" in out.err
+    shop = tmp_path / "shop"
+    code, out = _run(capsys, "synth", "--ratings", "2000", "--layout", "interactions",
+                     "--format", "parquet", "--out", str(shop))
+    assert code == 0, out.err
+    assert (f"Run it: recsys run --config {shop / 'recsys.toml'} --data-dir {shop}"
+            in out.out)
+    assert sorted(p.name for p in shop.iterdir()) == [
+        "interactions.parquet", "products.parquet", "recsys.toml"]
+    for args, message in (
+            (["--ratings", "100", "--format", "parquet"],
+             "--format parquet needs --layout interactions"),
+            (["--days", "2", "--layout", "interactions"], "--days writes the GroupLens CSV")):
+        code, out = _run(capsys, "synth", *args, "--out", str(tmp_path / "e"))
+        assert code == 2 and message in out.err, (args, out.err)
 
 
 def test_synth_days_writes_span_folders_in_date_order(capsys, tmp_path):

@@ -4,6 +4,7 @@ as daily span folders (``--days``)."""
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def register(sub) -> None:
@@ -16,6 +17,12 @@ def register(sub) -> None:
     syn.add_argument("--out", required=True, help="directory for ratings.csv and movies.csv, "
                      "or for the span-<YYYYMMDD> folders")
     syn.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    syn.add_argument("--layout", choices=("csv", "interactions"), default="csv",
+                     help="with --ratings: csv (GroupLens ratings.csv + movies.csv, the "
+                     "default) or interactions (a shop's log with its own columns, a product "
+                     "table and the recsys.toml declaring them)")
+    syn.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                     help="with --layout interactions: the files' format (default csv)")
     syn.set_defaults(func=_cmd_synth)
 
 
@@ -27,7 +34,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         raise ConfigError("recsys synth takes --ratings N (one dataset) or --days D "
                           "[--ratings-per-day R] (daily spans)")
     if args.days is not None:
+        if args.layout != "csv" or args.format != "csv":
+            raise ConfigError("--layout and --format apply to --ratings; --days writes the "
+                              "GroupLens CSV layout")
         return _synth_days(args)
+    if args.layout == "csv" and args.format != "csv":
+        raise ConfigError("--format parquet needs --layout interactions")
     if args.ratings < synthetic.MIN_RATINGS_PER_USER:
         raise ConfigError(f"--ratings must be at least {synthetic.MIN_RATINGS_PER_USER}")
     step = max(1, args.ratings // 10)
@@ -38,10 +50,19 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             reported[0] = written
             print(f"  {written:,} / {total:,} ratings", flush=True)
 
-    shape = synthetic.generate(args.out, args.ratings, seed=args.seed, progress=progress)
-    print(f"Wrote {shape.num_ratings:,} ratings by {shape.num_users:,} users of "
-          f"{shape.num_movies:,} movies to {args.out} (ratings.csv, movies.csv). "
-          f"Run it: recsys run --data-dir {args.out}")
+    shape = synthetic.generate(args.out, args.ratings, seed=args.seed, progress=progress,
+                               layout=args.layout, fmt=args.format)
+    if args.layout == "csv":
+        print(f"Wrote {shape.num_ratings:,} ratings by {shape.num_users:,} users of "
+              f"{shape.num_movies:,} movies to {args.out} (ratings.csv, movies.csv). "
+              f"Run it: recsys run --data-dir {args.out}")
+        return 0
+    layout = synthetic.declaration(args.format)
+    config = os.path.join(args.out, synthetic.DECLARED_CONFIG)
+    print(f"Wrote {shape.num_ratings:,} ratings by {shape.num_users:,} customers of "
+          f"{shape.num_movies:,} products to {args.out} ({layout.files}, {layout.items_file}, "
+          f"and {synthetic.DECLARED_CONFIG} declaring them). Run it: recsys run --config "
+          f"{config} --data-dir {args.out}")
     return 0
 
 

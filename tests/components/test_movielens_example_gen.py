@@ -162,3 +162,58 @@ def test_a_malformed_file_in_a_span_names_the_span_file_and_line(tmp_path, ml100
     with pytest.raises(DataError, match=r"span-5/u.data line 2: rating 'five' is not a number"):
         _run(tmp_path, ml100k, span=5)
     assert _holds_nothing(str(tmp_path / "examples"))
+
+
+def _declared(tmp_path, items=True, **overrides):
+    from recsys_pipeline.data.declaration import InteractionsLayout
+
+    d = tmp_path / "shop"
+    d.mkdir()
+    (d / "log-a.csv").write_text("who,what,at,score\nu1,sku-b,1700000000,5\nu1,sku-a,"
+                                 "1700000100,2\nu2,sku-b,1700000200,4\n")
+    # u1 rated sku-b again later: the newer rating stands.
+    (d / "log-b.csv").write_text("who,what,at,score\nu1,sku-b,1700000300,1\nu3,9,1700000400,3\n")
+    if items:
+        (d / "items.csv").write_text("id,title,tags\nsku-a,Kettle,kitchen|red\nsku-b,Lamp,\n"
+                                     "9,Mug,kitchen\n10,Unrated,\n")
+    layout = InteractionsLayout(files="log-*.csv", user_column="who", item_column="what",
+                                timestamp_column="at", rating_column="score",
+                                items_file="items.csv" if items else "", item_id_column="id",
+                                title_column="title", categories_column="tags", **overrides)
+    return d, json.dumps(__import__("dataclasses").asdict(layout))
+
+
+def test_a_declared_log_keeps_the_newest_repeat_and_its_item_table(tmp_path):
+    d, layout = _declared(tmp_path)
+    examples, catalogue = _run(tmp_path, d, layout="interactions", interactions=layout)
+    rows = _read(examples.uri, "train") + _read(examples.uri, "eval")
+    got = sorted((r[F.USER_ID][0], r[F.MOVIE_ID][0], r[F.USER_RATING][0], r[F.MOVIE_TITLE][0],
+                  r[F.MOVIE_GENRES]) for r in rows)
+    assert got == [(b"u1", b"sku-a", 2.0, b"Kettle", [b"kitchen", b"red"]),
+                   (b"u1", b"sku-b", 1.0, b"Lamp", []),
+                   (b"u2", b"sku-b", 4.0, b"Lamp", []),
+                   (b"u3", b"9", 3.0, b"Mug", [b"kitchen"])]
+    assert all(F.USER_GENDER not in r for r in rows)
+    # The whole item table, numeric ids in number order, then the others.
+    assert [r[F.MOVIE_ID][0] for r in _read(catalogue.uri, "catalogue")] == [
+        b"9", b"10", b"sku-a", b"sku-b"]
+
+
+def test_without_an_item_table_the_catalogue_is_what_the_log_names(tmp_path):
+    d, layout = _declared(tmp_path, items=False)
+    _, catalogue = _run(tmp_path, d, layout="interactions", interactions=layout)
+    listed = sorted((r[F.MOVIE_ID][0], r[F.MOVIE_TITLE][0], r[F.MOVIE_GENRES])
+                    for r in _read(catalogue.uri, "catalogue"))
+    assert listed == [(b"9", b"9", []), (b"sku-a", b"sku-a", []), (b"sku-b", b"sku-b", [])]
+
+
+def test_a_declared_log_names_its_orphans_by_file_and_line(tmp_path):
+    d, layout = _declared(tmp_path)
+    (d / "items.csv").write_text("id,title,tags\nsku-a,Kettle,\nsku-b,Lamp,\n")
+    with pytest.raises(DataError) as e:
+        _run(tmp_path, d, layout="interactions", interactions=layout)
+    # Four after the repeat of u1 and sku-b; the orphan is named by its file and line.
+    assert f"1 of 4 ratings (25.00%) refer to an item missing from {d / 'items.csv'}" in str(
+        e.value)
+    assert f"{d / 'log-b.csv'} line 3: item id 9 is not in {d / 'items.csv'}" in str(e.value)
+    assert _holds_nothing(tmp_path / "examples") and _holds_nothing(tmp_path / "catalogue")

@@ -80,3 +80,25 @@ def test_small_sizes_have_room_for_distinct_ratings(tmp_path, n):
     synthetic.generate(str(tmp_path), n)
     _, ratings, _ = _read(tmp_path)
     assert len(ratings) == n == len({(r.user_id, r.movie_id) for r in ratings})
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_the_declared_layout_is_the_same_log_under_its_own_names(tmp_path, fmt):
+    from recsys_pipeline.pipeline.config import load_config
+
+    synthetic.generate(str(tmp_path / "grouplens"), 3_000, seed=5)
+    synthetic.generate(str(tmp_path / "shop"), 3_000, seed=5, layout="interactions", fmt=fmt)
+    config = load_config(str(tmp_path / "shop" / synthetic.DECLARED_CONFIG)).validate()
+    assert config.data.layout == "interactions"
+    assert config.interactions == synthetic.declaration(fmt)
+    ds = movielens.detect_layout(str(tmp_path / "shop"), "interactions",
+                                 declaration=config.interactions)
+    shop = list(movielens.iter_ratings(ds))
+    _, grouplens, movies = _read(tmp_path / "grouplens")
+    # The same rows, renamed: C<user>, P<movie:05d>, ISO times, the same stars.
+    assert [(r.user_id, r.movie_id, r.rating, r.timestamp) for r in shop] == [
+        (f"C{r.user_id}", f"P{int(r.movie_id):05d}", r.rating, r.timestamp) for r in grouplens]
+    products = movielens.load_movies(ds)
+    assert len(products) == len(movies)
+    first = products["P00001"]
+    assert first.title.startswith("Synthetic Product 1 (") and first.genres == movies["1"].genres

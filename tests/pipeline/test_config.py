@@ -48,6 +48,12 @@ def test_every_knob_is_documented():
     ("[bulk]\nk = 0\n", "bulk.k"),
     ("[bulk]\nbatch_size = 0\n", "bulk.batch_size"),
     ("[bulk]\nenabled = true\n[recommender]\nenabled = false\n", "bulk.enabled"),
+    ("[data]\nlayout = \"interactions\"\n[interactions]\ntimestamp_unit = \"days\"\n",
+     "interactions.timestamp_unit"),
+    ("[data]\nlayout = \"interactions\"\n[interactions]\nmax_rating = 0.5\n",
+     "interactions.min_rating"),
+    ("[data]\nlayout = \"interactions\"\n[interactions]\nitem_column = \"user_id\"\n",
+     "interactions: column 'user_id'"),
 ])
 def test_model_and_gate_values_are_checked(tmp_path, toml, key):
     path = tmp_path / "c.toml"

@@ -64,6 +64,7 @@ def _edited(monkeypatch, module: str) -> None:
     ("recsys_pipeline.trainer.ranking_trainer", [nodes.RANKING.trainer]),
     ("recsys_pipeline.components.recsys_evaluator", EVALUATORS),
     ("recsys_pipeline.data.movielens", [nodes.EXAMPLE_GEN]),
+    ("recsys_pipeline.data.interactions", [nodes.EXAMPLE_GEN]),
     ("recsys_pipeline.components.anomaly_gate", [nodes.ANOMALY_GATE]),
     ("recsys_pipeline.serving.two_stage", [RECOMMENDER]),
     # The Evaluators write a refusal as the recommender's ListEvaluation does (list_metrics).

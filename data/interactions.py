@@ -1,0 +1,319 @@
+"""A team's own interaction log, read as its declaration says (``data.layout = "interactions"``).
+
+The MovieLens layouts fix file names, separators and columns. A team's log has its own: a
+click or rating export in CSV or Parquet, split over several files, with its own column names
+and timestamp format, and an item table beside it. The ``[interactions]`` section declares
+them, and this module reads them into the same ``Rating`` and ``Movie`` records the MovieLens
+parsers produce, so that everything after ExampleGen is unchanged:
+
+* interaction files: a name or glob (relative to the data directory, or to each span folder),
+  CSV with a header row or Parquet, read one file at a time and streamed (CSV line by line,
+  Parquet batch by batch); each row's user id, item id, timestamp and rating;
+* the item table (optional): id, and optionally a title and a categories (tags) column, which
+  feed the model as a movie's title and genres do. Without one, the catalogue is every item
+  the log names, titled by its id.
+
+Every problem raises :class:`DataError` naming the file, the column and the line (CSV) or row
+(Parquet, counted from 1 over the file's data rows).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import hashlib
+import io
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
+
+from recsys_pipeline.data.declaration import KIND, InteractionsLayout
+from recsys_pipeline.errors import DataError
+
+# Seconds from here on are past the year 5138, and milliseconds below it are before 1973.
+MILLISECONDS_FROM = 100_000_000_000
+FUTURE_SLACK_S = 86_400  # a day of clock skew between the log's writer and this machine
+PARQUET_BATCH_ROWS = 65_536
+
+
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def interaction_files(layout: InteractionsLayout, folder: str) -> list[str]:
+    """The interaction files of ``folder`` (sorted); refuses a pattern matching none."""
+    gfile = _gfile()
+    if not gfile.isdir(folder):
+        raise DataError(f"data directory {folder!r} does not exist or is not a directory")
+    pattern = layout.files
+    # tf.io.gfile.glob reads local paths and gs:// alike; names starting with a dot or an
+    # underscore are a writer's temporary or marker files (Spark's _SUCCESS), never data.
+    found = sorted(p for p in gfile.glob(os.path.join(folder, pattern))
+                   if not os.path.basename(p.rstrip("/")).startswith((".", "_"))
+                   and not gfile.isdir(p))
+    if not found:
+        listing = ", ".join(sorted(n.rstrip("/") for n in gfile.listdir(folder))[:10])
+        raise DataError(f"interactions.files {pattern!r} matches no file in {folder!r} (it "
+                        f"has: {listing or 'nothing'})")
+    return found
+
+
+def items_path(layout: InteractionsLayout, folder: str,
+               shared_folder: Optional[str] = None) -> Optional[str]:
+    """Where the item table is (``folder``, else ``shared_folder``), None without one."""
+    if not layout.items_file:
+        return None
+    gfile = _gfile()
+    for place in (folder, shared_folder):
+        if place and gfile.exists(os.path.join(place, layout.items_file)):
+            return os.path.join(place, layout.items_file)
+    where = " or ".join(repr(p) for p in (folder, shared_folder) if p)
+    raise DataError(f"interactions.items_file {layout.items_file!r} is in neither {where}")
+
+
+def fingerprint(paths: Iterable[str]) -> str:
+    """A cheap fingerprint (names, sizes, mtimes) of the files, for TFX caching."""
+    gfile = _gfile()
+    h = hashlib.sha256(KIND.encode())
+    for path in paths:
+        st = gfile.stat(path)
+        h.update(f"{os.path.basename(path)}:{st.length}:{st.mtime_nsec}".encode())
+    return h.hexdigest()[:16]
+
+
+# --- Rows ----------------------------------------------------------------------------------
+
+def _decoded(raw_lines: Iterable[bytes], path: str) -> Iterator[str]:
+    for n, raw in enumerate(raw_lines, start=1):
+        try:
+            # utf-8-sig on the first line: spreadsheet exports start with a byte-order mark.
+            yield raw.decode("utf-8-sig" if n == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path} line {n}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at "
+                            f"column {e.start + 1})") from None
+
+
+def _csv_rows(path: str, columns: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, {column: text}) per data line of a CSV file with a header, streaming."""
+    with _gfile().GFile(path, "rb") as f:
+        reader = csv.reader(_decoded(f, path))
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise DataError(f"{path}: the file is empty (expected a header row)") from None
+        index = {}
+        for column in columns:
+            if column not in header:
+                raise DataError(f"{path}: column {column!r} is missing (the header has: "
+                                f"{', '.join(header)})")
+            index[column] = header.index(column)
+        try:
+            for fields in reader:
+                where = f"{path} line {reader.line_num}"
+                if not fields or fields == [""]:
+                    continue
+                if len(fields) != len(header):
+                    raise DataError(f"{where}: {len(fields)} fields, but the header has "
+                                    f"{len(header)}")
+                yield where, {c: fields[i] for c, i in index.items()}
+        except csv.Error as e:
+            raise DataError(f"{path} line {reader.line_num}: {e}") from None
+
+
+class _GFileReader(io.RawIOBase):
+    """A ``tf.io.gfile`` file as the seekable binary file pyarrow reads (gs:// and others)."""
+
+    def __init__(self, path: str):
+        self._f = _gfile().GFile(path, "rb")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._f.seek(offset, whence)
+        return self._f.tell()
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readinto(self, buffer) -> int:
+        data = self._f.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def _open_binary(path: str) -> io.IOBase:
+    if "://" not in path:
+        return open(path, "rb")
+    return io.BufferedReader(_GFileReader(path))
+
+
+def _parquet_rows(path: str, columns: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, {column: value}) per row of a Parquet file, batch by batch."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with _open_binary(path) as f:
+        try:
+            parquet = pq.ParquetFile(f)
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+        names = parquet.schema_arrow.names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(f"{path}: column {missing[0]!r} is missing (the file has: "
+                            f"{', '.join(names)})")
+        row = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
+                values = {c: batch.column(c).to_pylist() for c in columns}
+                for i in range(batch.num_rows):
+                    row += 1
+                    yield f"{path} row {row}", {c: values[c][i] for c in columns}
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(f"{path} after row {row}: not a readable Parquet file ({e})") from None
+
+
+def rows(layout: InteractionsLayout, path: str, columns: list[str]
+         ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, {column: value}) per data row of one file; every column must be there."""
+    if layout.format_of(path) == "parquet":
+        return _parquet_rows(path, columns)
+    return _csv_rows(path, columns)
+
+
+def _identifier(value: Any, column: str, where: str) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DataError(f"{where}: {column} is empty (every row needs one)")
+    if isinstance(value, bool) or isinstance(value, float):
+        raise DataError(f"{where}: {column} {value!r} is not an id (text or an integer)")
+    if isinstance(value, (int, str)):
+        return str(value).strip()
+    raise DataError(f"{where}: {column} {value!r} is not an id (text or an integer)")
+
+
+def _date(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+
+
+def timestamp_seconds(value: Any, unit: str, column: str, where: str) -> int:
+    """Whole seconds since 1970 of one timestamp in the declared ``unit``."""
+    if isinstance(value, datetime.datetime):  # a Parquet timestamp column
+        moment = value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+        seconds = int(moment.timestamp())
+    elif unit == "iso8601":
+        if not isinstance(value, str):
+            raise DataError(f"{where}: {column} {value!r} is not an ISO 8601 text "
+                            "(interactions.timestamp_unit = \"iso8601\")")
+        try:
+            moment = datetime.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise DataError(f"{where}: {column} {value!r} is not an ISO 8601 time (e.g. "
+                            "2026-11-30T14:05:00Z)") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        seconds = int(moment.timestamp())
+    else:
+        text = str(value).strip() if value is not None else ""
+        if isinstance(value, float) or not text.lstrip("-").isdigit():
+            raise DataError(f"{where}: {column} {value!r} is not an integer ({unit} since "
+                            "1970, interactions.timestamp_unit)")
+        number = int(text)
+        if number < 0:
+            raise DataError(f"{where}: {column} {number} is negative")
+        if unit == "seconds" and number >= MILLISECONDS_FROM:
+            raise DataError(f"{where}: {column} {number} looks like milliseconds (as seconds "
+                            f"it is after the year 5000): set interactions.timestamp_unit = "
+                            "\"milliseconds\"")
+        if unit == "milliseconds" and 0 < number < MILLISECONDS_FROM:
+            raise DataError(f"{where}: {column} {number} looks like seconds (as milliseconds "
+                            f"it is {_date(number / 1000)}): set interactions.timestamp_unit "
+                            "= \"seconds\"")
+        seconds = number // 1000 if unit == "milliseconds" else number
+    if seconds < 0:
+        raise DataError(f"{where}: {column} {value!r} is before 1970")
+    if seconds > time.time() + FUTURE_SLACK_S:
+        raise DataError(f"{where}: {column} {value!r} ({_date(seconds)}) lies in the future: "
+                        "check the clock of whatever wrote the log")
+    return seconds
+
+
+def _rating(value: Any, layout: InteractionsLayout, where: str) -> float:
+    column = layout.rating_column
+    try:
+        rating = float(value) if not isinstance(value, bool) and value is not None else None
+    except ValueError:
+        rating = None
+    if rating is None:
+        raise DataError(f"{where}: {column} {value!r} is not a number")
+    if not math.isfinite(rating) or not layout.min_rating <= rating <= layout.max_rating:
+        raise DataError(f"{where}: {column} {value!r} is outside [{layout.min_rating:g}, "
+                        f"{layout.max_rating:g}] (interactions.min_rating, max_rating)")
+    return rating
+
+
+def iter_interactions(layout: InteractionsLayout, path: str) -> Iterator:
+    """Streams one interaction file's validated rows as ``movielens.Rating`` records."""
+    from recsys_pipeline.data.movielens import Rating  # movielens reads through this module
+
+    columns = [layout.user_column, layout.item_column, layout.timestamp_column,
+               layout.rating_column]
+    empty = True
+    for n, (where, row) in enumerate(rows(layout, path, columns), start=1):
+        empty = False
+        yield Rating(
+            user_id=_identifier(row[layout.user_column], layout.user_column, where),
+            movie_id=_identifier(row[layout.item_column], layout.item_column, where),
+            rating=_rating(row[layout.rating_column], layout, where),
+            timestamp=timestamp_seconds(row[layout.timestamp_column], layout.timestamp_unit,
+                                        layout.timestamp_column, where),
+            line_no=n,
+            where=where,
+        )
+    if empty:
+        raise DataError(f"{path}: the file holds no interactions")
+
+
+def _categories(value: Any, layout: InteractionsLayout, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value if v is not None]
+    elif isinstance(value, str):
+        items = [v.strip() for v in value.split(layout.categories_separator)]
+    else:
+        raise DataError(f"{where}: {layout.categories_column} {value!r} is neither text nor "
+                        "a list")
+    return tuple(dict.fromkeys(v for v in items if v))
+
+
+def load_items(layout: InteractionsLayout, path: str) -> dict:
+    """The item table, keyed by item id (``movielens.Movie`` records)."""
+    from recsys_pipeline.data.movielens import Movie
+
+    columns = [c for c in (layout.item_id_column, layout.title_column,
+                           layout.categories_column) if c]
+    items: dict[str, Movie] = {}
+    for where, row in rows(layout, path, columns):
+        item_id = _identifier(row[layout.item_id_column], layout.item_id_column, where)
+        if item_id in items:
+            raise DataError(f"{where}: item id {item_id!r} appears twice in the item table")
+        title = row[layout.title_column] if layout.title_column else None
+        title = str(title).strip() if title is not None and str(title).strip() else item_id
+        categories = (_categories(row[layout.categories_column], layout, where)
+                      if layout.categories_column else ())
+        items[item_id] = Movie(item_id, title, categories)
+    if not items:
+        raise DataError(f"{path}: the item table holds no items")
+    return items
