@@ -1,9 +1,10 @@
 """Scale benchmark: the whole DAG on synthetic MovieLens-shaped data of growing size.
 
     .venv/bin/python bench/scale.py [--sizes 100000,1000000,5000000] [--epochs 2]
+                                    [--layout csv|interactions] [--format csv|parquet]
 
-For each size it writes a synthetic dataset in the GroupLens CSV layout
-(``recsys_pipeline.data.synthetic``), then runs ``recsys run`` on it in a fresh output
+For each size it writes a synthetic dataset in the GroupLens CSV layout, or as a declared
+shop log (``recsys_pipeline.data.synthetic``), then runs ``recsys run`` on it in a fresh output
 directory as a child process, as a user would. While the run goes it reads the runner's
 progress events (which component is running, and its wall time) and samples the resident
 memory of the run's whole process tree every 0.2 s, so each component gets its wall time
@@ -92,9 +93,11 @@ class Sampler(threading.Thread):
         self.join()
 
 
-def write_config(path: str, epochs: int) -> None:
+def write_config(path: str, epochs: int, declared: str = "") -> None:
+    """The benchmark's configuration: ``epochs`` for both Trainers, and the declaration of a
+    declared log (the text of the recsys.toml that synth wrote beside it)."""
     with open(path, "w") as f:
-        f.write(f"[retrieval]\nepochs = {epochs}\n\n[ranking]\nepochs = {epochs}\n")
+        f.write(f"[retrieval]\nepochs = {epochs}\n\n[ranking]\nepochs = {epochs}\n\n{declared}")
 
 
 def run_pipeline(data_dir: str, output_dir: str, config: str) -> dict:
@@ -176,26 +179,35 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default=os.path.join("outputs", "bench-scale"),
                         help="datasets and pipeline outputs go here (replaced per size)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layout", choices=("csv", "interactions"), default="csv",
+                        help="the data's layout: GroupLens CSV, or a declared shop log "
+                        "(recsys synth --layout interactions)")
+    parser.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                        help="with --layout interactions: CSV or Parquet files")
     args = parser.parse_args(argv)
     from recsys_pipeline.data import synthetic
 
     sizes = sorted(int(s) for s in args.sizes.split(","))
     os.makedirs(args.workdir, exist_ok=True)
     config = os.path.join(args.workdir, "bench-scale.toml")
-    write_config(config, args.epochs)
     runs = []
     for n in sizes:
         data_dir = os.path.join(args.workdir, f"data-{n}")
         output_dir = os.path.join(args.workdir, f"run-{n}")
         shutil.rmtree(output_dir, ignore_errors=True)
         started = time.monotonic()
-        shape = synthetic.generate(data_dir, n, seed=args.seed)
+        shape = synthetic.generate(data_dir, n, seed=args.seed, layout=args.layout,
+                                   fmt=args.format)
+        declared = os.path.join(data_dir, synthetic.DECLARED_CONFIG)
+        write_config(config, args.epochs, open(declared).read()
+                     if args.layout == "interactions" else "")
         log(f"{n:,} ratings: {shape.num_users:,} users, {shape.num_movies:,} movies, "
             f"written in {time.monotonic() - started:.1f}s; running the pipeline ...")
         runs.append(run_pipeline(data_dir, output_dir, config))
         log(f"{n:,} ratings: {runs[-1]['total_s']:.0f}s, peak "
             f"{runs[-1]['overall_peak_mb']:,.0f} MiB")
-    print(f"Scale benchmark: sizes {', '.join(f'{n:,}' for n in sizes)} ratings, "
+    print(f"Scale benchmark: sizes {', '.join(f'{n:,}' for n in sizes)} ratings "
+          f"({args.layout} layout{', ' + args.format if args.layout != 'csv' else ''}), "
           f"{args.epochs} epochs per Trainer; seconds and peak resident MiB (the run's "
           "process tree) per component\n")
     print(table(sizes, runs))

@@ -54,9 +54,13 @@ def test_process_tree_memory_includes_children():
 
 @pytest.mark.e2e
 def test_scale_benchmark_runs_the_dag_and_prints_its_table(tmp_path):
+    # On a declared Parquet log (a shop's: its own columns, ISO times, a product table), so
+    # that this one run also shows such a log blessed, pushed and served with its titles
+    # (five epochs: at one, the ranking model is not yet within its RMSE bound).
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--sizes", "3000", "--epochs", "1",
-         "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=1200)
+        [sys.executable, str(BENCH), "--sizes", "3000", "--epochs", "5", "--layout",
+         "interactions", "--format", "parquet", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-4000:]
     rows = dict(re.findall(r"^\| (\S+) \| ([\d.]+) \| [\d,]+ \|", result.stdout, flags=re.M))
     assert len(rows) == 19, result.stdout  # every component of the DAG, whole run apart
@@ -70,4 +74,15 @@ def test_scale_benchmark_runs_the_dag_and_prints_its_table(tmp_path):
                       flags=re.M)
     assert whole and float(whole.group(1)) > sum(float(v) for v in rows.values()) * 0.5
     assert int(whole.group(2).replace(",", "")) > 300  # TensorFlow alone is more than that
-    assert (tmp_path / "data-3000" / "ratings.csv").exists()
+    data = tmp_path / "data-3000"
+    assert sorted(p.name for p in data.iterdir()) == [
+        "interactions.parquet", "products.parquet", "recsys.toml"]
+    assert "(interactions layout, parquet)" in result.stdout
+    recsys = os.path.join(os.path.dirname(sys.executable), "recsys")
+    served = subprocess.run([recsys, "recommend", "--config", str(tmp_path / "bench-scale.toml"),
+                             "--output-dir", str(tmp_path / "run-3000"), "--user-id", "C3",
+                             "--k", "5"], capture_output=True, text=True, timeout=300)
+    assert served.returncode == 0, served.stdout + served.stderr
+    listed = re.findall(r"^\s+\d+\s+(P\d{5})\s.*Synthetic Product (\d+) \(\d{4}\)$",
+                        served.stdout, flags=re.M)
+    assert len(listed) == 5 and all(p == f"P{int(n):05d}" for p, n in listed), served.stdout
