@@ -1,7 +1,9 @@
 """Fault injection: the runner is killed with SIGKILL inside ExampleGen, Transform, a Trainer,
 an Evaluator and a Pusher (tests/faults.py stops it at the exact point). After each kill the
 serving directory holds only the complete, previously blessed versions, ML Metadata opens,
-and a rerun completes, reusing what finished before the kill. Plus a disk full during a push.
+and a rerun completes, reusing what finished before the kill. The ExampleGen kill is followed
+by the Transform one: the run killed in Transform is the rerun that has to redo ExampleGen.
+Plus a disk full during a push.
 
 Each scenario starts from a copy of one served baseline (3,000 ratings of MovieLens 100K, few
 epochs) and changes the data or the config so that the component to kill has to execute.
@@ -101,28 +103,29 @@ def _kill_at(point, out, data, config, markers, env=None):
     assert process.returncode == -signal.SIGKILL
 
 
-def _assert_only_complete_blessed_versions(out, served):
+def _assert_only_complete_blessed_versions(out, served, kills):
+    """After the ``kills``-th kill: the served versions as before, and ML Metadata readable."""
     assert _served(out) == served  # nothing new visible to TF Serving, nothing lost
     for model, versions in served.items():
         for version in versions:
             path = str(out / "serving" / model / str(version))
             assert layout.version_problem(path) is None, path
-    # ML Metadata opens and reads: the killed run is there, its last component unfinished.
+    # ML Metadata opens and reads: the killed runs are there, their last component unfinished.
     config = PipelineConfig(output_dir=str(out))
     runs = summarize_runs(config)
-    assert len(runs) == 2 and runs[-1].components
+    assert len(runs) == 1 + kills and runs[-1].components
+    return runs[-1]
 
 
-# Fault point -> ratings in the data (3,500: new data, so ExampleGen and Transform execute).
-SCENARIOS = {"ExampleGen": 3500, "Transform": 3500, "Trainer": 3000, "Evaluator": 3000,
-             "Pusher": 3000}
+# The fault points of a scenario, killed one run after another, and the ratings in the data
+# (3,500: new data, so ExampleGen and Transform execute).
+SCENARIOS = {"ExampleGen": (("ExampleGen", "Transform"), 3500), "Trainer": (("Trainer",), 3000),
+             "Evaluator": (("Evaluator",), 3000), "Pusher": (("Pusher",), 3000)}
 
 
 def _scenario_config(point):
     """(config, ran on the rerun, cached on the rerun): the change that makes ``point``'s
     component execute, and what finished before the kill that the rerun must reuse."""
-    if point == "ExampleGen":
-        return BASE_CONFIG, ["MovieLensExampleGen"], ["ImportSchemaGen"]
     if point == "Transform":
         return BASE_CONFIG, ["Transform"], ["MovieLensExampleGen", "StatisticsGen",
                                             "ExampleValidator", "AnomalyGate"]
@@ -147,13 +150,15 @@ def _scenario_config(point):
                                                          "RankingTrainer"]
 
 
-@pytest.mark.parametrize("point", list(SCENARIOS))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_kill_9_leaves_served_versions_and_a_rerun_recovers(baseline, real_ml100k, tmp_path,
-                                                            point):
+                                                            scenario):
     root, base_out, served = baseline
     out = tmp_path / "outputs"
     shutil.copytree(base_out, out)
-    data = _subset(real_ml100k, root, SCENARIOS[point])
+    points, ratings = SCENARIOS[scenario]
+    data = _subset(real_ml100k, root, ratings)
+    point = points[-1]
     text, ran, cached = _scenario_config(point)
     config = tmp_path / "scenario.toml"
     config.write_text(text)
@@ -161,12 +166,19 @@ def test_kill_9_leaves_served_versions_and_a_rerun_recovers(baseline, real_ml100
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(system_tmp)}
-    _kill_at(point, out, data, str(config), tmp_path / "markers", env)
-    _assert_only_complete_blessed_versions(out, served)
-    assert [p.name.startswith("recsys-run-") for p in system_tmp.iterdir()] == [True]
+    for kills, killed in enumerate(points, start=1):
+        _kill_at(killed, out, data, str(config), tmp_path / f"markers-{killed}", env)
+        last = _assert_only_complete_blessed_versions(out, served, kills)
+        # The killed run's temp directory is left (an earlier one's went at the next start).
+        assert [p.name.startswith("recsys-run-") for p in system_tmp.iterdir()] == [True]
+        if kills > 1:
+            # The run after the ExampleGen kill executed ExampleGen again, whole, on the new
+            # data (its killed execution was never published), before it was killed further on.
+            states = {c.node_id: c.state for c in last.components}
+            assert states[nodes.EXAMPLE_GEN] == "ran", states
 
     statuses = _run(out, data, str(config), env)  # the killed run's lock is gone with it
-    # ... and so is its temp directory (TFX's sdists of itself in it), swept by the rerun.
+    # ... and so are their temp directories (TFX's sdists of itself in them), swept by the rerun.
     assert list(system_tmp.iterdir()) == []
     for name in ran:
         assert statuses[name] == "ran", (name, statuses)
