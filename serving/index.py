@@ -143,8 +143,10 @@ def single_query_latency_ms(layer, queries: np.ndarray, embeddings: np.ndarray, 
 
 
 # Automatic settings are widened until the tuning queries clear the bound by this margin:
-# ScaNN's partitioning is randomized, and recall varies by a few points between builds.
-AUTO_MARGIN = 0.02
+# ScaNN's partitioning is randomized, and recall varies by a few points between builds and
+# between the two halves of few queries (0.974 on the tuning half and 0.949 on the gating
+# half of 220 users' queries, measured on 3,000 ratings).
+AUTO_MARGIN = 0.03
 
 
 def _halves(items):

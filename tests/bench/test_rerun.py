@@ -24,6 +24,8 @@ ensemble = 1
 min_top_k_accuracy = 0.0
 max_rmse = 5.0
 min_ndcg = 0.0
+[index]
+min_recall = 0.9
 """
 
 

@@ -50,6 +50,8 @@ top_k_tolerance = 1.0
 rmse_tolerance = 1.0
 min_ndcg = 0.0
 ndcg_tolerance = 1.0
+[index]
+min_recall = 0.9
 """
 
 
