@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from recsys_pipeline.data import arrivals
 from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.pipeline.config import PipelineConfig
 
@@ -104,14 +105,15 @@ def test_replay_benchmark_on_two_tiny_days(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
     out = result.stdout
     number = r"\d\.\d{4}"
+    first, second = arrivals.span_number(0), arrivals.span_number(1)  # the synth's dates
     # Day 1: one span, nothing older to train on: no served model, nothing graded.
-    assert re.search(rf"^\| 1 \| 20261101 \| 400 \| {number} / - \| {number} / - \| yes/yes \| "
+    assert re.search(rf"^\| 1 \| {first} \| 400 \| {number} / - \| {number} / - \| yes/yes \| "
                      r"\d+ \| no earlier span to compare with \| [\d.]+ \(c\) \| "
                      r"[\d.]+ \(c\) \| \d+ \| - \| - \| - \|",
                      out, flags=re.M), out
     # Day 2: trained on day 1 warm from day 1's model, both models scored on day 2.
-    assert re.search(rf"^\| 2 \| 20261102 \| 800 \| {number} / {number} \| {number} / {number}"
-                     rf" \| (yes|no)/(yes|no) \| (\d+|-) \| against span 20261101: movie_id "
+    assert re.search(rf"^\| 2 \| {second} \| 800 \| {number} / {number} \| {number} / {number}"
+                     rf" \| (yes|no)/(yes|no) \| (\d+|-) \| against span {first}: movie_id "
                      r"\d\.\d+, user_rating \d\.\d+ \| [\d.]+ \(w\) \| [\d.]+ \(w\) \| \d+ \| "
                      rf"{number} \| {number} \| {number} \| 0\.\d\d \| {number} \| {number} \|",
                      out, flags=re.M), out
