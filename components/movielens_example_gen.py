@@ -2,6 +2,8 @@
 
 Ratings stream through Beam (never held in one Python list); each is joined with its movie
 (title, genres) and, where the layout has them, user demographics, then assigned to a split.
+A declared log's item and user tables stream too: they are joined by grouping on the item and
+user ids (``_join_declared``), so no table is ever one Python object.
 Ratings whose movie or user is unknown are dropped and counted; above
 ``max_orphan_fraction`` the run fails. Any failure removes the partial output files, and
 TFX never publishes the artifacts of a failed execution, so nothing half-written looks valid.
@@ -25,7 +27,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from recsys_pipeline.components import registry
-from recsys_pipeline.data import movielens, spans, splits
+from recsys_pipeline.data import interactions, movielens, spans, splits
 from recsys_pipeline.data.declaration import InteractionsLayout
 from recsys_pipeline.errors import DataError, find_recsys_error
 from recsys_pipeline.transform import features as F
@@ -35,10 +37,16 @@ logger = logging.getLogger(__name__)
 
 
 def to_example(feats: dict[str, list]) -> bytes:
-    """Serializes a raw feature dict as a tf.Example, typed by features.RAW_FEATURE_KINDS."""
+    """Serializes a raw feature dict as a tf.Example, typed by features.RAW_FEATURE_KINDS;
+    declared features by their values (floats, else bytes), left out when missing."""
     feature = {}
     for name, values in feats.items():
-        kind = F.RAW_FEATURE_KINDS[name]
+        if F.is_declared(name):
+            if not values:
+                continue
+            kind = "float" if isinstance(values[0], float) else "bytes"
+        else:
+            kind = F.RAW_FEATURE_KINDS[name]
         if kind == "bytes":
             feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
         elif kind == "int":
@@ -60,23 +68,21 @@ def _duplicates(pair_lines) -> list[str]:
 
 
 class _JoinFn(beam.DoFn):
-    """Joins a rating with its movie and user; unknown ids go to the 'orphans' output."""
+    """Joins a MovieLens rating with its movie and user (tables small and fixed enough to be
+    side inputs); unknown ids go to the 'orphans' output."""
 
-    def __init__(self, ratings_path: str, items: str = "movie id {} is not in the movie file"):
+    def __init__(self, ratings_path: str):
         self._path = ratings_path
-        self._items = items
         self._total = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "ratings")
         self._orphans = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "orphans")
 
-    def process(self, rating: movielens.Rating, movies: Optional[dict], users: Any):
+    def process(self, rating: movielens.Rating, movies: dict, users: Any):
         self._total.inc()
-        # None: no item table (a declared log); each item is titled by its id.
-        movie = (movies.get(rating.movie_id) if movies is not None
-                 else movielens.Movie(rating.movie_id, rating.movie_id, ()))
+        movie = movies.get(rating.movie_id)
         user = users.get(rating.user_id) if users is not None else None
         if movie is None or (users is not None and user is None):
             self._orphans.inc()
-            missing = (self._items.format(rating.movie_id) if movie is None
+            missing = (f"movie id {rating.movie_id} is not in the movie file" if movie is None
                        else f"user id {rating.user_id} is not in the user file")
             where = rating.where or f"{self._path} line {rating.line_no}"
             yield beam.pvalue.TaggedOutput("orphans", f"{where}: {missing}")
@@ -84,13 +90,66 @@ class _JoinFn(beam.DoFn):
         yield rating, movielens.join_features(rating, movie, user)
 
 
-def _newest(pair_ratings) -> list[movielens.Rating]:
-    """The newest of a user's interactions with one item (the rest counted as repeats)."""
-    _, ratings = pair_ratings
-    ratings = list(ratings)
-    if len(ratings) > 1:
-        beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "repeats").inc(len(ratings) - 1)
-    return [max(ratings, key=lambda r: (r.timestamp, r.where, r.line_no))]
+def _position(where: str) -> tuple[str, int]:
+    """(file, line or row) of a "<file> line N" / "<file> row N" location, for ordering."""
+    head, _, number = where.rpartition(" ")
+    return (head, int(number)) if number.isdigit() else (where, 0)
+
+
+def _single(table: str, key: str, rows: list) -> Optional[Any]:
+    """The one (where, record) of ``key`` in a declared table; two or more are refused."""
+    if len(rows) > 1:
+        first, again = sorted((where for where, _ in rows), key=_position)[:2]
+        raise interactions.twice(table, key, first, again)
+    return rows[0][1] if rows else None
+
+
+class _ItemGroupFn(beam.DoFn):
+    """One item of a declared log with every interaction naming it (a CoGroupByKey on the
+    item id): the item's catalogue entry, and each user's newest interaction with it joined
+    to it (the rest counted as repeats), or the interactions as orphans when the item table
+    lacks it. Without an item table (``items_file`` None) every named item is in the
+    catalogue, titled by its id."""
+
+    def __init__(self, items_file: Optional[str]):
+        self._items_file = items_file
+        self._total = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "ratings")
+        self._orphans = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "orphans")
+        self._repeats = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "repeats")
+
+    def process(self, grouped):
+        item_id, tables = grouped
+        ratings = list(tables["ratings"])
+        if self._items_file is None:
+            item = movielens.Movie(item_id, item_id, ())
+        else:
+            item = _single("item", item_id, list(tables["items"]))
+        if item is not None:
+            yield beam.pvalue.TaggedOutput("catalogue", item)
+        newest: dict[str, movielens.Rating] = {}
+        for r in ratings:
+            kept = newest.get(r.user_id)
+            if kept is None or (r.timestamp, r.where, r.line_no) > (
+                    kept.timestamp, kept.where, kept.line_no):
+                newest[r.user_id] = r
+        self._repeats.inc(len(ratings) - len(newest))
+        for rating in newest.values():
+            self._total.inc()
+            if item is None:
+                self._orphans.inc()
+                yield beam.pvalue.TaggedOutput(
+                    "orphans", f"{rating.where}: item id {item_id} is not in {self._items_file}")
+            else:
+                yield rating, item
+
+
+def _join_user(grouped):
+    """One user of a declared log with their joined interactions and their user table row
+    (a CoGroupByKey on the user id); a user missing from the table has no feature values."""
+    user_id, tables = grouped
+    user = _single("user", user_id, list(tables["users"]))
+    for rating, item in tables["rated"]:
+        yield rating, movielens.join_features(rating, item, user)
 
 
 def _catalogue_order(movie: movielens.Movie) -> tuple:
@@ -141,12 +200,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         max_orphans = float(exec_properties["max_orphan_fraction"])
         logger.info("MovieLensExampleGen: %s layout in %s", dataset.spec.kind, dataset.data_dir)
 
-        # Small tables, loaded (and validated) before Beam starts so their errors are direct.
-        movies: Optional[dict] = movielens.load_movies(dataset)
-        users = movielens.load_users(dataset)
-        derived = declaration is not None and not dataset.items_file
-        if derived:
-            movies = None
 
         examples.split_names = artifact_utils.encode_split_names(list(splits.SPLITS))
         catalogue.split_names = artifact_utils.encode_split_names([splits.CATALOGUE])
@@ -155,8 +208,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         orphan_sample = os.path.join(examples.uri, "_orphan_sample")
 
         p = self._make_beam_pipeline()
-        movies_si = beam.pvalue.AsSingleton(p | "Movies" >> beam.Create([movies]))
-        users_si = beam.pvalue.AsSingleton(p | "Users" >> beam.Create([users]))
         ratings = (
             p
             | "Dataset" >> beam.Create(dataset.sources())
@@ -166,14 +217,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         )
         duplicate_sample = os.path.join(examples.uri, "_duplicate_sample")
         if declaration is not None:
-            # A log may hold a user's repeated interactions with an item (a re-rating): the
-            # newest stands, as a user's latest opinion, and the rest are counted.
-            ratings = (
-                ratings
-                | "PairKey" >> beam.Map(lambda r: ((r.user_id, r.movie_id), r))
-                | "GroupPairs" >> beam.GroupByKey()
-                | "Newest" >> beam.FlatMap(_newest)
-            )
+            joined, orphans, listed = self._join_declared(p, ratings, dataset, declaration)
         else:
             # MovieLens has one rating per user and movie; a pair seen twice means a damaged
             # or twice-concatenated file, and either copy could be the wrong one: refuse,
@@ -188,12 +232,20 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | "WriteDuplicates" >> beam.io.WriteToText(duplicate_sample,
                                                           shard_name_template="")
             )
-        joined = ratings | "Join" >> beam.ParDo(
-            _JoinFn(dataset.ratings_path, *([f"item id {{}} is not in {dataset.items_file}"]
-                                            if declaration else [])), movies_si, users_si
-        ).with_outputs("orphans", main="joined")
+            # MovieLens' small, fixed tables are loaded (and validated) before Beam starts,
+            # so their errors are direct; a declared log's tables stream through Beam.
+            movies = movielens.load_movies(dataset)
+            users = movielens.load_users(dataset)
+            movies_si = beam.pvalue.AsSingleton(p | "Movies" >> beam.Create([movies]))
+            users_si = beam.pvalue.AsSingleton(p | "Users" >> beam.Create([users]))
+            joined_outputs = ratings | "Join" >> beam.ParDo(
+                _JoinFn(dataset.ratings_path), movies_si, users_si
+            ).with_outputs("orphans", main="joined")
+            joined, orphans = joined_outputs.joined, joined_outputs.orphans
+            listed = p | "Catalogue" >> beam.Create(sorted(movies.values(),
+                                                           key=_catalogue_order))
         (
-            joined.orphans
+            orphans
             | "SampleOrphans" >> beam.combiners.Sample.FixedSizeGlobally(5)
             | "OrphansJson" >> beam.Map(json.dumps)
             | "WriteOrphans" >> beam.io.WriteToText(orphan_sample, shard_name_template="")
@@ -206,28 +258,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 return splits.SPLITS.index(
                     splits.random_split(r.user_id, r.movie_id, r.timestamp, seed, fraction))
 
-            parts = joined.joined | "Split" >> beam.Partition(split_of, len(splits.SPLITS))
+            parts = joined | "Split" >> beam.Partition(split_of, len(splits.SPLITS))
         else:
-            cutoff = self._temporal_cutoff(joined.joined, split_cfg)
+            cutoff = self._temporal_cutoff(joined, split_cfg)
 
             def split_by_time(kv, _n, cut):
                 return splits.SPLITS.index(splits.temporal_split(kv[0].timestamp, cut))
 
-            parts = joined.joined | "Split" >> beam.Partition(
+            parts = joined | "Split" >> beam.Partition(
                 split_by_time, len(splits.SPLITS), cutoff)
         for index, split in enumerate(splits.SPLITS):
             _write(parts[index] | f"Serialize{split}" >> beam.Map(lambda kv: to_example(kv[1])),
                    examples.uri, split)
-        if movies is None:
-            listed = (
-                ratings
-                | "ItemIds" >> beam.Map(lambda r: r.movie_id)
-                | "DistinctItems" >> beam.Distinct()
-                | "Items" >> beam.Map(lambda i: movielens.Movie(i, i, ()))
-            )
-        else:
-            listed = p | "Catalogue" >> beam.Create(sorted(movies.values(),
-                                                           key=_catalogue_order))
         _write(
             listed | "SerializeCatalogue" >> beam.Map(
                 lambda m: to_example(movielens.movie_features(m))),
@@ -250,6 +292,45 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if exec_properties.get("span_registry") and span is not None:
             registry.record(exec_properties["span_registry"],
                             {"span": int(span), "examples_uri": examples.uri})
+
+    @staticmethod
+    def _join_declared(p, ratings, dataset, declaration: InteractionsLayout):
+        """(joined examples, orphans, catalogue) of a declared log: interactions grouped with
+        their item table row by item id, then with their user table row by user id. Neither
+        table is ever one Python object: both stream through Beam like the log."""
+        tables = {"ratings": ratings | "ByItem" >> beam.Map(lambda r: (r.movie_id, r))}
+        if dataset.items_file:
+            tables["items"] = (
+                p
+                | "ItemTable" >> beam.Create([dataset.items_file])
+                | "ReadItems" >> beam.FlatMap(
+                    lambda path: interactions.iter_items(declaration, path))
+                | "ItemKey" >> beam.Map(lambda row: (row[1].movie_id, row))
+            )
+        items = (
+            tables
+            | "GroupByItem" >> beam.CoGroupByKey()
+            | "JoinItems" >> beam.ParDo(_ItemGroupFn(dataset.items_file)).with_outputs(
+                "orphans", "catalogue", main="rated")
+        )
+        if dataset.users_table:
+            users = (
+                p
+                | "UserTable" >> beam.Create([dataset.users_table])
+                | "ReadUsers" >> beam.FlatMap(
+                    lambda path: interactions.iter_users(declaration, path))
+                | "UserKey" >> beam.Map(lambda row: (row[1].user_id, row))
+            )
+            joined = (
+                {"rated": items.rated | "ByUser" >> beam.Map(lambda ri: (ri[0].user_id, ri)),
+                 "users": users}
+                | "GroupByUser" >> beam.CoGroupByKey()
+                | "JoinUsers" >> beam.FlatMap(_join_user)
+            )
+        else:
+            joined = items.rated | "Features" >> beam.Map(
+                lambda ri: (ri[0], movielens.join_features(ri[0], ri[1], None)))
+        return joined, items.orphans, items.catalogue
 
     @staticmethod
     def _temporal_cutoff(joined, split_cfg):

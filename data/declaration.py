@@ -16,6 +16,23 @@ from recsys_pipeline.knobs import knob
 KIND = "interactions"
 FORMATS = ("auto", "csv", "parquet")
 TIMESTAMP_UNITS = ("seconds", "milliseconds", "iso8601")
+# What a declared feature is, and so how Transform encodes it (transform/preprocessing.py):
+# a vocabulary id, a bag of vocabulary ids, a bag of word ids, or a z-score (of log(1 + x)).
+CATEGORICAL, MULTI_CATEGORICAL, TEXT = "categorical", "multi_categorical", "text"
+NUMERIC, LOG_NUMERIC = "numeric", "log_numeric"
+FEATURE_KINDS = (CATEGORICAL, MULTI_CATEGORICAL, TEXT, NUMERIC, LOG_NUMERIC)
+
+
+@dataclass(frozen=True)
+class DeclaredFeature:
+    """One declared column of the item or user table: its name there and its kind."""
+
+    column: str
+    kind: str
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in (NUMERIC, LOG_NUMERIC)
 
 
 @dataclass
@@ -53,7 +70,26 @@ class InteractionsLayout:
     categories_column: str = knob(
         "", "Item table column with the item's categories or tags (separator-joined text, or a "
         "Parquet list), learned as a movie's genres are. Empty: none.")
-    categories_separator: str = knob("|", "Separator of categories_column's text values.")
+    categories_separator: str = knob(
+        "|", "Separator of the text values of categories_column and of multi_categorical "
+        "features.")
+    item_features: list = knob(
+        [],
+        "Item table columns the model learns from, each as \"column:kind\": categorical "
+        "(one value, e.g. a brand), multi_categorical (separator-joined text or a Parquet "
+        "list, e.g. tags), text (split into words), numeric (z-scored) or log_numeric "
+        "(log(1 + x), then z-scored; x >= 0). A missing value is allowed: no id, or the mean. "
+        "Needs items_file.")
+    users_file: str = knob(
+        "",
+        "The user table (CSV with a header row, or Parquet), found as items_file is. Empty: "
+        "no user features.")
+    user_id_column: str = knob("user_id", "User table column holding the user id.")
+    user_features: list = knob(
+        [],
+        "User table columns the model learns from, as item_features (e.g. "
+        "[\"segment:categorical\", \"age:numeric\"]). A user missing from the table has "
+        "no values (no ids, the means). Needs users_file.")
 
     def problems(self) -> list[str]:
         """What is wrong with the declaration itself, as 'interactions.<key> ...' lines."""
@@ -81,7 +117,52 @@ class InteractionsLayout:
                          f"max_rating ({self.max_rating})")
         if self.categories_column and not self.categories_separator:
             found.append("interactions.categories_separator is empty")
+        found += self._feature_problems()
         return found
+
+    def _feature_problems(self) -> list[str]:
+        found = []
+        for table in ("item", "user"):
+            key, entries = f"{table}_features", getattr(self, f"{table}_features")
+            id_column, file_key = getattr(self, f"{table}_id_column"), f"{table}s_file"
+            seen: set[str] = set()
+            for entry in entries:
+                column, _, kind = str(entry).rpartition(":")
+                column = column.strip()
+                if not isinstance(entry, str) or not column:
+                    found.append(f"interactions.{key} entry {entry!r} is not \"column:kind\"")
+                elif kind.strip() not in FEATURE_KINDS:
+                    found.append(f"interactions.{key} {entry!r}: unknown kind "
+                                 f"{kind.strip()!r}; expected one of {FEATURE_KINDS}")
+                elif column in seen:
+                    found.append(f"interactions.{key} declares column {column!r} twice")
+                elif column == id_column:
+                    found.append(f"interactions.{key} {entry!r}: {column!r} is the {table} "
+                                 "id column, which the model already learns from")
+                seen.add(column)
+            if entries and not getattr(self, file_key):
+                found.append(f"interactions.{key} needs interactions.{file_key} (the table "
+                             "the features are read from)")
+        kinds = [f.kind for f in self.declared_item_features() + self.declared_user_features()]
+        if MULTI_CATEGORICAL in kinds and not self.categories_separator:
+            found.append("interactions.categories_separator is empty")
+        return found
+
+    @staticmethod
+    def _parsed(entries: list) -> list[DeclaredFeature]:
+        out = []
+        for entry in entries:
+            column, _, kind = str(entry).rpartition(":")
+            out.append(DeclaredFeature(column.strip(), kind.strip()))
+        return out
+
+    def declared_item_features(self) -> list[DeclaredFeature]:
+        """The item features, parsed (call after ``problems()`` found none)."""
+        return self._parsed(self.item_features)
+
+    def declared_user_features(self) -> list[DeclaredFeature]:
+        """The user features, parsed (call after ``problems()`` found none)."""
+        return self._parsed(self.user_features)
 
     def format_of(self, path: str) -> str:
         if self.format != "auto":

@@ -10,8 +10,10 @@ parsers produce, so that everything after ExampleGen is unchanged:
   CSV with a header row or Parquet, read one file at a time and streamed (CSV line by line,
   Parquet batch by batch); each row's user id, item id, timestamp and rating;
 * the item table (optional): id, and optionally a title and a categories (tags) column, which
-  feed the model as a movie's title and genres do. Without one, the catalogue is every item
-  the log names, titled by its id.
+  feed the model as a movie's title and genres do, and declared features of any kind
+  (``item_features``). Without one, the catalogue is every item the log names, titled by its
+  id;
+* the user table (optional): id and declared features (``user_features``).
 
 Every problem raises :class:`DataError` naming the file, the column and the line (CSV) or row
 (Parquet, counted from 1 over the file's data rows).
@@ -29,7 +31,13 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
-from recsys_pipeline.data.declaration import KIND, InteractionsLayout
+from recsys_pipeline.data.declaration import (
+    KIND,
+    LOG_NUMERIC,
+    MULTI_CATEGORICAL,
+    DeclaredFeature,
+    InteractionsLayout,
+)
 from recsys_pipeline.errors import DataError
 
 # Seconds from here on are past the year 5138, and milliseconds below it are before 1973.
@@ -62,17 +70,19 @@ def interaction_files(layout: InteractionsLayout, folder: str) -> list[str]:
     return found
 
 
-def items_path(layout: InteractionsLayout, folder: str,
+def table_path(layout: InteractionsLayout, key: str, folder: str,
                shared_folder: Optional[str] = None) -> Optional[str]:
-    """Where the item table is (``folder``, else ``shared_folder``), None without one."""
-    if not layout.items_file:
+    """Where the item or user table (``key``: "items_file" or "users_file") is: in
+    ``folder``, else ``shared_folder``; None when none is declared."""
+    name = getattr(layout, key)
+    if not name:
         return None
     gfile = _gfile()
     for place in (folder, shared_folder):
-        if place and gfile.exists(os.path.join(place, layout.items_file)):
-            return os.path.join(place, layout.items_file)
+        if place and gfile.exists(os.path.join(place, name)):
+            return os.path.join(place, name)
     where = " or ".join(repr(p) for p in (folder, shared_folder) if p)
-    raise DataError(f"interactions.items_file {layout.items_file!r} is in neither {where}")
+    raise DataError(f"interactions.{key} {name!r} is in neither {where}")
 
 
 def fingerprint(paths: Iterable[str]) -> str:
@@ -285,35 +295,125 @@ def iter_interactions(layout: InteractionsLayout, path: str) -> Iterator:
         raise DataError(f"{path}: the file holds no interactions")
 
 
-def _categories(value: Any, layout: InteractionsLayout, where: str) -> tuple[str, ...]:
+def _split_values(value: Any, column: str, separator: str, where: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, (list, tuple)):
         items = [str(v).strip() for v in value if v is not None]
     elif isinstance(value, str):
-        items = [v.strip() for v in value.split(layout.categories_separator)]
+        items = [v.strip() for v in value.split(separator)]
     else:
-        raise DataError(f"{where}: {layout.categories_column} {value!r} is neither text nor "
-                        "a list")
+        raise DataError(f"{where}: {column} {value!r} is neither text nor a list")
     return tuple(dict.fromkeys(v for v in items if v))
 
 
-def load_items(layout: InteractionsLayout, path: str) -> dict:
-    """The item table, keyed by item id (``movielens.Movie`` records)."""
-    from recsys_pipeline.data.movielens import Movie
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
 
-    columns = [c for c in (layout.item_id_column, layout.title_column,
-                           layout.categories_column) if c]
-    items: dict[str, Movie] = {}
+
+def feature_values(feature: DeclaredFeature, value: Any, separator: str,
+                   where: str) -> tuple:
+    """One item's value of a declared feature as the values ExampleGen writes: () when
+    missing, text for the vocabulary kinds, a float for the numeric ones."""
+    column, kind = feature.column, feature.kind
+    if kind == MULTI_CATEGORICAL:
+        return _split_values(value, column, separator, where)
+    if _missing(value):
+        return ()
+    if isinstance(value, (list, tuple)):
+        raise DataError(f"{where}: {column} holds a list; declare it \"{column}:"
+                        f"{MULTI_CATEGORICAL}\" (interactions.item_features)")
+    if feature.numeric:
+        number = None
+        if not isinstance(value, bool):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = None
+        if number is None or not math.isfinite(number):
+            raise DataError(f"{where}: {column} {value!r} is not a finite number (declared "
+                            f"{kind})")
+        if kind == LOG_NUMERIC and number < 0:
+            raise DataError(f"{where}: {column} {value!r} is negative, and {LOG_NUMERIC} takes "
+                            "log(1 + x): declare it numeric")
+        return (number,)
+    if isinstance(value, (bool, float)):
+        raise DataError(f"{where}: {column} {value!r} is not text or an integer (declared "
+                        f"{kind})")
+    return (str(value).strip(),)
+
+
+def _declared_values(features: list[DeclaredFeature], raw_name, row: dict, separator: str,
+                     where: str) -> tuple[tuple[str, tuple], ...]:
+    return tuple((raw_name(f.column), feature_values(f, row[f.column], separator, where))
+                 for f in features)
+
+
+def iter_items(layout: InteractionsLayout, path: str) -> Iterator[tuple[str, Any]]:
+    """Streams the item table's validated rows as (where, ``movielens.Movie``)."""
+    from recsys_pipeline.data.movielens import Movie
+    from recsys_pipeline.transform import features as F
+
+    declared = layout.declared_item_features()
+    columns = list(dict.fromkeys(
+        c for c in (layout.item_id_column, layout.title_column, layout.categories_column,
+                    *(f.column for f in declared)) if c))
+    separator = layout.categories_separator
+    empty = True
     for where, row in rows(layout, path, columns):
+        empty = False
         item_id = _identifier(row[layout.item_id_column], layout.item_id_column, where)
-        if item_id in items:
-            raise DataError(f"{where}: item id {item_id!r} appears twice in the item table")
         title = row[layout.title_column] if layout.title_column else None
         title = str(title).strip() if title is not None and str(title).strip() else item_id
-        categories = (_categories(row[layout.categories_column], layout, where)
-                      if layout.categories_column else ())
-        items[item_id] = Movie(item_id, title, categories)
-    if not items:
+        categories = (_split_values(row[layout.categories_column], layout.categories_column,
+                                    separator, where) if layout.categories_column else ())
+        yield where, Movie(item_id, title, categories, _declared_values(
+            declared, F.item_feature, row, separator, where))
+    if empty:
         raise DataError(f"{path}: the item table holds no items")
-    return items
+
+
+def iter_users(layout: InteractionsLayout, path: str) -> Iterator[tuple[str, Any]]:
+    """Streams the user table's validated rows as (where, ``movielens.DeclaredUser``)."""
+    from recsys_pipeline.data.movielens import DeclaredUser
+    from recsys_pipeline.transform import features as F
+
+    declared = layout.declared_user_features()
+    columns = list(dict.fromkeys([layout.user_id_column, *(f.column for f in declared)]))
+    empty = True
+    for where, row in rows(layout, path, columns):
+        empty = False
+        user_id = _identifier(row[layout.user_id_column], layout.user_id_column, where)
+        yield where, DeclaredUser(user_id, _declared_values(
+            declared, F.user_feature, row, layout.categories_separator, where))
+    if empty:
+        raise DataError(f"{path}: the user table holds no users")
+
+
+def twice(table: str, key: str, first: str, again: str) -> DataError:
+    """The error of an id listed twice in the item or user table (``table``)."""
+    return DataError(f"{again}: {table} id {key!r} appears twice in the {table} table (first "
+                     f"at {first})")
+
+
+def _keyed(table: str, rows: Iterator[tuple[str, Any]], key) -> dict:
+    found: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for where, record in rows:
+        k = key(record)
+        if k in found:
+            raise twice(table, k, seen[k], where)
+        found[k], seen[k] = record, where
+    return found
+
+
+def load_items(layout: InteractionsLayout, path: str) -> dict:
+    """The item table as one dict keyed by item id, for tools and tests; ExampleGen streams
+    it (``iter_items``)."""
+    return _keyed("item", iter_items(layout, path), lambda item: item.movie_id)
+
+
+def load_users(layout: InteractionsLayout, path: str) -> dict:
+    """The user table as one dict keyed by user id, for tools and tests; ExampleGen streams
+    it (``iter_users``)."""
+    return _keyed("user", iter_users(layout, path), lambda user: user.user_id)

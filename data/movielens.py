@@ -20,7 +20,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
-from typing import Optional
+from typing import Any, Optional
 
 from recsys_pipeline.data import interactions
 from recsys_pipeline.data.declaration import InteractionsLayout
@@ -103,6 +103,7 @@ class Dataset:
     declaration: Optional[InteractionsLayout] = None
     files: tuple[str, ...] = ()
     items_file: Optional[str] = None
+    users_table: Optional[str] = None
 
     def path(self, name: str) -> str:
         return os.path.join(self.data_dir, name)
@@ -130,6 +131,8 @@ class Dataset:
 
     @property
     def users_path(self) -> Optional[str]:
+        if self.declaration is not None:
+            return self.users_table
         return self.catalogue_path(self.spec.users_file) if self.spec.users_file else None
 
 
@@ -165,7 +168,10 @@ def detect_layout(data_dir: str, expected: Optional[str] = None,
         return Dataset(spec=INTERACTIONS, data_dir=data_dir, catalogue_dir=catalogue_dir,
                        declaration=declaration,
                        files=tuple(interactions.interaction_files(declaration, data_dir)),
-                       items_file=interactions.items_path(declaration, data_dir, catalogue_dir))
+                       items_file=interactions.table_path(declaration, "items_file", data_dir,
+                                                          catalogue_dir),
+                       users_table=interactions.table_path(declaration, "users_file", data_dir,
+                                                           catalogue_dir))
     present = {name.rstrip("/") for name in gfile.listdir(data_dir)}
     shared = ({name.rstrip("/") for name in gfile.listdir(catalogue_dir)}
               if catalogue_dir and gfile.isdir(catalogue_dir) else set())
@@ -199,7 +205,8 @@ def detect_layout(data_dir: str, expected: Optional[str] = None,
 def fingerprint(dataset: Dataset) -> str:
     """A cheap fingerprint (names, sizes, mtimes) of the dataset's files, for TFX caching."""
     if dataset.declaration is not None:
-        return interactions.fingerprint([*dataset.files, *filter(None, [dataset.items_file])])
+        return interactions.fingerprint(
+            [*dataset.files, *filter(None, [dataset.items_file, dataset.users_table])])
     gfile = filesystem()
     h = hashlib.sha256(dataset.spec.kind.encode())
     for path in (dataset.ratings_path, dataset.movies_path, dataset.users_path,
@@ -352,6 +359,9 @@ class Movie:
     movie_id: str
     title: str
     genres: tuple[str, ...]
+    # Declared item features ([interactions] item_features): (raw feature name, values),
+    # values text for the vocabulary kinds and floats for the numeric ones, () when missing.
+    features: tuple[tuple[str, tuple], ...] = ()
 
 
 def _genre_names(dataset: Dataset) -> tuple[str, ...]:
@@ -443,12 +453,32 @@ class User:
     occupation: str
     zip_code: str
 
+    def raw_features(self) -> dict[str, list]:
+        return {F.USER_GENDER: [self.gender.encode()], F.USER_AGE: [self.age],
+                F.USER_OCCUPATION: [self.occupation.encode("utf-8")],
+                F.USER_ZIP_CODE: [self.zip_code.encode("utf-8")]}
 
-def load_users(dataset: Dataset) -> Optional[dict[str, User]]:
-    """Reads user demographics keyed by user id, or None for layouts without them."""
+
+@dataclasses.dataclass(frozen=True)
+class DeclaredUser:
+    """A row of a declared log's user table: (raw feature name, values) per declared user
+    feature, as ``Movie.features``."""
+
+    user_id: str
+    features: tuple[tuple[str, tuple], ...] = ()
+
+    def raw_features(self) -> dict[str, list]:
+        return _encoded(self.features)
+
+
+def load_users(dataset: Dataset) -> Optional[dict[str, Any]]:
+    """Reads user demographics (``User``), or a declared log's user table
+    (``DeclaredUser``), keyed by user id; None for layouts without either."""
     spec, path = dataset.spec, dataset.users_path
     if path is None:
         return None
+    if dataset.declaration is not None:
+        return interactions.load_users(dataset.declaration, path)
     users: dict[str, User] = {}
     for line_no, line in iter_lines(path, spec.text_encoding):
         if not line.strip():
@@ -477,7 +507,7 @@ def load_users(dataset: Dataset) -> Optional[dict[str, User]]:
 
 
 def join_features(
-    rating: Rating, movie: Movie, user: Optional[User]
+    rating: Rating, movie: Movie, user: Optional[User | DeclaredUser]
 ) -> dict[str, list]:
     """The raw feature dict of one example: a rating joined with its movie and user."""
     feats: dict[str, list] = {
@@ -485,15 +515,19 @@ def join_features(
         F.MOVIE_ID: [movie.movie_id.encode()],
         F.MOVIE_TITLE: [movie.title.encode("utf-8")],
         F.MOVIE_GENRES: [g.encode("utf-8") for g in movie.genres],
+        **_encoded(movie.features),
         F.TIMESTAMP: [rating.timestamp],
         F.USER_RATING: [rating.rating],
     }
     if user is not None:
-        feats[F.USER_GENDER] = [user.gender.encode()]
-        feats[F.USER_AGE] = [user.age]
-        feats[F.USER_OCCUPATION] = [user.occupation.encode("utf-8")]
-        feats[F.USER_ZIP_CODE] = [user.zip_code.encode("utf-8")]
+        feats.update(user.raw_features())
     return feats
+
+
+def _encoded(features: tuple[tuple[str, tuple], ...]) -> dict[str, list]:
+    """Declared feature values as raw feature values (text as UTF-8 bytes)."""
+    return {name: [v.encode("utf-8") if isinstance(v, str) else v for v in values]
+            for name, values in features}
 
 
 def movie_features(movie: Movie) -> dict[str, list]:
@@ -502,4 +536,5 @@ def movie_features(movie: Movie) -> dict[str, list]:
         F.MOVIE_ID: [movie.movie_id.encode()],
         F.MOVIE_TITLE: [movie.title.encode("utf-8")],
         F.MOVIE_GENRES: [g.encode("utf-8") for g in movie.genres],
+        **_encoded(movie.features),
     }

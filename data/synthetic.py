@@ -10,7 +10,8 @@ reads them like a download (``--data-dir out_dir``). The shape follows MovieLens
 * per-user activity is log-normal with a floor of 20 ratings (GroupLens keeps only users with
   at least 20), so a few users rate hundreds of movies;
 * each user is active over a window of a few days to a few years inside the dataset's span,
-  and rates distinct movies (no duplicate pairs, as ExampleGen requires);
+  and rates distinct movies (no duplicate pairs, as ExampleGen requires), chosen by popularity
+  and by how well the movie suits the user's taste;
 * ratings come from user and movie biases plus a low-rank taste term, rounded to half stars,
   so models have something to learn.
 
@@ -46,6 +47,13 @@ MEAN_RATINGS_PER_USER = 120  # 106 in ML-100K, 165 in ML-1M
 START = 820_454_400  # 1996-01-01
 SPAN_SECONDS = 20 * 365 * 86_400
 TASTE_DIM = 8
+# How much a user's taste, against popularity, decides which movies they rate: the taste match
+# (a dot product of two tastes, standard deviation about 0.35) is scaled by this in the
+# choice's log-odds, where the Gumbel noise has a standard deviation of 1.28.
+CHOICE_TASTE_WEIGHT = 6.0
+# Chosen movies suit their users, which lifts their ratings: this intercept brings the mean
+# back to MovieLens' 3.5 to 3.6.
+RATING_INTERCEPT = 3.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +63,9 @@ class Shape:
     num_ratings: int
     num_movies: int
     num_users: int
-    popularity_exponent: float = 0.9
+    # With CHOICE_TASTE_WEIGHT's taste match, 1.3 gives the top tenth of the movies about
+    # 37% of the ratings (ML-100K: 43%).
+    popularity_exponent: float = 1.3
     seed: int = 0
 
     @classmethod
@@ -116,13 +126,20 @@ def write_movies(path: str, movies: dict[str, np.ndarray]) -> None:
 
 
 def _user_chunk(movies: dict[str, np.ndarray], counts: np.ndarray, first_user: int,
-                rng: np.random.Generator) -> np.ndarray:
-    """Rows (user, movie, half-stars, timestamp) of one chunk of users, by user then movie."""
+                rng: np.random.Generator, tastes: Optional[list] = None) -> np.ndarray:
+    """Rows (user, movie, half-stars, timestamp) of one chunk of users, by user then movie;
+    each user's taste vector is appended to ``tastes`` when given."""
     n_users, n_movies = len(counts), len(movies["id"])
-    # Distinct movies per user, drawn in proportion to popularity without replacement:
-    # the k largest of log p + Gumbel noise (the Gumbel top-k trick), one matrix per chunk.
-    keys = movies["log_popularity"][None, :] + rng.gumbel(size=(n_users, n_movies))
     taste = rng.normal(0.0, 1.0, size=(n_users, TASTE_DIM)) / math.sqrt(TASTE_DIM)
+    # Distinct movies per user, drawn without replacement in proportion to popularity times
+    # exp(CHOICE_TASTE_WEIGHT * taste match): the k largest of log p + that match + Gumbel
+    # noise (the Gumbel top-k trick), one matrix per chunk. Users choose what suits them, as
+    # well as what is popular: what a retrieval model can learn and popularity cannot.
+    keys = (movies["log_popularity"][None, :]
+            + CHOICE_TASTE_WEIGHT * (taste @ movies["taste"].T)
+            + rng.gumbel(size=(n_users, n_movies)))
+    if tastes is not None:
+        tastes.append(taste)
     user_bias = rng.normal(0.0, 0.4, size=n_users)
     start = START + rng.integers(0, SPAN_SECONDS, size=n_users)
     window = np.minimum(rng.exponential(180 * 86_400, size=n_users) + 86_400,
@@ -130,7 +147,7 @@ def _user_chunk(movies: dict[str, np.ndarray], counts: np.ndarray, first_user: i
     rows = []
     for u in range(n_users):
         chosen = np.sort(np.argpartition(-keys[u], counts[u] - 1)[:counts[u]])
-        score = (3.55 + user_bias[u] + movies["bias"][chosen]
+        score = (RATING_INTERCEPT + user_bias[u] + movies["bias"][chosen]
                  + 1.5 * movies["taste"][chosen] @ taste[u]
                  + rng.normal(0.0, 0.6, size=len(chosen)))
         half_stars = np.clip(np.rint(score * 2), 1, 10).astype(np.int64)
@@ -145,13 +162,72 @@ def _user_chunk(movies: dict[str, np.ndarray], counts: np.ndarray, first_user: i
 DECLARED_CONFIG = "recsys.toml"
 
 
+# The shop's product table: a category (the product's strongest taste dimension, so that users'
+# tastes show as category preferences), a brand within it (missing for some), a description
+# whose words echo its taste, a price that rises with its quality (its rating bias), and the
+# movie genres as tags.
+CATEGORIES = ("Kitchen", "Garden", "Books", "Toys", "Sports", "Audio", "Games", "Tools")
+BRANDS_PER_CATEGORY = 3
+MISSING_BRAND_FRACTION = 0.1
+STYLES = ("classic", "modern", "compact", "deluxe")
+ITEM_FEATURES = ["category:categorical", "brand:categorical", "tags:multi_categorical",
+                 "description:text", "price:log_numeric"]
+# The customer table: a segment (the category of the customer's strongest taste, so that it
+# predicts what they choose), a region and an age (no signal); a few customers are missing
+# from it, as new customers are from a table exported before the log.
+REGIONS = ("North", "South", "East", "West", "Central")
+USER_FEATURES = ["segment:categorical", "region:categorical", "age:numeric"]
+MISSING_CUSTOMER_FRACTION = 0.05
+
+
 def declaration(fmt: str) -> InteractionsLayout:
     """What ``generate(..., layout="interactions", fmt=fmt)`` writes, declared."""
     return InteractionsLayout(
         files=f"interactions.{fmt}", user_column="customer_id", item_column="product_id",
         timestamp_column="event_time", timestamp_unit="iso8601", rating_column="stars",
         min_rating=0.5, max_rating=5.0, items_file=f"products.{fmt}",
-        item_id_column="product_id", title_column="name", categories_column="tags")
+        item_id_column="product_id", title_column="name", item_features=list(ITEM_FEATURES),
+        users_file=f"customers.{fmt}", user_id_column="customer_id",
+        user_features=list(USER_FEATURES))
+
+
+def customer_table(tastes: np.ndarray, seed: int) -> dict[str, list]:
+    """The declared user table's columns (see USER_FEATURES) for users 1..len(tastes)."""
+    rng = np.random.default_rng([seed, 2])
+    n = len(tastes)
+    listed = np.flatnonzero(rng.random(n) >= MISSING_CUSTOMER_FRACTION)
+    segment = np.argmax(tastes, axis=1) % len(CATEGORIES)
+    region = rng.integers(0, len(REGIONS), size=n)
+    age = rng.integers(18, 80, size=n)
+    return {"customer_id": [f"C{u + 1}" for u in listed.tolist()],
+            "segment": [CATEGORIES[c] for c in segment[listed].tolist()],
+            "region": [REGIONS[r] for r in region[listed].tolist()],
+            "age": age[listed].tolist()}
+
+
+def product_table(movies: dict[str, Any], seed: int) -> dict[str, list]:
+    """The declared item table's columns (see CATEGORIES), a list per column; drawn from its
+    own stream so that the log is the same rows as the GroupLens layout's."""
+    rng = np.random.default_rng([seed, 1])
+    n = len(movies["id"])
+    category = np.argmax(movies["taste"], axis=1) % len(CATEGORIES)
+    brand = rng.integers(0, BRANDS_PER_CATEGORY, size=n)
+    has_brand = rng.random(n) >= MISSING_BRAND_FRACTION
+    style = 2 * (movies["taste"][:, 1] > 0) + (movies["taste"][:, 2] > 0)
+    price = np.round(np.exp(3.0 + 0.8 * movies["bias"] + rng.normal(0.0, 0.3, size=n)), 2)
+    names = [CATEGORIES[c] for c in category]
+    return {
+        "product_id": [_product(m) for m in movies["id"].tolist()],
+        "name": [f"Synthetic Product {m} ({y})" for m, y in zip(
+            movies["id"].tolist(), movies["year"].tolist(), strict=True)],
+        "category": names,
+        "brand": [f"{c} Brand {b + 1}" if has else None for c, b, has in zip(
+            names, brand.tolist(), has_brand.tolist(), strict=True)],
+        "tags": [[GENRES[g] for g in sorted(genres)] for genres in movies["genres"]],
+        "description": [f"A {STYLES[s]} {c.lower()} item" for s, c in zip(
+            style.tolist(), names, strict=True)],
+        "price": price.tolist(),
+    }
 
 
 def _product(movie_id: int) -> str:
@@ -163,22 +239,35 @@ def _iso(seconds: int) -> str:
         "%Y-%m-%dT%H:%M:%SZ")
 
 
-def _write_declared(out_dir: str, fmt: str, movies: dict[str, np.ndarray],
-                    chunks: Iterator[np.ndarray]) -> Iterator[int]:
-    """Writes the declared layout's files and recsys.toml; yields each chunk's row count."""
+def _write_table(path: str, fmt: str, table: dict[str, list]) -> None:
+    """A declared item or user table: Parquet (lists as lists), or CSV (lists joined by |,
+    a missing value empty)."""
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with files.replacing(path, binary=True) as f:
+            pq.write_table(pa.table(table), f)
+        return
+    with files.replacing(path, newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(list(table))
+        for row in zip(*table.values(), strict=True):
+            writer.writerow(["|".join(v) if isinstance(v, list) else "" if v is None else v
+                             for v in row])
+
+
+def _write_declared(out_dir: str, fmt: str, movies: dict[str, Any], seed: int,
+                    chunks: Iterator[np.ndarray], tastes: list) -> Iterator[int]:
+    """Writes the declared layout's files and recsys.toml; yields each chunk's row count.
+    ``tastes`` fills with each chunk's user tastes as the chunks are made."""
     layout = declaration(fmt)
-    tags = [[GENRES[g] for g in sorted(genres)] for genres in movies["genres"]]
-    products = [_product(m) for m in movies["id"].tolist()]
-    names = [f"Synthetic Product {m} ({y})" for m, y in zip(movies["id"].tolist(),
-                                                          movies["year"].tolist(), strict=True)]
-    items_path = os.path.join(out_dir, layout.items_file)
+    _write_table(os.path.join(out_dir, layout.items_file), fmt, product_table(movies, seed))
     log_path = os.path.join(out_dir, layout.files)
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.table({"product_id": products, "name": names, "tags": tags}),
-                       items_path)
         schema = pa.schema([("customer_id", pa.string()), ("product_id", pa.string()),
                             ("event_time", pa.timestamp("s", tz="UTC")),
                             ("stars", pa.float64())])
@@ -191,16 +280,14 @@ def _write_declared(out_dir: str, fmt: str, movies: dict[str, np.ndarray],
                     "stars": chunk[:, 2] / 2.0}, schema=schema))
                 yield len(chunk)
     else:
-        with files.replacing(items_path, newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["product_id", "name", "tags"])
-            writer.writerows(zip(products, names, ("|".join(t) for t in tags), strict=True))
         with files.replacing(log_path, newline="") as f:
             f.write("customer_id,product_id,event_time,stars\n")
             for chunk in chunks:
                 f.write("".join(f"C{u},{_product(m)},{_iso(t)},{r / 2:g}\n"
                                 for u, m, r, t in chunk.tolist()))
                 yield len(chunk)
+    _write_table(os.path.join(out_dir, layout.users_file), fmt,
+                 customer_table(np.concatenate(tastes), seed))
     lines = ["# Written by recsys synth: this folder's log, declared (docs/own-data.md).",
              "[data]", f'layout = "{declared_layout.KIND}"', "", "[interactions]"]
     for field in dataclasses.fields(layout):
@@ -222,9 +309,11 @@ def generate(out_dir: str, num_ratings: int, *, seed: int = 0, chunk_users: int 
     if layout == "csv":
         write_movies(os.path.join(out_dir, LAYOUTS["csv"].movies_file), movies)
     counts = user_activity(shape, rng)
-    chunks = (_user_chunk(movies, counts[first:first + chunk_users], first + 1, rng)
+    tastes: list[np.ndarray] = []
+    chunks = (_user_chunk(movies, counts[first:first + chunk_users], first + 1, rng, tastes)
               for first in range(0, shape.num_users, chunk_users))
-    sizes = (_write_declared(out_dir, fmt, movies, chunks) if layout == declared_layout.KIND
+    sizes = (_write_declared(out_dir, fmt, movies, seed, chunks, tastes)
+             if layout == declared_layout.KIND
              else _write_grouplens(os.path.join(out_dir, LAYOUTS["csv"].ratings_file), chunks))
     written = 0
     for size in sizes:

@@ -1,6 +1,7 @@
 """``create_pipeline(config)``: the TFX DAG, shared by every runner (local and Kubeflow).
 
-    MovieLensExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema)
+    MovieLensExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema; generated from
+      the declaration for a declared log, pipeline/schema.py)
       -> ExampleValidator -> AnomalyGate -> Transform
     [span folders] AnomalyGate -> SpanWindow (and PreviousWindow) -> Transform, Evaluators,
       ScannIndexer: everything after the gate reads the rolling window of spans; the window
@@ -48,7 +49,7 @@ from recsys_pipeline.components.serving_pusher import ServingPusher
 from recsys_pipeline.components.span_window import SpanWindow
 from recsys_pipeline.data import movielens, spans
 from recsys_pipeline.errors import ConfigError, DataError
-from recsys_pipeline.pipeline import evaluation, nodes
+from recsys_pipeline.pipeline import evaluation, nodes, schema
 from recsys_pipeline.pipeline.config import (
     DATASET_LAYOUTS,
     INTERACTIONS,
@@ -59,14 +60,15 @@ from recsys_pipeline.pipeline.fingerprint import code_fingerprint, module_of
 from recsys_pipeline.pipeline.target import Target
 from recsys_pipeline.serving.server_settings import ServerSettings
 from recsys_pipeline.trainer.hparams import to_custom_config
+from recsys_pipeline.transform import features as F
 
 PREPROCESSING_FN = "recsys_pipeline.transform.preprocessing.preprocessing_fn"
 
 def schema_path(layout: str, project_dir: str = "") -> str:
-    """The curated schema for a layout (demographics or not), in this install or under
-    ``project_dir`` (the project's folder inside the Kubeflow image)."""
-    name = {"csv": "movielens.pbtxt", INTERACTIONS: "interactions.pbtxt"}.get(
-        layout, "movielens_demographics.pbtxt")
+    """The curated schema for a MovieLens layout (demographics or not), in this install or
+    under ``project_dir`` (the project's folder inside the Kubeflow image). A declared log's
+    is generated (``pipeline/schema.py``)."""
+    name = {"csv": "movielens.pbtxt"}.get(layout, "movielens_demographics.pbtxt")
     if project_dir:
         return os.path.join(project_dir, "pipeline", "schemas", name)
     return str(resources.files("recsys_pipeline.pipeline").joinpath("schemas", name))
@@ -170,7 +172,8 @@ def create_pipeline(config: PipelineConfig, target: Union[str, Target] = "local"
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"]).with_id(nodes.STATISTICS_GEN)
     schema_gen = tfx.components.ImportSchemaGen(
-        schema_file=schema_path(layout, target.project_dir),
+        schema_file=(schema.write_declared_schema(config.interactions, target.pipeline_root)
+                     if layout == INTERACTIONS else schema_path(layout, target.project_dir)),
     ).with_id(nodes.SCHEMA_GEN)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
@@ -192,6 +195,8 @@ def create_pipeline(config: PipelineConfig, target: Union[str, Target] = "local"
         disable_statistics=not config.transform.statistics,
         custom_config={
             "timestamp_buckets": config.transform.timestamp_buckets,
+            F.DECLARED_FEATURES_CONFIG: (schema.declared_features(config.interactions)
+                                         if layout == INTERACTIONS else {}),
             "source_fingerprint": code_fingerprint([module_of(PREPROCESSING_FN)]),
         },
     ).with_id(nodes.TRANSFORM)

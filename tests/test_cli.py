@@ -165,7 +165,7 @@ def test_synth_writes_a_dataset_the_pipeline_reads(capsys, tmp_path):
     assert (f"Run it: recsys run --config {shop / 'recsys.toml'} --data-dir {shop}"
             in out.out)
     assert sorted(p.name for p in shop.iterdir()) == [
-        "interactions.parquet", "products.parquet", "recsys.toml"]
+        "customers.parquet", "interactions.parquet", "products.parquet", "recsys.toml"]
     for args, message in (
             (["--ratings", "100", "--format", "parquet"],
              "--format parquet needs --layout interactions"),

@@ -27,6 +27,9 @@ class TrainingData:
     catalogue: Catalogue
     stats: TrainStats
     feature_spec: dict
+    # The declared numeric item and user features (the models read them beside the
+    # vocabulary ones, which ``sizes`` names).
+    numeric: tuple[str, ...] = ()
 
     def dataset(self, files: list[str], batch_size: int = READ_BATCH_SIZE, *,
                 shuffle: bool = False,
@@ -44,7 +47,8 @@ def load_training_data(transform_dir: str, train_files: list[str],
     sizes = inputs.vocab_sizes(tft_output)
     stats = inputs.train_stats(inputs.transformed_dataset(train_files, spec, READ_BATCH_SIZE),
                                sizes[F.index_name(F.MOVIE_ID)])
-    return TrainingData(tft_output, sizes, catalogue, stats, spec)
+    return TrainingData(tft_output, sizes, catalogue, stats, spec,
+                        inputs.numeric_features(tft_output))
 
 
 def first_batch(data: TrainingData, train_files: list[str]) -> dict[str, tf.Tensor]:

@@ -65,22 +65,16 @@ class ServingFeatures(tf.Module):
         self.tft_layer = tft_output.transform_features_layer()
         self._raw_spec = tft_output.raw_feature_spec()
         self._user_oov = sizes[F.index_name(F.USER_ID)] - 1
-        self._demographics = list(stats.demographic_features)
-        users = np.array(sorted(stats.user_demographics), dtype=object)
+        users = stats.users.ids
         self.user_rows = _table(users if len(users) else np.array([b""], object), len(users))
-        oov = [sizes[n] - 1 for n in self._demographics]
-        rows = [stats.user_demographics[u] for u in users] + [oov]
-        self.user_demographics = tf.Variable(np.array(rows, np.int64).reshape(
-            len(rows), len(self._demographics)), trainable=False, name="user_demographics")
+        # One row past the users: what an unknown user gets.
+        self.user_features = {name: tf.Variable(_with_unknown_row(values, name, sizes),
+                                                trainable=False, name=name)
+                              for name, values in stats.users.columns.items()}
         self.movie_rows = _table(catalogue.movie_ids, len(catalogue))
-        self.movie_features = {}
-        for name, values in catalogue.features.items():
-            if values.ndim == 2:  # genres: an unknown movie has none
-                oov_row = np.full((1, values.shape[1]), F.LIST_PADDING, values.dtype)
-            else:
-                oov_row = np.array([sizes[name] - 1], values.dtype)
-            self.movie_features[name] = tf.Variable(
-                np.concatenate([values, oov_row]), trainable=False, name=name)
+        self.movie_features = {name: tf.Variable(_with_unknown_row(values, name, sizes),
+                                                 trainable=False, name=name)
+                               for name, values in catalogue.features.items()}
 
     def _raw(self, name: str, values: tf.Tensor) -> tf.Tensor:
         # The Transform graph takes each raw feature in its schema's shape: [batch, 1] for a
@@ -95,10 +89,10 @@ class ServingFeatures(tf.Module):
         out = to_model_features(self.tft_layer(raw))
         out.pop(F.USER_ID, None)
         out.pop(F.TIMESTAMP, None)
-        if self._demographics:
-            matrix = tf.gather(self.user_demographics, self.user_rows.lookup(user_id))
-            for i, name in enumerate(self._demographics):
-                out[name] = matrix[:, i]
+        if self.user_features:
+            rows = self.user_rows.lookup(user_id)
+            for name, values in self.user_features.items():
+                out[name] = tf.gather(values, rows)
         return out
 
     def known_user(self, features: dict) -> tf.Tensor:
@@ -111,6 +105,18 @@ class ServingFeatures(tf.Module):
     def examples(self, serialized: tf.Tensor) -> dict:
         """Serialized raw tf.Examples (as ExampleGen writes them) -> model features."""
         return to_model_features(self.tft_layer(tf.io.parse_example(serialized, self._raw_spec)))
+
+
+def _with_unknown_row(values: np.ndarray, name: str, sizes: dict[str, int]) -> np.ndarray:
+    """A user or catalogue feature table with one more row, for an unknown user or movie:
+    no ids in a list, the mean (0) of a z-score, the out-of-vocabulary id otherwise."""
+    if values.ndim == 2:
+        row = np.full((1, values.shape[1]), F.LIST_PADDING, values.dtype)
+    elif values.dtype.kind == "f":
+        row = np.zeros(1, values.dtype)
+    else:
+        row = np.array([sizes[name] - 1], values.dtype)
+    return np.concatenate([values, row])
 
 
 def catalogue_embeddings(candidate_tower: tf.keras.Model, catalogue: Catalogue,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -26,8 +26,15 @@ def vocab_sizes(tft_output) -> dict[str, int]:
     """Number of ids (out-of-vocabulary included) of every integer feature Transform wrote."""
     spec = tft_output.transformed_feature_spec()
     names = (F.USER_INDEX_FEATURES + F.MOVIE_INDEX_FEATURES + F.MOVIE_LIST_FEATURES
-             + (F.TIMESTAMP_BUCKET,))
+             + (F.TIMESTAMP_BUCKET,) + F.declared_item_inputs(spec)[0]
+             + F.declared_user_inputs(spec)[0])
     return {n: int(tft_output.num_buckets_for_transformed_feature(n)) for n in names if n in spec}
+
+
+def numeric_features(tft_output) -> tuple[str, ...]:
+    """The declared numeric item and user features (z-scores) Transform wrote, sorted."""
+    spec = tft_output.transformed_feature_spec()
+    return F.declared_item_inputs(spec)[1] + F.declared_user_inputs(spec)[1]
 
 
 def to_model_features(parsed: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -82,7 +89,8 @@ class Catalogue:
 
     movie_ids: np.ndarray  # bytes, [N]
     titles: np.ndarray  # bytes, [N]
-    # movie_id_index/movie_title_index [N]; id lists (genres, title tokens) [N, longest list]
+    # movie_id_index/movie_title_index and declared numeric z-scores [N]; id lists (genres,
+    # title tokens, declared vocabulary features) [N, longest list]
     features: dict[str, np.ndarray]
 
     def __len__(self) -> int:
@@ -94,9 +102,13 @@ class Catalogue:
 
 def load_catalogue(catalogue_dir: str, tft_output) -> Catalogue:
     """Reads ExampleGen's catalogue split and applies the Transform graph to it."""
-    raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items() if k in F.MOVIE_FEATURES}
+    raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items()
+                if k in F.MOVIE_FEATURES or F.is_item_feature(k)}
     layer = tft_output.transform_features_layer()
-    lists = [n for n in F.MOVIE_LIST_FEATURES if n in tft_output.transformed_feature_spec()]
+    transformed_spec = tft_output.transformed_feature_spec()
+    declared_lists, numeric = F.declared_item_inputs(transformed_spec)
+    lists = [n for n in F.MOVIE_LIST_FEATURES if n in transformed_spec] + list(declared_lists)
+    scalars = F.MOVIE_INDEX_FEATURES + numeric
     ids, titles, feats = [], [], []
     ds = tf.data.TFRecordDataset(files(catalogue_dir), compression_type="GZIP").batch(4096)
     for batch in ds:
@@ -104,16 +116,53 @@ def load_catalogue(catalogue_dir: str, tft_output) -> Catalogue:
         transformed = to_model_features(layer(raw))
         ids.append(transformed[F.MOVIE_ID].numpy())
         titles.append(transformed[F.MOVIE_TITLE].numpy())
-        feats.append({n: transformed[n].numpy() for n in F.MOVIE_INDEX_FEATURES + tuple(lists)})
+        feats.append({n: transformed[n].numpy() for n in scalars + tuple(lists)})
     if not ids:
         raise DataError(f"the movie catalogue at {catalogue_dir} is empty")
-    features = {n: np.concatenate([f[n] for f in feats]) for n in F.MOVIE_INDEX_FEATURES}
+    features = {n: np.concatenate([f[n] for f in feats]) for n in scalars}
     for name in lists:  # each batch is padded to its own longest list: pad to the longest of all
         width = max(f[name].shape[1] for f in feats)
         features[name] = np.concatenate([
             np.pad(f[name], ((0, 0), (0, width - f[name].shape[1])),
                    constant_values=F.LIST_PADDING) for f in feats])
     return Catalogue(np.concatenate(ids), np.concatenate(titles), features)
+
+
+@dataclasses.dataclass
+class UserTable:
+    """Each train user's features as a request cannot send them: demographics and declared
+    user features, one row per user in sorted id order (the values of the user's first train
+    example read). The export looks a request's user up in it."""
+
+    ids: np.ndarray  # bytes [U], sorted
+    # [U] vocabulary ids or z-scores; [U, longest list] id lists padded with LIST_PADDING
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _user_columns(batch: dict[str, np.ndarray]) -> tuple[str, ...]:
+    lists, numeric = F.declared_user_inputs(batch)
+    return tuple(f for f in F.USER_INDEX_FEATURES[1:] if f in batch) + lists + numeric
+
+
+def _pad(blocks: list[np.ndarray]) -> np.ndarray:
+    """Blocks of [rows] or [rows, width] into one array, lists padded to the widest."""
+    if blocks[0].ndim == 1:
+        return np.concatenate(blocks)
+    width = max(b.shape[1] for b in blocks)
+    return np.concatenate([np.pad(b, ((0, 0), (0, width - b.shape[1])),
+                                  constant_values=F.LIST_PADDING) for b in blocks])
+
+
+def user_table(ids: list[np.ndarray], blocks: dict[str, list[np.ndarray]]) -> UserTable:
+    """The table of per-batch (ids, columns) blocks: each user's first row."""
+    if not ids:
+        return UserTable(np.zeros(0, object), {})
+    all_ids = np.concatenate(ids)
+    users, first = np.unique(all_ids, return_index=True)
+    return UserTable(users.astype(object), {n: _pad(b)[first] for n, b in blocks.items()})
 
 
 @dataclasses.dataclass
@@ -125,9 +174,7 @@ class TrainStats:
     latest_timestamp: int
     movie_counts: dict[bytes, int]
     movie_index_counts: np.ndarray  # train ratings per movie_id_index
-    # user_id -> demographic indices, in the order of `demographic_features`.
-    user_demographics: dict[bytes, list[int]]
-    demographic_features: tuple[str, ...]
+    users: UserTable
     # Every train rating's movie id and timestamp, for fallbacks of any recency weighting.
     rated_movie_ids: np.ndarray = dataclasses.field(
         default_factory=lambda: np.zeros(0, object))
@@ -169,13 +216,11 @@ def train_stats(dataset: tf.data.Dataset, num_movie_ids: int) -> TrainStats:
     n, rating_sum, latest = 0, 0.0, 0
     index_counts = np.zeros(num_movie_ids, np.int64)
     counts: dict[bytes, int] = {}
-    users: dict[bytes, list[int]] = {}
+    user_ids: list[np.ndarray] = []
+    user_blocks: dict[str, list[np.ndarray]] = {}
     rated: list[np.ndarray] = []
     rated_at: list[np.ndarray] = []
-    demo: Optional[tuple[str, ...]] = None
     for batch in _numpy_batches(dataset):
-        if demo is None:
-            demo = tuple(f for f in F.USER_INDEX_FEATURES[1:] if f in batch)
         n += len(batch[F.MOVIE_ID])
         rating_sum += float(batch[F.LABEL].sum())
         latest = max(latest, int(batch[F.TIMESTAMP].max()))
@@ -185,14 +230,15 @@ def train_stats(dataset: tf.data.Dataset, num_movie_ids: int) -> TrainStats:
             counts[m] = counts.get(m, 0) + c
         rated.append(batch[F.MOVIE_ID])
         rated_at.append(batch[F.TIMESTAMP])
-        user_ids, first = np.unique(batch[F.USER_ID], return_index=True)
-        columns = [batch[f][first] for f in demo]
-        for i, u in enumerate(user_ids.tolist()):
-            users[u] = [int(col[i]) for col in columns]
+        ids, first = np.unique(batch[F.USER_ID], return_index=True)
+        user_ids.append(ids)
+        for name in _user_columns(batch):
+            user_blocks.setdefault(name, []).append(batch[name][first])
     if n == 0:
         raise DataError("the train split is empty: nothing to train on (check split.eval_fraction "
                         "or split.cutoff_timestamp)")
-    return TrainStats(n, rating_sum / n, latest, counts, index_counts, users, demo or (),
+    return TrainStats(n, rating_sum / n, latest, counts, index_counts,
+                      user_table(user_ids, user_blocks),
                       np.concatenate(rated), np.concatenate(rated_at).astype(np.int64))
 
 

@@ -8,7 +8,7 @@ reads them from the Transform output). No TFX here: these build and train on pla
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -49,16 +49,41 @@ class MaskedMeanEmbedding(tf.keras.layers.Layer):
         return tf.reduce_sum(vectors, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
 
 
+class DeclaredFeatures(tf.keras.layers.Layer):
+    """The declared item or user features (``prefix``: ``F.ITEM_FEATURE_PREFIX`` or
+    ``F.USER_FEATURE_PREFIX``): a mean embedding of each vocabulary feature's ids (a
+    categorical one is a list of at most one), and the numeric z-scores as they are. Found by
+    name in the Transform output (``F.declared_inputs``), so a MovieLens model, which has
+    none, is unchanged."""
+
+    def __init__(self, sizes: dict[str, int], dim: int, numeric: Sequence[str], prefix: str,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.list_names = list(F.declared_inputs(sizes, prefix)[0])
+        self.embeddings = [MaskedMeanEmbedding(n, sizes, dim) for n in self.list_names]
+        self.numeric = [n for n in numeric if n.startswith(prefix)]
+
+    def parts(self, f: dict[str, tf.Tensor]) -> list[tf.Tensor]:
+        """[batch, dim] per vocabulary feature, then [batch, 1] per numeric one."""
+        out = [emb(f[n]) for n, emb in zip(self.list_names, self.embeddings, strict=True)]
+        out += [tf.cast(f[n], tf.float32)[:, None] for n in self.numeric]
+        return out
+
+
 def _mlp(hidden: list, out_dim: int, name: str) -> tf.keras.Sequential:
     layers = [tf.keras.layers.Dense(n, activation="relu") for n in hidden]
     return tf.keras.Sequential(layers + [tf.keras.layers.Dense(out_dim)], name=name)
 
 
 class QueryTower(tf.keras.Model):
-    """User id, timestamp bucket, normalized timestamp and demographics (when present)."""
+    """User id, timestamp bucket, normalized timestamp, demographics (when present) and the
+    declared user features (``DeclaredFeatures``)."""
 
-    def __init__(self, sizes: dict[str, int], hp: RetrievalHParams, **kwargs):
+    def __init__(self, sizes: dict[str, int], hp: RetrievalHParams,
+                 numeric: Sequence[str] = (), **kwargs):
         super().__init__(**kwargs)
+        self.declared = DeclaredFeatures(sizes, hp.context_embedding_dim, numeric,
+                                         F.USER_FEATURE_PREFIX, name="user_features")
         self.user = index_embedding(F.index_name(F.USER_ID), sizes, hp.id_embedding_dim)
         self.time = tf.keras.layers.Embedding(sizes[F.TIMESTAMP_BUCKET], hp.context_embedding_dim)
         self.demographic_names = [n for n in F.USER_INDEX_FEATURES[1:] if n in sizes]
@@ -73,17 +98,22 @@ class QueryTower(tf.keras.Model):
                  z[:, None]]
         parts += [emb(f[n]) for n, emb in zip(self.demographic_names, self.demographics,
                                               strict=True)]
+        parts += self.declared.parts(f)
         return self.mlp(tf.concat(parts, axis=1))
 
 
 class CandidateTower(tf.keras.Model):
-    """Movie id and title embeddings, the mean genre embedding and (``title_text``) the mean
-    embedding of the title's words, which movies with few ratings share with better-known ones.
+    """Movie id and title embeddings, the mean genre embedding, (``title_text``) the mean
+    embedding of the title's words, which movies with few ratings share with better-known ones,
+    and the declared item features (``DeclaredFeatures``).
     """
 
-    def __init__(self, sizes: dict[str, int], hp: RetrievalHParams, **kwargs):
+    def __init__(self, sizes: dict[str, int], hp: RetrievalHParams,
+                 numeric: Sequence[str] = (), **kwargs):
         super().__init__(**kwargs)
         self.movie = index_embedding(F.index_name(F.MOVIE_ID), sizes, hp.id_embedding_dim)
+        self.declared = DeclaredFeatures(sizes, hp.context_embedding_dim, numeric,
+                                         F.ITEM_FEATURE_PREFIX, name="item_features")
         self.title = index_embedding(F.index_name(F.MOVIE_TITLE), sizes, hp.id_embedding_dim)
         self.genres = MaskedMeanEmbedding(F.GENRES_INDEX, sizes, hp.context_embedding_dim)
         self.words = None
@@ -100,6 +130,7 @@ class CandidateTower(tf.keras.Model):
                  self.title(f[F.index_name(F.MOVIE_TITLE)]), self.genres(f[F.GENRES_INDEX])]
         if self.words is not None:
             parts.append(self.words(f[F.TITLE_TOKENS_INDEX]))
+        parts += self.declared.parts(f)
         return self.mlp(tf.concat(parts, axis=1))
 
 
@@ -179,14 +210,19 @@ class RetrievalModel(tfrs.models.Model):
 
 
 class RatingNetwork(tf.keras.layers.Layer):
-    """One rating predictor: user, movie, genre and demographic embeddings into an MLP
+    """One rating predictor: user, movie, genre, demographic and declared item and user
+    feature embeddings (and numeric declared features) into an MLP
     (``architecture`` dcn: stacked Cross layers before it), plus per-user and per-movie
     offsets with ``bias_terms``."""
 
     def __init__(self, sizes: dict[str, int], hp: RankingHParams, mean_rating: float,
-                 **kwargs):
+                 numeric: Sequence[str] = (), **kwargs):
         super().__init__(**kwargs)
         ctx = hp.context_embedding_dim
+        self.items = DeclaredFeatures(sizes, ctx, numeric, F.ITEM_FEATURE_PREFIX,
+                                      name="item_features")
+        self.users = DeclaredFeatures(sizes, ctx, numeric, F.USER_FEATURE_PREFIX,
+                                      name="user_features")
         reg = tf.keras.regularizers.l2(hp.l2) if hp.l2 else None
         user, movie = F.index_name(F.USER_ID), F.index_name(F.MOVIE_ID)
         self.user = index_embedding(user, sizes, hp.embedding_dim, embeddings_regularizer=reg)
@@ -217,6 +253,7 @@ class RatingNetwork(tf.keras.layers.Layer):
         parts = [user_vectors, movie_vectors, self.genres(f[F.GENRES_INDEX])]
         parts += [emb(f[n]) for n, emb in zip(self.demographic_names, self.demographics,
                                               strict=True)]
+        parts += self.items.parts(f) + self.users.parts(f)
         x0 = x = tf.concat(parts, axis=1)
         for cross in self.cross:
             x = cross(x0, x)
@@ -233,9 +270,10 @@ class RankingModel(tfrs.models.Model):
     embeddings alongside (multitask).
     """
 
-    def __init__(self, sizes: dict[str, int], hp: RankingHParams, mean_rating: float = 3.5):
+    def __init__(self, sizes: dict[str, int], hp: RankingHParams, mean_rating: float = 3.5,
+                 numeric: Sequence[str] = ()):
         super().__init__()
-        self.network = RatingNetwork(sizes, hp, mean_rating, name="rating_network")
+        self.network = RatingNetwork(sizes, hp, mean_rating, numeric, name="rating_network")
         self.task = tfrs.tasks.Ranking(
             loss=tf.keras.losses.MeanSquaredError(),
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
@@ -286,11 +324,14 @@ def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optim
 
 
 def build_retrieval(sizes: dict[str, int], hp: RetrievalHParams,
-                    movie_counts: Optional[np.ndarray] = None) -> RetrievalModel:
-    """A compiled retrieval model (``movie_counts``: train ratings per movie_id_index)."""
+                    movie_counts: Optional[np.ndarray] = None,
+                    numeric: Sequence[str] = ()) -> RetrievalModel:
+    """A compiled retrieval model (``movie_counts``: train ratings per movie_id_index;
+    ``numeric``: the declared numeric features, ``inputs.numeric_features``)."""
     tf.keras.utils.set_random_seed(hp.seed)
-    model = RetrievalModel(QueryTower(sizes, hp, name="query_tower"),
-                           CandidateTower(sizes, hp, name="candidate_tower"), hp, movie_counts,
+    model = RetrievalModel(QueryTower(sizes, hp, numeric, name="query_tower"),
+                           CandidateTower(sizes, hp, numeric, name="candidate_tower"), hp,
+                           movie_counts,
                            min_rating=hp.min_rating)
     model.compile(optimizer=make_optimizer(hp.optimizer, hp.learning_rate))
     return model
@@ -311,10 +352,10 @@ def build_sequential(num_movies: int, hp: SequentialHParams,
     return model
 
 
-def build_ranking(sizes: dict[str, int], hp: RankingHParams,
-                  mean_rating: float = 3.5) -> RankingModel:
-    """A compiled ranking model."""
+def build_ranking(sizes: dict[str, int], hp: RankingHParams, mean_rating: float = 3.5,
+                  numeric: Sequence[str] = ()) -> RankingModel:
+    """A compiled ranking model (``numeric`` as for ``build_retrieval``)."""
     tf.keras.utils.set_random_seed(hp.seed)
-    model = RankingModel(sizes, hp, mean_rating)
+    model = RankingModel(sizes, hp, mean_rating, numeric)
     model.compile(optimizer=make_optimizer(hp.optimizer, hp.learning_rate))
     return model

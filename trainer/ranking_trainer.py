@@ -68,7 +68,7 @@ def build_members(data: TrainingData, hp: RankingHParams,
     members = []
     for i in range(hp.ensemble):
         member = models.build_ranking(data.sizes, dataclasses.replace(hp, seed=hp.seed + i),
-                                      mean_rating=data.stats.mean_rating)
+                                      mean_rating=data.stats.mean_rating, numeric=data.numeric)
         models.build_weights(member, batch)  # now, while this member's seed holds
         members.append(member)
     return members
@@ -91,7 +91,7 @@ def export_model(model: models.RankingModel, data: TrainingData, path: str,
     """Saves the export of a trained rating model; returns its metadata."""
     module = export.RankingExport(
         model, export.ServingFeatures(data.tft_output, data.sizes, data.catalogue, data.stats))
-    users = [u.decode() for u in sorted(data.stats.user_demographics)[:2]]
+    users = [u.decode() for u in data.stats.users.ids[:2]]
     movies = [m.decode() for m, _ in data.stats.popular(2)]
     metadata = export_metadata(
         MODEL_KIND, data, training, mean_rating=data.stats.mean_rating,

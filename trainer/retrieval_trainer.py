@@ -36,7 +36,8 @@ def train(data: TrainingData, hp: RetrievalHParams, train_files: list[str],
           model: Optional[models.RetrievalModel] = None, epochs: Optional[int] = None):
     """Fits the two-tower model (``model``: one already built, e.g. warm-started, trained
     ``epochs``); returns (model, Keras history, seconds)."""
-    model = model or models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts)
+    model = model or models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts,
+                                            numeric=data.numeric)
     epochs = epochs or hp.epochs
     started = time.monotonic()
     history = model.fit(data.dataset(train_files, hp.batch_size, shuffle=True, seed=hp.seed),
@@ -47,7 +48,7 @@ def train(data: TrainingData, hp: RetrievalHParams, train_files: list[str],
 
 def rated_by_user(data: TrainingData, train_files: list[str]):
     """The exclusion list: catalogue rows each train user rated (``inputs.rated_movies``)."""
-    users = np.array(sorted(data.stats.user_demographics), dtype=object)
+    users = data.stats.users.ids
     return inputs.rated_movies(data.dataset(train_files), users, data.catalogue)
 
 
@@ -68,7 +69,7 @@ def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
     embeddings = export.catalogue_embeddings(model.candidate_tower, data.catalogue)
     module = export.RetrievalExport(model.query_tower, features, data.catalogue, embeddings,
                                     k=serving_k, eval_k=eval_k, rated=rated, exclude=exclude)
-    sample_users = [u.decode() for u in sorted(data.stats.user_demographics)[:4]]
+    sample_users = [u.decode() for u in data.stats.users.ids[:4]]
     metadata = export_metadata(
         MODEL_KIND, data, training,
         serving_k=min(serving_k, len(data.catalogue)), eval_k=eval_k,
@@ -92,7 +93,8 @@ def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_di
     """Trains the two-tower model, from ``base_model`` when it fits (``warm_start.py``), and
     saves the brute-force export; returns its metadata."""
     data = load_training_data(transform_dir, train_files, catalogue_dir)
-    model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts)
+    model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts,
+                                            numeric=data.numeric)
     start = start_from(base_model, [model], MODEL_KIND, data, train_files, hp)
     model, history, seconds = train(data, hp, train_files, model=model, epochs=start.epochs)
     return export_model(model, data, serving_model_dir, serving_k=serving_k, eval_k=eval_k,

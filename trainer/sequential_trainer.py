@@ -72,7 +72,7 @@ def export_model(model: models.RetrievalModel, data: TrainingData, history: inpu
     # Warm-up: the most-rated movies as a context, and an empty one (a user's first visit);
     # for ``recommend``, two train users at the latest train time.
     popular = [m.decode() for m, _ in data.stats.popular(hp.context_length)]
-    users = [u.decode() for u in sorted(data.stats.user_demographics)[:2]]
+    users = [u.decode() for u in data.stats.users.ids[:2]]
     metadata = export_metadata(
         MODEL_KIND, data, training, serving_k=min(serving_k, len(vocabulary)), eval_k=eval_k,
         context_length=hp.context_length, candidates=len(vocabulary),

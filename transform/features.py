@@ -55,6 +55,69 @@ def vocabulary_name(index_feature: str) -> str:
     return index_feature[: -len(INDEX_SUFFIX)]
 
 
+# --- Declared features ([interactions] item_features, user_features) ----------------------
+# A declared item table column ``brand`` is the raw feature ``item_feature_brand``, a user
+# table column ``segment`` is ``user_feature_segment``: the prefixes keep a team's column names
+# apart from the canonical features above, and tell every stage what a feature describes (the
+# catalogue holds the item ones, the export's user table the user ones; the candidate tower
+# reads the item ones, the query tower the user ones, the ranking model both). Raw values are
+# lists of 0 or more: a missing value is allowed.
+ITEM_FEATURE_PREFIX = "item_feature_"
+USER_FEATURE_PREFIX = "user_feature_"
+# A numeric feature's transformed name: its z-score (0 for a missing value, the mean).
+NUMERIC_SUFFIX = "_z"
+# Transform's custom_config key: {raw feature name: kind} of every declared feature.
+DECLARED_FEATURES_CONFIG = "declared_features"
+
+
+def item_feature(column: str) -> str:
+    """Raw feature name of a declared item table column."""
+    return f"{ITEM_FEATURE_PREFIX}{column}"
+
+
+def user_feature(column: str) -> str:
+    """Raw feature name of a declared user table column."""
+    return f"{USER_FEATURE_PREFIX}{column}"
+
+
+def is_item_feature(name: str) -> bool:
+    """Whether a raw or transformed feature comes from a declared item column."""
+    return name.startswith(ITEM_FEATURE_PREFIX)
+
+
+def is_user_feature(name: str) -> bool:
+    """Whether a raw or transformed feature comes from a declared user column."""
+    return name.startswith(USER_FEATURE_PREFIX)
+
+
+def is_declared(name: str) -> bool:
+    """Whether a feature comes from a declared item or user column."""
+    return is_item_feature(name) or is_user_feature(name)
+
+
+def numeric_name(raw_name: str) -> str:
+    """Transformed name of a declared numeric feature (its z-score)."""
+    return f"{raw_name}{NUMERIC_SUFFIX}"
+
+
+def declared_inputs(transformed_names, prefix: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(id-list features, numeric features) of the declared features with ``prefix`` among a
+    Transform output's feature names, sorted: what the models read beside the canonical ones."""
+    names = sorted(n for n in transformed_names if n.startswith(prefix))
+    return (tuple(n for n in names if n.endswith(INDEX_SUFFIX)),
+            tuple(n for n in names if n.endswith(NUMERIC_SUFFIX)))
+
+
+def declared_item_inputs(transformed_names) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``declared_inputs`` of the item features."""
+    return declared_inputs(transformed_names, ITEM_FEATURE_PREFIX)
+
+
+def declared_user_inputs(transformed_names) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``declared_inputs`` of the user features."""
+    return declared_inputs(transformed_names, USER_FEATURE_PREFIX)
+
+
 # --- Transformed features (Transform output) ----------------------------------------------
 TIMESTAMP_BUCKET = "timestamp_bucket"  # quantile bucket id, int64 in [0, timestamp_buckets)
 TIMESTAMP_Z = "timestamp_z"  # z-score normalized timestamp, float32

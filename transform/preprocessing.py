@@ -9,6 +9,10 @@ Outputs, named in ``features.py``:
     vocabulary Transform fits on them -- the candidate tower's text feature.
   * ``timestamp_bucket``: quantile bucket of the timestamp; ``timestamp_z``: its z-score.
   * ``user_rating`` (label) and the raw ids/title, passed through.
+  * declared item features (``custom_config["item_features"]``, raw name -> kind, each a list
+    of 0 or 1 values, or more for multi_categorical): ``<name>_index`` (sparse vocabulary ids:
+    the value, the values, or the words of a text) or ``<name>_z`` (the z-score, of
+    log(1 + x) for log_numeric; 0, the mean, for an item without a value).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from recsys_pipeline.data import declaration as D
 from recsys_pipeline.transform import features as F
 
 
@@ -35,6 +40,30 @@ def title_tokens(titles: tf.Tensor) -> tf.SparseTensor:
     # RE2's Unicode classes keep accented letters (titles are UTF-8) inside their words.
     text = tf.strings.strip(tf.strings.regex_replace(text, r"[^\pL\pN]+", " "))
     return tf.strings.split(text).to_sparse()
+
+
+def _one_column(values: tf.SparseTensor) -> tf.SparseTensor:
+    """A [batch, at most 1] sparse feature as [batch, 1] (a batch where no row has a value
+    has width 0)."""
+    return tf.sparse.reset_shape(
+        values, tf.stack([values.dense_shape[0], tf.constant(1, tf.int64)]))
+
+
+def _declared(values: tf.SparseTensor, name: str, kind: str) -> tuple[str, Any]:
+    """(transformed name, value) of one declared item feature (see module docstring)."""
+    if kind in (D.CATEGORICAL, D.MULTI_CATEGORICAL):
+        return F.index_name(name), _vocab(values, name)
+    if kind == D.TEXT:
+        text = tf.sparse.to_dense(_one_column(values), default_value="")
+        return F.index_name(name), _vocab(title_tokens(text), name)
+    if kind in (D.NUMERIC, D.LOG_NUMERIC):
+        numbers = tf.cast(values.values, tf.float64)
+        if kind == D.LOG_NUMERIC:
+            numbers = tf.math.log1p(numbers)
+        z = tft.scale_to_z_score(tf.SparseTensor(values.indices, numbers, values.dense_shape))
+        dense = tf.sparse.to_dense(_one_column(z))
+        return F.numeric_name(name), tf.cast(tf.reshape(dense, [-1]), tf.float32)
+    raise ValueError(f"item feature {name!r} has unknown kind {kind!r}")
 
 
 def preprocessing_fn(inputs: dict[str, Any],
@@ -61,6 +90,10 @@ def preprocessing_fn(inputs: dict[str, Any],
     # float64: Unix seconds (~1e9) lose whole minutes in float32 before centering.
     outputs[F.TIMESTAMP_Z] = tf.cast(
         tft.scale_to_z_score(tf.cast(timestamp, tf.float64)), tf.float32)
+
+    for name, kind in sorted(custom_config.get(F.DECLARED_FEATURES_CONFIG, {}).items()):
+        transformed, value = _declared(inputs[name], name, kind)
+        outputs[transformed] = value
 
     outputs[F.LABEL] = inputs[F.USER_RATING]
     for name in F.PASSTHROUGH_FEATURES:

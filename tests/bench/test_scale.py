@@ -76,7 +76,7 @@ def test_scale_benchmark_runs_the_dag_and_prints_its_table(tmp_path):
     assert int(whole.group(2).replace(",", "")) > 300  # TensorFlow alone is more than that
     data = tmp_path / "data-3000"
     assert sorted(p.name for p in data.iterdir()) == [
-        "interactions.parquet", "products.parquet", "recsys.toml"]
+        "customers.parquet", "interactions.parquet", "products.parquet", "recsys.toml"]
     assert "(interactions layout, parquet)" in result.stdout
     recsys = os.path.join(os.path.dirname(sys.executable), "recsys")
     served = subprocess.run([recsys, "recommend", "--config", str(tmp_path / "bench-scale.toml"),

@@ -194,9 +194,30 @@ def test_a_declared_log_keeps_the_newest_repeat_and_its_item_table(tmp_path):
                    (b"u2", b"sku-b", 4.0, b"Lamp", []),
                    (b"u3", b"9", 3.0, b"Mug", [b"kitchen"])]
     assert all(F.USER_GENDER not in r for r in rows)
-    # The whole item table, numeric ids in number order, then the others.
-    assert [r[F.MOVIE_ID][0] for r in _read(catalogue.uri, "catalogue")] == [
-        b"9", b"10", b"sku-a", b"sku-b"]
+    # The whole item table, rated or not (streamed: in no fixed order).
+    assert sorted(r[F.MOVIE_ID][0] for r in _read(catalogue.uri, "catalogue")) == [
+        b"10", b"9", b"sku-a", b"sku-b"]
+
+
+def test_declared_features_are_written_and_a_user_missing_from_its_table_is_kept(tmp_path):
+    d, layout = _declared(tmp_path, item_features=["price:numeric", "tags:multi_categorical"],
+                          users_file="users.csv", user_id_column="who",
+                          user_features=["segment:categorical"])
+    (d / "items.csv").write_text("id,title,tags,price\nsku-a,Kettle,kitchen|red,9.5\n"
+                                 "sku-b,Lamp,,\n9,Mug,kitchen,3\n10,Unrated,,1\n")
+    (d / "users.csv").write_text("who,segment\nu1,Garden\nu2,\n")  # u3 is not listed
+    examples, catalogue = _run(tmp_path, d, layout="interactions", interactions=layout)
+    rows = _read(examples.uri, "train") + _read(examples.uri, "eval")
+    got = sorted((r[F.USER_ID][0], r[F.MOVIE_ID][0], r.get("item_feature_price"),
+                  r.get("item_feature_tags"), r.get("user_feature_segment")) for r in rows)
+    # A missing value is no feature at all (the schema allows 0 values).
+    assert got == [(b"u1", b"sku-a", [9.5], [b"kitchen", b"red"], [b"Garden"]),
+                   (b"u1", b"sku-b", None, None, [b"Garden"]),
+                   (b"u2", b"sku-b", None, None, None),
+                   (b"u3", b"9", [3.0], [b"kitchen"], None)]
+    listed = {r[F.MOVIE_ID][0]: r.get("item_feature_price")
+              for r in _read(catalogue.uri, "catalogue")}
+    assert listed == {b"9": [3.0], b"10": [1.0], b"sku-a": [9.5], b"sku-b": None}
 
 
 def test_without_an_item_table_the_catalogue_is_what_the_log_names(tmp_path):
@@ -205,6 +226,24 @@ def test_without_an_item_table_the_catalogue_is_what_the_log_names(tmp_path):
     listed = sorted((r[F.MOVIE_ID][0], r[F.MOVIE_TITLE][0], r[F.MOVIE_GENRES])
                     for r in _read(catalogue.uri, "catalogue"))
     assert listed == [(b"9", b"9", []), (b"sku-a", b"sku-a", []), (b"sku-b", b"sku-b", [])]
+
+
+@pytest.mark.parametrize("table, rows, message", [
+    ("items.csv", "id,title,tags\nsku-a,Kettle,\nsku-b,Lamp,\n9,Mug,\nsku-b,Lamp 2,\n",
+     r"items.csv line 5: item id 'sku-b' appears twice in the item table \(first at "
+     r".*items.csv line 3\)"),
+    ("users.csv", "who\nu1\nu2\nu3\nu2\n",
+     r"users.csv line 5: user id 'u2' appears twice in the user table \(first at "
+     r".*users.csv line 3\)"),
+])
+def test_an_id_twice_in_a_streamed_table_is_refused_naming_both_lines(tmp_path, table, rows,
+                                                                      message):
+    d, layout = _declared(tmp_path, users_file="users.csv", user_id_column="who")
+    (d / "users.csv").write_text("who\nu1\nu2\nu3\n")
+    (d / table).write_text(rows)
+    with pytest.raises(DataError, match=message):
+        _run(tmp_path, d, layout="interactions", interactions=layout)
+    assert _holds_nothing(tmp_path / "examples") and _holds_nothing(tmp_path / "catalogue")
 
 
 def test_a_declared_log_names_its_orphans_by_file_and_line(tmp_path):

@@ -192,3 +192,150 @@ def test_parquet_on_a_remote_filesystem_is_read_through_gfile(tmp_path):
     tf.io.gfile.copy(str(tmp_path / "log.parquet"), remote, overwrite=True)
     ratings = list(interactions.iter_interactions(InteractionsLayout(files="*.parquet"), remote))
     assert [(r.user_id, r.movie_id, r.rating) for r in ratings] == [("u", "i", 2.0)]
+
+
+FEATURED = InteractionsLayout(
+    files="clicks-*.csv", user_column="customer", item_column="sku", timestamp_column="when",
+    timestamp_unit="iso8601", rating_column="stars", min_rating=0.0, max_rating=10.0,
+    items_file="items.csv", item_id_column="sku", title_column="name",
+    categories_separator=";",
+    item_features=["brand:categorical", "tags:multi_categorical", "blurb:text",
+                   "price:numeric", "weight:log_numeric"])
+
+
+def _featured(tmp_path, items, name="items.csv"):
+    _write(tmp_path / "clicks-1.csv", "customer,sku,when,stars\n" + ROWS)
+    if isinstance(items, str):
+        _write(tmp_path / name, items)
+    else:
+        pq.write_table(pa.table(items), tmp_path / name)
+    layout = FEATURED if name == "items.csv" else InteractionsLayout(
+        **{**FEATURED.__dict__, "items_file": name})
+    return movielens.detect_layout(str(tmp_path), "interactions", declaration=layout)
+
+
+def test_declared_item_features_are_read_by_kind_and_may_be_missing(tmp_path):
+    dataset = _featured(tmp_path, "sku,name,brand,tags,blurb,price,weight\n"
+                                  "SKU-1,Kettle,Acme,kitchen; red ;,Boils fast,19.5,0\n"
+                                  "SKU-2,Lamp,,,,,\n")
+    items = movielens.load_movies(dataset)
+    assert dict(items["SKU-1"].features) == {
+        "item_feature_brand": ("Acme",), "item_feature_tags": ("kitchen", "red"),
+        "item_feature_blurb": ("Boils fast",), "item_feature_price": (19.5,),
+        "item_feature_weight": (0.0,)}
+    assert dict(items["SKU-2"].features) == {
+        "item_feature_brand": (), "item_feature_tags": (), "item_feature_blurb": (),
+        "item_feature_price": (), "item_feature_weight": ()}
+    # ExampleGen writes them as raw features: text as bytes, numbers as floats.
+    assert movielens.movie_features(items["SKU-1"])["item_feature_price"] == [19.5]
+    assert movielens.movie_features(items["SKU-1"])["item_feature_tags"] == [b"kitchen", b"red"]
+
+
+def test_declared_item_features_from_parquet_lists_and_integers(tmp_path):
+    dataset = _featured(tmp_path, {
+        "sku": ["SKU-1", "SKU-2"], "name": ["Kettle", "Lamp"], "brand": [7, None],
+        "tags": [["kitchen", "red"], None], "blurb": ["Boils fast", None],
+        "price": [19, None], "weight": [1.5, 2.0]}, name="items.parquet")
+    items = movielens.load_movies(dataset)
+    assert dict(items["SKU-1"].features)["item_feature_brand"] == ("7",)
+    assert dict(items["SKU-1"].features)["item_feature_tags"] == ("kitchen", "red")
+    assert dict(items["SKU-1"].features)["item_feature_price"] == (19.0,)
+    assert dict(items["SKU-2"].features)["item_feature_tags"] == ()
+
+
+@pytest.mark.parametrize("row, message", [
+    ("SKU-1,K,Acme,a,b,cheap,1", r"items.csv line 2: price 'cheap' is not a finite number "
+                                 r"\(declared numeric\)"),
+    ("SKU-1,K,Acme,a,b,nan,1", r"items.csv line 2: price 'nan' is not a finite number"),
+    ("SKU-1,K,Acme,a,b,1,-2", r"items.csv line 2: weight '-2' is negative, and log_numeric "
+                              r"takes log\(1 \+ x\): declare it numeric"),
+])
+def test_a_bad_item_feature_value_is_named_by_file_line_and_column(tmp_path, row, message):
+    dataset = _featured(tmp_path, "sku,name,brand,tags,blurb,price,weight\n" + row + "\n")
+    with pytest.raises(DataError, match=message):
+        movielens.load_movies(dataset)
+
+
+def test_a_bad_parquet_item_feature_value_is_named_by_row(tmp_path):
+    table = {"sku": ["SKU-1", "SKU-2"], "name": ["K", "L"], "brand": [["a", "b"], ["c"]],
+             "tags": [["x"], ["y"]], "blurb": ["b", "c"], "price": [1.0, 2.0],
+             "weight": [1.0, 2.0]}
+    dataset = _featured(tmp_path, table, name="items.parquet")
+    with pytest.raises(DataError, match=r"items.parquet row 1: brand holds a list; declare it "
+                                        r"\"brand:multi_categorical\""):
+        movielens.load_movies(dataset)
+    table["brand"] = [1.5, 2.5]
+    dataset = _featured(tmp_path, table, name="items.parquet")
+    with pytest.raises(DataError, match=r"items.parquet row 1: brand 1.5 is not text or an "
+                                        r"integer \(declared categorical\)"):
+        movielens.load_movies(dataset)
+    dataset = _featured(tmp_path, "sku,name,brand,tags,blurb,price\nA,a,b,c,d,1\n")
+    with pytest.raises(DataError, match=r"items.csv: column 'weight' is missing"):
+        movielens.load_movies(dataset)
+
+
+def test_declared_item_features_are_checked():
+    def problems(features, **kw):
+        return InteractionsLayout(items_file="items.csv", item_features=features,
+                                  **kw).problems()
+
+    assert problems(["brand:categorical", "price:log_numeric"]) == []
+    assert problems(["brand:colour"]) == [
+        "interactions.item_features 'brand:colour': unknown kind 'colour'; expected one of "
+        "('categorical', 'multi_categorical', 'text', 'numeric', 'log_numeric')"]
+    assert problems(["brand"]) == [
+        "interactions.item_features entry 'brand' is not \"column:kind\""]
+    assert problems(["brand:categorical", "brand:text"]) == [
+        "interactions.item_features declares column 'brand' twice"]
+    assert problems(["item_id:categorical"]) == [
+        "interactions.item_features 'item_id:categorical': 'item_id' is the item id column, "
+        "which the model already learns from"]
+    assert InteractionsLayout(item_features=["brand:categorical"]).problems() == [
+        "interactions.item_features needs interactions.items_file (the table the features "
+        "are read from)"]
+
+
+def test_a_declared_user_table_is_read_by_kind_and_joined_to_each_interaction(tmp_path):
+    layout = InteractionsLayout(**{**LAYOUT.__dict__, "users_file": "customers.csv",
+                                   "user_id_column": "customer",
+                                   "user_features": ["segment:categorical", "age:numeric",
+                                                     "interests:multi_categorical"]})
+    _log(tmp_path)
+    _write(tmp_path / "customers.csv", "customer,segment,age,interests\nc1,Garden,34,a;b\n"
+                                       "c9,,,\n")
+    dataset = movielens.detect_layout(str(tmp_path), "interactions", declaration=layout)
+    assert dataset.users_path == str(tmp_path / "customers.csv")
+    users = movielens.load_users(dataset)
+    assert dict(users["c1"].features) == {"user_feature_segment": ("Garden",),
+                                          "user_feature_age": (34.0,),
+                                          "user_feature_interests": ("a", "b")}
+    assert dict(users["c9"].features)["user_feature_age"] == ()
+    rating = next(movielens.iter_ratings(dataset))
+    joined = movielens.join_features(rating, movielens.load_movies(dataset)["SKU-1"],
+                                     users["c1"])
+    assert joined["user_feature_segment"] == [b"Garden"] and joined["user_feature_age"] == [34.0]
+    # The table is part of the input's fingerprint: a new export reruns ExampleGen.
+    before = movielens.fingerprint(dataset)
+    _write(tmp_path / "customers.csv", "customer,segment,age,interests\nc1,Toys,34,\n")
+    assert movielens.fingerprint(dataset) != before
+    _write(tmp_path / "customers.csv", "customer,segment,age,interests\nc1,a,1,\nc1,b,2,\n")
+    with pytest.raises(DataError, match=r"customers.csv line 3: user id 'c1' appears twice in "
+                                        r"the user table"):
+        movielens.load_users(dataset)
+    _write(tmp_path / "customers.csv", "customer,segment,age,interests\nc1,a,old,\n")
+    with pytest.raises(DataError, match=r"customers.csv line 2: age 'old' is not a finite "
+                                        r"number \(declared numeric\)"):
+        movielens.load_users(dataset)
+
+
+def test_declared_user_features_are_checked():
+    assert InteractionsLayout(users_file="u.csv", user_features=["age:numeric"]).problems() == []
+    assert InteractionsLayout(user_features=["age:numeric"]).problems() == [
+        "interactions.user_features needs interactions.users_file (the table the features "
+        "are read from)"]
+    assert InteractionsLayout(users_file="u.csv", user_features=["user_id:text", "a:x"]
+                              ).problems() == [
+        "interactions.user_features 'user_id:text': 'user_id' is the user id column, which "
+        "the model already learns from",
+        "interactions.user_features 'a:x': unknown kind 'x'; expected one of ('categorical', "
+        "'multi_categorical', 'text', 'numeric', 'log_numeric')"]

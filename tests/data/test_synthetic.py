@@ -100,5 +100,36 @@ def test_the_declared_layout_is_the_same_log_under_its_own_names(tmp_path, fmt):
         (f"C{r.user_id}", f"P{int(r.movie_id):05d}", r.rating, r.timestamp) for r in grouplens]
     products = movielens.load_movies(ds)
     assert len(products) == len(movies)
-    first = products["P00001"]
-    assert first.title.startswith("Synthetic Product 1 (") and first.genres == movies["1"].genres
+    first = dict(products["P00001"].features)
+    assert products["P00001"].title.startswith("Synthetic Product 1 (")
+    assert first["item_feature_tags"] == movies["1"].genres
+    # Every declared kind, read back as ExampleGen writes it.
+    (category,) = first["item_feature_category"]
+    assert category in synthetic.CATEGORIES
+    assert first["item_feature_description"][0].endswith(f"{category.lower()} item")
+    (price,) = first["item_feature_price"]
+    assert isinstance(price, float) and price > 0
+    brands = [dict(p.features)["item_feature_brand"] for p in products.values()]
+    missing = sum(1 for b in brands if b == ())
+    assert 0 < missing < len(brands) * 0.25  # ~10% have no brand: an empty value is allowed
+    assert all(b == () or b[0].startswith(dict(p.features)["item_feature_category"][0])
+               for b, p in zip(brands, products.values(), strict=True))
+    # The customer table: a segment (a category), a region and an age.
+    customers = movielens.load_users(ds)
+    assert set(customers) <= {r.user_id for r in shop}
+    some = dict(next(iter(customers.values())).features)
+    assert some["user_feature_segment"][0] in synthetic.CATEGORIES
+    assert some["user_feature_region"][0] in synthetic.REGIONS
+    assert 18 <= some["user_feature_age"][0] < 80
+
+
+def test_the_customer_table_plants_each_customers_strongest_taste_as_their_segment():
+    tastes = np.random.default_rng(0).normal(size=(2000, synthetic.TASTE_DIM))
+    table = synthetic.customer_table(tastes, seed=4)
+    listed = [int(c[1:]) - 1 for c in table["customer_id"]]
+    # About 5% are left out, as new customers are from an older export.
+    assert 0.92 * len(tastes) < len(listed) < 0.98 * len(tastes)
+    for user, segment in zip(listed, table["segment"], strict=True):
+        assert segment == synthetic.CATEGORIES[int(np.argmax(tastes[user]))]
+    assert set(table["region"]) == set(synthetic.REGIONS)
+    assert table == synthetic.customer_table(tastes, seed=4)

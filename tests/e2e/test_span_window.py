@@ -167,7 +167,8 @@ def test_later_spans_warm_start_from_the_last_blessed_model(replay):
     data = load_training_data(second.output(nodes.TRANSFORM, "transform_graph"), train_files,
                               os.path.join(second.output(nodes.EXAMPLE_GEN, "catalogue"),
                                            "Split-catalogue"))
-    model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts)
+    model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts,
+                                            numeric=data.numeric)
     models.build_weights(model, first_batch(data, train_files))
     initial = model.query_tower.user.embeddings.numpy().copy()
     start = warm_start.restore([model], nodes.RETRIEVAL.name,

@@ -160,7 +160,7 @@ def test_eval_examples_with_users_and_movies_unseen_in_train_are_scored(
 
 
 def test_rated_movies_are_ragged_rows_per_sorted_user(data, tiny):
-    users = np.array(sorted(data.stats.user_demographics), dtype=object)
+    users = data.stats.users.ids
     values, splits = inputs.rated_movies(data.dataset(tiny.train_files, 64), users,
                                          data.catalogue)
     assert len(splits) == len(users) + 2 and splits[-1] == splits[-2]  # unknown user: empty

@@ -96,3 +96,42 @@ def test_popular_movies_all_time_and_recency_weighted_match_numpy():
         # A week's half-life puts the recent movie first; a long one leaves the most rated.
         assert stats.recent_popular(1, 7.0)[0][0] == b"new"
         assert stats.recent_popular(1, 100.0)[0][0] == b"old"
+
+
+def _train_batches(rows, batch_size):
+    """Model-feature batches of (user, movie index, segment ids, age z) rows, the segment
+    lists padded per batch as Transform's sparse outputs are."""
+    segment = F.index_name(F.user_feature("segment"))
+    age = F.numeric_name(F.user_feature("age"))
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        width = max(len(r[2]) for r in chunk)
+        yield {F.USER_ID: np.array([r[0] for r in chunk], object),
+               F.MOVIE_ID: np.array([b"m%d" % r[1] for r in chunk], object),
+               MOVIE: np.array([r[1] for r in chunk], np.int64),
+               F.TIMESTAMP: np.arange(len(chunk), dtype=np.int64),
+               F.LABEL: np.ones(len(chunk), np.float32),
+               F.index_name(F.USER_GENDER): np.array([7] * len(chunk), np.int64),
+               segment: np.array([r[2] + [P] * (width - len(r[2])) for r in chunk],
+                                 np.int64).reshape(len(chunk), width),
+               age: np.array([r[3] for r in chunk], np.float32)}
+
+
+def test_the_user_table_holds_each_users_first_row_of_every_user_feature():
+    rows = [(b"u2", 0, [], 0.5), (b"u1", 1, [3], -1.0), (b"u2", 2, [], 0.5),
+            (b"u3", 0, [1, 2], 2.0), (b"u1", 1, [3], -1.0)]
+    ds = tf.data.Dataset.from_generator(
+        lambda: _train_batches(rows, 2),
+        output_signature={k: tf.TensorSpec(None, tf.as_dtype(v.dtype if v.dtype != object
+                                                             else tf.string))
+                          for k, v in next(_train_batches(rows, 2)).items()})
+    stats = inputs.train_stats(ds, num_movie_ids=3)
+    table = stats.users
+    assert table.ids.tolist() == [b"u1", b"u2", b"u3"]
+    segment = F.index_name(F.user_feature("segment"))
+    age = F.numeric_name(F.user_feature("age"))
+    assert set(table.columns) == {F.index_name(F.USER_GENDER), segment, age}
+    # Batches were 1, 2 and 2 wide lists: one table, padded to the widest.
+    assert table.columns[segment].tolist() == [[3, P], [P, P], [1, 2]]
+    assert table.columns[age].tolist() == [-1.0, 0.5, 2.0]
+    assert table.columns[F.index_name(F.USER_GENDER)].tolist() == [7, 7, 7]

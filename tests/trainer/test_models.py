@@ -209,3 +209,64 @@ def test_multitask_ranking_adds_a_retrieval_loss_and_learns(data, tiny):
     before, after = _loss_drop(joint, inputs.transformed_dataset(tiny.train_files, spec, 128), 20)
     assert after < 0.8 * before, (before, after)
 
+
+
+BRAND, PRICE = F.index_name(F.item_feature("brand")), F.numeric_name(F.item_feature("price"))
+
+
+def test_declared_item_features_feed_the_candidate_tower_and_the_ranking_model(data):
+    _, _, sizes, batch = data
+    sizes = {**sizes, BRAND: 4}
+    n = len(batch[F.index_name(F.MOVIE_ID)])
+    base = {**batch, BRAND: tf.fill([n, 1], tf.constant(0, tf.int64)),
+            PRICE: tf.zeros([n], tf.float32)}
+    other_brand = {**base, BRAND: tf.fill([n, 1], tf.constant(1, tf.int64))}
+    no_brand = {**base, BRAND: tf.fill([n, 1], tf.constant(F.LIST_PADDING, tf.int64))}
+    pricier = {**base, PRICE: tf.ones([n], tf.float32)}
+    hp = RetrievalHParams(hidden_layers=[8], embedding_dim=4)
+    for build in (lambda: models.CandidateTower(sizes, hp, numeric=(PRICE,)),
+                  lambda: models.RatingNetwork(sizes, RankingHParams(), 3.0, numeric=(PRICE,))):
+        layer = build()
+        declared = getattr(layer, "declared", None) or layer.items
+        assert declared.list_names == [BRAND] and declared.numeric == [PRICE]
+
+        def out(features, layer=layer):
+            result = layer(features)
+            return (result[0] if isinstance(result, tuple) else result).numpy()
+
+        reference = out(base)
+        for changed in (other_brand, no_brand, pricier):
+            assert np.abs(out(changed) - reference).max() > 1e-6
+        # The brand's embedding is the masked mean: no brand is a zero vector.
+        vectors = declared.parts(no_brand)
+        np.testing.assert_allclose(vectors[0].numpy(), 0.0)
+        np.testing.assert_allclose(vectors[1].numpy(), np.zeros((n, 1)))
+
+
+def test_a_model_without_declared_features_has_none(data):
+    _, _, sizes, _ = data
+    tower = models.CandidateTower(sizes, RetrievalHParams())
+    assert tower.declared.list_names == [] and tower.declared.numeric == []
+
+
+def test_declared_user_features_feed_the_query_tower_and_the_ranking_model(data):
+    _, _, sizes, batch = data
+    segment = F.index_name(F.user_feature("segment"))
+    age = F.numeric_name(F.user_feature("age"))
+    sizes = {**sizes, segment: 3}
+    n = len(batch[F.index_name(F.USER_ID)])
+    base = {**batch, segment: tf.zeros([n, 1], tf.int64), age: tf.zeros([n], tf.float32)}
+    changed = [{**base, segment: tf.ones([n, 1], tf.int64)},
+               {**base, age: tf.ones([n], tf.float32)}]
+    numeric = (age,)
+    query = models.QueryTower(sizes, RetrievalHParams(hidden_layers=[8]), numeric)
+    network = models.RatingNetwork(sizes, RankingHParams(), 3.0, numeric=numeric)
+    assert query.declared.list_names == [segment] and query.declared.numeric == [age]
+    assert network.users.list_names == [segment] and network.items.list_names == []
+    for layer in (query, lambda f: network(f)[0]):
+        reference = layer(base).numpy()
+        for features in changed:
+            assert np.abs(layer(features).numpy() - reference).max() > 1e-6
+    # The candidate tower reads no user feature.
+    candidate = models.CandidateTower(sizes, RetrievalHParams(), numeric)
+    assert candidate.declared.list_names == [] and candidate.declared.numeric == []

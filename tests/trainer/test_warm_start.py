@@ -36,7 +36,8 @@ def base(data, tiny, tmp_path_factory):
 
 
 def _build(data, hp):
-    return models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts)
+    return models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts,
+                                            numeric=data.numeric)
 
 
 def _weights(model):

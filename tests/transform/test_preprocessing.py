@@ -140,3 +140,89 @@ def test_layout_without_demographics_skips_their_vocabularies(tmp_path):
     names = set(meta.dataset_metadata.schema.feature[i].name
                 for i in range(len(meta.dataset_metadata.schema.feature)))
     assert F.index_name(F.USER_GENDER) not in names and F.index_name(F.USER_ID) in names
+
+
+# Declared item features of m1, m2, m3, one of each kind ("" / None: the item has no value).
+ITEMS = {
+    "m1": {"brand": "acme", "tags": ["red", "big"], "blurb": "Fast Car!", "price": 10.0,
+           "weight": math.e - 1},
+    "m2": {"brand": "zeta", "tags": ["red"], "blurb": None, "price": 20.0,
+           "weight": math.e ** 2 - 1},
+    "m3": {"brand": None, "tags": ["blue"], "blurb": "fast boat", "price": 40.0,
+           "weight": None},
+}
+KINDS = {"brand": "categorical", "tags": "multi_categorical", "blurb": "text",
+         "price": "numeric", "weight": "log_numeric"}
+
+
+@pytest.fixture(scope="module")
+def declared(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("declared")
+    spec = {k: v for k, v in SPEC.items() if k not in F.DEMOGRAPHIC_FEATURES}
+    for column, kind in KINDS.items():
+        dtype = tf.float32 if "numeric" in kind else tf.string
+        spec[F.item_feature(column)] = tf.io.VarLenFeature(dtype)
+    rows = []
+    for row in ROWS:
+        raw = {k: v for k, v in _raw(row).items() if k in spec}
+        for column, value in ITEMS[row[1]].items():
+            values = [] if value is None else value if isinstance(value, list) else [value]
+            raw[F.item_feature(column)] = [v.encode() if isinstance(v, str) else v
+                                           for v in values]
+        rows.append(raw)
+    config = {"timestamp_buckets": 2,
+              F.DECLARED_FEATURES_CONFIG: {F.item_feature(c): k for c, k in KINDS.items()}}
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    with beam_pipeline() as p, tft_beam.Context(temp_dir=str(tmp / "tmp")):
+        (out, _), transform_fn = (p | beam.Create(rows), metadata) | \
+            tft_beam.AnalyzeAndTransformDataset(lambda inputs: preprocessing_fn(inputs, config))
+        _ = transform_fn | tft_beam.WriteTransformFn(str(tmp / "tf"))
+        _ = (out | beam.combiners.ToList()
+             | beam.Map(lambda rows: (tmp / "rows.pkl").write_bytes(pickle.dumps(rows))))
+    transformed = pickle.loads((tmp / "rows.pkl").read_bytes())
+    by_movie = {r[F.MOVIE_ID].decode(): r for r in transformed}
+    return by_movie, tft.TFTransformOutput(str(tmp / "tf"))
+
+
+def _ids(row, column, vocabulary):
+    return [vocabulary[i].decode() for i in row[F.index_name(F.item_feature(column))]]
+
+
+def test_declared_categorical_and_multi_categorical_features_get_vocabularies(declared):
+    rows, tft_out = declared
+    brands = tft_out.vocabulary_by_name(F.item_feature("brand"))
+    assert brands == [b"acme", b"zeta"]  # per rating: acme 4, zeta 3; m3 has none
+    assert [_ids(rows[m], "brand", brands) for m in ("m1", "m2", "m3")] == [
+        ["acme"], ["zeta"], []]
+    tags = tft_out.vocabulary_by_name(F.item_feature("tags"))
+    assert tags == [b"red", b"big", b"blue"]  # red 4 + 3, big 4, blue 1
+    assert _ids(rows["m1"], "tags", tags) == ["red", "big"]
+    assert tft_out.num_buckets_for_transformed_feature(
+        F.index_name(F.item_feature("tags"))) == 3 + F.NUM_OOV_BUCKETS
+
+
+def test_declared_text_feature_is_a_bag_of_lower_cased_words(declared):
+    rows, tft_out = declared
+    words = tft_out.vocabulary_by_name(F.item_feature("blurb"))
+    assert words == [b"fast", b"car", b"boat"]  # fast 4 + 1, car 4, boat 1
+    assert [_ids(rows[m], "blurb", words) for m in ("m1", "m2", "m3")] == [
+        ["fast", "car"], [], ["fast", "boat"]]
+
+
+def test_declared_numeric_features_are_z_scores_and_missing_is_the_mean(declared):
+    rows, _ = declared
+    counts = {"m1": 4, "m2": 3, "m3": 1}
+    for column, transform in (("price", lambda x: x), ("weight", math.log1p)):
+        present = [m for m in counts if ITEMS[m][column] is not None]
+        values = np.repeat([transform(ITEMS[m][column]) for m in present],
+                           [counts[m] for m in present])
+        mean, std = values.mean(), values.std()
+        for movie in counts:
+            value = ITEMS[movie][column]
+            expected = 0.0 if value is None else (transform(value) - mean) / std
+            got = float(rows[movie][F.numeric_name(F.item_feature(column))])
+            assert got == pytest.approx(expected, abs=1e-5), (column, movie)
+    # log1p(e - 1) = 1 and log1p(e^2 - 1) = 2: the log was taken before the z-score.
+    weights = [float(rows[m][F.numeric_name(F.item_feature("weight"))]) for m in ("m1", "m2")]
+    assert weights[0] == pytest.approx(-math.sqrt(3 / 4), abs=1e-5)
+    assert weights[1] == pytest.approx(math.sqrt(4 / 3), abs=1e-5)
