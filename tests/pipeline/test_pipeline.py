@@ -239,3 +239,35 @@ def test_the_dag_is_built_from_the_registry_one_branch_more_or_less(pipeline, ta
     with pytest.raises(Exception, match="the recommender branch is composed from the "
                        "retrieval and ranking branches, and the DAG has no ranking branch"):
         create_pipeline(config, target, branches=without_ranking)
+
+
+def test_a_declared_log_imports_its_generated_schema_and_hands_its_features_to_transform(
+        tmp_path):
+    import os
+
+    import tensorflow_data_validation as tfdv
+
+    from recsys_pipeline.data import synthetic
+    from recsys_pipeline.data.declaration import InteractionsLayout
+    from recsys_pipeline.pipeline import nodes as ids
+    from recsys_pipeline.pipeline.config import load_config
+
+    data = tmp_path / "shop"
+    synthetic.generate(str(data), 2_000, layout="interactions", fmt="csv")
+    config = load_config(str(data / synthetic.DECLARED_CONFIG))
+    config = dataclasses.replace(config, output_dir=str(tmp_path / "out"),
+                                 data=dataclasses.replace(config.data, data_dir=str(data)))
+    nodes = {c.id: c for c in create_pipeline(config).components}
+    path = nodes[ids.SCHEMA_GEN].exec_properties["schema_file"]
+    assert os.path.dirname(path) == os.path.join(config.pipeline_root, "schemas")
+    schema = {f.name for f in tfdv.load_schema_text(path).feature}
+    assert {"item_feature_price", "user_feature_segment"} <= schema
+    custom = json.loads(nodes[ids.TRANSFORM].exec_properties["custom_config"])
+    assert custom["declared_features"] == {
+        **{f"item_feature_{c}": k for c, k in (e.split(":") for e in synthetic.ITEM_FEATURES)},
+        **{f"user_feature_{c}": k for c, k in (e.split(":") for e in synthetic.USER_FEATURES)}}
+    # Another declaration is another schema file: no cached import reuses the old one.
+    other = dataclasses.replace(config, interactions=InteractionsLayout(
+        **{**config.interactions.__dict__, "user_features": []}))
+    other_nodes = {c.id: c for c in create_pipeline(other).components}
+    assert other_nodes[ids.SCHEMA_GEN].exec_properties["schema_file"] != path
