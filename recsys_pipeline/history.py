@@ -200,6 +200,7 @@ def _interesting(node: str, execution) -> dict[str, Any]:
     props = metadata.properties(execution)
     keep = {nodes.EXAMPLE_GEN: ("data_dir", "span", "layout", "split_config",
                                 "input_fingerprint"),
+            nodes.SCHEMA_GEN: ("schema_file",),
             nodes.TRANSFORM: ("custom_config",), nodes.SCANN_INDEXER: ("index_params",),
             nodes.SPAN_WINDOW: ("window_spans", "split_kind")}
     for branch in nodes.BRANCHES:

@@ -88,3 +88,14 @@ def test_every_declared_kind_reaches_transform_and_the_towers(run):
             tags = {w["vocabulary"] for member in json.load(f)["members"] for w in member}
         assert {F.item_feature(n) for n in ("category", "brand", "tags", "description")} <= tags
         assert {F.user_feature(n) for n in ("segment", "region")} <= tags
+
+
+def test_lineage_names_the_generated_schema_a_model_was_trained_under(run):
+    config, out, _ = run
+    (version,) = os.listdir(out / "serving" / "ranking")
+    shown = _recsys("lineage", "--config", str(config), "--output-dir", str(out), "--model",
+                    "ranking", "--version", version, timeout=300).stdout
+    found = re.search(r"ImportSchemaGen \(execution \d+.*\n\s+schema_file: (\S+)", shown)
+    assert found, shown
+    assert re.search(r"/schemas/interactions-[0-9a-f]{16}\.pbtxt$", found.group(1))
+    assert "item_feature_price" in open(found.group(1)).read()
