@@ -35,9 +35,11 @@ def run(tmp_path_factory):
             "--out", str(data), "--seed", "2")
     config = tmp / "run.toml"
     # Five epochs: at one, the ranking model is not yet within its RMSE bound. The index gate
-    # is tested elsewhere; on 3,000 ratings its recall varies with the build.
+    # is tested elsewhere: here it grades 12 held-out queries (25 users), where one query's
+    # misses move recall by up to 0.08, and ScaNN's partitioning is randomized (builds of
+    # this run measured 0.95 and 1.0).
     config.write_text("[retrieval]\nepochs = 5\n\n[ranking]\nepochs = 5\n\n"
-                      "[index]\nmin_recall = 0.9\n\n"
+                      "[index]\nmin_recall = 0.8\n\n"
                       + (data / synthetic.DECLARED_CONFIG).read_text())
     out = tmp / "out"
     result = _recsys("run", "--config", str(config), "--data-dir", str(data), "--output-dir",
