@@ -42,6 +42,9 @@ from recsys_pipeline.data.synthetic import (
 # Early enough for about two years of daily spans before today: ExampleGen refuses a rating
 # from the future, so the last day must be over by the time the log is read.
 FIRST_DAY = datetime.date(2025, 1, 1)
+# The daily log's own popularity exponent: its choice weighs taste by TASTE_WEIGHT, and the
+# two were set together (synthetic.py's one-off log weighs taste more, with a steeper law).
+POPULARITY_EXPONENT = 0.9
 PRESENT_AT_START = 0.7  # share of the movies and of the users that exist on the first day
 DAILY_DRIFT = 0.15  # standard deviation of a movie's daily log-popularity step
 LAUNCH_BOOST, LAUNCH_DAYS = 2.0, 3.0  # a new movie's extra log-popularity, and its decay
@@ -118,7 +121,7 @@ def generate_days(out_dir: str, days: int, ratings_per_day: int, *, seed: int = 
     shape = DailyShape.of(days, ratings_per_day, seed)
     rng = np.random.default_rng(seed)
     movies = movie_table(Shape(days * ratings_per_day, shape.num_movies, shape.num_users,
-                               seed=seed), rng)
+                               popularity_exponent=POPULARITY_EXPONENT, seed=seed), rng)
     released = _arrival_days(shape.num_movies, days, rng)
     joined = _arrival_days(shape.num_users, days, rng)
     activity = rng.lognormal(0.0, 1.0, size=shape.num_users)
