@@ -12,18 +12,18 @@ other setting from ``--config`` or the defaults), then grades on that run's eval
   trained by the Trainers' own ``train()`` on the same Transform output and exported the same
   way (``--no-variants`` skips them);
 * baselines fitted here on the same train split: most popular (train counts), EASE
-  (Steck 2019, closed form on the binary user x movie matrix) for retrieval; the global mean
+  (Steck 2019, closed form on the binary user x item matrix) for retrieval; the global mean
   and biased matrix factorization (alternating least squares) for ranking.
 
-Retrieval: top-10/50/100 accuracy as TFRS's FactorizedTopK defines it (the eval movie is
-among the k highest-scored of the whole catalogue), with the movies the user rated in train
+Retrieval: top-10/50/100 accuracy as TFRS's FactorizedTopK defines it (the eval item is
+among the k highest-scored of the whole catalogue), with the items the user rated in train
 left in (comparable to TFRS's published numbers) and excluded. Ranking: RMSE. Prints mean
 and standard deviation over the seeds as one markdown table, train time and examples/second
 of the learned models, and whether each learned retrieval model beats popularity.
 
 Lists (unless ``--no-lists``): what a user is shown, graded as the recommender's gate grades it
--- NDCG@10 of each eval user's top 10 (asked once, at their first eval rating's time; a movie's
-gain is the user's eval rating of it; movies rated in train never listed) -- for most popular,
+-- NDCG@10 of each eval user's top 10 (asked once, at their first eval rating's time; an item's
+gain is the user's eval rating of it; items rated in train never listed) -- for most popular,
 EASE, and the two-stage recommender (``serving/two_stage.py``, over the brute-force retrieval
 export and the ranking export) at each ``LIST_CANDIDATES`` N and ``RANK_WEIGHTS`` blend,
 rank_weight 0 being retrieval alone. The best blend is what ``recommender.rank_weight``
@@ -31,9 +31,9 @@ defaults to.
 
 Then, unless ``--sequential no``, sequential retrieval on leave-last-out: each user's last
 rating (by time) is the test pair and the rest is train; contexts come from the product's
-Beam builder (``data/sequences.py``). HR@10 and NDCG@10 over every movie rated in train, with
-the user's train movies left in and excluded, for most popular, EASE, a two-tower model of
-user and movie ids (the pipeline's loss, no context features) and GRU4Rec
+Beam builder (``data/sequences.py``). HR@10 and NDCG@10 over every item rated in train, with
+the user's train items left in and excluded, for most popular, EASE, a two-tower model of
+user and item ids (the pipeline's loss, no context features) and GRU4Rec
 (``models.build_sequential``); the seeds seed the learned models. ``--sequential only`` skips
 the pipeline runs.
 """
@@ -75,7 +75,7 @@ class Split:
     """Ratings of one split as aligned arrays (ids as the dataset's strings)."""
 
     users: np.ndarray
-    movies: np.ndarray
+    items: np.ndarray
     ratings: np.ndarray
     timestamps: np.ndarray
 
@@ -88,7 +88,7 @@ def read_split(directory: str) -> Split:
     from recsys_pipeline.transform import features as F
 
     spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.string),
-            F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+            F.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
             F.USER_RATING: tf.io.FixedLenFeature([], tf.float32),
             F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
     parts: dict[str, list] = {k: [] for k in spec}
@@ -97,7 +97,7 @@ def read_split(directory: str) -> Split:
         for key, value in tf.io.parse_example(batch, spec).items():
             parts[key].append(value.numpy())
     joined = {k: np.concatenate(v) for k, v in parts.items()}
-    return Split(joined[F.USER_ID], joined[F.MOVIE_ID], joined[F.USER_RATING],
+    return Split(joined[F.USER_ID], joined[F.ITEM_ID], joined[F.USER_RATING],
                  joined[F.TIMESTAMP])
 
 
@@ -105,29 +105,29 @@ def read_split(directory: str) -> Split:
 class Grader:
     """Index spaces and the train interactions every retrieval method is graded with."""
 
-    movie_ids: np.ndarray  # the catalogue's row order
+    item_ids: np.ndarray  # the catalogue's row order
     train: Split
     test: Split
 
     def __post_init__(self):
-        self.movie_row = {m: i for i, m in enumerate(self.movie_ids.tolist())}
+        self.item_row = {m: i for i, m in enumerate(self.item_ids.tolist())}
         self.user_ids = np.unique(self.train.users)
         self.user_row = {u: i for i, u in enumerate(self.user_ids.tolist())}
         self.train_u = np.array([self.user_row[u] for u in self.train.users.tolist()])
-        self.train_m = np.array([self.movie_row.get(m, -1) for m in self.train.movies.tolist()])
+        self.train_m = np.array([self.item_row.get(m, -1) for m in self.train.items.tolist()])
         self.test_u = np.array([self.user_row.get(u, -1) for u in self.test.users.tolist()])
-        self.test_m = np.array([self.movie_row.get(m, -1) for m in self.test.movies.tolist()])
+        self.test_m = np.array([self.item_row.get(m, -1) for m in self.test.items.tolist()])
 
     @functools.cached_property
     def seen(self) -> np.ndarray:
-        """Binary users x movies matrix of the train split (built once per grader)."""
-        x = np.zeros((len(self.user_ids), len(self.movie_ids)), np.float32)
+        """Binary users x items matrix of the train split (built once per grader)."""
+        x = np.zeros((len(self.user_ids), len(self.item_ids)), np.float32)
         keep = self.train_m >= 0
         x[self.train_u[keep], self.train_m[keep]] = 1.0
         return x
 
     def ranks(self, scores_for, exclude_seen: bool) -> np.ndarray:
-        """Per test pair, how many other movies score at least as high as its movie (inf: not in
+        """Per test pair, how many other items score at least as high as its item (inf: not in
         the catalogue, or scored non-finite);
         ``scores_for(rows)`` scores test rows over the catalogue."""
         out = np.full(len(self.test_m), np.inf)
@@ -142,7 +142,7 @@ class Grader:
             target = self.test_m[rows]
             valid = target >= 0
             positive = scores[np.arange(len(rows)), np.maximum(target, 0)]
-            # As the exports' top_k_hit ranks: every other movie scored at least as high is
+            # As the exports' top_k_hit ranks: every other item scored at least as high is
             # ahead (a tie is no hit), and a non-finite positive is a miss.
             ahead = (scores >= positive[:, None]).sum(axis=1) - 1
             valid &= np.isfinite(positive)
@@ -156,7 +156,7 @@ class Grader:
 
 
 def ndcg(rank: np.ndarray, k: int) -> float:
-    """NDCG@k of one relevant movie per test pair: 1 / log2(rank + 2) inside the top k."""
+    """NDCG@k of one relevant item per test pair: 1 / log2(rank + 2) inside the top k."""
     gain = np.zeros(len(rank))
     inside = rank < k
     gain[inside] = 1.0 / np.log2(rank[inside] + 2.0)
@@ -168,7 +168,7 @@ def ndcg(rank: np.ndarray, k: int) -> float:
 def popularity_scores(g: Grader):
     """Train counts, ties broken by catalogue order: a popularity list is one fixed order (the
     grader ranks a tie behind, so tied counts would all share the worst rank)."""
-    counts = np.bincount(g.train_m[g.train_m >= 0], minlength=len(g.movie_ids)).astype(float)
+    counts = np.bincount(g.train_m[g.train_m >= 0], minlength=len(g.item_ids)).astype(float)
     counts -= np.arange(len(counts)) / (len(counts) + 1.0)  # < 1 apart: counts keep their order
     return lambda rows: np.broadcast_to(counts, (len(rows), len(counts)))
 
@@ -196,15 +196,15 @@ def biased_mf(g: Grader, factors: int = MF_FACTORS, reg: float = MF_REG,
     rng = np.random.default_rng(seed)
     keep = g.train_m >= 0
     u, m, r = g.train_u[keep], g.train_m[keep], g.train.ratings[keep].astype(np.float64)
-    n_u, n_m = len(g.user_ids), len(g.movie_ids)
+    n_u, n_m = len(g.user_ids), len(g.item_ids)
     mean = r.mean()
-    # Biases ride along as factors: user rows are [p_u, b_u, 1], movie rows [q_m, 1, b_m],
+    # Biases ride along as factors: user rows are [p_u, b_u, 1], item rows [q_m, 1, b_m],
     # so their dot product is p_u . q_m + b_u + b_m. Each side is a ridge regression per row.
     bias_u, bias_m = factors, factors + 1
     p = np.hstack([rng.normal(0, 0.1, (n_u, factors)), np.zeros((n_u, 1)), np.ones((n_u, 1))])
     q = np.hstack([rng.normal(0, 0.1, (n_m, factors)), np.ones((n_m, 1)), np.zeros((n_m, 1))])
     by_user = [np.flatnonzero(u == i) for i in range(n_u)]
-    by_movie = [np.flatnonzero(m == j) for j in range(n_m)]
+    by_item = [np.flatnonzero(m == j) for j in range(n_m)]
 
     def solve(fixed, rows_of, other, own, const):
         """New rows for one side: ``own`` is its bias column, ``const`` its constant 1."""
@@ -223,16 +223,16 @@ def biased_mf(g: Grader, factors: int = MF_FACTORS, reg: float = MF_REG,
 
     for _ in range(iterations):
         p = solve(q, by_user, m, own=bias_u, const=bias_m)
-        q = solve(p, by_movie, u, own=bias_m, const=bias_u)
+        q = solve(p, by_item, u, own=bias_m, const=bias_u)
 
-    def predict(users, movies):
-        known_u, known_m = users >= 0, movies >= 0
+    def predict(users, items):
+        known_u, known_m = users >= 0, items >= 0
         pred = np.full(len(users), mean)
         both = known_u & known_m
-        pred[both] += np.sum(p[users[both]] * q[movies[both]], axis=1)
+        pred[both] += np.sum(p[users[both]] * q[items[both]], axis=1)
         only_u, only_m = known_u & ~known_m, ~known_u & known_m
         pred[only_u] += p[users[only_u], bias_u]
-        pred[only_m] += q[movies[only_m], bias_m]
+        pred[only_m] += q[items[only_m], bias_m]
         return np.clip(pred, 0.5, 5.0)
     return predict
 
@@ -283,9 +283,9 @@ def learned_retrieval(path: str, g: Grader):
     loaded = tf.saved_model.load(path)
     candidates = loaded.candidate_embeddings.numpy()
     ids = loaded.candidate_ids.numpy()
-    order = np.array([g.movie_row[m] for m in ids.tolist()])
+    order = np.array([g.item_row[m] for m in ids.tolist()])
     # The export's catalogue order, re-indexed to the grader's.
-    aligned = np.zeros((len(g.movie_ids), candidates.shape[1]), np.float32)
+    aligned = np.zeros((len(g.item_ids), candidates.shape[1]), np.float32)
     aligned[order] = candidates
     query = loaded.signatures["query_embedding"]
 
@@ -301,7 +301,7 @@ def learned_ranking(path: str, g: Grader) -> np.ndarray:
 
     serve = tf.saved_model.load(path).signatures["serving_default"]
     out = [serve(user_id=tf.constant(g.test.users[i:i + 4096]),
-                 movie_id=tf.constant(g.test.movies[i:i + 4096]))["rating"].numpy()
+                 item_id=tf.constant(g.test.items[i:i + 4096]))["rating"].numpy()
            for i in range(0, len(g.test.users), 4096)]
     return np.concatenate(out).reshape(-1)
 
@@ -436,7 +436,7 @@ def list_seed(paths: dict[str, str], candidates=LIST_CANDIDATES,
         known = seen_rows >= 0
         scores[known] = np.where(g.seen[seen_rows[known]] > 0, -np.inf, scores[known])
         top = np.argsort(-scores, axis=1, kind="stable")[:, :LIST_K]
-        results[name] = list_metrics.ndcg(list(g.movie_ids[top]), gains, LIST_K)
+        results[name] = list_metrics.ndcg(list(g.item_ids[top]), gains, LIST_K)
     for n in candidates:
         for weight in weights:
             module = two_stage.load(paths["retrieval_export"], paths["ranking_export"], weight, n)
@@ -471,7 +471,7 @@ def list_table(per_seed: list[dict[str, float]], default: tuple[int, float],
 
 @dataclasses.dataclass
 class Sequences:
-    """Leave-last-out: each user's last rating is the test pair; contexts are movie ids."""
+    """Leave-last-out: each user's last rating is the test pair; contexts are item ids."""
 
     train: Split
     test: Split
@@ -492,7 +492,7 @@ def leave_last_out(data_dir: str, length: int, work: str, beam_args: list[str]) 
     with beam.Pipeline(argv=beam_args) as p:
         _ = (p | "Dataset" >> beam.Create([dataset])
              | "ReadRatings" >> beam.FlatMap(movielens.iter_ratings)
-             | "Tuples" >> beam.Map(lambda r: (r.user_id, r.movie_id, r.rating, r.timestamp))
+             | "Tuples" >> beam.Map(lambda r: (r.user_id, r.item_id, r.rating, r.timestamp))
              | "Contexts" >> sequences.BuildContexts(length)
              | "Json" >> beam.Map(json.dumps)
              | "Write" >> beam.io.WriteToText(out, shard_name_template=""))
@@ -503,7 +503,7 @@ def leave_last_out(data_dir: str, length: int, work: str, beam_args: list[str]) 
             row = json.loads(line)
             part = parts[row["is_last"]]
             part["u"].append(row["user_id"])
-            part["m"].append(row["movie_id"])
+            part["m"].append(row["item_id"])
             part["r"].append(row["rating"])
             part["t"].append(row["timestamp"])
             part["c"].append(row["context"])
@@ -516,13 +516,13 @@ def leave_last_out(data_dir: str, length: int, work: str, beam_args: list[str]) 
                      np.array(parts[True]["c"], object).reshape(-1, length))
 
 
-def movie_rows(g: Grader, ids: np.ndarray) -> np.ndarray:
-    """Catalogue rows of movie ids (any shape); LIST_PADDING for padding and unknown ids."""
+def item_rows(g: Grader, ids: np.ndarray) -> np.ndarray:
+    """Catalogue rows of item ids (any shape); LIST_PADDING for padding and unknown ids."""
     from recsys_pipeline.transform import features as F
 
     flat = ids.reshape(-1)
-    pos = np.minimum(np.searchsorted(g.movie_ids, flat), len(g.movie_ids) - 1)
-    found = g.movie_ids[pos] == flat
+    pos = np.minimum(np.searchsorted(g.item_ids, flat), len(g.item_ids) - 1)
+    found = g.item_ids[pos] == flat
     return np.where(found, pos, F.LIST_PADDING).astype(np.int64).reshape(ids.shape)
 
 
@@ -540,11 +540,11 @@ def _fit(model, features: dict[str, np.ndarray], hp, label: str) -> float:
 
 
 def _fit_and_score(g: Grader, model, hp, train: dict, test: dict, label: str):
-    """Fits a model whose candidate tower is a movie id embedding on ``train`` (plus the
-    train movies); returns (scores of the ``test`` rows over every movie, train seconds)."""
+    """Fits a model whose candidate tower is an item id embedding on ``train`` (plus the
+    train items); returns (scores of the ``test`` rows over every item, train seconds)."""
     from recsys_pipeline.transform import features as F
 
-    seconds = _fit(model, {**train, F.index_name(F.MOVIE_ID): g.train_m}, hp, label)
+    seconds = _fit(model, {**train, F.index_name(F.ITEM_ID): g.train_m}, hp, label)
     candidates = model.candidate_tower.embedding.embeddings.numpy()
 
     def scores(rows):
@@ -557,29 +557,29 @@ def gru4rec_scores(g: Grader, seq: Sequences, hp):
     from recsys_pipeline.trainer import models
     from recsys_pipeline.transform import features as F
 
-    model = models.build_sequential(len(g.movie_ids), hp,
-                                    np.bincount(g.train_m, minlength=len(g.movie_ids)))
-    return _fit_and_score(g, model, hp, {F.CONTEXT_INDEX: movie_rows(g, seq.train_context)},
-                          {F.CONTEXT_INDEX: movie_rows(g, seq.test_context)}, "gru4rec")
+    model = models.build_sequential(len(g.item_ids), hp,
+                                    np.bincount(g.train_m, minlength=len(g.item_ids)))
+    return _fit_and_score(g, model, hp, {F.CONTEXT_INDEX: item_rows(g, seq.train_context)},
+                          {F.CONTEXT_INDEX: item_rows(g, seq.test_context)}, "gru4rec")
 
 
 def two_tower_mf_scores(g: Grader, hp):
-    """The non-sequential learned model on the same protocol: user and movie id towers,
+    """The non-sequential learned model on the same protocol: user and item id towers,
     trained with the same Retrieval task (in-batch softmax, logQ) as the pipeline's."""
     import tensorflow as tf
 
     from recsys_pipeline.trainer import models
     from recsys_pipeline.transform import features as F
 
-    user, movie = F.index_name(F.USER_ID), F.index_name(F.MOVIE_ID)
+    user, item = F.index_name(F.USER_ID), F.index_name(F.ITEM_ID)
     tf.keras.utils.set_random_seed(hp.seed)
     # A test user with no train rating (-1) gets the one row training never touches, like the
     # pipeline's out-of-vocabulary bucket.
     oov = len(g.user_ids)
     model = models.RetrievalModel(
         models.IdTower(user, oov + 1, hp.embedding_dim),
-        models.IdTower(movie, len(g.movie_ids), hp.embedding_dim), hp,
-        np.bincount(g.train_m, minlength=len(g.movie_ids)))
+        models.IdTower(item, len(g.item_ids), hp.embedding_dim), hp,
+        np.bincount(g.train_m, minlength=len(g.item_ids)))
     model.compile(optimizer=models.make_optimizer(hp.optimizer, hp.learning_rate))
     return _fit_and_score(g, model, hp, {user: g.train_u},
                           {user: np.where(g.test_u < 0, oov, g.test_u)}, "two-tower (ids)")
@@ -589,9 +589,9 @@ SEQUENTIAL_K = 10
 
 
 def sequential_seed(seq: Sequences, seed: int, seq_hp, mf_hp) -> dict[str, dict]:
-    """HR@10 and NDCG@10 over the catalogue (movies rated in train) of every method;
+    """HR@10 and NDCG@10 over the catalogue (items rated in train) of every method;
     ``seed`` seeds the learned models (the leave-last-out split has no randomness)."""
-    g = Grader(np.unique(seq.train.movies), seq.train, seq.test)
+    g = Grader(np.unique(seq.train.items), seq.train, seq.test)
     seq_hp = dataclasses.replace(seq_hp, seed=seed)
     mf_hp = dataclasses.replace(mf_hp, seed=seed)
     methods = {"most popular": lambda: (popularity_scores(g), None),
@@ -716,7 +716,7 @@ def main(argv=None) -> int:
         print(table(per_seed))
         if lists:
             print(f"\nLists: NDCG@{LIST_K} of each eval user's top {LIST_K} (gain = the eval "
-                  "rating, movies rated in train never listed), seeds "
+                  "rating, items rated in train never listed), seeds "
                   f"{args.seeds}\n")
             print(list_table(lists, (base.recommender.candidates,
                                      base.recommender.rank_weight),
@@ -729,7 +729,7 @@ def main(argv=None) -> int:
                              os.path.join(work, "leave-last-out"), base.beam.pipeline_args)
         per_seed = [sequential_seed(seq, seed, seq_hp, base.retrieval) for seed in seeds]
         print(f"\nSequential retrieval, leave-last-out ({len(seq.test.users)} users' last "
-              f"ratings; context {seq_hp.context_length} movies; catalogue: movies rated in "
+              f"ratings; context {seq_hp.context_length} items; catalogue: items rated in "
               f"train; model seeds {args.seeds})\n")
         print(sequential_table(per_seed))
     return 0

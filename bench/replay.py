@@ -3,7 +3,7 @@
     .venv/bin/python bench/replay.py --days 30 [--ratings-per-day 30000] [--window 7]
         [--modes warm,cold] [--config my.toml] [--workdir outputs/bench-replay]
 
-It writes ``--days`` daily spans with ``recsys synth --days`` (drifting popularity, movies
+It writes ``--days`` daily spans with ``recsys synth --days`` (drifting popularity, items
 released and users joining, a user-taste signal), then for each mode runs ``recsys run
 --span N`` once per day, in order, into that mode's own output directory, with
 ``data.window_spans = --window`` and ``split.kind = "next_span"``: each day's candidate is
@@ -14,15 +14,15 @@ trains ``warm_epochs``); "cold" turns it off (``epochs`` from scratch every day)
 Per day it prints: ratings in the window, the candidate's and the served model's gated
 metrics on the new span (the Evaluators' own numbers), blessed, the pushed retrieval version,
 the drift distances, the wall time of each Trainer and of the whole run. Then, graded here on
-that day's new span with bench/quality.py's grader (top-100 accuracy, rated movies left in,
+that day's new span with bench/quality.py's grader (top-100 accuracy, rated items left in,
 as the retrieval gate counts it), over the newest catalogue:
 
 * the model served after the day's run (whatever the gates left in service);
 * baselines refit each day on the same window's training spans: popularity of the last span
   and EASE;
 * new users, whom no model has seen: their share of the day's ratings and the top-100
-  accuracy of their fallback, the window's popular movies recency-weighted as the export
-  weighs them (``retrieval.popular_half_life_days``), against its most-rated movies.
+  accuracy of their fallback, the window's popular items recency-weighted as the export
+  weighs them (``retrieval.popular_half_life_days``), against its most-rated items.
 
 The summary checks bench/RESULTS.md's targets: warm Trainers' time against cold, the served
 model against EASE and 1.2x last-span popularity averaged over days 8 onwards, pushes worse
@@ -138,18 +138,18 @@ def split_of(examples_uri: str) -> quality.Split:
 
 
 def served_scores(export_dir: str, g: quality.Grader):
-    """A retrieval export's scores over the grader's catalogue; movies it lacks score -inf."""
+    """A retrieval export's scores over the grader's catalogue; items it lacks score -inf."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(export_dir)
     ids = loaded.candidate_ids.numpy().tolist()
-    rows = np.array([g.movie_row.get(m, -1) for m in ids])
+    rows = np.array([g.item_row.get(m, -1) for m in ids])
     embeddings = loaded.candidate_embeddings.numpy()[rows >= 0]
     columns = rows[rows >= 0]
     query = loaded.signatures["query_embedding"]
 
     def scores(test_rows):
-        out = np.full((len(test_rows), len(g.movie_ids)), -np.inf, np.float32)
+        out = np.full((len(test_rows), len(g.item_ids)), -np.inf, np.float32)
         emb = query(user_id=tf.constant(g.test.users[test_rows]),
                     timestamp=tf.constant(g.test.timestamps[test_rows]))["embedding"].numpy()
         out[:, columns] = emb @ embeddings.T
@@ -157,12 +157,12 @@ def served_scores(export_dir: str, g: quality.Grader):
     return scores
 
 
-def list_scores(movies: list[bytes], g: quality.Grader):
+def list_scores(items: list[bytes], g: quality.Grader):
     """A fixed list for everyone, best first (a fallback): scores by position."""
-    score = np.zeros(len(g.movie_ids), np.float32)
-    for position, m in enumerate(movies):
-        if m in g.movie_row:
-            score[g.movie_row[m]] = len(movies) - position
+    score = np.zeros(len(g.item_ids), np.float32)
+    for position, m in enumerate(items):
+        if m in g.item_row:
+            score[g.item_row[m]] = len(items) - position
     return lambda rows: np.broadcast_to(score, (len(rows), len(score)))
 
 
@@ -186,25 +186,25 @@ def grade_day(day: Day, window_uri: str, serving_dir: str, half_life_days: float
     new_span = quality.read_split(os.path.join(window_uri, "Split-eval"))
     older = [h for h in record["history"] if h["number"] in record["spans"][:-1]]
     last_span = split_of(older[-1]["examples_uri"])
-    known = [window_train.movies, new_span.movies]
+    known = [window_train.items, new_span.items]
     if served:
         known.append(tf.saved_model.load(served).candidate_ids.numpy().astype(object))
-    movies = np.unique(np.concatenate(known))
-    g = quality.Grader(movies, window_train, new_span)
+    items = np.unique(np.concatenate(known))
+    g = quality.Grader(items, window_train, new_span)
     if served:
         day.graded["served model"] = top_k(g, served_scores(served, g))
     day.graded["EASE (window)"] = top_k(g, quality.ease_scores(g))
     day.graded["popularity (last span)"] = top_k(
-        g, quality.popularity_scores(quality.Grader(movies, last_span, new_span)))
+        g, quality.popularity_scores(quality.Grader(items, last_span, new_span)))
 
     new_users = g.test_u < 0
     day.new_user_share = float(np.mean(new_users))
     if new_users.any():
-        cold = quality.Grader(movies, window_train, quality.Split(
+        cold = quality.Grader(items, window_train, quality.Split(
             *(getattr(new_span, f.name)[new_users] for f in dataclasses.fields(quality.Split))))
         for name, half_life in (("new users: recency-weighted", half_life_days),
                                 ("new users: most rated in window", 0.0)):
-            fallback = inputs.recent_popular(window_train.movies, window_train.timestamps,
+            fallback = inputs.recent_popular(window_train.items, window_train.timestamps,
                                              TOP_K, half_life)
             day.graded[name] = top_k(cold, list_scores([m for m, _ in fallback], cold))
 
@@ -373,7 +373,7 @@ def main(argv=None) -> int:
     wall = {mode: sum(d.run_s for d in days) for mode, days in results.items()}
     print(f"Replay benchmark: {args.days} days x {args.ratings_per_day:,} ratings "
           f"(recsys synth --days, seed {args.seed}), window {args.window} spans, split "
-          f"next_span; top-{TOP_K} accuracy on each day's new span, rated movies left in. "
+          f"next_span; top-{TOP_K} accuracy on each day's new span, rated items left in. "
           f"(w)/(c): the Trainer started warm or cold.\n")
     for mode, days in results.items():
         print(f"### {mode} (warm_start {'on' if mode == 'warm' else 'off'})\n")

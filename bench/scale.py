@@ -201,7 +201,7 @@ def main(argv=None) -> int:
         declared = os.path.join(data_dir, synthetic.DECLARED_CONFIG)
         write_config(config, args.epochs, open(declared).read()
                      if args.layout == "interactions" else "")
-        log(f"{n:,} ratings: {shape.num_users:,} users, {shape.num_movies:,} movies, "
+        log(f"{n:,} ratings: {shape.num_users:,} users, {shape.num_items:,} items, "
             f"written in {time.monotonic() - started:.1f}s; running the pipeline ...")
         runs.append(run_pipeline(data_dir, output_dir, config))
         log(f"{n:,} ratings: {runs[-1]['total_s']:.0f}s, peak "

@@ -27,12 +27,12 @@ those leaves are scored exactly.
 
 Then whole requests, as clients send them to TF Serving (``--two-stage``, default 100,200,500;
 empty to skip): the two-stage recommender (``serving/two_stage.py``: the user's query tower,
-the tuned ScaNN index over the same candidates searched for N plus the request's rated movies,
+the tuned ScaNN index over the same candidates searched for N plus the request's rated items,
 those dropped, the pushed ranking model on N, ``recommender.rank_weight``, top 10) for each N,
 beside retrieval alone (``ScannExport``: query tower, the same index, top 10), each a SavedModel
 called ``serving_default(user_id, timestamp[, k])`` in a fresh process with the real eval
 users: p50/p99 of one client's requests one at a time, and of ``--clients`` clients' at once.
-A candidate beyond the real catalogue stands for the movie it was copied from.
+A candidate beyond the real catalogue stands for the item it was copied from.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def queries_and_catalogue(model_dir: str, eval_dir: str, n: int) -> tuple[np.nda
 def grow(catalogue: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
     """``size`` candidates: the catalogue, then copies of it with every coordinate scaled by a
     uniform random factor in [0, 1) -- the perturbation of TFRS's efficient-serving guide --
-    so the copies are distinct vectors spread around the real movies."""
+    so the copies are distinct vectors spread around the real items."""
     rng = np.random.default_rng(seed)
     reps = -(-size // len(catalogue))
     grown = np.tile(catalogue, (reps, 1))[:size].astype(np.float32)
@@ -486,8 +486,8 @@ def run(model_dir: str, eval_dir: str, size: int, n_queries: int, target: float,
 
 def grown_base(model_dir: str, size: int):
     """The retrieval export at ``model_dir`` with ``size`` candidates, as the two-stage graph
-    reads a retrieval export: its query tower and rated movies, and candidate ids and titles
-    where each grown copy stands for the movie it was copied from (``grow``'s order)."""
+    reads a retrieval export: its query tower and rated items, and candidate ids and titles
+    where each grown copy stands for the item it was copied from (``grow``'s order)."""
     import tensorflow as tf
 
     from recsys_pipeline.trainer import export
@@ -510,7 +510,7 @@ def grown_base(model_dir: str, size: int):
 
         @tf.function(input_signature=[export.USER_ID_SPEC])
         def rated_pairs(self, user_id):
-            # The real catalogue is the grown one's first rows: a rated movie's row is valid.
+            # The real catalogue is the grown one's first rows: a rated item's row is valid.
             return self.loaded.rated_pairs(user_id)
 
     return Grown()

@@ -48,13 +48,13 @@ def BulkRecommendations(
         return
     model_dir = path_utils.serving_model_path(model.uri)
     users = bulk.known_users(model_dir)
-    progress.step(f"recommending {k} movies to each of {len(users)} users ...",
+    progress.step(f"recommending {k} items to each of {len(users)} users ...",
                   users=len(users), k=k)
     report = bulk.write(model_dir, os.path.join(recommendations.uri, OUTPUT_FILE), k,
                         batch_size, beam_pipeline, users=users)
     progress.step(f"{report.rows} recommendations for {report.users} users in "
                   f"{report.seconds:.1f}s; catalogue coverage {report.coverage:.1%} "
-                  f"({report.covered} of {report.catalogue_size} movies)",
+                  f"({report.covered} of {report.catalogue_size} items)",
                   rows=report.rows, coverage=report.coverage, seconds=report.seconds)
     recommendations.set_string_custom_property("report", report.to_json())
     recommendations.set_float_custom_property("coverage", report.coverage)

@@ -1,10 +1,10 @@
-"""MovieLensExampleGen: MovieLens files -> joined tf.Examples (train/eval) + movie catalogue.
+"""MovieLensExampleGen: MovieLens files -> joined tf.Examples (train/eval) + item catalogue.
 
-Ratings stream through Beam (never held in one Python list); each is joined with its movie
+Ratings stream through Beam (never held in one Python list); each is joined with its item
 (title, genres) and, where the layout has them, user demographics, then assigned to a split.
 A declared log's item and user tables stream too: they are joined by grouping on the item and
 user ids (``_join_declared``), so no table is ever one Python object.
-Ratings whose movie or user is unknown are dropped and counted; above
+Ratings whose item or user is unknown are dropped and counted; above
 ``max_orphan_fraction`` the run fails. Any failure removes the partial output files, and
 TFX never publishes the artifacts of a failed execution, so nothing half-written looks valid.
 """
@@ -57,18 +57,18 @@ def to_example(feats: dict[str, list]) -> bytes:
 
 
 def _duplicates(pair_lines) -> list[str]:
-    """A description of a user/movie pair rated more than once, or nothing."""
-    (user, movie), lines = pair_lines
+    """A description of a user/item pair rated more than once, or nothing."""
+    (user, item), lines = pair_lines
     lines = sorted(lines)
     if len(lines) < 2:
         return []
     beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "duplicate_pairs").inc()
     shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
-    return [f"user {user} rated movie {movie} {len(lines)} times (lines {shown})"]
+    return [f"user {user} rated item {item} {len(lines)} times (lines {shown})"]
 
 
 class _JoinFn(beam.DoFn):
-    """Joins a MovieLens rating with its movie and user (tables small and fixed enough to be
+    """Joins a MovieLens rating with its item and user (tables small and fixed enough to be
     side inputs); unknown ids go to the 'orphans' output."""
 
     def __init__(self, ratings_path: str):
@@ -76,18 +76,18 @@ class _JoinFn(beam.DoFn):
         self._total = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "ratings")
         self._orphans = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "orphans")
 
-    def process(self, rating: movielens.Rating, movies: dict, users: Any):
+    def process(self, rating: movielens.Rating, items: dict, users: Any):
         self._total.inc()
-        movie = movies.get(rating.movie_id)
+        item = items.get(rating.item_id)
         user = users.get(rating.user_id) if users is not None else None
-        if movie is None or (users is not None and user is None):
+        if item is None or (users is not None and user is None):
             self._orphans.inc()
-            missing = (f"movie id {rating.movie_id} is not in the movie file" if movie is None
+            missing = (f"item id {rating.item_id} is not in the item file" if item is None
                        else f"user id {rating.user_id} is not in the user file")
             where = rating.where or f"{self._path} line {rating.line_no}"
             yield beam.pvalue.TaggedOutput("orphans", f"{where}: {missing}")
             return
-        yield rating, movielens.join_features(rating, movie, user)
+        yield rating, movielens.join_features(rating, item, user)
 
 
 def _position(where: str) -> tuple[str, int]:
@@ -121,7 +121,7 @@ class _ItemGroupFn(beam.DoFn):
         item_id, tables = grouped
         ratings = list(tables["ratings"])
         if self._items_file is None:
-            item = movielens.Movie(item_id, item_id, ())
+            item = movielens.Item(item_id, item_id, ())
         else:
             item = _single("item", item_id, list(tables["items"]))
         if item is not None:
@@ -152,9 +152,9 @@ def _join_user(grouped):
         yield rating, movielens.join_features(rating, item, user)
 
 
-def _catalogue_order(movie: movielens.Movie) -> tuple:
+def _catalogue_order(item: movielens.Item) -> tuple:
     """Numeric ids in number order, then the others in text order."""
-    return (0, int(movie.movie_id), "") if movie.movie_id.isdigit() else (1, 0, movie.movie_id)
+    return (0, int(item.item_id), "") if item.item_id.isdigit() else (1, 0, item.item_id)
 
 
 def _write(pcoll, uri: str, split: str):
@@ -219,12 +219,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if declaration is not None:
             joined, orphans, listed = self._join_declared(p, ratings, dataset, declaration)
         else:
-            # MovieLens has one rating per user and movie; a pair seen twice means a damaged
+            # MovieLens has one rating per user and item; a pair seen twice means a damaged
             # or twice-concatenated file, and either copy could be the wrong one: refuse,
             # naming lines.
             (
                 ratings
-                | "PairKey" >> beam.Map(lambda r: ((r.user_id, r.movie_id), r.line_no))
+                | "PairKey" >> beam.Map(lambda r: ((r.user_id, r.item_id), r.line_no))
                 | "GroupPairs" >> beam.GroupByKey()
                 | "Duplicates" >> beam.FlatMap(_duplicates)
                 | "SampleDuplicates" >> beam.combiners.Sample.FixedSizeGlobally(5)
@@ -234,15 +234,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             )
             # MovieLens' small, fixed tables are loaded (and validated) before Beam starts,
             # so their errors are direct; a declared log's tables stream through Beam.
-            movies = movielens.load_movies(dataset)
+            items = movielens.load_items(dataset)
             users = movielens.load_users(dataset)
-            movies_si = beam.pvalue.AsSingleton(p | "Movies" >> beam.Create([movies]))
+            items_si = beam.pvalue.AsSingleton(p | "Items" >> beam.Create([items]))
             users_si = beam.pvalue.AsSingleton(p | "Users" >> beam.Create([users]))
             joined_outputs = ratings | "Join" >> beam.ParDo(
-                _JoinFn(dataset.ratings_path), movies_si, users_si
+                _JoinFn(dataset.ratings_path), items_si, users_si
             ).with_outputs("orphans", main="joined")
             joined, orphans = joined_outputs.joined, joined_outputs.orphans
-            listed = p | "Catalogue" >> beam.Create(sorted(movies.values(),
+            listed = p | "Catalogue" >> beam.Create(sorted(items.values(),
                                                            key=_catalogue_order))
         (
             orphans
@@ -256,7 +256,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             def split_of(kv, _n, *_):
                 r = kv[0]
                 return splits.SPLITS.index(
-                    splits.random_split(r.user_id, r.movie_id, r.timestamp, seed, fraction))
+                    splits.random_split(r.user_id, r.item_id, r.timestamp, seed, fraction))
 
             parts = joined | "Split" >> beam.Partition(split_of, len(splits.SPLITS))
         else:
@@ -272,7 +272,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                    examples.uri, split)
         _write(
             listed | "SerializeCatalogue" >> beam.Map(
-                lambda m: to_example(movielens.movie_features(m))),
+                lambda m: to_example(movielens.item_features(m))),
             catalogue.uri, splits.CATALOGUE)
 
         try:
@@ -298,14 +298,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         """(joined examples, orphans, catalogue) of a declared log: interactions grouped with
         their item table row by item id, then with their user table row by user id. Neither
         table is ever one Python object: both stream through Beam like the log."""
-        tables = {"ratings": ratings | "ByItem" >> beam.Map(lambda r: (r.movie_id, r))}
+        tables = {"ratings": ratings | "ByItem" >> beam.Map(lambda r: (r.item_id, r))}
         if dataset.items_file:
             tables["items"] = (
                 p
                 | "ItemTable" >> beam.Create([dataset.items_file])
                 | "ReadItems" >> beam.FlatMap(
                     lambda path: interactions.iter_items(declaration, path))
-                | "ItemKey" >> beam.Map(lambda row: (row[1].movie_id, row))
+                | "ItemKey" >> beam.Map(lambda row: (row[1].item_id, row))
             )
         items = (
             tables
@@ -367,7 +367,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         sample = sorted(self._read_sample(sample_path))
         if pairs:
             raise DataError(
-                f"{dataset.ratings_path}: {pairs} user/movie pair(s) are rated more than once; "
+                f"{dataset.ratings_path}: {pairs} user/item pair(s) are rated more than once; "
                 f"MovieLens has one rating per pair (a file concatenated twice?): "
                 f"{'; '.join(sample[:3])}")
 
@@ -379,8 +379,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             return
         fraction = orphans / max(total, 1)
         details = "; ".join(sample[:3])
-        tables = (f"an item missing from {dataset.movies_path}" if dataset.declaration
-                  else f"a movie or user missing from {dataset.spec.movies_file}"
+        tables = (f"an item missing from {dataset.items_path}" if dataset.declaration
+                  else f"an item or user missing from {dataset.spec.movies_file}"
                   f"{'/' + dataset.spec.users_file if dataset.spec.users_file else ''}")
         if fraction > max_fraction:
             raise DataError(
@@ -389,7 +389,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 f"data.max_orphan_fraction = {max_fraction:g}. For example: {details}"
             )
         logger.warning("MovieLensExampleGen: dropped %d of %d ratings (%.2f%%) with unknown "
-                        "movie/user ids, e.g. %s", orphans, total, 100 * fraction, details)
+                        "item/user ids, e.g. %s", orphans, total, 100 * fraction, details)
 
 
 def choose_registered_span(data_dir: str, choice: str, registry_dir: str) -> int:

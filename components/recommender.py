@@ -5,13 +5,13 @@ composes (``serving.two_stage``) the ScaNN index with the ranking model into ``m
 as the 'recommender' by ScaNN's TF Serving image), and the brute-force retrieval export with
 the ranking model into ``brute_force_model`` (stock TF Serving), each answering
 ``serving_default(user_id, timestamp, k)`` with ``candidates`` retrieved and ``rank_weight``
-blending the stages. What they serve never holds a movie the user interacted with in any split
+blending the stages. What they serve never holds an item the user interacted with in any split
 of ``examples`` (``two_stage.Seen``). Then it gates them as a user would see them: NDCG@k of
 each list on the eval split (every eval user asked once, at their first eval rating's time;
-gains are the eval ratings), from ``gate_serve``, which drops the train split's movies alone,
+gains are the eval ratings), from ``gate_serve``, which drops the train split's items alone,
 so that the eval ratings can be hit.
 
-``blessing`` is blessed only if both variants list movies with finite, varied scores
+``blessing`` is blessed only if both variants list items with finite, varied scores
 (``evaluation.degenerate``), reach ``value_bound`` and the ScaNN variant is
 at most ``tolerance`` below the last blessed recommender, scored on the same eval split here.
 That baseline comes from ``blessing_registry`` (``components/registry.py``), where every
@@ -51,11 +51,11 @@ from recsys_pipeline.serving.list_metrics import (
 
 
 def listed_degenerate(lists: batch.Lists) -> Optional[str]:
-    """Why the scores of the movies ``lists`` hold are unusable (``evaluation.degenerate``),
+    """Why the scores of the items ``lists`` hold are unusable (``evaluation.degenerate``),
     or that they hold none; None when they are fine."""
-    filled = lists.movie_ids != b""
+    filled = lists.item_ids != b""
     if not filled.any():
-        return "its lists hold no movie"
+        return "its lists hold no item"
     return degenerate(lists.scores[filled])
 
 
@@ -160,7 +160,7 @@ def Recommender(
         raise DataError("the eval split has no examples to score the recommender's lists on")
     lists = {name: batch.top_k(module.gate_serve, users, timestamps, k)
              for name, module in built.items()}
-    values = {name: ndcg(list(found.movie_ids), gains, k) for name, found in lists.items()}
+    values = {name: ndcg(list(found.item_ids), gains, k) for name, found in lists.items()}
     metrics = {CANDIDATE: {metric: values[CANDIDATE], "users": float(len(users))},
                BRUTE_FORCE: {metric: values[BRUTE_FORCE]}}
     found = registry.latest_blessed(blessing_registry)

@@ -164,6 +164,8 @@ class Executor(evaluator_executor.Executor):
         model = input_dict[standard_component_specs.MODEL_KEY][0]
         baselines = registry.follow_pointers(
             list(input_dict.get(standard_component_specs.BASELINE_MODEL_KEY) or []))
+        for baseline in baselines:  # one with other names (movie ones) is refused, not misread
+            export.read_metadata(path_utils.serving_model_path(baseline.uri))
         given = {"examples": [a.uri for a in input_dict[standard_component_specs.EXAMPLES_KEY]],
                  "value_bound": exec_properties.get(VALUE_BOUND_KEY)}
         if kept(exec_properties.get(REGISTRY_KEY), model, baselines, output_dict, given):

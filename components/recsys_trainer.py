@@ -1,7 +1,7 @@
 """RecsysTrainer: TFX's Trainer plus a ``catalogue`` input channel.
 
-The retrieval model scores every movie, and both exports look movie features up by id at
-request time, so the Trainers need ExampleGen's movie catalogue. TFX's Trainer has no such
+The retrieval model scores every item, and both exports look item features up by id at
+request time, so the Trainers need ExampleGen's item catalogue. TFX's Trainer has no such
 input; this component is its spec with one more channel, run by TFX's own GenericExecutor,
 which hands the catalogue split's location to ``run_fn`` as ``fn_args.catalogue_uri``. The
 orchestrator resolves and records it like any other input (lineage, caching), rather than a

@@ -122,12 +122,12 @@ def assemble(members: list[spans.AcceptedSpan], split_kind: str, uri: str) -> tu
 
 
 def _keys(examples_uri: str) -> tuple[np.ndarray, int, int]:
-    """A span's ratings as (user, movie, timestamp) keys, and its oldest and newest time."""
+    """A span's ratings as (user, item, timestamp) keys, and its oldest and newest time."""
     files = [f for split in splits.SPLITS for f in _split_files(examples_uri, split)]
     keys, oldest, newest = [], None, None
     for batch in read_interactions(files):
         keys.append(np.char.add(np.char.add(batch.users.astype(bytes), b"\t"), np.char.add(
-            np.char.add(batch.movies.astype(bytes), b"\t"),
+            np.char.add(batch.items.astype(bytes), b"\t"),
             batch.timestamps.astype(str).astype(bytes))))
         if len(batch.timestamps):
             low, high = int(batch.timestamps.min()), int(batch.timestamps.max())
@@ -138,7 +138,7 @@ def _keys(examples_uri: str) -> tuple[np.ndarray, int, int]:
 
 def check_order(current: spans.AcceptedSpan, older: list[spans.AcceptedSpan]) -> None:
     """Refuses a span that repeats ratings of the accepted spans before it in its window
-    (same user, movie and timestamp: a redelivery), or whose newest rating is no newer than
+    (same user, item and timestamp: a redelivery), or whose newest rating is no newer than
     theirs (a backfill): trained on, it would be graded on what the model already saw, or
     replace a model with one evaluated on older data."""
     if not older:
@@ -154,8 +154,8 @@ def check_order(current: spans.AcceptedSpan, older: list[spans.AcceptedSpan]) ->
             example = mine[repeated][0].decode("utf-8", "replace").split("\t")
             raise DataError(
                 f"span {current.number} repeats {int(repeated.sum()):,} of its {len(mine):,} "
-                f"ratings from span {span.number} (same user, movie and timestamp; e.g. user "
-                f"{example[0]}, movie {example[1]} at {example[2]}): a span delivered again. "
+                f"ratings from span {span.number} (same user, item and timestamp; e.g. user "
+                f"{example[0]}, item {example[1]} at {example[2]}): a span delivered again. "
                 "Nothing was trained or pushed; remove the repeated rows (or the folder) and "
                 f"run span {current.number} again with --reingest")
     if newest <= latest_before:

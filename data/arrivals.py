@@ -2,17 +2,17 @@
 
 ``generate_days(out_dir, days, ratings_per_day)`` writes one ``span-<YYYYMMDD>`` folder per
 day in the GroupLens CSV layout (``ratings.csv`` and the ``movies.csv`` catalogue of the
-movies released by that day), for ``recsys run --span N`` day after day. What a replay needs
+items released by that day), for ``recsys run --span N`` day after day. What a replay needs
 to show that warm starts, windows and drift checks pay:
 
-* popularity drifts: each movie's log-popularity takes a random-walk step every day, and a
-  new movie gets a launch boost that fades over a few days;
-* new movies and users arrive: 70% of each exist on the first day, the rest are released or
+* popularity drifts: each item's log-popularity takes a random-walk step every day, and a
+  new item gets a launch boost that fades over a few days;
+* new items and users arrive: 70% of each exist on the first day, the rest are released or
   join evenly over the days (a newcomer is likelier to be active on the day it joins);
-* a user-taste signal: which movies a user picks and how they rate them both follow a
+* a user-taste signal: which items a user picks and how they rate them both follow a
   low-rank taste term (as in ``synthetic.py``), so a model that learns tastes beats
   popularity, and a user's past days predict the next;
-* no user rates a movie twice, across all days (ExampleGen refuses duplicate pairs).
+* no user rates an item twice, across all days (ExampleGen refuses duplicate pairs).
 
 The same seed writes the same bytes. Day numbers are calendar dates, so spans cross month
 ends (20261130 -> 20261201) as real daily partitions do.
@@ -31,12 +31,12 @@ import numpy as np
 from recsys_pipeline import files
 from recsys_pipeline.data.movielens import LAYOUTS
 from recsys_pipeline.data.synthetic import (
+    ITEMS_PER_SQRT_RATING,
     MEAN_RATINGS_PER_USER,
-    MOVIES_PER_SQRT_RATING,
     TASTE_DIM,
     Shape,
-    movie_table,
-    write_movies,
+    item_table,
+    write_items,
 )
 
 # Early enough for about two years of daily spans before today: ExampleGen refuses a rating
@@ -45,10 +45,10 @@ FIRST_DAY = datetime.date(2025, 1, 1)
 # The daily log's own popularity exponent: its choice weighs taste by TASTE_WEIGHT, and the
 # two were set together (synthetic.py's one-off log weighs taste more, with a steeper law).
 POPULARITY_EXPONENT = 0.9
-PRESENT_AT_START = 0.7  # share of the movies and of the users that exist on the first day
-DAILY_DRIFT = 0.15  # standard deviation of a movie's daily log-popularity step
-LAUNCH_BOOST, LAUNCH_DAYS = 2.0, 3.0  # a new movie's extra log-popularity, and its decay
-TASTE_WEIGHT = 1.5  # how strongly taste steers which movies a user picks
+PRESENT_AT_START = 0.7  # share of the items and of the users that exist on the first day
+DAILY_DRIFT = 0.15  # standard deviation of an item's daily log-popularity step
+LAUNCH_BOOST, LAUNCH_DAYS = 2.0, 3.0  # a new item's extra log-popularity, and its decay
+TASTE_WEIGHT = 1.5  # how strongly taste steers which items a user picks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,7 @@ class DailyShape:
 
     days: int
     ratings_per_day: int
-    num_movies: int
+    num_items: int
     num_users: int
     seed: int = 0
 
@@ -69,10 +69,10 @@ class DailyShape:
             raise ValueError(f"{days} days from {FIRST_DAY} would end in the future (at most "
                              f"{max_days()} days end before today)")
         total = days * ratings_per_day
-        movies = max(50, round(MOVIES_PER_SQRT_RATING * math.sqrt(total)))
-        # Users rate about five movies on a day they are active, and 120 in all (MovieLens).
+        items = max(50, round(ITEMS_PER_SQRT_RATING * math.sqrt(total)))
+        # Users rate about five items on a day they are active, and 120 in all (MovieLens).
         users = max(total // MEAN_RATINGS_PER_USER, ratings_per_day // 5)
-        return cls(days, ratings_per_day, movies, users, seed)
+        return cls(days, ratings_per_day, items, users, seed)
 
 
 def max_days(today: Optional[datetime.date] = None) -> int:
@@ -96,9 +96,9 @@ def _arrival_days(n: int, days: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _pick(u: int, k: int, log_pop: np.ndarray, affinity: np.ndarray, rated: list[set],
-          movies: dict, bias: float, rng: np.random.Generator) -> list[tuple[int, int, int]]:
-    """User ``u``'s ``k`` (or fewer: what is left) ratings of today: (user id, movie id, half
-    stars), movies picked by popularity and taste (the Gumbel top-k trick)."""
+          items: dict, bias: float, rng: np.random.Generator) -> list[tuple[int, int, int]]:
+    """User ``u``'s ``k`` (or fewer: what is left) ratings of today: (user id, item id, half
+    stars), items picked by popularity and taste (the Gumbel top-k trick)."""
     keys = log_pop + TASTE_WEIGHT * affinity[:, u] + rng.gumbel(size=len(log_pop))
     if rated[u]:
         keys[list(rated[u])] = -np.inf
@@ -107,38 +107,38 @@ def _pick(u: int, k: int, log_pop: np.ndarray, affinity: np.ndarray, rated: list
         return []
     chosen = np.argpartition(-keys, k - 1)[:k]
     rated[u].update(chosen.tolist())
-    score = (3.55 + bias + movies["bias"][chosen] + 1.5 * affinity[chosen, u]
+    score = (3.55 + bias + items["bias"][chosen] + 1.5 * affinity[chosen, u]
              + rng.normal(0.0, 0.6, size=k))
     half_stars = np.clip(np.rint(score * 2), 1, 10).astype(np.int64)
-    return [(u + 1, int(movies["id"][m]), r)
+    return [(u + 1, int(items["id"][m]), r)
             for m, r in zip(chosen.tolist(), half_stars.tolist(), strict=True)]
 
 
 def generate_days(out_dir: str, days: int, ratings_per_day: int, *, seed: int = 0,
                   progress: Optional[Callable[[int, int], None]] = None) -> DailyShape:
     """Writes ``days`` span folders of ``ratings_per_day`` ratings each (fewer only when every
-    user has rated every released movie); returns the shape."""
+    user has rated every released item); returns the shape."""
     shape = DailyShape.of(days, ratings_per_day, seed)
     rng = np.random.default_rng(seed)
-    movies = movie_table(Shape(days * ratings_per_day, shape.num_movies, shape.num_users,
+    items = item_table(Shape(days * ratings_per_day, shape.num_items, shape.num_users,
                                popularity_exponent=POPULARITY_EXPONENT, seed=seed), rng)
-    released = _arrival_days(shape.num_movies, days, rng)
+    released = _arrival_days(shape.num_items, days, rng)
     joined = _arrival_days(shape.num_users, days, rng)
     activity = rng.lognormal(0.0, 1.0, size=shape.num_users)
     taste = rng.normal(0.0, 1.0, size=(shape.num_users, TASTE_DIM)) / math.sqrt(TASTE_DIM)
     user_bias = rng.normal(0.0, 0.4, size=shape.num_users)
-    affinity = movies["taste"] @ taste.T  # [movies, users]
-    walk = np.zeros(shape.num_movies)
+    affinity = items["taste"] @ taste.T  # [items, users]
+    walk = np.zeros(shape.num_items)
     rated: list[set[int]] = [set() for _ in range(shape.num_users)]
     os.makedirs(out_dir, exist_ok=True)
     csv = LAYOUTS["csv"]
     for day in range(days):
-        walk += rng.normal(0.0, DAILY_DRIFT, size=shape.num_movies)
+        walk += rng.normal(0.0, DAILY_DRIFT, size=shape.num_items)
         age = day - released
-        log_pop = movies["log_popularity"] + walk + np.where(
+        log_pop = items["log_popularity"] + walk + np.where(
             age >= 0, LAUNCH_BOOST * np.exp(-np.maximum(age, 0) / LAUNCH_DAYS), -np.inf)
         # Who rates today, in proportion to activity; a user who joins today, twice as likely.
-        # A user who has rated every released movie passes the rest of the day's share on.
+        # A user who has rated every released item passes the rest of the day's share on.
         weight = np.where(joined <= day, activity * np.where(joined == day, 2.0, 1.0), 0.0)
         rows: list[tuple[int, int, int]] = []
         while len(rows) < ratings_per_day:
@@ -146,9 +146,9 @@ def generate_days(out_dir: str, days: int, ratings_per_day: int, *, seed: int = 
             users, counts = np.unique(rng.choice(shape.num_users, size=ratings_per_day - before,
                                                  p=weight / weight.sum()), return_counts=True)
             for u, k in zip(users.tolist(), counts.tolist(), strict=True):
-                rows += _pick(u, k, log_pop, affinity, rated, movies, user_bias[u], rng)
+                rows += _pick(u, k, log_pop, affinity, rated, items, user_bias[u], rng)
             if len(rows) == before:
-                break  # every active user has rated every released movie
+                break  # every active user has rated every released item
         start = int(datetime.datetime.combine(FIRST_DAY + datetime.timedelta(days=day),
                                               datetime.time(),
                                               tzinfo=datetime.timezone.utc).timestamp())
@@ -158,8 +158,8 @@ def generate_days(out_dir: str, days: int, ratings_per_day: int, *, seed: int = 
         os.makedirs(folder, exist_ok=True)
         out: dict[str, Any] = {k: v[released <= day] if isinstance(v, np.ndarray) else
                [g for g, r in zip(v, released <= day, strict=True) if r]
-               for k, v in movies.items()}
-        write_movies(os.path.join(folder, csv.movies_file), out)
+               for k, v in items.items()}
+        write_items(os.path.join(folder, csv.movies_file), out)
         path = os.path.join(folder, csv.ratings_file)
         with files.replacing(path, newline="") as f:
             f.write(",".join(csv.ratings_header or ()) + "\n")

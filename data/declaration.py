@@ -58,6 +58,10 @@ class InteractionsLayout:
     rating_column: str = knob("rating", "Column holding the rating (a number).")
     min_rating: float = knob(1.0, "Lowest rating the log may hold.")
     max_rating: float = knob(5.0, "Highest rating the log may hold.")
+    weight_column: str = knob(
+        "", "Column holding each interaction's weight (a finite number >= 0, e.g. a count or "
+        "a watch time), by which the retrieval loss counts it. Empty: every interaction "
+        "counts 1.")
     items_file: str = knob(
         "",
         "The item table (CSV with a header row, or Parquet), in the data directory (or, with "
@@ -69,7 +73,7 @@ class InteractionsLayout:
         "model. Empty: the item id.")
     categories_column: str = knob(
         "", "Item table column with the item's categories or tags (separator-joined text, or a "
-        "Parquet list), learned as a movie's genres are. Empty: none.")
+        "Parquet list), learned as an item's genres are. Empty: none.")
     categories_separator: str = knob(
         "|", "Separator of the text values of categories_column and of multi_categorical "
         "features.")
@@ -107,7 +111,7 @@ class InteractionsLayout:
             found.append(f"interactions.files is {self.files!r}; expected a name or glob "
                          "relative to the data directory")
         columns = [self.user_column, self.item_column, self.timestamp_column,
-                   self.rating_column]
+                   self.rating_column] + ([self.weight_column] if self.weight_column else [])
         repeated = sorted({c for c in columns if columns.count(c) > 1})
         if repeated:
             found.append(f"interactions: column {repeated[0]!r} is declared for two fields")

@@ -1,10 +1,10 @@
 """Drift between a new span and the one before it, measured by TFDV's drift comparators.
 
 A scheduled run should notice when today's data looks unlike yesterday's before it trains on
-it: a logging bug that sends every rating to one movie, a client that rates everything 5.
+it: a logging bug that sends every rating to one item, a client that rates everything 5.
 TFDV compares two statistics sets feature by feature: the L-infinity distance of the value
-shares for categorical features (the movie id: the largest change of any one value's share,
-so a movie taking half the ratings shows as ~0.5), and the Jensen-Shannon divergence of the
+shares for categorical features (the item id: the largest change of any one value's share,
+so an item taking half the ratings shows as ~0.5), and the Jensen-Shannon divergence of the
 histograms for numeric ones (the rating). Thresholds come from the curated schema's
 ``drift_comparator`` where it sets one, else from ``[validation]``.
 
@@ -24,7 +24,7 @@ from typing import Optional
 
 from recsys_pipeline.transform import features as F
 
-CATEGORICAL = (F.MOVIE_ID,)
+CATEGORICAL = (F.ITEM_ID,)
 NUMERIC = (F.USER_RATING,)
 L_INFINITY, JENSEN_SHANNON = "L-infinity", "Jensen-Shannon"
 # The split whose statistics are compared: every ingested span has one.

@@ -3,14 +3,14 @@
 The MovieLens layouts fix file names, separators and columns. A team's log has its own: a
 click or rating export in CSV or Parquet, split over several files, with its own column names
 and timestamp format, and an item table beside it. The ``[interactions]`` section declares
-them, and this module reads them into the same ``Rating`` and ``Movie`` records the MovieLens
+them, and this module reads them into the same ``Rating`` and ``Item`` records the MovieLens
 parsers produce, so that everything after ExampleGen is unchanged:
 
 * interaction files: a name or glob (relative to the data directory, or to each span folder),
   CSV with a header row or Parquet, read one file at a time and streamed (CSV line by line,
   Parquet batch by batch); each row's user id, item id, timestamp and rating;
 * the item table (optional): id, and optionally a title and a categories (tags) column, which
-  feed the model as a movie's title and genres do, and declared features of any kind
+  feed the model as an item's title and genres do, and declared features of any kind
   (``item_features``). Without one, the catalogue is every item the log names, titled by its
   id;
 * the user table (optional): id and declared features (``user_features``).
@@ -273,23 +273,40 @@ def _rating(value: Any, layout: InteractionsLayout, where: str) -> float:
     return rating
 
 
+def _weight(value: Any, layout: InteractionsLayout, where: str) -> float:
+    column = layout.weight_column
+    try:
+        weight = float(value) if not isinstance(value, bool) and value is not None else None
+    except ValueError:
+        weight = None
+    if weight is None or not math.isfinite(weight):
+        raise DataError(f"{where}: {column} {value!r} is not a finite number (the "
+                        "interaction's weight, interactions.weight_column)")
+    if weight < 0:
+        raise DataError(f"{where}: {column} {value!r} is negative: a weight counts an "
+                        "interaction in the loss, 0 or more")
+    return weight
+
+
 def iter_interactions(layout: InteractionsLayout, path: str) -> Iterator:
     """Streams one interaction file's validated rows as ``movielens.Rating`` records."""
     from recsys_pipeline.data.movielens import Rating  # movielens reads through this module
 
     columns = [layout.user_column, layout.item_column, layout.timestamp_column,
-               layout.rating_column]
+               layout.rating_column] + ([layout.weight_column] if layout.weight_column else [])
     empty = True
     for n, (where, row) in enumerate(rows(layout, path, columns), start=1):
         empty = False
         yield Rating(
             user_id=_identifier(row[layout.user_column], layout.user_column, where),
-            movie_id=_identifier(row[layout.item_column], layout.item_column, where),
+            item_id=_identifier(row[layout.item_column], layout.item_column, where),
             rating=_rating(row[layout.rating_column], layout, where),
             timestamp=timestamp_seconds(row[layout.timestamp_column], layout.timestamp_unit,
                                         layout.timestamp_column, where),
             line_no=n,
             where=where,
+            weight=_weight(row[layout.weight_column], layout, where)
+            if layout.weight_column else None,
         )
     if empty:
         raise DataError(f"{path}: the file holds no interactions")
@@ -350,8 +367,8 @@ def _declared_values(features: list[DeclaredFeature], raw_name, row: dict, separ
 
 
 def iter_items(layout: InteractionsLayout, path: str) -> Iterator[tuple[str, Any]]:
-    """Streams the item table's validated rows as (where, ``movielens.Movie``)."""
-    from recsys_pipeline.data.movielens import Movie
+    """Streams the item table's validated rows as (where, ``movielens.Item``)."""
+    from recsys_pipeline.data.movielens import Item
     from recsys_pipeline.transform import features as F
 
     declared = layout.declared_item_features()
@@ -367,7 +384,7 @@ def iter_items(layout: InteractionsLayout, path: str) -> Iterator[tuple[str, Any
         title = str(title).strip() if title is not None and str(title).strip() else item_id
         categories = (_split_values(row[layout.categories_column], layout.categories_column,
                                     separator, where) if layout.categories_column else ())
-        yield where, Movie(item_id, title, categories, _declared_values(
+        yield where, Item(item_id, title, categories, _declared_values(
             declared, F.item_feature, row, separator, where))
     if empty:
         raise DataError(f"{path}: the item table holds no items")
@@ -410,7 +427,7 @@ def _keyed(table: str, rows: Iterator[tuple[str, Any]], key) -> dict:
 def load_items(layout: InteractionsLayout, path: str) -> dict:
     """The item table as one dict keyed by item id, for tools and tests; ExampleGen streams
     it (``iter_items``)."""
-    return _keyed("item", iter_items(layout, path), lambda item: item.movie_id)
+    return _keyed("item", iter_items(layout, path), lambda item: item.item_id)
 
 
 def load_users(layout: InteractionsLayout, path: str) -> dict:

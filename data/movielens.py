@@ -1,4 +1,4 @@
-"""MovieLens layouts: detection, streaming parsers and the rating/movie/user join.
+"""MovieLens layouts: detection, streaming parsers and the rating/item/user join.
 
 Three GroupLens layouts are understood:
 
@@ -8,7 +8,7 @@ Three GroupLens layouts are understood:
 * ``csv``: ``ratings.csv`` and ``movies.csv`` with headers, UTF-8 (ml-latest-small, ml-25m,
   ml-32m); no demographics.
 
-Ratings are streamed line by line (never held in memory); movies and users are small tables
+Ratings are streamed line by line (never held in memory); items and users are small tables
 loaded into dicts. Every problem raises :class:`DataError` naming the file and line.
 """
 
@@ -54,7 +54,7 @@ class LayoutSpec:
     movies_file: str
     users_file: Optional[str]
     separator: str
-    text_encoding: str  # of the movies/users files
+    text_encoding: str  # of the items/users files
     allowed_ratings: tuple[float, ...]
     ratings_header: Optional[tuple[str, ...]] = None
     movies_header: Optional[tuple[str, ...]] = None
@@ -92,7 +92,7 @@ INTERACTIONS = LayoutSpec(kind=interactions.KIND, ratings_file="", movies_file="
 class Dataset:
     """A MovieLens layout found in a concrete directory.
 
-    The catalogue (movie, user and genre files) is in ``catalogue_dir`` when set -- a span
+    The catalogue (item, user and genre files) is in ``catalogue_dir`` when set -- a span
     folder's parent, shared by its spans -- and beside the ratings otherwise.
     """
 
@@ -118,7 +118,7 @@ class Dataset:
         return self.path(self.spec.ratings_file)
 
     @property
-    def movies_path(self) -> str:
+    def items_path(self) -> str:
         if self.declaration is not None:
             return self.items_file or "(no item table)"
         return self.catalogue_path(self.spec.movies_file)
@@ -150,7 +150,7 @@ def detect_layout(data_dir: str, expected: Optional[str] = None,
     """Finds which MovieLens layout ``data_dir`` holds (or checks it holds ``expected``); with
     ``expected`` "interactions", the files ``declaration`` names.
 
-    With ``catalogue_dir``, the movie and user files (or the item table) may be there instead
+    With ``catalogue_dir``, the item and user files (or the item table) may be there instead
     of beside the ratings (a span folder and its parent).
     """
     gfile = filesystem()
@@ -209,7 +209,7 @@ def fingerprint(dataset: Dataset) -> str:
             [*dataset.files, *filter(None, [dataset.items_file, dataset.users_table])])
     gfile = filesystem()
     h = hashlib.sha256(dataset.spec.kind.encode())
-    for path in (dataset.ratings_path, dataset.movies_path, dataset.users_path,
+    for path in (dataset.ratings_path, dataset.items_path, dataset.users_path,
                  dataset.catalogue_path("u.genre")):
         if path and gfile.exists(path):
             st = gfile.stat(path)
@@ -272,19 +272,20 @@ FUTURE_SLACK_S = 86_400  # a day of clock skew between the log's writer and this
 @dataclasses.dataclass(frozen=True)
 class Rating:
     user_id: str
-    movie_id: str
+    item_id: str
     rating: float
     timestamp: int
     line_no: int
     where: str = ""  # "<file> line N" or "<file> row N", where a layout has several files
+    weight: Optional[float] = None  # a declared log's interactions.weight_column
 
 
 def parse_rating(spec: LayoutSpec, line: str, path: str, line_no: int) -> Rating:
     """Parses and validates one ratings line."""
-    what = "user id, movie id, rating, timestamp"
-    user, movie, rating_s, ts_s = _split(line, spec.separator, 4, path, line_no, what)
+    what = "user id, item id, rating, timestamp"
+    user, item, rating_s, ts_s = _split(line, spec.separator, 4, path, line_no, what)
     user_id = _id(user, "user id", path, line_no)
-    movie_id = _id(movie, "movie id", path, line_no)
+    item_id = _id(item, "item id", path, line_no)
     try:
         rating = float(rating_s)
     except ValueError:
@@ -313,7 +314,7 @@ def parse_rating(spec: LayoutSpec, line: str, path: str, line_no: int) -> Rating
         raise DataError(
             f"{path} line {line_no}: timestamp {timestamp} ({_date(timestamp)}) lies in the "
             "future: check the clock of whatever wrote the log")
-    return Rating(user_id, movie_id, rating, timestamp, line_no)
+    return Rating(user_id, item_id, rating, timestamp, line_no)
 
 
 def _year(timestamp: int) -> int:
@@ -355,8 +356,8 @@ def _check_header(line: str, expected: tuple[str, ...], path: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Movie:
-    movie_id: str
+class Item:
+    item_id: str
     title: str
     genres: tuple[str, ...]
     # Declared item features ([interactions] item_features): (raw feature name, values),
@@ -381,14 +382,14 @@ def _genre_names(dataset: Dataset) -> tuple[str, ...]:
     return tuple(names[i] for i in range(len(names)))
 
 
-def load_movies(dataset: Dataset) -> dict[str, Movie]:
-    """Reads the movie table (the full catalogue) keyed by movie id; a declared layout
+def load_items(dataset: Dataset) -> dict[str, Item]:
+    """Reads the item table (the full catalogue) keyed by item id; a declared layout
     without an item table has none ({}: the catalogue is what the log names)."""
     if dataset.declaration is not None:
         return (interactions.load_items(dataset.declaration, dataset.items_file)
                 if dataset.items_file else {})
-    spec, path = dataset.spec, dataset.movies_path
-    movies: dict[str, Movie] = {}
+    spec, path = dataset.spec, dataset.items_path
+    items: dict[str, Item] = {}
     lines = iter_lines(path, spec.text_encoding)
     if spec.kind == "ml-100k":
         genre_names = _genre_names(dataset)
@@ -397,21 +398,21 @@ def load_movies(dataset: Dataset) -> dict[str, Movie]:
             if not line.strip():
                 continue
             fields = _split(line, "|", n, path, line_no,
-                            f"movie id, title, 3 dates/URL, {len(genre_names)} genre flags")
-            movie_id = _id(fields[0], "movie id", path, line_no)
+                            f"item id, title, 3 dates/URL, {len(genre_names)} genre flags")
+            item_id = _id(fields[0], "item id", path, line_no)
             flags = fields[5:]
             if any(flag not in ("0", "1") for flag in flags):
                 raise DataError(f"{path} line {line_no}: genre flags must be 0 or 1, got {flags}")
             genres = tuple(g for g, flag in zip(genre_names, flags, strict=True) if flag == "1")
-            _add_movie(movies, Movie(movie_id, fields[1].strip(), genres), path, line_no)
+            _add_item(items, Item(item_id, fields[1].strip(), genres), path, line_no)
     elif spec.kind == "ml-1m":
         for line_no, line in lines:
             if not line.strip():
                 continue
-            movie, title, genre_text = _split(line, "::", 3, path, line_no,
-                                              "movie id, title, genres")
-            movie_id = _id(movie, "movie id", path, line_no)
-            _add_movie(movies, Movie(movie_id, title.strip(), _genre_list(genre_text)), path,
+            item, title, genre_text = _split(line, "::", 3, path, line_no,
+                                              "item id, title, genres")
+            item_id = _id(item, "item id", path, line_no)
+            _add_item(items, Item(item_id, title.strip(), _genre_list(genre_text)), path,
                        line_no)
     else:
         # Parsed line by line (titles never span lines) so errors can name the line.
@@ -427,22 +428,22 @@ def load_movies(dataset: Dataset) -> dict[str, Movie]:
                     f"{path} line {line_no}: expected 3 CSV fields (movieId, title, genres), "
                     f"got {len(row)}: {line[:80]!r}"
                 )
-            movie_id = _id(row[0], "movie id", path, line_no)
+            item_id = _id(row[0], "item id", path, line_no)
             genres = () if row[2] == CSV_NO_GENRES else _genre_list(row[2])
-            _add_movie(movies, Movie(movie_id, row[1].strip(), genres), path, line_no)
-    if not movies:
-        raise DataError(f"{path}: the movie file holds no movies")
-    return movies
+            _add_item(items, Item(item_id, row[1].strip(), genres), path, line_no)
+    if not items:
+        raise DataError(f"{path}: the item file holds no items")
+    return items
 
 
 def _genre_list(value: str) -> tuple[str, ...]:
     return tuple(g for g in value.strip().split("|") if g)
 
 
-def _add_movie(movies: dict[str, Movie], movie: Movie, path: str, line_no: int) -> None:
-    if movie.movie_id in movies:
-        raise DataError(f"{path} line {line_no}: movie id {movie.movie_id} appears twice")
-    movies[movie.movie_id] = movie
+def _add_item(items: dict[str, Item], item: Item, path: str, line_no: int) -> None:
+    if item.item_id in items:
+        raise DataError(f"{path} line {line_no}: item id {item.item_id} appears twice")
+    items[item.item_id] = item
 
 
 @dataclasses.dataclass(frozen=True)
@@ -462,7 +463,7 @@ class User:
 @dataclasses.dataclass(frozen=True)
 class DeclaredUser:
     """A row of a declared log's user table: (raw feature name, values) per declared user
-    feature, as ``Movie.features``."""
+    feature, as ``Item.features``."""
 
     user_id: str
     features: tuple[tuple[str, tuple], ...] = ()
@@ -507,18 +508,20 @@ def load_users(dataset: Dataset) -> Optional[dict[str, Any]]:
 
 
 def join_features(
-    rating: Rating, movie: Movie, user: Optional[User | DeclaredUser]
+    rating: Rating, item: Item, user: Optional[User | DeclaredUser]
 ) -> dict[str, list]:
-    """The raw feature dict of one example: a rating joined with its movie and user."""
+    """The raw feature dict of one example: a rating joined with its item and user."""
     feats: dict[str, list] = {
         F.USER_ID: [rating.user_id.encode()],
-        F.MOVIE_ID: [movie.movie_id.encode()],
-        F.MOVIE_TITLE: [movie.title.encode("utf-8")],
-        F.MOVIE_GENRES: [g.encode("utf-8") for g in movie.genres],
-        **_encoded(movie.features),
+        F.ITEM_ID: [item.item_id.encode()],
+        F.ITEM_TITLE: [item.title.encode("utf-8")],
+        F.ITEM_GENRES: [g.encode("utf-8") for g in item.genres],
+        **_encoded(item.features),
         F.TIMESTAMP: [rating.timestamp],
         F.USER_RATING: [rating.rating],
     }
+    if rating.weight is not None:
+        feats[F.WEIGHT] = [rating.weight]
     if user is not None:
         feats.update(user.raw_features())
     return feats
@@ -530,11 +533,11 @@ def _encoded(features: tuple[tuple[str, tuple], ...]) -> dict[str, list]:
             for name, values in features}
 
 
-def movie_features(movie: Movie) -> dict[str, list]:
+def item_features(item: Item) -> dict[str, list]:
     """The raw feature dict of one catalogue entry."""
     return {
-        F.MOVIE_ID: [movie.movie_id.encode()],
-        F.MOVIE_TITLE: [movie.title.encode("utf-8")],
-        F.MOVIE_GENRES: [g.encode("utf-8") for g in movie.genres],
-        **_encoded(movie.features),
+        F.ITEM_ID: [item.item_id.encode()],
+        F.ITEM_TITLE: [item.title.encode("utf-8")],
+        F.ITEM_GENRES: [g.encode("utf-8") for g in item.genres],
+        **_encoded(item.features),
     }

@@ -2,7 +2,7 @@
 
 A recurring run ingests one span at a time (TFX's notion: the Examples artifact carries the
 span number). Each span folder holds the ratings file of any supported layout; the catalogue
-(movie and user files) is in the span folder or, shared by every span, in the parent. A data
+(item and user files) is in the span folder or, shared by every span, in the parent. A data
 directory without span folders is read as a whole, as before.
 
 Which span a run takes is decided here, from the folders and from the spans this output

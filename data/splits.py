@@ -7,14 +7,14 @@ import hashlib
 TRAIN = "train"
 EVAL = "eval"
 SPLITS = (TRAIN, EVAL)
-# ExampleGen's second output: every movie of the movie file, one split of its own.
+# ExampleGen's second output: every item of the item file, one split of its own.
 CATALOGUE = "catalogue"
 
 
-def random_split(user_id: str, movie_id: str, timestamp: int, seed: int,
+def random_split(user_id: str, item_id: str, timestamp: int, seed: int,
                  eval_fraction: float) -> str:
     """Seeded hash split: the same rating lands in the same split on every run and runner."""
-    key = f"{seed}:{user_id}:{movie_id}:{timestamp}".encode()
+    key = f"{seed}:{user_id}:{item_id}:{timestamp}".encode()
     h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
     return EVAL if h / 2.0**64 < eval_fraction else TRAIN
 

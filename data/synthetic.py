@@ -6,17 +6,17 @@ and ``movies.csv`` (movieId,title,genres), the layout of ml-latest / ml-25m, so 
 reads them like a download (``--data-dir out_dir``). The shape follows MovieLens:
 
 * item popularity is a power law (Zipf exponent ``popularity_exponent`` over a shuffled
-  movie order), as rating counts per movie are in every MovieLens release;
+  item order), as rating counts per item are in every MovieLens release;
 * per-user activity is log-normal with a floor of 20 ratings (GroupLens keeps only users with
-  at least 20), so a few users rate hundreds of movies;
+  at least 20), so a few users rate hundreds of items;
 * each user is active over a window of a few days to a few years inside the dataset's span,
-  and rates distinct movies (no duplicate pairs, as ExampleGen requires), chosen by popularity
-  and by how well the movie suits the user's taste;
-* ratings come from user and movie biases plus a low-rank taste term, rounded to half stars,
+  and rates distinct items (no duplicate pairs, as ExampleGen requires), chosen by popularity
+  and by how well the item suits the user's taste;
+* ratings come from user and item biases plus a low-rank taste term, rounded to half stars,
   so models have something to learn.
 
 Users are generated in chunks and written as they are made: memory is bounded by a chunk
-and the movie tables, whatever ``num_ratings`` is. The same seed writes the same bytes.
+and the item tables, whatever ``num_ratings`` is. The same seed writes the same bytes.
 """
 
 from __future__ import annotations
@@ -41,17 +41,17 @@ GENRES = ("Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Do
           "Drama", "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance",
           "Sci-Fi", "Thriller", "War", "Western")
 MIN_RATINGS_PER_USER = 20
-# MovieLens 100K: 1,682 movies; 1M: 3,706. sqrt scaling matches both within a factor of 1.5.
-MOVIES_PER_SQRT_RATING = 5.3
+# MovieLens 100K: 1,682 items; 1M: 3,706. sqrt scaling matches both within a factor of 1.5.
+ITEMS_PER_SQRT_RATING = 5.3
 MEAN_RATINGS_PER_USER = 120  # 106 in ML-100K, 165 in ML-1M
 START = 820_454_400  # 1996-01-01
 SPAN_SECONDS = 20 * 365 * 86_400
 TASTE_DIM = 8
-# How much a user's taste, against popularity, decides which movies they rate: the taste match
+# How much a user's taste, against popularity, decides which items they rate: the taste match
 # (a dot product of two tastes, standard deviation about 0.35) is scaled by this in the
 # choice's log-odds, where the Gumbel noise has a standard deviation of 1.28.
 CHOICE_TASTE_WEIGHT = 6.0
-# Chosen movies suit their users, which lifts their ratings: this intercept brings the mean
+# Chosen items suit their users, which lifts their ratings: this intercept brings the mean
 # back to MovieLens' 3.5 to 3.6.
 RATING_INTERCEPT = 3.05
 
@@ -61,32 +61,32 @@ class Shape:
     """Sizes and distributions of one synthetic dataset."""
 
     num_ratings: int
-    num_movies: int
+    num_items: int
     num_users: int
-    # With CHOICE_TASTE_WEIGHT's taste match, 1.3 gives the top tenth of the movies about
+    # With CHOICE_TASTE_WEIGHT's taste match, 1.3 gives the top tenth of the items about
     # 37% of the ratings (ML-100K: 43%).
     popularity_exponent: float = 1.3
     seed: int = 0
 
     @classmethod
     def for_ratings(cls, num_ratings: int, seed: int = 0) -> Shape:
-        """MovieLens-like movie and user counts for ``num_ratings`` ratings."""
+        """MovieLens-like item and user counts for ``num_ratings`` ratings."""
         if num_ratings < MIN_RATINGS_PER_USER:
             raise ValueError(f"num_ratings must be at least {MIN_RATINGS_PER_USER}")
         users = max(1, num_ratings // MEAN_RATINGS_PER_USER)
-        # Enough movies that no user has to rate more than half of them (tiny datasets).
-        movies = max(MIN_RATINGS_PER_USER * 2, 2 * math.ceil(num_ratings / users),
-                     round(MOVIES_PER_SQRT_RATING * math.sqrt(num_ratings)))
-        return cls(num_ratings, movies, users, seed=seed)
+        # Enough items that no user has to rate more than half of them (tiny datasets).
+        items = max(MIN_RATINGS_PER_USER * 2, 2 * math.ceil(num_ratings / users),
+                     round(ITEMS_PER_SQRT_RATING * math.sqrt(num_ratings)))
+        return cls(num_ratings, items, users, seed=seed)
 
 
 def user_activity(shape: Shape, rng: np.random.Generator) -> np.ndarray:
     """Ratings per user: log-normal, at least 20 and at most half the catalogue, summing to
     exactly ``num_ratings``."""
-    cap = max(MIN_RATINGS_PER_USER, shape.num_movies // 2)
+    cap = max(MIN_RATINGS_PER_USER, shape.num_items // 2)
     if shape.num_users * cap < shape.num_ratings:
         raise ValueError(f"{shape.num_users} users cannot rate {shape.num_ratings} distinct "
-                         f"pairs of {shape.num_movies} movies")
+                         f"pairs of {shape.num_items} items")
     weights = rng.lognormal(mean=0.0, sigma=1.0, size=shape.num_users)
     extra = shape.num_ratings - MIN_RATINGS_PER_USER * shape.num_users
     counts = MIN_RATINGS_PER_USER + np.floor(weights / weights.sum() * max(extra, 0))
@@ -101,11 +101,11 @@ def user_activity(shape: Shape, rng: np.random.Generator) -> np.ndarray:
     return counts
 
 
-def movie_table(shape: Shape, rng: np.random.Generator) -> dict[str, Any]:
-    """Per movie: id, popularity (log), bias, taste vector, year (arrays) and genres (a list
+def item_table(shape: Shape, rng: np.random.Generator) -> dict[str, Any]:
+    """Per item: id, popularity (log), bias, taste vector, year (arrays) and genres (a list
     of arrays)."""
-    n = shape.num_movies
-    ranks = rng.permutation(n) + 1  # the most popular movie is not always id 1
+    n = shape.num_items
+    ranks = rng.permutation(n) + 1  # the most popular item is not always id 1
     years = rng.integers(1930, 2016, size=n)
     genre_counts = rng.integers(1, 4, size=n)
     genre_ids = [rng.choice(len(GENRES), size=c, replace=False) for c in genre_counts]
@@ -116,28 +116,28 @@ def movie_table(shape: Shape, rng: np.random.Generator) -> dict[str, Any]:
             "year": years, "genres": genre_ids}
 
 
-def write_movies(path: str, movies: dict[str, np.ndarray]) -> None:
+def write_items(path: str, items: dict[str, np.ndarray]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write(",".join(LAYOUTS["csv"].movies_header or ()) + "\n")
-        for movie_id, year, genres in zip(movies["id"], movies["year"], movies["genres"],
+        for item_id, year, genres in zip(items["id"], items["year"], items["genres"],
                                           strict=True):
             names = "|".join(GENRES[g] for g in sorted(genres))
-            f.write(f'{movie_id},"Synthetic Movie {movie_id} ({year})",{names}\n')
+            f.write(f'{item_id},"Synthetic Movie {item_id} ({year})",{names}\n')
 
 
-def _user_chunk(movies: dict[str, np.ndarray], counts: np.ndarray, first_user: int,
+def _user_chunk(items: dict[str, np.ndarray], counts: np.ndarray, first_user: int,
                 rng: np.random.Generator, tastes: Optional[list] = None) -> np.ndarray:
-    """Rows (user, movie, half-stars, timestamp) of one chunk of users, by user then movie;
+    """Rows (user, item, half-stars, timestamp) of one chunk of users, by user then item;
     each user's taste vector is appended to ``tastes`` when given."""
-    n_users, n_movies = len(counts), len(movies["id"])
+    n_users, n_items = len(counts), len(items["id"])
     taste = rng.normal(0.0, 1.0, size=(n_users, TASTE_DIM)) / math.sqrt(TASTE_DIM)
-    # Distinct movies per user, drawn without replacement in proportion to popularity times
+    # Distinct items per user, drawn without replacement in proportion to popularity times
     # exp(CHOICE_TASTE_WEIGHT * taste match): the k largest of log p + that match + Gumbel
     # noise (the Gumbel top-k trick), one matrix per chunk. Users choose what suits them, as
     # well as what is popular: what a retrieval model can learn and popularity cannot.
-    keys = (movies["log_popularity"][None, :]
-            + CHOICE_TASTE_WEIGHT * (taste @ movies["taste"].T)
-            + rng.gumbel(size=(n_users, n_movies)))
+    keys = (items["log_popularity"][None, :]
+            + CHOICE_TASTE_WEIGHT * (taste @ items["taste"].T)
+            + rng.gumbel(size=(n_users, n_items)))
     if tastes is not None:
         tastes.append(taste)
     user_bias = rng.normal(0.0, 0.4, size=n_users)
@@ -147,12 +147,12 @@ def _user_chunk(movies: dict[str, np.ndarray], counts: np.ndarray, first_user: i
     rows = []
     for u in range(n_users):
         chosen = np.sort(np.argpartition(-keys[u], counts[u] - 1)[:counts[u]])
-        score = (RATING_INTERCEPT + user_bias[u] + movies["bias"][chosen]
-                 + 1.5 * movies["taste"][chosen] @ taste[u]
+        score = (RATING_INTERCEPT + user_bias[u] + items["bias"][chosen]
+                 + 1.5 * items["taste"][chosen] @ taste[u]
                  + rng.normal(0.0, 0.6, size=len(chosen)))
         half_stars = np.clip(np.rint(score * 2), 1, 10).astype(np.int64)
         times = start[u] + (rng.random(len(chosen)) * window[u]).astype(np.int64)
-        rows.append(np.stack([np.full(len(chosen), first_user + u), movies["id"][chosen],
+        rows.append(np.stack([np.full(len(chosen), first_user + u), items["id"][chosen],
                               half_stars, times], axis=1))
     return np.concatenate(rows)
 
@@ -165,7 +165,7 @@ DECLARED_CONFIG = "recsys.toml"
 # The shop's product table: a category (the product's strongest taste dimension, so that users'
 # tastes show as category preferences), a brand within it (missing for some), a description
 # whose words echo its taste, a price that rises with its quality (its rating bias), and the
-# movie genres as tags.
+# item genres as tags.
 CATEGORIES = ("Kitchen", "Garden", "Books", "Toys", "Sports", "Audio", "Games", "Tools")
 BRANDS_PER_CATEGORY = 3
 MISSING_BRAND_FRACTION = 0.1
@@ -205,33 +205,33 @@ def customer_table(tastes: np.ndarray, seed: int) -> dict[str, list]:
             "age": age[listed].tolist()}
 
 
-def product_table(movies: dict[str, Any], seed: int) -> dict[str, list]:
+def product_table(items: dict[str, Any], seed: int) -> dict[str, list]:
     """The declared item table's columns (see CATEGORIES), a list per column; drawn from its
     own stream so that the log is the same rows as the GroupLens layout's."""
     rng = np.random.default_rng([seed, 1])
-    n = len(movies["id"])
-    category = np.argmax(movies["taste"], axis=1) % len(CATEGORIES)
+    n = len(items["id"])
+    category = np.argmax(items["taste"], axis=1) % len(CATEGORIES)
     brand = rng.integers(0, BRANDS_PER_CATEGORY, size=n)
     has_brand = rng.random(n) >= MISSING_BRAND_FRACTION
-    style = 2 * (movies["taste"][:, 1] > 0) + (movies["taste"][:, 2] > 0)
-    price = np.round(np.exp(3.0 + 0.8 * movies["bias"] + rng.normal(0.0, 0.3, size=n)), 2)
+    style = 2 * (items["taste"][:, 1] > 0) + (items["taste"][:, 2] > 0)
+    price = np.round(np.exp(3.0 + 0.8 * items["bias"] + rng.normal(0.0, 0.3, size=n)), 2)
     names = [CATEGORIES[c] for c in category]
     return {
-        "product_id": [_product(m) for m in movies["id"].tolist()],
+        "product_id": [_product(m) for m in items["id"].tolist()],
         "name": [f"Synthetic Product {m} ({y})" for m, y in zip(
-            movies["id"].tolist(), movies["year"].tolist(), strict=True)],
+            items["id"].tolist(), items["year"].tolist(), strict=True)],
         "category": names,
         "brand": [f"{c} Brand {b + 1}" if has else None for c, b, has in zip(
             names, brand.tolist(), has_brand.tolist(), strict=True)],
-        "tags": [[GENRES[g] for g in sorted(genres)] for genres in movies["genres"]],
+        "tags": [[GENRES[g] for g in sorted(genres)] for genres in items["genres"]],
         "description": [f"A {STYLES[s]} {c.lower()} item" for s, c in zip(
             style.tolist(), names, strict=True)],
         "price": price.tolist(),
     }
 
 
-def _product(movie_id: int) -> str:
-    return f"P{movie_id:05d}"
+def _product(item_id: int) -> str:
+    return f"P{item_id:05d}"
 
 
 def _iso(seconds: int) -> str:
@@ -257,12 +257,12 @@ def _write_table(path: str, fmt: str, table: dict[str, list]) -> None:
                              for v in row])
 
 
-def _write_declared(out_dir: str, fmt: str, movies: dict[str, Any], seed: int,
+def _write_declared(out_dir: str, fmt: str, items: dict[str, Any], seed: int,
                     chunks: Iterator[np.ndarray], tastes: list) -> Iterator[int]:
     """Writes the declared layout's files and recsys.toml; yields each chunk's row count.
     ``tastes`` fills with each chunk's user tastes as the chunks are made."""
     layout = declaration(fmt)
-    _write_table(os.path.join(out_dir, layout.items_file), fmt, product_table(movies, seed))
+    _write_table(os.path.join(out_dir, layout.items_file), fmt, product_table(items, seed))
     log_path = os.path.join(out_dir, layout.files)
     if fmt == "parquet":
         import pyarrow as pa
@@ -305,14 +305,14 @@ def generate(out_dir: str, num_ratings: int, *, seed: int = 0, chunk_users: int 
     shape = Shape.for_ratings(num_ratings, seed)
     rng = np.random.default_rng(seed)
     os.makedirs(out_dir, exist_ok=True)
-    movies = movie_table(shape, rng)
+    items = item_table(shape, rng)
     if layout == "csv":
-        write_movies(os.path.join(out_dir, LAYOUTS["csv"].movies_file), movies)
+        write_items(os.path.join(out_dir, LAYOUTS["csv"].movies_file), items)
     counts = user_activity(shape, rng)
     tastes: list[np.ndarray] = []
-    chunks = (_user_chunk(movies, counts[first:first + chunk_users], first + 1, rng, tastes)
+    chunks = (_user_chunk(items, counts[first:first + chunk_users], first + 1, rng, tastes)
               for first in range(0, shape.num_users, chunk_users))
-    sizes = (_write_declared(out_dir, fmt, movies, seed, chunks, tastes)
+    sizes = (_write_declared(out_dir, fmt, items, seed, chunks, tastes)
              if layout == declared_layout.KIND
              else _write_grouplens(os.path.join(out_dir, LAYOUTS["csv"].ratings_file), chunks))
     written = 0

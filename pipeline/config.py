@@ -78,7 +78,7 @@ class DataConfig:
         "exist).")
     max_orphan_fraction: float = knob(
         0.01,
-        "Ratings whose movie id is missing from the movie file are dropped and counted; the run "
+        "Ratings whose item id is missing from the item file are dropped and counted; the run "
         "fails if they exceed this fraction of all ratings.")
 
 
@@ -111,7 +111,7 @@ class ValidationConfig:
         "before Transform, naming the feature and the distance; warn records and logs it.")
     categorical_threshold: float = knob(
         0.3, "L-infinity distance (the largest change of one value's share) beyond which the "
-        "movie ids have drifted, unless the curated schema sets its own comparator (the "
+        "item ids have drifted, unless the curated schema sets its own comparator (the "
         "schema may also add one for the user id, which changes daily by nature).")
     numeric_threshold: float = knob(
         0.2, "Jensen-Shannon divergence beyond which the rating distribution has drifted, "
@@ -136,7 +136,7 @@ class EvaluationConfig:
     """[evaluation] The TFMA gates: a model is blessed (and pushed) only if it passes both."""
 
     top_k: int = knob(
-        100, "k of the retrieval metric: the share of eval ratings whose movie is in the "
+        100, "k of the retrieval metric: the share of eval ratings whose item is in the "
         "model's top k over the whole catalogue (TFRS FactorizedTopK).")
     min_top_k_accuracy: float = knob(
         0.2, "Retrieval is blessed only with top-k accuracy at least this (absolute bound).")
@@ -144,14 +144,14 @@ class EvaluationConfig:
         0.01, "...and at most this much below the last blessed retrieval model's (baseline).")
     min_sequential_top_k_accuracy: float = knob(
         0.2, "[sequential] enabled: GRU4Rec is blessed only with top-k accuracy at least this "
-        "(its query is the user's earlier train movies; the same tolerance to its baseline).")
+        "(its query is the user's earlier train items; the same tolerance to its baseline).")
     max_rmse: float = knob(
         1.0, "Ranking is blessed only with RMSE on the eval split at most this.")
     rmse_tolerance: float = knob(
         0.01, "...and at most this much above the last blessed ranking model's (baseline).")
     ndcg_k: int = knob(
         10, "k of the recommender's gate: NDCG@k of its final list on the eval split, each "
-        "eval rating's gain its rating, the user's train movies never counted (they are "
+        "eval rating's gain its rating, the user's train items never counted (they are "
         "dropped before ranking).")
     min_ndcg: float = knob(
         0.1, "The recommender (and its brute-force variant) is blessed only with NDCG@k at "
@@ -195,7 +195,7 @@ class RecommenderConfig:
         True, "Build, gate and push the two-stage recommender after the index and ranking "
         "gates.")
     candidates: int = knob(
-        100, "N: candidates retrieved per request before the user's rated movies are dropped "
+        100, "N: candidates retrieved per request before the user's rated items are dropped "
         "and the rest ranked (at most the catalogue).")
     rank_weight: float = knob(
         0.25, "The final score: this x the ranking score + (1 - this) x the retrieval score, "
@@ -213,7 +213,7 @@ class BulkConfig:
         False, "Add the BulkRecommendations node after the recommender's gate (TFX "
         "BulkInferrer style): it writes recommendations.parquet and the catalogue coverage "
         "into its artifact, and the report shows the coverage.")
-    k: int = knob(10, "Movies per user.")
+    k: int = knob(10, "Items per user.")
     batch_size: int = knob(256, "Users per request to the recommender.")
 
 
@@ -409,7 +409,7 @@ class PipelineConfig:
             # ScaNN returns at most the candidates it rescores: the rest of k would be empty.
             raise bad("index.num_reordering_candidates",
                       f"({ix.num_reordering_candidates}) is below index.k ({ix.k}); the index "
-                      f"would return at most {ix.num_reordering_candidates} movies")
+                      f"would return at most {ix.num_reordering_candidates} items")
         kf = self.kubeflow
         if kf.target not in KUBEFLOW_TARGETS:
             raise bad("kubeflow.target", f"is {kf.target!r}; expected one of {KUBEFLOW_TARGETS}")

@@ -1,7 +1,7 @@
 """TFMA EvalConfigs of the two gates, and every gated metric's name.
 
 Retrieval: the export's ``evaluate`` signature emits ``top_k_hit`` per eval example (1.0 when
-the rated movie is in the model's top k over the whole catalogue); TFMA's MeanPrediction of it
+the rated item is in the model's top k over the whole catalogue); TFMA's MeanPrediction of it
 is the top-k accuracy. Ranking: TFMA's RMSE of the ``rating`` output against ``user_rating``.
 Each metric has an absolute bound and a change threshold against the baseline (the last
 blessed model); TFX's Evaluator ignores the latter when there is no baseline yet. The

@@ -81,9 +81,17 @@ METRICS = {m.kind: m for m in (
 
 # The models' signatures and outputs that the gates, the bulk job and clients read.
 EVAL_SIGNATURE = "evaluate"  # per eval example, for TFMA and the health check
-HIT_OUTPUT = "top_k_hit"  # 1.0 when the rated movie is in the model's top k (retrieval)
+HIT_OUTPUT = "top_k_hit"  # 1.0 when the rated item is in the model's top k (retrieval)
 RATING_OUTPUT = "rating"  # the predicted rating (ranking)
 SCORE_OUTPUT = "score"  # the score every evaluate signature gives its example
+# serving_default's lists: the items' ids and display titles (the id where the data has none).
+ITEM_IDS_OUTPUT = "item_ids"
+ITEM_TITLES_OUTPUT = "item_titles"
+
+# The naming generation of everything a run writes (features, signatures, export metadata,
+# bulk columns). Output directories and exports stamped otherwise (or not at all: written
+# before items were items, with movie names) are refused rather than misread.
+NAMES = "users-items/1"
 
 # The Trainers' model artifact property saying what the model started from (a warm start
 # from a base model, or a cold start and why): components/recsys_trainer.py writes it.
@@ -229,4 +237,5 @@ def keys() -> frozenset[str]:
     out, since they also head table columns and name data columns."""
     return frozenset({SOURCE_MODEL_PROPERTY, BASELINE_MODEL_PROPERTY,
                       PUSHED_DESTINATION_PROPERTY, WARM_START_PROPERTY,
-                      EVAL_SIGNATURE, HIT_OUTPUT} | {m.name_format for m in METRICS.values()})
+                      EVAL_SIGNATURE, HIT_OUTPUT, ITEM_IDS_OUTPUT, ITEM_TITLES_OUTPUT}
+                     | {m.name_format for m in METRICS.values()})

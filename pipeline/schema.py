@@ -62,6 +62,9 @@ def declared_schema(layout: InteractionsLayout, base_text: str) -> str:
     lines = [base_text.replace(rating, bounded).rstrip("\n"),
              "# Declared features ([interactions] item_features, user_features):"]
     lines += [_feature_line(name, kind) for name, kind in declared_features(layout).items()]
+    if layout.weight_column:
+        lines.append(f'feature {{ name: "{F.WEIGHT}" type: FLOAT float_domain {{ min: 0.0 }} '
+                     "presence { min_fraction: 1.0 min_count: 1 } shape { dim { size: 1 } } }")
     return "\n".join(lines) + "\n"
 
 

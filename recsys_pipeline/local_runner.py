@@ -18,7 +18,7 @@ from typing import Optional, TextIO
 from recsys_pipeline import progress
 from recsys_pipeline.metadata import RunSummary, check_metadata_store, summarize_run
 from recsys_pipeline.pipeline.config import PipelineConfig
-from recsys_pipeline.rundir import check_output_dir, run_temp_dir
+from recsys_pipeline.rundir import check_names, check_output_dir, run_temp_dir
 
 
 def run_pipeline(config: PipelineConfig, stream: Optional[TextIO] = None,
@@ -35,6 +35,7 @@ def run_pipeline(config: PipelineConfig, stream: Optional[TextIO] = None,
 
     check_output_dir(config.output_dir)
     check_metadata_store(config.metadata_path)
+    check_names(config.output_dir, config.metadata_path)
     pipeline = create_pipeline(config, Target.local(config))
     node_ids = [c.id for c in pipeline.components]
     events = progress.JsonLinesSink(events_path) if events_path else None

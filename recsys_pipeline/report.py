@@ -2,7 +2,7 @@
 nothing fetched), written to ``<output-dir>/report/index.html``.
 
 Sections: the DAG with each component's status (ran / cached / failed) and duration; data
-highlights from StatisticsGen (ratings per split, users, movies, time span, rating
+highlights from StatisticsGen (ratings per split, users, items, time span, rating
 distribution); the gated metrics against their bounds and the baseline; top-k accuracy and
 RMSE across all runs as plots (with span folders, also per span: the candidate beside the
 served model scored on the same span); the ScaNN index's recall and one-query latency against
@@ -49,7 +49,7 @@ def layers(node_ids: list[str], edges: set[tuple[str, str]]) -> dict[str, int]:
 
 
 def data_highlights(statistics_uri: Optional[str]) -> dict[str, Any]:
-    """Counts, users, movies, time span and rating histogram per split."""
+    """Counts, users, items, time span and rating histogram per split."""
     from recsys_pipeline.transform import features as F
 
     if not statistics_uri or not os.path.isdir(statistics_uri):
@@ -65,7 +65,7 @@ def data_highlights(statistics_uri: Optional[str]) -> dict[str, Any]:
         info: dict[str, Any] = {"ratings": dataset.num_examples}
         for feature in dataset.features:
             name = feature.path.step[0] if feature.path.step else feature.name
-            if name in (F.USER_ID, F.MOVIE_ID) and feature.HasField("string_stats"):
+            if name in (F.USER_ID, F.ITEM_ID) and feature.HasField("string_stats"):
                 info[name] = feature.string_stats.unique
             elif name == F.TIMESTAMP and feature.HasField("num_stats"):
                 info["first"], info["last"] = feature.num_stats.min, feature.num_stats.max
@@ -275,7 +275,7 @@ def bulk_html(bulk: dict[str, Any]) -> str:
 
     found = BulkReport.from_json(str(bulk["report"]))
     out.append(f"<table id=bulk><tr><th>catalogue coverage</th><td class=num>"
-               f"{found.coverage:.1%}</td><td>{found.covered} of {found.catalogue_size} movies "
+               f"{found.coverage:.1%}</td><td>{found.covered} of {found.catalogue_size} items "
                f"in at least one list</td></tr><tr><th>lists</th><td class=num>{found.users}"
                f"</td><td>users, top {found.k}: {found.rows} rows in {found.seconds:.1f}s</td>"
                f"</tr><tr><th>files</th><td colspan=2>{_e(', '.join(found.files))}</td></tr>"
@@ -306,13 +306,13 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
     out.append("<h2>Data</h2>")
     if data:
         out.append("<table id=data><tr><th>split</th><th class=num>ratings</th>"
-                   "<th class=num>users</th><th class=num>movies</th><th class=num>mean rating"
+                   "<th class=num>users</th><th class=num>items</th><th class=num>mean rating"
                    "</th><th>from</th><th>to</th></tr>")
         for split, info in data.items():
             out.append(
                 f"<tr><td>{_e(split)}</td><td class=num>{info.get('ratings', '-')}</td>"
                 f"<td class=num>{info.get('user_id', '-')}</td>"
-                f"<td class=num>{info.get('movie_id', '-')}</td>"
+                f"<td class=num>{info.get('item_id', '-')}</td>"
                 f"<td class=num>{num(info.get('mean_rating'), 3)}</td>"
                 f"<td>{_e(when(info.get('first'))[:10])}</td>"
                 f"<td>{_e(when(info.get('last'))[:10])}</td></tr>")
@@ -377,7 +377,7 @@ def render(config: PipelineConfig, summary, edges, data, models, history_rows,
                            f"{latency['p50']:.3f} ms</td><td>p99 "
                            f"{latency['p99']:.3f} ms</td></tr>")
         out.append(f"<tr><th>index</th><td colspan=2>{_e(report.catalogue_size)} "
-                   f"movies, {_e(report.settings.num_leaves)} leaves, "
+                   f"items, {_e(report.settings.num_leaves)} leaves, "
                    f"{_e(report.settings.num_leaves_to_search)} searched, built in "
                    f"{_e(report.build_seconds)}s</td></tr></table>")
     else:

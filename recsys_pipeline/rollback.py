@@ -26,6 +26,17 @@ from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.serving import layout
 
 
+def _check_names(version_dir: str, what: str) -> None:
+    """Refuses to serve again a version whose signatures have other names than the served
+    ones (a version pushed with movie names returns ``movie_ids``): its clients would break."""
+    from recsys_pipeline.trainer.export_metadata import METADATA_FILE, ExportMetadata
+
+    path = os.path.join(version_dir, "assets.extra", METADATA_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            ExportMetadata.from_json(f.read(), where=f"{what} ({version_dir})")
+
+
 def rollback(serving_dir: str, model_name: str, to_version: int) -> PushResult:
     """Serves ``to_version`` of ``model_name`` again: its stable label moved there, or it
     published as a new newest version (see the module doc); returns what serves it."""
@@ -51,6 +62,7 @@ def rollback(serving_dir: str, model_name: str, to_version: int) -> PushResult:
             raise OutputError(f"{model_name} version {to_version} is already the {which}: it is "
                               "the one being served")
         source = os.path.join(model_dir, str(to_version))
+        _check_names(source, f"{model_name} version {to_version}")
         try:
             record = layout.read_push_record(source)
             current = layout.read_push_record(os.path.join(model_dir, str(serving)))

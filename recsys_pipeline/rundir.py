@@ -43,6 +43,38 @@ def check_events_file(path: str) -> None:
             "run log") from None
 
 
+NAMES_FILE = ".recsys-names"
+
+
+def check_names(output_dir: str, metadata_path: str) -> None:
+    """Refuses an output directory written with other names than this code's, and stamps a
+    new one with ``nodes.NAMES``.
+
+    A directory from before the stamp existed has a metadata store and no stamp: it was
+    written with movie names (features ``movie_id_index``, signatures returning
+    ``movie_ids``), whose models this code would take as baselines and misread.
+    """
+    from recsys_pipeline.pipeline.nodes import NAMES
+
+    stamp = os.path.join(output_dir, NAMES_FILE)
+    if os.path.exists(stamp):
+        with open(stamp, encoding="utf-8") as f:
+            found = f.read().strip()
+    elif os.path.exists(metadata_path):
+        found = "movie names: movie_id, movie_ids"
+    else:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(stamp, "w", encoding="utf-8") as f:
+            f.write(NAMES + "\n")
+        return
+    if found != NAMES:
+        raise OutputError(
+            f"output directory {output_dir!r} was written by an older recsys-pipeline "
+            f"({found}) and cannot be read by this one ({NAMES}: user_id, item_id, item_ids): "
+            "its models would be misread as baselines. Run with a fresh --output-dir, or move "
+            "its tfx/, metadata.sqlite and serving/ aside to start a new history there.")
+
+
 LOCK_FILE = ".recsys-run.lock"
 
 

@@ -14,17 +14,20 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from recsys_pipeline.pipeline import nodes
+
 DEFAULT_BATCH = 256
-OUTPUTS = ("movie_ids", "movie_titles", "retrieval_scores", "ranking_scores", "scores")
+OUTPUTS = (nodes.ITEM_IDS_OUTPUT, nodes.ITEM_TITLES_OUTPUT, "retrieval_scores", "ranking_scores",
+           "scores")
 
 
 @dataclasses.dataclass
 class Lists:
-    """Row i: user ``user_ids[i]``'s k places (movie id b"" and score -inf where unfilled)."""
+    """Row i: user ``user_ids[i]``'s k places (item id b"" and score -inf where unfilled)."""
 
     user_ids: np.ndarray  # [n] bytes
-    movie_ids: np.ndarray  # [n, k] bytes
-    movie_titles: np.ndarray  # [n, k] bytes
+    item_ids: np.ndarray  # [n, k] bytes
+    item_titles: np.ndarray  # [n, k] bytes
     retrieval_scores: np.ndarray  # [n, k]
     ranking_scores: np.ndarray  # [n, k]
     scores: np.ndarray  # [n, k]

@@ -3,9 +3,9 @@
 What TFX's BulkInferrer does for a classifier, for the two-stage recommender: the users are
 the ones the servable knows (the tf.Transform user vocabulary it carries as an asset), sent
 in batches of requests to its ``serving_default`` at its training time; each answer becomes
-one row per place: ``user_id, rank, movie_id, movie_title, score, retrieval_score,
+one row per place: ``user_id, rank, item_id, item_title, score, retrieval_score,
 ranking_score`` (rank from 1; unfilled places are left out). The catalogue coverage (the
-share of movies that reach at least one user) is counted in the same pipeline and returned
+share of items that reach at least one user) is counted in the same pipeline and returned
 in a ``BulkReport``. The BulkRecommendations node and ``recsys bulk`` both run it.
 """
 
@@ -23,8 +23,8 @@ from recsys_pipeline.errors import OutputError
 from recsys_pipeline.transform import features as F
 
 PARQUET_SUFFIX = ".parquet"
-COLUMNS = (("user_id", "string"), ("rank", "int32"), ("movie_id", "string"),
-           ("movie_title", "string"), ("score", "float32"), ("retrieval_score", "float32"),
+COLUMNS = (("user_id", "string"), ("rank", "int32"), ("item_id", "string"),
+           ("item_title", "string"), ("score", "float32"), ("retrieval_score", "float32"),
            ("ranking_score", "float32"))
 
 
@@ -35,7 +35,7 @@ class BulkReport:
     users: int
     rows: int
     k: int
-    covered: int  # distinct movies recommended
+    covered: int  # distinct items recommended
     catalogue_size: int
     seconds: float
     files: list[str]
@@ -93,8 +93,8 @@ class _Recommend(beam.DoFn):
         for i, user in enumerate(found.user_ids):
             for j in np.flatnonzero(np.isfinite(found.scores[i])):
                 yield {"user_id": user.decode(), "rank": int(j) + 1,
-                       "movie_id": found.movie_ids[i, j].decode(),
-                       "movie_title": found.movie_titles[i, j].decode("utf-8", "replace"),
+                       "item_id": found.item_ids[i, j].decode(),
+                       "item_title": found.item_titles[i, j].decode("utf-8", "replace"),
                        "score": float(found.scores[i, j]),
                        "retrieval_score": float(found.retrieval_scores[i, j]),
                        "ranking_score": float(found.ranking_scores[i, j])}
@@ -133,7 +133,7 @@ def write(model_dir: str, output: str, k: int, batch_size: int, pipeline: beam.P
             _ = rows | "Write" >> beam.io.WriteToParquet(
                 output, _schema(), file_name_suffix=PARQUET_SUFFIX)
         total = rows | "Rows" >> beam.combiners.Count.Globally()
-        covered = (rows | "Movies" >> beam.Map(lambda r: r["movie_id"])
+        covered = (rows | "Items" >> beam.Map(lambda r: r["item_id"])
                    | "Distinct" >> beam.Distinct() | "Covered" >> beam.combiners.Count.Globally())
         _ = (total | "Counts" >> beam.Map(
             lambda n, covered: json.dumps({"rows": n, "covered": covered}),

@@ -26,8 +26,8 @@ from recsys_pipeline.trainer import export
 def recall_at_k(approximate: np.ndarray, exact: np.ndarray, k: int) -> float:
     """Mean share of each row's exact top-k found in its approximate top-k.
 
-    -1 marks "no movie" in either: a place the search left unfilled counts as a miss, and
-    exact places that hold no movie (a user with fewer than k unrated) are not counted.
+    -1 marks "no item" in either: a place the search left unfilled counts as a miss, and
+    exact places that hold no item (a user with fewer than k unrated) are not counted.
     """
     approximate, exact = approximate[:, :k], exact[:, :k]
     found = [len((set(a.tolist()) & set(e.tolist())) - {-1})
@@ -40,7 +40,7 @@ def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int,
                 excluded: Optional[list[np.ndarray]] = None) -> np.ndarray:
     """Row indices of the k highest dot products per query (brute force, numpy).
 
-    ``excluded``: per query, rows it must not return (the user's rated movies, as served);
+    ``excluded``: per query, rows it must not return (the user's rated items, as served);
     places left without a row are -1.
     """
     scores = queries @ candidates.T
@@ -98,7 +98,7 @@ def _recall(layer, queries: np.ndarray, exact: np.ndarray, k: int,
             excluded: Optional[list[np.ndarray]], search_k: int) -> float:
     """recall@k of what the export serves against ``exact`` (``exact_top_k`` with the same
     exclusion): with an exclusion list, the index's ``search_k`` results less the user's
-    rated movies."""
+    rated items."""
     if excluded is None:
         found = scann_top_k(layer, queries, k)
     else:
@@ -172,7 +172,7 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
     serving_k = settings.k
     exclusion = metadata.exclude_rated
     if exclusion:
-        # Room for the user's rated movies, which are dropped after the search.
+        # Room for the user's rated items, which are dropped after the search.
         search_k = min(len(embeddings), serving_k + int(exclusion["max_per_user"]))
         settings = dataclasses.replace(
             settings, k=search_k, num_reordering_candidates=min(
@@ -182,7 +182,7 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
     tuning, gating = _halves(queries)
     k = min(params.recall_k, len(embeddings))
     # With exclusion, recall is measured on what is served: the index's results less the
-    # user's rated movies, against exact search over the unrated ones (deeper in the index's
+    # user's rated items, against exact search over the unrated ones (deeper in the index's
     # ranking than its raw top-k).
     tuning_excluded, gating_excluded = (_halves(_excluded_rows(base, user_ids)) if exclusion
                                         else (None, None))
@@ -210,7 +210,7 @@ def build_scann_export(base_dir: str, out_dir: str, params: IndexParams,
     module = scann_export.ScannExport(base, layer, k=serving_k, exclude_rated=bool(exclusion))
     report = IndexReport(
         settings=settings, recall_k=k, recall=recall, tuning=tuple(steps),
-        recall_of="served, rated movies excluded" if exclusion else "index top-k",
+        recall_of="served, rated items excluded" if exclusion else "index top-k",
         queries=len(gating), catalogue_size=len(embeddings),
         build_seconds=round(build_seconds, 3), latency_ms=latency)
     export.save(module, out_dir, dataclasses.replace(

@@ -53,7 +53,7 @@ class IndexParams:
     training_iterations: int = knob(
         50, "k-means iterations when partitioning, on the whole catalogue (fewer leave large "
         "catalogues' partitions unconverged).")
-    k: int = knob(100, "Movies the ScaNN serving signature returns.")
+    k: int = knob(100, "Items the ScaNN serving signature returns.")
     recall_k: int = knob(10, "k of the recall@k measured against exact search.")
     min_recall: float = knob(
         0.95, "The index is pushed only if recall@recall_k against brute force reaches this.")

@@ -6,7 +6,7 @@ lists (what a user is shown), so its metrics are computed here, in numpy, and st
 history and lineage read the way they read TFMA's results (``model_summary.read_evaluation``).
 
 NDCG@k: per user, DCG = sum over the list's first k places i (from 0) of gain / log2(i + 2),
-a movie's gain being the user's eval rating of it (0 if the user did not rate it in the eval
+an item's gain being the user's eval rating of it (0 if the user did not rate it in the eval
 split), over the DCG of the user's own eval ratings sorted best first; the mean over users.
 Coverage: the share of the catalogue that appears in at least one list.
 """
@@ -67,7 +67,7 @@ def served_ndcg(serve, users: Sequence, timestamps: Sequence[int],
     ``users`` at ``timestamps`` (``serving.batch``), against ``relevant``."""
     from recsys_pipeline.serving import batch
 
-    return ndcg(list(batch.top_k(serve, users, timestamps, k).movie_ids), relevant, k)
+    return ndcg(list(batch.top_k(serve, users, timestamps, k).item_ids), relevant, k)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Interactions:
     """Parallel arrays of one batch of raw examples: who, what, how rated, when."""
 
     users: np.ndarray
-    movies: np.ndarray
+    items: np.ndarray
     ratings: np.ndarray
     timestamps: np.ndarray
 
@@ -87,19 +87,19 @@ def read_interactions(paths: Sequence[str], batch_size: int = 8192) -> Iterator[
     from recsys_pipeline.transform import features as F
 
     spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.string),
-            F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+            F.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
             F.USER_RATING: tf.io.FixedLenFeature([], tf.float32),
             F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
     for records in tf.data.TFRecordDataset(list(paths), compression_type="GZIP").batch(
             batch_size):
         parsed = {k: v.numpy() for k, v in tf.io.parse_example(records, spec).items()}
-        yield Interactions(parsed[F.USER_ID], parsed[F.MOVIE_ID], parsed[F.USER_RATING],
+        yield Interactions(parsed[F.USER_ID], parsed[F.ITEM_ID], parsed[F.USER_RATING],
                            parsed[F.TIMESTAMP])
 
 
 def relevance(split_dir: str) -> tuple[list[bytes], list[int], list[dict[bytes, float]]]:
     """What lists are graded against on a split of raw examples (ExampleGen's): each user
-    once, at their first rating's time in it, with {movie id: rating} of every movie they
+    once, at their first rating's time in it, with {item id: rating} of every item they
     rated in it. (users, timestamps, gains), users sorted."""
     import tensorflow as tf
 
@@ -107,10 +107,10 @@ def relevance(split_dir: str) -> tuple[list[bytes], list[int], list[dict[bytes, 
     first: dict[bytes, int] = {}
     gains: dict[bytes, dict[bytes, float]] = {}
     for batch in read_interactions(paths):
-        for user, movie, rating, when in zip(batch.users, batch.movies, batch.ratings,
+        for user, item, rating, when in zip(batch.users, batch.items, batch.ratings,
                                              batch.timestamps, strict=True):
             first[user] = min(first.get(user, int(when)), int(when))
-            gains.setdefault(user, {})[movie] = float(rating)
+            gains.setdefault(user, {})[item] = float(rating)
     users = sorted(gains)
     return users, [first[u] for u in users], [gains[u] for u in users]
 

@@ -1,7 +1,7 @@
 """``recsys recommend`` from Python: a thin client of the served 'recommender'.
 
 It loads the served version of the two-stage recommender (``serving.two_stage``: ScaNN
-candidates, the user's rated movies dropped, the rest ranked) as TF Serving loads it, and
+candidates, the user's rated items dropped, the rest ranked) as TF Serving loads it, and
 sends it the request TF Serving would get, so that its answers are the servable's answers.
 The version is the one TF Serving serves: the newest, or with version labels the stable one.
 
@@ -23,7 +23,7 @@ from recsys_pipeline.serving.model_config import served_version_dir
 
 @dataclasses.dataclass
 class Recommendation:
-    movie_id: str
+    item_id: str
     title: str
     retrieval_score: Optional[float]  # None for the unknown users' popular fallback
     predicted_rating: float
@@ -88,7 +88,7 @@ class Recommender:
         items = [Recommendation(m.decode(), t.decode("utf-8", "replace"),
                                 float(r) if known else None, float(p), float(s))
                  for m, t, r, p, s in zip(
-                     served.movie_ids[0], served.movie_titles[0], served.retrieval_scores[0],
+                     served.item_ids[0], served.item_titles[0], served.retrieval_scores[0],
                      served.ranking_scores[0], served.scores[0], strict=True)
                  if math.isfinite(s)]  # -inf: fewer unrated candidates than k
         return Recommendations(user_id, known, items, dict(self.version_dirs))

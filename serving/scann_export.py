@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from scann.scann_ops.py import scann_ops  # importing scann registers its TF ops
 
+from recsys_pipeline.pipeline import nodes
 from recsys_pipeline.trainer import export
 
 SCANN_NAMESPACE = "Scann"  # the custom ops' namespace, allowed when saving
@@ -82,7 +83,7 @@ def scann_results(scores: tf.Tensor, rows: tf.Tensor, k: int) -> tuple[tf.Tensor
 
     ScaNN pads a short result (the leaves searched hold fewer candidates than asked for) with
     row 0 and a NaN score, and cuts the batch to its longest result. NaN has no defined place
-    in top_k's order; -inf is the exports' mark for "no movie".
+    in top_k's order; -inf is the exports' mark for "no item".
     """
     scores = tf.where(tf.math.is_nan(scores), tf.constant(-np.inf, scores.dtype), scores)
     short = tf.maximum(k - tf.shape(scores)[1], 0)
@@ -108,7 +109,7 @@ class ScannExport(tf.Module):
     """``serving_default`` over a ScaNN index of a loaded RetrievalExport's catalogue.
 
     With ``exclude_rated`` the index returns more than ``k`` candidates (enough to cover the
-    most movies any train user rated); the user's rated movies are dropped from them and the
+    most items any train user rated); the user's rated items are dropped from them and the
     best ``k`` of the rest are served. Places the search could not fill score -inf.
     """
 
@@ -135,8 +136,8 @@ class ScannExport(tf.Module):
             scores = tf.where(found, tf.constant(-np.inf, scores.dtype), scores)
             top = tf.math.top_k(scores, k=self._k)
             scores, rows = top.values, tf.gather(rows, top.indices, batch_dims=1)
-        return {"movie_ids": tf.gather(self.base.candidate_ids, rows),
-                "movie_titles": tf.gather(self.base.candidate_titles, rows),
+        return {nodes.ITEM_IDS_OUTPUT: tf.gather(self.base.candidate_ids, rows),
+                nodes.ITEM_TITLES_OUTPUT: tf.gather(self.base.candidate_titles, rows),
                 "scores": scores, "known_user": query["known_user"]}
 
     def signatures(self) -> dict:

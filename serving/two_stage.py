@@ -1,6 +1,6 @@
 """The two-stage recommender: retrieve, drop what the user rated, rank, in one SavedModel.
 
-Without it a service calling TF Serving has to call retrieval, drop seen movies itself, call
+Without it a service calling TF Serving has to call retrieval, drop seen items itself, call
 ranking and merge the scores. ``TwoStageExport`` composes a retrieval export (the ScaNN one,
 or the brute-force one for stock TF Serving) and a ranking export, both as loaded from disk,
 into one ``serving_default(user_id, timestamp, k)``:
@@ -11,9 +11,9 @@ into one ``serving_default(user_id, timestamp, k)``:
    built without one, the train split's, the retrieval export's ``rated_pairs``), for the
    user at ``timestamp`` (0 or
    less: the newest train rating's time): the search goes N plus the request's most rated
-   movies deep, in the ScaNN export's index (with the leaves its indexer tuned, widened in
+   items deep, in the ScaNN export's index (with the leaves its indexer tuned, widened in
    proportion to the depth) or exactly in the brute-force export;
-2. those rated movies dropped, leaving N;
+2. those rated items dropped, leaving N;
 3. the rest scored by the ranking model in the same graph;
 4. ``scores`` = ``rank_weight`` x ranking + (1 - rank_weight) x retrieval, each standardized
    over the request's remaining candidates (the two are on unrelated scales); the top k.
@@ -23,9 +23,9 @@ export's popular fallback instead, in its order, less what the user interacted w
 ``known_user`` false.
 
 ``gate_serve`` (a saved function, not a signature: TF Serving never exposes it) answers the
-same request dropping the train split's movies alone: the recommender's gate grades lists
-against the eval split, whose movies the served lists must never show. Places left
-without a movie (fewer than k unrated candidates) have movie id "" and score -inf. Bad
+same request dropping the train split's items alone: the recommender's gate grades lists
+against the eval split, whose items the served lists must never show. Places left
+without an item (fewer than k unrated candidates) have item id "" and score -inf. Bad
 requests fail with TF Serving's InvalidArgument and a message naming the input.
 """
 
@@ -53,7 +53,7 @@ _NO_SCORE = -np.inf
 
 @dataclasses.dataclass(frozen=True)
 class Seen:
-    """Every (user, movie) interaction to keep out of served lists, as ragged catalogue rows:
+    """Every (user, item) interaction to keep out of served lists, as ragged catalogue rows:
     user ``users[i]`` (sorted ids) interacted with ``rows[splits[i]:splits[i + 1]]``."""
 
     users: np.ndarray
@@ -65,13 +65,13 @@ class Seen:
         return int(len(self.rows))
 
     @classmethod
-    def of(cls, users: np.ndarray, movies: np.ndarray, candidate_ids: np.ndarray) -> Seen:
-        """From parallel arrays of user and movie ids (bytes); movies outside the catalogue
+    def of(cls, users: np.ndarray, items: np.ndarray, candidate_ids: np.ndarray) -> Seen:
+        """From parallel arrays of user and item ids (bytes); items outside the catalogue
         (``candidate_ids``) cannot be served and are left out."""
         by_id = np.argsort(candidate_ids)
         ordered = candidate_ids[by_id]
-        found = np.minimum(np.searchsorted(ordered, movies), max(len(ordered) - 1, 0))
-        known = (ordered[found] == movies) if len(ordered) else np.zeros(len(movies), bool)
+        found = np.minimum(np.searchsorted(ordered, items), max(len(ordered) - 1, 0))
+        known = (ordered[found] == items) if len(ordered) else np.zeros(len(items), bool)
         rows = by_id[found[known]].astype(np.int64)
         user_ids, user_rows = np.unique(np.asarray(users, object)[known], return_inverse=True)
         keys = np.unique(user_rows.astype(np.int64) * max(len(ordered), 1) + rows)
@@ -83,13 +83,13 @@ class Seen:
 
 def seen_in(split_dirs: Iterable[str], candidate_ids: np.ndarray) -> Seen:
     """``Seen`` from every raw example (ExampleGen's layout) under ``split_dirs``."""
-    users, movies = [], []
+    users, items = [], []
     for batch in read_interactions(
             [p for d in split_dirs for p in tf.io.gfile.glob(os.path.join(d, "*"))]):
         users.append(batch.users)
-        movies.append(batch.movies)
+        items.append(batch.items)
     return Seen.of(np.concatenate(users) if users else np.zeros(0, object),
-                   np.concatenate(movies) if movies else np.zeros(0, object), candidate_ids)
+                   np.concatenate(items) if items else np.zeros(0, object), candidate_ids)
 
 
 def standardized(values: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
@@ -115,11 +115,11 @@ class TwoStageExport(tf.Module):
         ``candidate_embeddings`` when there is no ``index``); ``index``: a ScaNN index over
         its candidates, searched in place of exact scores; ``retrieval_metadata``: the
         retrieval export's (its k, fallback and training time); ``seen``: what ``serve``
-        drops (default: the train split's rated movies)."""
+        drops (default: the train split's rated items)."""
         super().__init__()
         if retrieval_metadata.rated_pairs is None:
             raise OutputError(
-                "the retrieval export carries no rated movies to drop (it predates them): "
+                "the retrieval export carries no rated items to drop (it predates them): "
                 "retrain it with this version of the pipeline")
         if not 0.0 <= rank_weight <= 1.0:
             raise OutputError(f"rank_weight must be within [0, 1] (got {rank_weight})")
@@ -137,10 +137,10 @@ class TwoStageExport(tf.Module):
         self._latest = int(retrieval_metadata.latest_train_timestamp or 0)
         row_of = {m: i for i, m in enumerate(ids.tolist())}
         popular = [p for p in (retrieval_metadata.popular or [])
-                   if p["movie_id"].encode() in row_of][:n]
+                   if p["item_id"].encode() in row_of][:n]
         pad = n - len(popular)
         self.popular_rows = tf.Variable(
-            np.array([row_of[p["movie_id"].encode()] for p in popular] + [0] * pad, np.int64),
+            np.array([row_of[p["item_id"].encode()] for p in popular] + [0] * pad, np.int64),
             trainable=False, name="popular_rows")
         self.popular_scores = tf.Variable(
             np.array([float(p.get("score", p.get("ratings", 0))) for p in popular]
@@ -207,7 +207,7 @@ class TwoStageExport(tf.Module):
     def _retrieve(self, user_id, when, pairs):
         """(scores, catalogue rows, known_user): each user's N best candidates that they did
         not rate (score -inf where the catalogue has fewer). The search goes as deep as N plus
-        the most movies a user of the request rated, so that dropping them leaves N."""
+        the most items a user of the request rated, so that dropping them leaves N."""
         query = self.base.query_embedding(user_id, when)
         batch = tf.shape(user_id)[0]
         rated_per_user = tf.math.bincount(tf.cast(pairs[:, 0], tf.int32), minlength=batch,
@@ -245,7 +245,7 @@ class TwoStageExport(tf.Module):
 
     @tf.function(input_signature=[export.USER_ID_SPEC, export.TIMESTAMP_SPEC, K_SPEC])
     def gate_serve(self, user_id, timestamp, k):
-        """``serve`` dropping the train split's movies alone (what the gate grades)."""
+        """``serve`` dropping the train split's items alone (what the gate grades)."""
         return self._answer(user_id, timestamp, k, self.base.rated_pairs(user_id)["pairs"])
 
     def _answer(self, user_id, timestamp, k, pairs):
@@ -256,7 +256,7 @@ class TwoStageExport(tf.Module):
         tiled = lambda v: tf.tile(v[None, :], [batch, 1])  # noqa: E731
         rows = tf.where(known[:, None], found_rows, tiled(self.popular_rows))
         retrieval = tf.where(known[:, None], found, tiled(self.popular_scores))
-        # Retrieval already dropped a known user's movies; the fallback has not.
+        # Retrieval already dropped a known user's items; the fallback has not.
         valid = tf.logical_and(tf.math.is_finite(retrieval), tf.logical_not(
             scann_export.rated_mask(rows, pairs, self._catalogue_size)))
         ids = tf.gather(self.base.candidate_ids, rows)
@@ -275,8 +275,8 @@ class TwoStageExport(tf.Module):
             picked = tf.gather(values, top.indices, batch_dims=1)
             return tf.where(kept, picked, tf.fill(tf.shape(picked), empty))
 
-        return {"movie_ids": pick(ids, ""),
-                "movie_titles": pick(tf.gather(self.base.candidate_titles, rows), ""),
+        return {nodes.ITEM_IDS_OUTPUT: pick(ids, ""),
+                nodes.ITEM_TITLES_OUTPUT: pick(tf.gather(self.base.candidate_titles, rows), ""),
                 "retrieval_scores": pick(retrieval, _NO_SCORE),
                 "ranking_scores": pick(rating, _NO_SCORE), "scores": top.values,
                 "known_user": known}
@@ -289,7 +289,7 @@ def load(retrieval_dir: str, ranking_dir: str, rank_weight: float,
          candidates: Optional[int] = None, seen: Optional[Seen] = None) -> TwoStageExport:
     """A ``TwoStageExport`` over the exports saved at the two paths (``candidates``: N, by
     default the retrieval export's own k; ``seen``: what it drops, by default the train
-    split's rated movies)."""
+    split's rated items)."""
     source = export.read_metadata(retrieval_dir)
     ranking = tf.saved_model.load(ranking_dir)
     if source.kind != scann_export.SCANN_KIND:

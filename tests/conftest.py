@@ -63,7 +63,7 @@ def write(path: pathlib.Path, text: str, encoding: str = "utf-8") -> pathlib.Pat
 
 
 def make_ml100k(root: pathlib.Path, ratings: str | None = None) -> pathlib.Path:
-    """Three movies (one latin-1 title), three users; u.genre names three genres."""
+    """Three items (one latin-1 title), three users; u.genre names three genres."""
     d = root / "ml-100k"
     write(d / "u.genre", ML100K_GENRE)
     write(d / "u.item",
@@ -86,9 +86,9 @@ def make_ml1m(root: pathlib.Path) -> pathlib.Path:
     return d
 
 
-def make_csv(root: pathlib.Path, movies: str | None = None) -> pathlib.Path:
+def make_csv(root: pathlib.Path, items: str | None = None) -> pathlib.Path:
     d = root / "ml-latest-small"
-    write(d / "movies.csv", movies if movies is not None else
+    write(d / "movies.csv", items if items is not None else
           "movieId,title,genres\n"
           "1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy\n"
           "2,\"Dark Knight, The (2008)\",Action|Crime\n"
@@ -115,7 +115,7 @@ def csv_dataset(tmp_path):
 
 def write_subset(real_ml100k: pathlib.Path, directory: pathlib.Path,
                  n_ratings: int) -> pathlib.Path:
-    """The first ``n_ratings`` ratings of MovieLens 100K with its movie/user/genre files."""
+    """The first ``n_ratings`` ratings of MovieLens 100K with its item/user/genre files."""
     directory.mkdir(parents=True)
     for name in ("u.item", "u.user", "u.genre"):
         shutil.copy(real_ml100k / name, directory / name)

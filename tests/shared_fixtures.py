@@ -25,7 +25,7 @@ def tiny(tmp_path_factory):
     from recsys_pipeline.transform import features as F
     from recsys_pipeline.transform.preprocessing import preprocessing_fn
     from tests.conftest import beam_pipeline
-    from tests.trainer.conftest import RAW_SPEC, TinyArtifacts, movies, ratings, write_records
+    from tests.trainer.conftest import RAW_SPEC, TinyArtifacts, items, ratings, write_records
 
     root = tmp_path_factory.mktemp("tiny")
     rows = ratings()
@@ -51,8 +51,8 @@ def tiny(tmp_path_factory):
         transformed = pickle.loads((root / f"{name}.pkl").read_bytes())
         write_records(root / "transformed" / f"Split-{name}", transformed)
     write_records(root / "catalogue" / "Split-catalogue",
-                  [{F.MOVIE_ID: m.encode(), F.MOVIE_TITLE: t.encode(),
-                    F.MOVIE_GENRES: [g.encode() for g in gs]} for m, t, gs in movies()])
+                  [{F.ITEM_ID: m.encode(), F.ITEM_TITLE: t.encode(),
+                    F.ITEM_GENRES: [g.encode() for g in gs]} for m, t, gs in items()])
     train_users = {r[F.USER_ID] for r in train}
     # Serving looks demographics up by user id: compare on users the train split knows.
     evaluation = [r for r in evaluation if r[F.USER_ID] in train_users]
@@ -105,7 +105,7 @@ def excluding(retrieval, data, tiny, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def stages(retrieval, tiny, tmp_path_factory):
-    """(retrieval dir, ScaNN dir, ranking dir): the retrieval export with its rated movies
+    """(retrieval dir, ScaNN dir, ranking dir): the retrieval export with its rated items
     (not excluded from its own serving), its ScaNN index, and a ranking export; read, never
     written, by the tests."""
     from recsys_pipeline.serving import index

@@ -129,6 +129,19 @@ def test_corrupt_metadata_store_says_what_to_do_and_touches_nothing(tmp_path, ca
     assert store.read_bytes() == b"this is not a database"
 
 
+def test_run_refuses_an_output_dir_written_with_movie_names(tmp_path, capsys):
+    code, out = _run(capsys, "synth", "--ratings", "100", "--out", str(tmp_path / "d"))
+    assert code == 0, out.err
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "metadata.sqlite").write_bytes(b"")  # a history and no names stamp
+    code, out = _run(capsys, "run", "--output-dir", str(old), "--data-dir", str(tmp_path / "d"))
+    assert code == 2
+    assert f"output directory '{old}' was written by an older recsys-pipeline (movie names" \
+        in out.err and "fresh --output-dir" in out.err
+    assert sorted(p.name for p in old.iterdir()) == ["metadata.sqlite"]  # nothing written
+
+
 @pytest.mark.parametrize("content", ["empty", "foreign", "corrupt-record"])
 def test_recommend_refuses_a_foreign_or_corrupt_newest_version(capsys, tmp_path, content):
 

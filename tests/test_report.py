@@ -32,7 +32,7 @@ def test_window_shows_its_spans_and_flags_drift_beyond_the_threshold():
     window = {"span": 7, "spans": [6, 7], "split": "next_span",
               "ratings": {"train": 1200, "eval": 1100},
               "drift": {"against": 6, "mode": "warn", "distances": [
-                  {"feature": "movie_id", "measure": "L-infinity", "value": 0.585,
+                  {"feature": "item_id", "measure": "L-infinity", "value": 0.585,
                    "threshold": 0.3},
                   {"feature": "user_rating", "measure": "Jensen-Shannon", "value": 0.0123,
                    "threshold": 0.2}]}}
@@ -73,7 +73,7 @@ def test_bulk_shows_the_catalogue_coverage_or_why_nothing_was_written():
     found = BulkReport(users=943, rows=9430, k=10, covered=412, catalogue_size=1682,
                        seconds=21.5, files=["/out/recommendations.parquet"])
     html = report.bulk_html({"report": found.to_json()})
-    assert "<td class=num>24.5%</td><td>412 of 1682 movies" in html
+    assert "<td class=num>24.5%</td><td>412 of 1682 items" in html
     assert "943</td><td>users, top 10: 9430 rows" in html
     assert "the recommender was not blessed" in report.bulk_html(
         {"reason": "the recommender was not blessed"})

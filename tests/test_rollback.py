@@ -83,3 +83,16 @@ def test_cli_rollback(served, capsys, tmp_path):
     assert cli.main(["rollback", "--config", str(config), "--model", "ranking",
                      "--to", "1"]) == 2
     assert "has no version 1" in capsys.readouterr().err
+
+
+def test_rollback_to_a_version_pushed_with_movie_names_is_refused(served):
+    base, v1, _ = served
+    path = os.path.join(base, "ranking", str(v1), "assets.extra", "recsys_model.json")
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    del record["names"]  # what an export written before items were items holds
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    with pytest.raises(OutputError, match=rf"ranking version {v1} \(.*\) was written by an "
+                       r"older recsys-pipeline \(movie names: movie_id, movie_ids\)"):
+        rollback(base, "ranking", v1)

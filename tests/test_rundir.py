@@ -7,6 +7,7 @@ import tempfile
 import pytest
 
 from recsys_pipeline import rundir
+from recsys_pipeline.errors import OutputError
 
 
 @pytest.fixture
@@ -52,3 +53,28 @@ def test_a_killed_runs_temp_dir_goes_at_the_next_run_and_a_live_ones_stays(syste
         with rundir.run_temp_dir():
             pass
     assert sorted(p.name for p in system_tmp.iterdir()) == sorted([live.name, starting.name])
+
+
+def test_a_new_output_dir_is_stamped_with_the_names_and_reread(tmp_path):
+    out, store = str(tmp_path / "out"), str(tmp_path / "out" / "metadata.sqlite")
+    rundir.check_names(out, store)
+    with open(os.path.join(out, rundir.NAMES_FILE), encoding="utf-8") as f:
+        assert f.read() == "users-items/1\n"
+    open(store, "w").close()  # a run happened: the stamp still says this code's names
+    rundir.check_names(out, store)
+
+
+def test_an_output_dir_written_with_movie_names_is_refused(tmp_path):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "metadata.sqlite").write_bytes(b"")  # a store and no stamp: before the stamp
+    with pytest.raises(OutputError, match=r"'.*old' was written by an older recsys-pipeline "
+                       r"\(movie names: movie_id, movie_ids\).*fresh --output-dir"):
+        rundir.check_names(str(out), str(out / "metadata.sqlite"))
+    assert not (out / rundir.NAMES_FILE).exists()  # refused, not adopted
+
+
+def test_an_output_dir_stamped_with_other_names_is_refused(tmp_path):
+    (tmp_path / rundir.NAMES_FILE).write_text("users-items/0\n")
+    with pytest.raises(OutputError, match=r"older recsys-pipeline \(users-items/0\)"):
+        rundir.check_names(str(tmp_path), str(tmp_path / "metadata.sqlite"))

@@ -46,7 +46,7 @@ def load_training_data(transform_dir: str, train_files: list[str],
     catalogue = inputs.load_catalogue(catalogue_dir, tft_output)
     sizes = inputs.vocab_sizes(tft_output)
     stats = inputs.train_stats(inputs.transformed_dataset(train_files, spec, READ_BATCH_SIZE),
-                               sizes[F.index_name(F.MOVIE_ID)])
+                               sizes[F.index_name(F.ITEM_ID)])
     return TrainingData(tft_output, sizes, catalogue, stats, spec,
                         inputs.numeric_features(tft_output))
 

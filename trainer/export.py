@@ -1,22 +1,22 @@
 """SavedModel exports: raw-feature serving signatures with the Transform graph inside.
 
 * ``RetrievalExport`` (brute force, pure TF, loadable by stock TF Serving):
-    - ``serving_default(user_id, timestamp)`` -> top-k ``movie_ids``, ``movie_titles``,
+    - ``serving_default(user_id, timestamp)`` -> top-k ``item_ids``, ``item_titles``,
       ``scores`` over the whole catalogue, and ``known_user``;
     - ``query_embedding(user_id, timestamp)`` -> ``embedding``, ``known_user``;
     - ``evaluate(examples)`` (serialized raw tf.Examples, for TFMA) -> ``top_k_hit``: 1.0 when
-      the example's movie ranks within the top ``eval_k`` of the catalogue for its query (the
+      the example's item ranks within the top ``eval_k`` of the catalogue for its query (the
       TFRS FactorizedTopK definition), and its ``rank``.
 * ``serving.scann_export.ScannExport`` (not trained, so not here): the same
   ``serving_default``/``query_embedding`` over a ScaNN index of a loaded ``RetrievalExport``.
-* ``RankingExport``: ``serving_default(user_id, movie_id)`` -> ``rating``; ``evaluate``.
-* ``SequentialExport`` (GRU4Rec, brute force): ``serving_default(context_movies)`` -> top-k
-  ``movie_ids``, ``scores``; the user's recent movies come with the request. The pipeline's
+* ``RankingExport``: ``serving_default(user_id, item_id)`` -> ``rating``; ``evaluate``.
+* ``SequentialExport`` (GRU4Rec, brute force): ``serving_default(context_items)`` -> top-k
+  ``item_ids``, ``scores``; the user's recent items come with the request. The pipeline's
   ``SequentialHistoryExport`` adds ``recommend(user_id, timestamp)`` and ``evaluate`` over
   the train history exported with it.
 
 Request-time features come from the raw ids alone: the Transform graph maps ids and
-timestamps; user demographics and movie features come from tables built at training time.
+timestamps; user demographics and item features come from tables built at training time.
 Each export also writes ``assets.extra/recsys_model.json`` (``write_metadata``), which the
 Pusher, ``recsys recommend`` and the run summary read.
 """
@@ -41,7 +41,7 @@ from recsys_pipeline.trainer.inputs import (
 from recsys_pipeline.transform import features as F
 
 USER_ID_SPEC = tf.TensorSpec([None], tf.string, name=F.USER_ID)
-_MOVIE_ID = tf.TensorSpec([None], tf.string, name=F.MOVIE_ID)
+_ITEM_ID = tf.TensorSpec([None], tf.string, name=F.ITEM_ID)
 TIMESTAMP_SPEC = tf.TensorSpec([None], tf.int64, name=F.TIMESTAMP)
 _EXAMPLES = tf.TensorSpec([None], tf.string, name="examples")
 # Every ``evaluate`` signature's per-example model score, which the Evaluators check is finite
@@ -71,8 +71,8 @@ class ServingFeatures(tf.Module):
         self.user_features = {name: tf.Variable(_with_unknown_row(values, name, sizes),
                                                 trainable=False, name=name)
                               for name, values in stats.users.columns.items()}
-        self.movie_rows = _table(catalogue.movie_ids, len(catalogue))
-        self.movie_features = {name: tf.Variable(_with_unknown_row(values, name, sizes),
+        self.item_rows = _table(catalogue.item_ids, len(catalogue))
+        self.item_features = {name: tf.Variable(_with_unknown_row(values, name, sizes),
                                                  trainable=False, name=name)
                                for name, values in catalogue.features.items()}
 
@@ -98,9 +98,9 @@ class ServingFeatures(tf.Module):
     def known_user(self, features: dict) -> tf.Tensor:
         return features[F.index_name(F.USER_ID)] != self._user_oov
 
-    def movie(self, movie_id: tf.Tensor) -> dict:
-        rows = self.movie_rows.lookup(movie_id)
-        return {name: tf.gather(var, rows) for name, var in self.movie_features.items()}
+    def item(self, item_id: tf.Tensor) -> dict:
+        rows = self.item_rows.lookup(item_id)
+        return {name: tf.gather(var, rows) for name, var in self.item_features.items()}
 
     def examples(self, serialized: tf.Tensor) -> dict:
         """Serialized raw tf.Examples (as ExampleGen writes them) -> model features."""
@@ -108,7 +108,7 @@ class ServingFeatures(tf.Module):
 
 
 def _with_unknown_row(values: np.ndarray, name: str, sizes: dict[str, int]) -> np.ndarray:
-    """A user or catalogue feature table with one more row, for an unknown user or movie:
+    """A user or catalogue feature table with one more row, for an unknown user or item:
     no ids in a list, the mean (0) of a z-score, the out-of-vocabulary id otherwise."""
     if values.ndim == 2:
         row = np.full((1, values.shape[1]), F.LIST_PADDING, values.dtype)
@@ -135,10 +135,10 @@ def top_k_hit(scores: tf.Tensor, rows: tf.Tensor, k: int) -> dict[str, tf.Tensor
 
     The rank counts every other candidate scored at least as high: a tie is not a hit, so a
     model scoring everything alike hits nothing. A non-finite score of the positive, or a row
-    past the candidates (an unknown movie), is a miss.
+    past the candidates (an unknown item), is a miss.
     """
     in_catalogue = rows < tf.shape(scores, out_type=tf.int64)[1]
-    # The positive's score is read from the same score row, so the movie never outranks
+    # The positive's score is read from the same score row, so the item never outranks
     # itself through rounding.
     positive = tf.gather(scores, tf.where(in_catalogue, rows, 0), batch_dims=1)
     rank = tf.reduce_sum(tf.cast(scores >= positive[:, None], tf.int64), axis=1) - 1
@@ -160,13 +160,13 @@ class RetrievalExport(tf.Module):
         self.features = features
         self.candidate_embeddings = tf.Variable(embeddings, trainable=False,
                                                 name="candidate_embeddings")
-        self.candidate_ids = tf.Variable(catalogue.movie_ids, trainable=False,
+        self.candidate_ids = tf.Variable(catalogue.item_ids, trainable=False,
                                          name="candidate_ids")
         self.candidate_titles = tf.Variable(catalogue.titles, trainable=False,
                                             name="candidate_titles")
         self._k = min(k, len(catalogue))
         self._eval_k = eval_k
-        # Movies each train user rated (``inputs.rated_movies``), exported whenever given:
+        # Items each train user rated (``inputs.rated_items``), exported whenever given:
         # the two-stage recommender drops them. ``exclude`` (default: when given) also drops
         # them from what this model serves and from the top-k it is evaluated on.
         self._has_rated = rated is not None
@@ -181,12 +181,12 @@ class RetrievalExport(tf.Module):
         return self.query_tower(f), self.features.known_user(f)
 
     def _rated_pairs(self, user_id):
-        """[n, 2] (request row, catalogue row) of every movie the requests' users rated."""
+        """[n, 2] (request row, catalogue row) of every item the requests' users rated."""
         rows = self.features.user_rows.lookup(user_id)
         starts, ends = tf.gather(self.rated_splits, rows), tf.gather(self.rated_splits, rows + 1)
         positions = tf.ragged.range(starts, ends)
-        movies = tf.gather(self.rated_values, positions.flat_values)
-        return tf.stack([positions.value_rowids(), movies], axis=1)
+        items = tf.gather(self.rated_values, positions.flat_values)
+        return tf.stack([positions.value_rowids(), items], axis=1)
 
     def _without_rated(self, scores, user_id):
         if not self._exclude:
@@ -197,8 +197,8 @@ class RetrievalExport(tf.Module):
 
     @tf.function(input_signature=[USER_ID_SPEC])
     def rated_pairs(self, user_id):
-        """(request row, catalogue row) of each movie the requests' users rated in the train
-        split; empty when the export carries no rated movies."""
+        """(request row, catalogue row) of each item the requests' users rated in the train
+        split; empty when the export carries no rated items."""
         if not self._has_rated:
             return {"pairs": tf.zeros([0, 2], tf.int64)}
         return {"pairs": self._rated_pairs(user_id)}
@@ -213,8 +213,8 @@ class RetrievalExport(tf.Module):
         embedding, known = self._query(user_id, timestamp)
         scores = tf.matmul(embedding, self.candidate_embeddings, transpose_b=True)
         top = tf.math.top_k(self._without_rated(scores, user_id), k=self._k)
-        return {"movie_ids": tf.gather(self.candidate_ids, top.indices),
-                "movie_titles": tf.gather(self.candidate_titles, top.indices),
+        return {nodes.ITEM_IDS_OUTPUT: tf.gather(self.candidate_ids, top.indices),
+                nodes.ITEM_TITLES_OUTPUT: tf.gather(self.candidate_titles, top.indices),
                 "scores": top.values, "known_user": known}
 
     @tf.function(input_signature=[_EXAMPLES])
@@ -222,7 +222,7 @@ class RetrievalExport(tf.Module):
         f = self.features.examples(examples)
         scores = tf.matmul(self.query_tower(f), self.candidate_embeddings, transpose_b=True)
         scores = self._without_rated(scores, f[F.USER_ID])
-        return top_k_hit(scores, self.features.movie_rows.lookup(f[F.MOVIE_ID]), self._eval_k)
+        return top_k_hit(scores, self.features.item_rows.lookup(f[F.ITEM_ID]), self._eval_k)
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve, "query_embedding": self.query_embedding,
@@ -237,10 +237,10 @@ class RankingExport(tf.Module):
         self.model = model
         self.features = features
 
-    @tf.function(input_signature=[USER_ID_SPEC, _MOVIE_ID])
-    def serve(self, user_id, movie_id):
+    @tf.function(input_signature=[USER_ID_SPEC, _ITEM_ID])
+    def serve(self, user_id, item_id):
         f = self.features.user(user_id)
-        f.update(self.features.movie(movie_id))
+        f.update(self.features.item(item_id))
         return {nodes.RATING_OUTPUT: self.model(f), "known_user": self.features.known_user(f)}
 
     @tf.function(input_signature=[_EXAMPLES])
@@ -253,35 +253,36 @@ class RankingExport(tf.Module):
 
 
 class SequentialExport(tf.Module):
-    """Brute-force GRU4Rec serving over ``movie_ids`` (row i = movie_id_index i).
+    """Brute-force GRU4Rec serving over ``item_ids`` (row i = item_id_index i).
 
-    ``serving_default(context_movies)``: [batch, n] raw movie ids, oldest first, "" for
+    ``serving_default(context_items)``: [batch, n] raw item ids, oldest first, "" for
     padding (any n; the model was trained on its configured context length, and a longer
-    request is cut to its most recent movies). Unknown ids are dropped like padding. Returns
-    the top ``k`` ``movie_ids`` and ``scores``.
+    request is cut to its most recent items). Unknown ids are dropped like padding. Returns
+    the top ``k`` ``item_ids`` and ``scores``.
     """
 
-    def __init__(self, query_tower: tf.keras.Model, movie_ids: np.ndarray,
+    def __init__(self, query_tower: tf.keras.Model, item_ids: np.ndarray,
                  embeddings: np.ndarray, k: int, context_length: int):
         super().__init__()
         self.query_tower = query_tower
-        self.movie_rows = _table(np.asarray(movie_ids, object), F.LIST_PADDING)
-        self.candidate_ids = tf.Variable(np.asarray(movie_ids, object), trainable=False,
+        self.item_rows = _table(np.asarray(item_ids, object), F.LIST_PADDING)
+        self.candidate_ids = tf.Variable(np.asarray(item_ids, object), trainable=False,
                                          name="candidate_ids")
         self.candidate_embeddings = tf.Variable(embeddings, trainable=False,
                                                 name="candidate_embeddings")
-        self._k = min(k, len(movie_ids))
+        self._k = min(k, len(item_ids))
         self._length = context_length
 
     def _top_k(self, context_rows):
         query = self.query_tower({F.CONTEXT_INDEX: context_rows})
         top = tf.math.top_k(tf.matmul(query, self.candidate_embeddings, transpose_b=True),
                             k=self._k)
-        return {"movie_ids": tf.gather(self.candidate_ids, top.indices), "scores": top.values}
+        return {nodes.ITEM_IDS_OUTPUT: tf.gather(self.candidate_ids, top.indices),
+                "scores": top.values}
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="context_movies")])
-    def serve(self, context_movies):
-        return self._top_k(self.movie_rows.lookup(context_movies[:, -self._length:]))
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="context_items")])
+    def serve(self, context_items):
+        return self._top_k(self.item_rows.lookup(context_items[:, -self._length:]))
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve}
@@ -291,23 +292,23 @@ class SequentialHistoryExport(SequentialExport):
     """``SequentialExport`` plus the train split's history (``inputs.UserHistory``).
 
     Two more signatures: ``recommend(user_id, timestamp)`` reads the context from the history
-    exported with the model (the user's train movies before ``timestamp``), and
+    exported with the model (the user's train items before ``timestamp``), and
     ``evaluate(examples)`` (for TFMA) does the same for raw eval examples and reports
-    ``top_k_hit``/``rank`` of their movie, like ``RetrievalExport.evaluate``.
+    ``top_k_hit``/``rank`` of their item, like ``RetrievalExport.evaluate``.
     """
 
-    def __init__(self, query_tower: tf.keras.Model, movie_ids: np.ndarray,
+    def __init__(self, query_tower: tf.keras.Model, item_ids: np.ndarray,
                  embeddings: np.ndarray, k: int, context_length: int, *,
                  history: UserHistory, features: ServingFeatures, eval_k: int):
-        super().__init__(query_tower, movie_ids, embeddings, k, context_length)
+        super().__init__(query_tower, item_ids, embeddings, k, context_length)
         self.features = features
         self.history_keys = tf.Variable(history.keys, trainable=False, name="history_keys")
-        self.history_movies = tf.Variable(history.movies, trainable=False,
-                                          name="history_movies")
+        self.history_items = tf.Variable(history.items, trainable=False,
+                                          name="history_items")
         self._eval_k = eval_k
 
     def _history_context(self, f):
-        return history_context(self.history_keys, self.history_movies,
+        return history_context(self.history_keys, self.history_items,
                                f[F.index_name(F.USER_ID)], f[F.TIMESTAMP], self._length)
 
     @tf.function(input_signature=[USER_ID_SPEC, TIMESTAMP_SPEC])
@@ -322,7 +323,7 @@ class SequentialHistoryExport(SequentialExport):
         f = self.features.examples(examples)
         query = self.query_tower({F.CONTEXT_INDEX: self._history_context(f)})
         scores = tf.matmul(query, self.candidate_embeddings, transpose_b=True)
-        return top_k_hit(scores, f[F.index_name(F.MOVIE_ID)], self._eval_k)
+        return top_k_hit(scores, f[F.index_name(F.ITEM_ID)], self._eval_k)
 
     def signatures(self) -> dict:
         return {**super().signatures(), "recommend": self.recommend,
@@ -347,14 +348,14 @@ def write_metadata(path: str, metadata: ExportMetadata) -> None:
 def read_metadata(path: str) -> ExportMetadata:
     """The metadata a saved export carries (see ``save``)."""
     with tf.io.gfile.GFile(os.path.join(path, "assets.extra", METADATA_FILE)) as f:
-        return ExportMetadata.from_json(f.read())
+        return ExportMetadata.from_json(f.read(), where=f"the model at {path}")
 
 
 def popular_metadata(stats: TrainStats, catalogue: Catalogue, half_life_days: float,
                      n: int = 100) -> list[dict]:
-    """The fallback for unknown users, titled: the most popular movies, recency-weighted by
+    """The fallback for unknown users, titled: the most popular items, recency-weighted by
     ``half_life_days`` (``TrainStats.recent_popular``), with their rating counts."""
-    titles = dict(zip(catalogue.movie_ids.tolist(), catalogue.titles.tolist(), strict=True))
-    return [{"movie_id": m.decode(), "title": titles.get(m, b"").decode("utf-8", "replace"),
-             "ratings": stats.movie_counts[m], "score": round(score, 6)}
+    titles = dict(zip(catalogue.item_ids.tolist(), catalogue.titles.tolist(), strict=True))
+    return [{"item_id": m.decode(), "title": titles.get(m, b"").decode("utf-8", "replace"),
+             "ratings": stats.item_counts[m], "score": round(score, 6)}
             for m, score in stats.recent_popular(n, half_life_days)]

@@ -12,6 +12,8 @@ import dataclasses
 import json
 from typing import Any, Optional
 
+from recsys_pipeline.errors import OutputError
+from recsys_pipeline.pipeline.nodes import NAMES
 from recsys_pipeline.trainer.hparams import to_custom_config
 
 METADATA_FILE = "recsys_model.json"
@@ -45,8 +47,8 @@ class ExportMetadata:
     catalogue_size: Optional[int] = None
     popular: Optional[list[dict[str, Any]]] = None  # the fallback for unknown users
     exclude_rated: Optional[dict[str, int]] = None  # max_per_user, pairs
-    rated_pairs: Optional[int] = None  # (user, movie) pairs of the exported rated movies
-    seen_pairs: Optional[int] = None  # a recommender's: (user, movie) pairs it never serves
+    rated_pairs: Optional[int] = None  # (user, item) pairs of the exported rated items
+    seen_pairs: Optional[int] = None  # a recommender's: (user, item) pairs it never serves
     mean_rating: Optional[float] = None
     context_length: Optional[int] = None
     candidates: Optional[int] = None
@@ -58,6 +60,7 @@ class ExportMetadata:
     trainer_eval_rmse: Optional[float] = None
     warm_start: Optional[dict[str, Any]] = None  # warm_start.WarmStart, as a dict
     retrieval_kind: Optional[str] = None  # a recommender's: the kind of its retrieval stage
+    names: str = NAMES  # the naming generation of its signatures and features
 
     def with_training(self, training: Optional[Training]) -> ExportMetadata:
         return self if training is None else dataclasses.replace(
@@ -68,5 +71,16 @@ class ExportMetadata:
                           indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> ExportMetadata:
-        return cls(**json.loads(text))
+    def from_json(cls, text: str, where: str = "an export") -> ExportMetadata:
+        """Reads the record; an OutputError for an export of another naming generation (one
+        written with movie names, ``movie_ids`` and ``movie_id_index``, has none), which this
+        code would misread."""
+        fields = json.loads(text)
+        if fields.get("names") != NAMES:
+            found = fields.get("names", "movie names: movie_id, movie_ids")
+            raise OutputError(
+                f"{where} was written by an older recsys-pipeline ({found})"
+                f" and cannot be read by this one ({NAMES}: user_id, item_id, item_ids). Run with "
+                "a fresh --output-dir (and serving.base_dir), or retrain into this one after "
+                "moving its tfx/, metadata.sqlite and serving/ aside.")
+        return cls(**fields)

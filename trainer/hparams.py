@@ -30,7 +30,7 @@ class InBatchSoftmaxHParams:
     popularity_correction: bool = knob(
         True, "Correct the in-batch softmax for popularity-proportional negatives (logQ).")
     remove_accidental_hits: bool = knob(
-        False, "Do not count a batch's other ratings of the same movie as negatives.")
+        False, "Do not count a batch's other ratings of the same item as negatives.")
     seed: int = knob(42, "Seed for initialization and shuffling.")
 
 
@@ -39,7 +39,7 @@ class RetrievalHParams(InBatchSoftmaxHParams):
     """[retrieval] The two-tower retrieval model (TFRS Retrieval task, in-batch softmax)."""
 
     id_embedding_dim: int = knob(
-        64, "Size of the user, movie and title id embeddings inside the towers.")
+        64, "Size of the user, item and title id embeddings inside the towers.")
     context_embedding_dim: int = knob(
         16, "Size of the timestamp bucket, genre and demographic embeddings.")
     title_text: bool = knob(
@@ -63,10 +63,10 @@ class RetrievalHParams(InBatchSoftmaxHParams):
         0.0, "Implicit feedback: only ratings at or above this are positives (the others "
         "still serve as in-batch negatives for the rest); 0 = every rating is a positive.")
     exclude_rated: bool = knob(
-        False, "Serve only movies the user has not rated in the train split (a per-user "
+        False, "Serve only items the user has not rated in the train split (a per-user "
         "exclusion list is exported with the model); the evaluated top-k excludes them too.")
     popular_half_life_days: float = knob(
-        7.0, "Unknown users get the train split's most popular movies, each rating weighted "
+        7.0, "Unknown users get the train split's most popular items, each rating weighted "
         "0.5 ** (its age before the newest train rating / this many days), so that the "
         "fallback follows what is popular now; 0 = every rating counts alike (most rated of "
         "all time). bench/replay.py measures both on new users.")
@@ -74,15 +74,15 @@ class RetrievalHParams(InBatchSoftmaxHParams):
 
 @dataclass
 class SequentialHParams(InBatchSoftmaxHParams):
-    """[sequential] GRU4Rec sequential retrieval: a GRU over the user's previous movies is the
+    """[sequential] GRU4Rec sequential retrieval: a GRU over the user's previous items is the
     query. Off by default; when on, the DAG trains, gates and pushes it as model "sequential".
     """
 
     enabled: bool = knob(
         False, "Add the GRU4Rec branch (SequentialTrainer, SequentialEvaluator, "
         "SequentialPusher) to the pipeline.")
-    context_length: int = knob(10, "Previous movies (time order) the query reads; padded.")
-    id_embedding_dim: int = knob(64, "Size of the context movies' embeddings (the GRU's input).")
+    context_length: int = knob(10, "Previous items (time order) the query reads; padded.")
+    id_embedding_dim: int = knob(64, "Size of the context items' embeddings (the GRU's input).")
     gru_units: int = knob(64, "Size of the GRU's state.")
     hidden_layers: list = knob([], "Sizes of ReLU layers after the GRU, before the projection.")
     epochs: int = knob(10, "Training epochs over the train split.")
@@ -104,13 +104,13 @@ class RankingHParams:
     cross_projection_dim: int = knob(
         0, "dcn: low-rank size of each Cross layer's weight (0 = full rank).")
     bias_terms: bool = knob(
-        False, "Add learned per-user and per-movie rating offsets to the network's output.")
+        False, "Add learned per-user and per-item rating offsets to the network's output.")
     ensemble: int = knob(
         5, "Members: rating models trained one after another, each with its own seed "
         "(initialization and shuffling), whose predictions are averaged; training time grows "
         "in proportion. Their errors are far from perfectly correlated, so the mean has a "
         "lower RMSE than any member (bench/quality.py).")
-    embedding_dim: int = knob(32, "Size of the user and movie id embeddings.")
+    embedding_dim: int = knob(32, "Size of the user and item id embeddings.")
     context_embedding_dim: int = knob(8, "Size of the genre and demographic embeddings.")
     hidden_layers: list = knob([128, 64], "Sizes of the ReLU layers of the rating MLP.")
     epochs: int = knob(7, "Training epochs over the train split (more overfits ML-100K).")
@@ -124,7 +124,7 @@ class RankingHParams:
     learning_rate: float = knob(0.002, "Learning rate.")
     optimizer: str = knob("adam", f"One of {', '.join(OPTIMIZERS)}.")
     retrieval_weight: float = knob(
-        0.0, "Multitask: add a retrieval task (in-batch softmax over the user and movie "
+        0.0, "Multitask: add a retrieval task (in-batch softmax over the user and item "
         "embeddings' dot product) with this weight to the rating loss (0 = ranking only).")
     l2: float = knob(
         1e-3, "L2 penalty on the embeddings (per example): it lets the ranking train longer "

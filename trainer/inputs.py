@@ -1,4 +1,4 @@
-"""Trainer inputs: tf.data over the Transform output, the movie catalogue, and the user table.
+"""Trainer inputs: tf.data over the Transform output, the item catalogue, and the user table.
 
 Everything here reads TFX artifacts by path and returns plain tensors/arrays; vocabulary
 sizes come from the Transform output (``vocab_sizes``), never from code.
@@ -25,7 +25,7 @@ READ_BATCH_SIZE = 8192
 def vocab_sizes(tft_output) -> dict[str, int]:
     """Number of ids (out-of-vocabulary included) of every integer feature Transform wrote."""
     spec = tft_output.transformed_feature_spec()
-    names = (F.USER_INDEX_FEATURES + F.MOVIE_INDEX_FEATURES + F.MOVIE_LIST_FEATURES
+    names = (F.USER_INDEX_FEATURES + F.ITEM_INDEX_FEATURES + F.ITEM_LIST_FEATURES
              + (F.TIMESTAMP_BUCKET,) + F.declared_item_inputs(spec)[0]
              + F.declared_user_inputs(spec)[0])
     return {n: int(tft_output.num_buckets_for_transformed_feature(n)) for n in names if n in spec}
@@ -85,40 +85,40 @@ def transformed_dataset(pattern: str | list[str], feature_spec: dict, batch_size
 
 @dataclasses.dataclass
 class Catalogue:
-    """Every movie, in a fixed row order: raw ids and titles, and transformed features."""
+    """Every item, in a fixed row order: raw ids and titles, and transformed features."""
 
-    movie_ids: np.ndarray  # bytes, [N]
+    item_ids: np.ndarray  # bytes, [N]
     titles: np.ndarray  # bytes, [N]
-    # movie_id_index/movie_title_index and declared numeric z-scores [N]; id lists (genres,
+    # item_id_index/item_title_index and declared numeric z-scores [N]; id lists (genres,
     # title tokens, declared vocabulary features) [N, longest list]
     features: dict[str, np.ndarray]
 
     def __len__(self) -> int:
-        return len(self.movie_ids)
+        return len(self.item_ids)
 
     def row_of(self) -> dict[bytes, int]:
-        return {m: i for i, m in enumerate(self.movie_ids)}
+        return {m: i for i, m in enumerate(self.item_ids)}
 
 
 def load_catalogue(catalogue_dir: str, tft_output) -> Catalogue:
     """Reads ExampleGen's catalogue split and applies the Transform graph to it."""
     raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items()
-                if k in F.MOVIE_FEATURES or F.is_item_feature(k)}
+                if k in F.ITEM_FEATURES or F.is_item_feature(k)}
     layer = tft_output.transform_features_layer()
     transformed_spec = tft_output.transformed_feature_spec()
     declared_lists, numeric = F.declared_item_inputs(transformed_spec)
-    lists = [n for n in F.MOVIE_LIST_FEATURES if n in transformed_spec] + list(declared_lists)
-    scalars = F.MOVIE_INDEX_FEATURES + numeric
+    lists = [n for n in F.ITEM_LIST_FEATURES if n in transformed_spec] + list(declared_lists)
+    scalars = F.ITEM_INDEX_FEATURES + numeric
     ids, titles, feats = [], [], []
     ds = tf.data.TFRecordDataset(files(catalogue_dir), compression_type="GZIP").batch(4096)
     for batch in ds:
         raw = tf.io.parse_example(batch, raw_spec)
         transformed = to_model_features(layer(raw))
-        ids.append(transformed[F.MOVIE_ID].numpy())
-        titles.append(transformed[F.MOVIE_TITLE].numpy())
+        ids.append(transformed[F.ITEM_ID].numpy())
+        titles.append(transformed[F.ITEM_TITLE].numpy())
         feats.append({n: transformed[n].numpy() for n in scalars + tuple(lists)})
     if not ids:
-        raise DataError(f"the movie catalogue at {catalogue_dir} is empty")
+        raise DataError(f"the item catalogue at {catalogue_dir} is empty")
     features = {n: np.concatenate([f[n] for f in feats]) for n in scalars}
     for name in lists:  # each batch is padded to its own longest list: pad to the longest of all
         width = max(f[name].shape[1] for f in feats)
@@ -172,63 +172,63 @@ class TrainStats:
     num_examples: int
     mean_rating: float
     latest_timestamp: int
-    movie_counts: dict[bytes, int]
-    movie_index_counts: np.ndarray  # train ratings per movie_id_index
+    item_counts: dict[bytes, int]
+    item_index_counts: np.ndarray  # train ratings per item_id_index
     users: UserTable
-    # Every train rating's movie id and timestamp, for fallbacks of any recency weighting.
-    rated_movie_ids: np.ndarray = dataclasses.field(
+    # Every train rating's item id and timestamp, for fallbacks of any recency weighting.
+    rated_item_ids: np.ndarray = dataclasses.field(
         default_factory=lambda: np.zeros(0, object))
     rated_timestamps: np.ndarray = dataclasses.field(
         default_factory=lambda: np.zeros(0, np.int64))
 
     def popular(self, n: int) -> list[tuple[bytes, int]]:
-        """The n most-rated movies (ties by id, for determinism)."""
-        return sorted(self.movie_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        """The n most-rated items (ties by id, for determinism)."""
+        return sorted(self.item_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
     def recent_popular(self, n: int, half_life_days: float) -> list[tuple[bytes, float]]:
-        """The n movies with the most recency-weighted ratings: each rating counts
+        """The n items with the most recency-weighted ratings: each rating counts
         0.5 ** (its age before the newest train rating / half_life_days); 0 = counts."""
         if half_life_days <= 0:
             return [(m, float(c)) for m, c in self.popular(n)]
-        return recent_popular(self.rated_movie_ids, self.rated_timestamps, n, half_life_days)
+        return recent_popular(self.rated_item_ids, self.rated_timestamps, n, half_life_days)
 
 
 DAY = 86_400  # seconds
 
 
-def recent_popular(movie_ids: np.ndarray, timestamps: np.ndarray, n: int,
+def recent_popular(item_ids: np.ndarray, timestamps: np.ndarray, n: int,
                    half_life_days: float) -> list[tuple[bytes, float]]:
-    """The n movies with the highest sum over their ratings of 0.5 ** (age / half_life_days),
+    """The n items with the highest sum over their ratings of 0.5 ** (age / half_life_days),
     age in days before the newest rating (ties by id); 0 = rating counts."""
-    movies, inverse = np.unique(movie_ids, return_inverse=True)
+    items, inverse = np.unique(item_ids, return_inverse=True)
     if half_life_days > 0:
         age_days = (timestamps.max() - timestamps) / DAY
         weights = 0.5 ** (age_days / half_life_days)
     else:
-        weights = np.ones(len(movie_ids))
-    scores = np.bincount(inverse, weights=weights, minlength=len(movies))
-    return sorted(zip(movies.tolist(), scores.tolist(), strict=True),
+        weights = np.ones(len(item_ids))
+    scores = np.bincount(inverse, weights=weights, minlength=len(items))
+    return sorted(zip(items.tolist(), scores.tolist(), strict=True),
                   key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
-def train_stats(dataset: tf.data.Dataset, num_movie_ids: int) -> TrainStats:
+def train_stats(dataset: tf.data.Dataset, num_item_ids: int) -> TrainStats:
     """One pass over batched model features (see ``transformed_dataset``)."""
     n, rating_sum, latest = 0, 0.0, 0
-    index_counts = np.zeros(num_movie_ids, np.int64)
+    index_counts = np.zeros(num_item_ids, np.int64)
     counts: dict[bytes, int] = {}
     user_ids: list[np.ndarray] = []
     user_blocks: dict[str, list[np.ndarray]] = {}
     rated: list[np.ndarray] = []
     rated_at: list[np.ndarray] = []
     for batch in _numpy_batches(dataset):
-        n += len(batch[F.MOVIE_ID])
+        n += len(batch[F.ITEM_ID])
         rating_sum += float(batch[F.LABEL].sum())
         latest = max(latest, int(batch[F.TIMESTAMP].max()))
-        index_counts += np.bincount(batch[F.index_name(F.MOVIE_ID)], minlength=num_movie_ids)
-        movies, movie_counts = np.unique(batch[F.MOVIE_ID], return_counts=True)
-        for m, c in zip(movies.tolist(), movie_counts.tolist(), strict=True):
+        index_counts += np.bincount(batch[F.index_name(F.ITEM_ID)], minlength=num_item_ids)
+        items, item_counts = np.unique(batch[F.ITEM_ID], return_counts=True)
+        for m, c in zip(items.tolist(), item_counts.tolist(), strict=True):
             counts[m] = counts.get(m, 0) + c
-        rated.append(batch[F.MOVIE_ID])
+        rated.append(batch[F.ITEM_ID])
         rated_at.append(batch[F.TIMESTAMP])
         ids, first = np.unique(batch[F.USER_ID], return_index=True)
         user_ids.append(ids)
@@ -242,7 +242,7 @@ def train_stats(dataset: tf.data.Dataset, num_movie_ids: int) -> TrainStats:
                       np.concatenate(rated), np.concatenate(rated_at).astype(np.int64))
 
 
-def rated_movies(dataset: tf.data.Dataset, users: np.ndarray,
+def rated_items(dataset: tf.data.Dataset, users: np.ndarray,
                  catalogue: Catalogue) -> tuple[np.ndarray, np.ndarray]:
     """Catalogue rows each user rated, as ragged row splits over ``users`` (sorted ids).
 
@@ -250,15 +250,15 @@ def rated_movies(dataset: tf.data.Dataset, users: np.ndarray,
     has one extra entry so that row ``len(users)`` (an unknown user) is empty. Built from
     numpy arrays per batch: no Python object per rating.
     """
-    by_id = np.argsort(catalogue.movie_ids)
-    sorted_movies = catalogue.movie_ids[by_id]
-    user_rows, movie_rows = [], []
+    by_id = np.argsort(catalogue.item_ids)
+    sorted_items = catalogue.item_ids[by_id]
+    user_rows, item_rows = [], []
     for batch in _numpy_batches(dataset):
         user_rows.append(_rows(users, batch[F.USER_ID]))
-        found = _rows(sorted_movies, batch[F.MOVIE_ID])
-        movie_rows.append(np.where(found >= 0, by_id[np.maximum(found, 0)], -1))
+        found = _rows(sorted_items, batch[F.ITEM_ID])
+        item_rows.append(np.where(found >= 0, by_id[np.maximum(found, 0)], -1))
     u = np.concatenate(user_rows) if user_rows else np.zeros(0, np.int64)
-    m = np.concatenate(movie_rows) if movie_rows else np.zeros(0, np.int64)
+    m = np.concatenate(item_rows) if item_rows else np.zeros(0, np.int64)
     keep = (m >= 0) & (u >= 0)
     u, m = u[keep], m[keep]
     order = np.lexsort((m, u))
@@ -285,38 +285,38 @@ def history_key(user_index, timestamp):
 
 @dataclasses.dataclass
 class UserHistory:
-    """Every train rating as (user, time) key and movie_id_index, sorted by key, then movie.
+    """Every train rating as (user, time) key and item_id_index, sorted by key, then item.
 
     The GRU4Rec context of a (user, time) is read from it (``history_context``) in the same way
-    at training, evaluation and serving. The last entry is a sentinel (largest key, no movie),
+    at training, evaluation and serving. The last entry is a sentinel (largest key, no item),
     so that a lookup never indexes past the end, even with no history at all.
     """
 
     keys: np.ndarray
-    movies: np.ndarray
+    items: np.ndarray
 
 
 def user_history(dataset: tf.data.Dataset) -> UserHistory:
     """One pass over batched model features; numpy arrays per batch, no object per rating."""
-    keys, movies = [np.array([np.iinfo(np.int64).max])], [np.array([F.LIST_PADDING])]
+    keys, items = [np.array([np.iinfo(np.int64).max])], [np.array([F.LIST_PADDING])]
     for batch in _numpy_batches(dataset):
         keys.append(history_key(batch[F.index_name(F.USER_ID)], batch[F.TIMESTAMP]))
-        movies.append(batch[F.index_name(F.MOVIE_ID)])
-    k, m = np.concatenate(keys).astype(np.int64), np.concatenate(movies).astype(np.int64)
+        items.append(batch[F.index_name(F.ITEM_ID)])
+    k, m = np.concatenate(keys).astype(np.int64), np.concatenate(items).astype(np.int64)
     order = np.lexsort((m, k))
     return UserHistory(k[order], m[order])
 
 
-def history_context(keys: tf.Tensor, movies: tf.Tensor, user_index: tf.Tensor,
+def history_context(keys: tf.Tensor, items: tf.Tensor, user_index: tf.Tensor,
                     timestamp: tf.Tensor, length: int) -> tf.Tensor:
-    """[batch, length] movie_id_index: each user's movies rated *strictly* before
+    """[batch, length] item_id_index: each user's items rated *strictly* before
     ``timestamp`` (a same-second rating is not before), oldest first, the most recent last,
-    left-padded with LIST_PADDING. ``keys``/``movies``: a ``UserHistory``'s arrays."""
+    left-padded with LIST_PADDING. ``keys``/``items``: a ``UserHistory``'s arrays."""
     start = tf.searchsorted(keys, history_key(user_index, tf.zeros_like(timestamp)),
                             out_type=tf.int64)
     cut = tf.searchsorted(keys, history_key(user_index, timestamp), out_type=tf.int64)
     positions = cut[:, None] - length + tf.range(length, dtype=tf.int64)[None, :]
-    found = tf.gather(movies, tf.maximum(positions, 0))
+    found = tf.gather(items, tf.maximum(positions, 0))
     return tf.where(positions >= start[:, None], found, tf.constant(F.LIST_PADDING, tf.int64))
 
 

@@ -103,18 +103,18 @@ class QueryTower(tf.keras.Model):
 
 
 class CandidateTower(tf.keras.Model):
-    """Movie id and title embeddings, the mean genre embedding, (``title_text``) the mean
-    embedding of the title's words, which movies with few ratings share with better-known ones,
+    """Item id and title embeddings, the mean genre embedding, (``title_text``) the mean
+    embedding of the title's words, which items with few ratings share with better-known ones,
     and the declared item features (``DeclaredFeatures``).
     """
 
     def __init__(self, sizes: dict[str, int], hp: RetrievalHParams,
                  numeric: Sequence[str] = (), **kwargs):
         super().__init__(**kwargs)
-        self.movie = index_embedding(F.index_name(F.MOVIE_ID), sizes, hp.id_embedding_dim)
+        self.item = index_embedding(F.index_name(F.ITEM_ID), sizes, hp.id_embedding_dim)
         self.declared = DeclaredFeatures(sizes, hp.context_embedding_dim, numeric,
                                          F.ITEM_FEATURE_PREFIX, name="item_features")
-        self.title = index_embedding(F.index_name(F.MOVIE_TITLE), sizes, hp.id_embedding_dim)
+        self.title = index_embedding(F.index_name(F.ITEM_TITLE), sizes, hp.id_embedding_dim)
         self.genres = MaskedMeanEmbedding(F.GENRES_INDEX, sizes, hp.context_embedding_dim)
         self.words = None
         if hp.title_text:
@@ -126,8 +126,8 @@ class CandidateTower(tf.keras.Model):
         self.mlp = _mlp(hp.hidden_layers, hp.embedding_dim, "candidate_mlp")
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
-        parts = [self.movie(f[F.index_name(F.MOVIE_ID)]),
-                 self.title(f[F.index_name(F.MOVIE_TITLE)]), self.genres(f[F.GENRES_INDEX])]
+        parts = [self.item(f[F.index_name(F.ITEM_ID)]),
+                 self.title(f[F.index_name(F.ITEM_TITLE)]), self.genres(f[F.GENRES_INDEX])]
         if self.words is not None:
             parts.append(self.words(f[F.TITLE_TOKENS_INDEX]))
         parts += self.declared.parts(f)
@@ -147,21 +147,21 @@ class IdTower(tf.keras.Model):
 
 
 class SequenceQueryTower(tf.keras.Model):
-    """GRU4Rec's query (Hidasi et al., 2016): the previous movies, embedded, through a GRU.
+    """GRU4Rec's query (Hidasi et al., 2016): the previous items, embedded, through a GRU.
 
     Padding is masked, so a rating with no history gets the GRU's initial state; the
-    sequence is oldest first, so the GRU's final state has just read the latest movie.
+    sequence is oldest first, so the GRU's final state has just read the latest item.
     """
 
-    def __init__(self, num_movies: int, hp: SequentialHParams, **kwargs):
+    def __init__(self, num_items: int, hp: SequentialHParams, **kwargs):
         super().__init__(**kwargs)
-        self.movie = id_embedding(F.MOVIE_ID, num_movies, hp.id_embedding_dim)
+        self.item = id_embedding(F.ITEM_ID, num_items, hp.id_embedding_dim)
         self.gru = tf.keras.layers.GRU(hp.gru_units)
         self.mlp = _mlp(hp.hidden_layers, hp.embedding_dim, "sequence_mlp")
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
         ids = f[F.CONTEXT_INDEX]
-        state = self.gru(self.movie(tf.maximum(ids, 0)), mask=ids != F.LIST_PADDING)
+        state = self.gru(self.item(tf.maximum(ids, 0)), mask=ids != F.LIST_PADDING)
         return self.mlp(state)
 
 
@@ -169,15 +169,15 @@ class RetrievalModel(tfrs.models.Model):
     """Two towers trained with TFRS's Retrieval task (in-batch softmax).
 
     The towers map a batch of model features to [batch, embedding_dim]; the candidates'
-    labels are the batch's ``movie_id_index`` (for the logQ correction and accidental hits).
+    labels are the batch's ``item_id_index`` (for the logQ correction and accidental hits).
     """
 
     def __init__(self, query_tower: tf.keras.Model, candidate_tower: tf.keras.Model,
                  hp: RetrievalHParams | SequentialHParams,
-                 movie_counts: Optional[np.ndarray] = None, min_rating: float = 0.0):
+                 item_counts: Optional[np.ndarray] = None, min_rating: float = 0.0):
         super().__init__()
         # Implicit feedback: rows rated below min_rating get no positive loss, but their
-        # movies stay in the batch as negatives, so the logQ counts (all ratings) still hold.
+        # items stay in the batch as negatives, so the logQ counts (all ratings) still hold.
         self._min_rating = min_rating
         self.query_tower = query_tower
         self.candidate_tower = candidate_tower
@@ -188,31 +188,32 @@ class RetrievalModel(tfrs.models.Model):
         self._remove_accidental_hits = hp.remove_accidental_hits
         self._sampling_probability = None
         if hp.popularity_correction:
-            if movie_counts is None:
-                raise ValueError("popularity_correction needs the train split's movie counts")
+            if item_counts is None:
+                raise ValueError("popularity_correction needs the train split's item counts")
             # In-batch negatives are drawn in proportion to popularity; the logQ correction
-            # (Yi et al., 2019) removes that bias, which otherwise buries popular movies.
-            counts = np.maximum(np.asarray(movie_counts, np.float64), 1.0)
+            # (Yi et al., 2019) removes that bias, which otherwise buries popular items.
+            counts = np.maximum(np.asarray(item_counts, np.float64), 1.0)
             self._sampling_probability = tf.constant(counts / counts.sum(), tf.float32)
 
     def compute_loss(self, features, training=False):
         probability = None
         if self._sampling_probability is not None:
             probability = tf.gather(self._sampling_probability,
-                                    features[F.index_name(F.MOVIE_ID)])
-        movie_ids = features[F.index_name(F.MOVIE_ID)] if self._remove_accidental_hits else None
-        weight = None
+                                    features[F.index_name(F.ITEM_ID)])
+        item_ids = features[F.index_name(F.ITEM_ID)] if self._remove_accidental_hits else None
+        weight = features.get(F.WEIGHT)  # a declared log's weights, else every example is 1
         if self._min_rating > 0:
-            weight = tf.cast(features[F.LABEL] >= self._min_rating, tf.float32)
+            kept = tf.cast(features[F.LABEL] >= self._min_rating, tf.float32)
+            weight = kept if weight is None else weight * kept
         return self.task(self.query_tower(features), self.candidate_tower(features),
                          sample_weight=weight, candidate_sampling_probability=probability,
-                         candidate_ids=movie_ids, compute_metrics=False)
+                         candidate_ids=item_ids, compute_metrics=False)
 
 
 class RatingNetwork(tf.keras.layers.Layer):
-    """One rating predictor: user, movie, genre, demographic and declared item and user
+    """One rating predictor: user, item, genre, demographic and declared item and user
     feature embeddings (and numeric declared features) into an MLP
-    (``architecture`` dcn: stacked Cross layers before it), plus per-user and per-movie
+    (``architecture`` dcn: stacked Cross layers before it), plus per-user and per-item
     offsets with ``bias_terms``."""
 
     def __init__(self, sizes: dict[str, int], hp: RankingHParams, mean_rating: float,
@@ -224,9 +225,9 @@ class RatingNetwork(tf.keras.layers.Layer):
         self.users = DeclaredFeatures(sizes, ctx, numeric, F.USER_FEATURE_PREFIX,
                                       name="user_features")
         reg = tf.keras.regularizers.l2(hp.l2) if hp.l2 else None
-        user, movie = F.index_name(F.USER_ID), F.index_name(F.MOVIE_ID)
+        user, item = F.index_name(F.USER_ID), F.index_name(F.ITEM_ID)
         self.user = index_embedding(user, sizes, hp.embedding_dim, embeddings_regularizer=reg)
-        self.movie = index_embedding(movie, sizes, hp.embedding_dim, embeddings_regularizer=reg)
+        self.item = index_embedding(item, sizes, hp.embedding_dim, embeddings_regularizer=reg)
         self.genres = MaskedMeanEmbedding(F.GENRES_INDEX, sizes, ctx)
         self.demographic_names = [n for n in F.USER_INDEX_FEATURES[1:] if n in sizes]
         self.demographics = [index_embedding(n, sizes, ctx) for n in self.demographic_names]
@@ -238,19 +239,19 @@ class RatingNetwork(tf.keras.layers.Layer):
         layers.append(tf.keras.layers.Dense(
             1, bias_initializer=tf.keras.initializers.Constant(mean_rating)))
         self.mlp = tf.keras.Sequential(layers, name="rating_mlp")
-        self.user_bias = self.movie_bias = None
+        self.user_bias = self.item_bias = None
         if hp.bias_terms:
             self.user_bias = index_embedding(user, sizes, 1, embeddings_initializer="zeros",
                                              embeddings_regularizer=reg)
-            self.movie_bias = index_embedding(movie, sizes, 1, embeddings_initializer="zeros",
+            self.item_bias = index_embedding(item, sizes, 1, embeddings_initializer="zeros",
                                               embeddings_regularizer=reg)
 
     def call(self, f: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """(rating, user id embeddings, movie id embeddings): the multitask loss reuses the
+        """(rating, user id embeddings, item id embeddings): the multitask loss reuses the
         embeddings rather than looking them up again."""
-        users, movies = f[F.index_name(F.USER_ID)], f[F.index_name(F.MOVIE_ID)]
-        user_vectors, movie_vectors = self.user(users), self.movie(movies)
-        parts = [user_vectors, movie_vectors, self.genres(f[F.GENRES_INDEX])]
+        users, items = f[F.index_name(F.USER_ID)], f[F.index_name(F.ITEM_ID)]
+        user_vectors, item_vectors = self.user(users), self.item(items)
+        parts = [user_vectors, item_vectors, self.genres(f[F.GENRES_INDEX])]
         parts += [emb(f[n]) for n, emb in zip(self.demographic_names, self.demographics,
                                               strict=True)]
         parts += self.items.parts(f) + self.users.parts(f)
@@ -258,15 +259,15 @@ class RatingNetwork(tf.keras.layers.Layer):
         for cross in self.cross:
             x = cross(x0, x)
         rating = tf.squeeze(self.mlp(x), axis=1)
-        if self.user_bias is not None and self.movie_bias is not None:
-            rating += tf.squeeze(self.user_bias(users), 1) + tf.squeeze(self.movie_bias(movies), 1)
-        return rating, user_vectors, movie_vectors
+        if self.user_bias is not None and self.item_bias is not None:
+            rating += tf.squeeze(self.user_bias(users), 1) + tf.squeeze(self.item_bias(items), 1)
+        return rating, user_vectors, item_vectors
 
 
 class RankingModel(tfrs.models.Model):
     """Predicts the rating with a ``RatingNetwork`` (MSE loss, RMSE metric).
 
-    ``retrieval_weight`` > 0 trains a retrieval task on the network's user and movie id
+    ``retrieval_weight`` > 0 trains a retrieval task on the network's user and item id
     embeddings alongside (multitask).
     """
 
@@ -277,7 +278,7 @@ class RankingModel(tfrs.models.Model):
         self.task = tfrs.tasks.Ranking(
             loss=tf.keras.losses.MeanSquaredError(),
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
-        # Multitask (TFRS's multitask tutorial): the id embeddings also learn which movies a
+        # Multitask (TFRS's multitask tutorial): the id embeddings also learn which items a
         # user rates at all, a signal the rating loss alone does not see.
         self.retrieval_weight = hp.retrieval_weight
         self.retrieval_task = tfrs.tasks.Retrieval() if hp.retrieval_weight > 0 else None
@@ -286,11 +287,11 @@ class RankingModel(tfrs.models.Model):
         return self.network(f)[0]
 
     def compute_loss(self, features, training=False):
-        rating, users, movies = self.network(features)
+        rating, users, items = self.network(features)
         loss = self.task(labels=features[F.LABEL], predictions=rating)
         if self.retrieval_task is not None:
             # The Retrieval task sums over the batch; per example, it compares with the MSE.
-            retrieval = self.retrieval_task(users, movies, compute_metrics=False)
+            retrieval = self.retrieval_task(users, items, compute_metrics=False)
             loss += self.retrieval_weight * retrieval / tf.cast(tf.shape(users)[0], tf.float32)
         return loss
 
@@ -324,30 +325,30 @@ def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optim
 
 
 def build_retrieval(sizes: dict[str, int], hp: RetrievalHParams,
-                    movie_counts: Optional[np.ndarray] = None,
+                    item_counts: Optional[np.ndarray] = None,
                     numeric: Sequence[str] = ()) -> RetrievalModel:
-    """A compiled retrieval model (``movie_counts``: train ratings per movie_id_index;
+    """A compiled retrieval model (``item_counts``: train ratings per item_id_index;
     ``numeric``: the declared numeric features, ``inputs.numeric_features``)."""
     tf.keras.utils.set_random_seed(hp.seed)
     model = RetrievalModel(QueryTower(sizes, hp, numeric, name="query_tower"),
                            CandidateTower(sizes, hp, numeric, name="candidate_tower"), hp,
-                           movie_counts,
+                           item_counts,
                            min_rating=hp.min_rating)
     model.compile(optimizer=make_optimizer(hp.optimizer, hp.learning_rate))
     return model
 
 
-def build_sequential(num_movies: int, hp: SequentialHParams,
-                     movie_counts: Optional[np.ndarray] = None) -> RetrievalModel:
-    """A compiled GRU4Rec model over ``num_movies`` movie ids (``movie_counts`` per id).
+def build_sequential(num_items: int, hp: SequentialHParams,
+                     item_counts: Optional[np.ndarray] = None) -> RetrievalModel:
+    """A compiled GRU4Rec model over ``num_items`` item ids (``item_counts`` per id).
 
-    Features: ``context_movies_index`` (the query) and ``movie_id_index`` (the candidate).
+    Features: ``context_items_index`` (the query) and ``item_id_index`` (the candidate).
     """
     tf.keras.utils.set_random_seed(hp.seed)
     model = RetrievalModel(
-        SequenceQueryTower(num_movies, hp, name="query_tower"),
-        IdTower(F.index_name(F.MOVIE_ID), num_movies, hp.embedding_dim, name="candidate_tower"),
-        hp, movie_counts)
+        SequenceQueryTower(num_items, hp, name="query_tower"),
+        IdTower(F.index_name(F.ITEM_ID), num_items, hp.embedding_dim, name="candidate_tower"),
+        hp, item_counts)
     model.compile(optimizer=make_optimizer(hp.optimizer, hp.learning_rate))
     return model
 

@@ -1,6 +1,6 @@
 """Ranking Trainer: ``run_fn`` (the TFX adapter) over ``train_and_export`` (plain paths).
 
-custom_config: ``hparams`` (``RankingHParams`` as a dict). The catalogue (movie features at
+custom_config: ``hparams`` (``RankingHParams`` as a dict). The catalogue (item features at
 request time) comes from the Trainer's ``catalogue`` input (``fn_args.catalogue_uri``).
 """
 
@@ -92,12 +92,12 @@ def export_model(model: models.RankingModel, data: TrainingData, path: str,
     module = export.RankingExport(
         model, export.ServingFeatures(data.tft_output, data.sizes, data.catalogue, data.stats))
     users = [u.decode() for u in data.stats.users.ids[:2]]
-    movies = [m.decode() for m, _ in data.stats.popular(2)]
+    items = [m.decode() for m, _ in data.stats.popular(2)]
     metadata = export_metadata(
         MODEL_KIND, data, training, mean_rating=data.stats.mean_rating,
         trainer_eval_rmse=trainer_eval_rmse,
-        warmup_inputs={"user_id": [u for u in users for _ in movies],
-                       "movie_id": movies * len(users)},
+        warmup_inputs={"user_id": [u for u in users for _ in items],
+                       "item_id": items * len(users)},
         warm_start=start.to_dict() if start else None)
     export.save(module, path, metadata)
     members = model.members if isinstance(model, models.RankingEnsemble) else [model]

@@ -1,6 +1,6 @@
 """Retrieval Trainer: ``run_fn`` (the TFX adapter) over ``train_and_export`` (plain paths).
 
-custom_config: ``hparams`` (``RetrievalHParams`` as a dict), ``serving_k`` (movies returned
+custom_config: ``hparams`` (``RetrievalHParams`` as a dict), ``serving_k`` (items returned
 by ``serving_default``) and ``eval_k`` (the k of the top-k accuracy the evaluate signature
 reports). The catalogue comes from the Trainer's ``catalogue`` input channel
 (``fn_args.catalogue_uri``, set by ``components.recsys_trainer``).
@@ -36,7 +36,7 @@ def train(data: TrainingData, hp: RetrievalHParams, train_files: list[str],
           model: Optional[models.RetrievalModel] = None, epochs: Optional[int] = None):
     """Fits the two-tower model (``model``: one already built, e.g. warm-started, trained
     ``epochs``); returns (model, Keras history, seconds)."""
-    model = model or models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts,
+    model = model or models.build_retrieval(data.sizes, hp, data.stats.item_index_counts,
                                             numeric=data.numeric)
     epochs = epochs or hp.epochs
     started = time.monotonic()
@@ -47,9 +47,9 @@ def train(data: TrainingData, hp: RetrievalHParams, train_files: list[str],
 
 
 def rated_by_user(data: TrainingData, train_files: list[str]):
-    """The exclusion list: catalogue rows each train user rated (``inputs.rated_movies``)."""
+    """The exclusion list: catalogue rows each train user rated (``inputs.rated_items``)."""
     users = data.stats.users.ids
-    return inputs.rated_movies(data.dataset(train_files), users, data.catalogue)
+    return inputs.rated_items(data.dataset(train_files), users, data.catalogue)
 
 
 def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
@@ -60,7 +60,7 @@ def export_model(model: models.RetrievalModel, data: TrainingData, path: str, *,
                  exclude: Optional[bool] = None) -> ExportMetadata:
     """Saves the brute-force export of a trained model; returns its metadata.
 
-    ``rated`` (see ``rated_by_user``): the movies each user rated, exported for the two-stage
+    ``rated`` (see ``rated_by_user``): the items each user rated, exported for the two-stage
     recommender; ``exclude`` (default: when given) also drops them when serving and
     evaluating this model. ``hp`` (default: the defaults) sets the unknown users' fallback.
     """
@@ -93,7 +93,7 @@ def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_di
     """Trains the two-tower model, from ``base_model`` when it fits (``warm_start.py``), and
     saves the brute-force export; returns its metadata."""
     data = load_training_data(transform_dir, train_files, catalogue_dir)
-    model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts,
+    model = models.build_retrieval(data.sizes, hp, data.stats.item_index_counts,
                                             numeric=data.numeric)
     start = start_from(base_model, [model], MODEL_KIND, data, train_files, hp)
     model, history, seconds = train(data, hp, train_files, model=model, epochs=start.epochs)

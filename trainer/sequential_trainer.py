@@ -7,8 +7,8 @@ Each rating's context is the same user's train ratings *strictly* before it, rea
 train split's time-sorted ``inputs.UserHistory`` by ``inputs.history_context``: the training
 input, the ``evaluate`` signature TFMA calls and the ``recommend`` signature all use that one
 function over the one table (exported with the model), so what the model was trained on and
-what it is evaluated and served with cannot drift apart. The candidates are the movie
-vocabulary (an id-only model has nothing to say about a movie no one rated in train).
+what it is evaluated and served with cannot drift apart. The candidates are the item
+vocabulary (an id-only model has nothing to say about an item no one rated in train).
 """
 
 from __future__ import annotations
@@ -36,20 +36,20 @@ MODEL_KIND = nodes.SEQUENTIAL.name
 
 def with_context(dataset: tf.data.Dataset, history: inputs.UserHistory,
                  length: int) -> tf.data.Dataset:
-    """Adds ``context_movies_index`` (``inputs.history_context``) to batched model features."""
-    keys, movies = tf.constant(history.keys), tf.constant(history.movies)
+    """Adds ``context_items_index`` (``inputs.history_context``) to batched model features."""
+    keys, items = tf.constant(history.keys), tf.constant(history.items)
 
     def add(f):
         return {**f, F.CONTEXT_INDEX: inputs.history_context(
-            keys, movies, f[F.index_name(F.USER_ID)], f[F.TIMESTAMP], length)}
+            keys, items, f[F.index_name(F.USER_ID)], f[F.TIMESTAMP], length)}
     return dataset.map(add, num_parallel_calls=inputs.AUTOTUNE).prefetch(inputs.AUTOTUNE)
 
 
 def train(data: TrainingData, hp: SequentialHParams, train_files: list[str],
           history: inputs.UserHistory, callbacks: Sequence[tf.keras.callbacks.Callback] = ()):
     """Fits GRU4Rec; returns (model, Keras history, seconds)."""
-    model = models.build_sequential(data.sizes[F.index_name(F.MOVIE_ID)], hp,
-                                    data.stats.movie_index_counts)
+    model = models.build_sequential(data.sizes[F.index_name(F.ITEM_ID)], hp,
+                                    data.stats.item_index_counts)
     started = time.monotonic()
     fit = model.fit(with_context(data.dataset(train_files, hp.batch_size, shuffle=True,
                                               seed=hp.seed), history, hp.context_length),
@@ -62,14 +62,14 @@ def export_model(model: models.RetrievalModel, data: TrainingData, history: inpu
                  path: str, *, hp: SequentialHParams, serving_k: int, eval_k: int,
                  training: Optional[Training] = None) -> ExportMetadata:
     """Saves the GRU4Rec export (``export.SequentialHistoryExport``); returns its metadata."""
-    vocabulary = np.array(data.tft_output.vocabulary_by_name(F.MOVIE_ID), dtype=object)
+    vocabulary = np.array(data.tft_output.vocabulary_by_name(F.ITEM_ID), dtype=object)
     rows = np.arange(len(vocabulary), dtype=np.int64)
-    embeddings = model.candidate_tower({F.index_name(F.MOVIE_ID): rows}).numpy()
+    embeddings = model.candidate_tower({F.index_name(F.ITEM_ID): rows}).numpy()
     features = export.ServingFeatures(data.tft_output, data.sizes, data.catalogue, data.stats)
     module = export.SequentialHistoryExport(
         model.query_tower, vocabulary, embeddings, k=serving_k, context_length=hp.context_length,
         history=history, features=features, eval_k=eval_k)
-    # Warm-up: the most-rated movies as a context, and an empty one (a user's first visit);
+    # Warm-up: the most-rated items as a context, and an empty one (a user's first visit);
     # for ``recommend``, two train users at the latest train time.
     popular = [m.decode() for m, _ in data.stats.popular(hp.context_length)]
     users = [u.decode() for u in data.stats.users.ids[:2]]
@@ -77,7 +77,7 @@ def export_model(model: models.RetrievalModel, data: TrainingData, history: inpu
         MODEL_KIND, data, training, serving_k=min(serving_k, len(vocabulary)), eval_k=eval_k,
         context_length=hp.context_length, candidates=len(vocabulary),
         history_ratings=int(len(history.keys) - 1),
-        warmup_inputs={"context_movies": [popular, [""] * len(popular)],
+        warmup_inputs={"context_items": [popular, [""] * len(popular)],
                        "user_id": (users * 2)[:2],
                        "timestamp": [data.stats.latest_timestamp] * 2})
     export.save(module, path, metadata)

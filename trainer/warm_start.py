@@ -2,7 +2,7 @@
 
 A scheduled run retrains on a window that mostly overlaps the last one, so starting from the
 served model and training a few epochs (``warm_epochs``) reaches its quality in a fraction of
-the time. The vocabularies move between windows, though: users and movies arrive and leave,
+the time. The vocabularies move between windows, though: users and items arrive and leave,
 so row i of an embedding is not the same user in two Transform outputs. Embedding rows are
 therefore mapped by vocabulary *value*: a value in both vocabularies keeps its row, a new one
 keeps its fresh initialization, a vanished one is dropped; out-of-vocabulary rows map onto

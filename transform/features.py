@@ -7,11 +7,14 @@ the transformed names and the vocabularies. Nothing else spells a feature name.
 
 # --- Raw features written by the MovieLens ExampleGen -------------------------------------
 USER_ID = "user_id"
-MOVIE_ID = "movie_id"
-MOVIE_TITLE = "movie_title"
-MOVIE_GENRES = "movie_genres"  # variable-length list of genre names
+ITEM_ID = "item_id"
+ITEM_TITLE = "item_title"
+ITEM_GENRES = "item_genres"  # variable-length list of genre names
 TIMESTAMP = "timestamp"  # seconds since the Unix epoch
 USER_RATING = "user_rating"  # label
+# A declared log's interactions.weight_column: how much the retrieval loss counts the example.
+# Passed through Transform unchanged; absent where none is declared (every example counts 1).
+WEIGHT = "interaction_weight"
 
 # Demographics: present in MovieLens 100K and 1M, absent from the GroupLens CSV layout.
 USER_GENDER = "user_gender"
@@ -21,20 +24,20 @@ USER_ZIP_CODE = "user_zip_code"
 
 DEMOGRAPHIC_FEATURES = (USER_GENDER, USER_AGE, USER_OCCUPATION, USER_ZIP_CODE)
 
-# Features describing a movie: the catalogue output of ExampleGen holds exactly these.
-MOVIE_FEATURES = (MOVIE_ID, MOVIE_TITLE, MOVIE_GENRES)
+# Features describing an item: the catalogue output of ExampleGen holds exactly these.
+ITEM_FEATURES = (ITEM_ID, ITEM_TITLE, ITEM_GENRES)
 
-# Sequential context (``data/sequences.py``): the movie ids the user rated strictly before this
+# Sequential context (``data/sequences.py``): the item ids the user rated strictly before this
 # rating, oldest first, left-padded with "" to the configured length.
-CONTEXT_MOVIES = "context_movies"
+CONTEXT_ITEMS = "context_items"
 
 # --- Categorical features that get a tf.Transform vocabulary -------------------------------
 # Vocabulary file name == raw feature name, so `vocabulary_file_by_name(USER_ID)` is obvious.
 # Zip codes are deliberately not vocabularized: too sparse to learn from at this data size.
-VOCAB_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE, MOVIE_GENRES)
+VOCAB_FEATURES = (USER_ID, ITEM_ID, ITEM_TITLE, ITEM_GENRES)
 DEMOGRAPHIC_VOCAB_FEATURES = (USER_GENDER, USER_AGE, USER_OCCUPATION)
 
-# Out-of-vocabulary buckets appended after each vocabulary (unknown users/movies at serving).
+# Out-of-vocabulary buckets appended after each vocabulary (unknown users/items at serving).
 NUM_OOV_BUCKETS = 1
 # Quantile buckets of the timestamp, unless [transform] timestamp_buckets says otherwise.
 DEFAULT_TIMESTAMP_BUCKETS = 100
@@ -123,12 +126,12 @@ TIMESTAMP_BUCKET = "timestamp_bucket"  # quantile bucket id, int64 in [0, timest
 TIMESTAMP_Z = "timestamp_z"  # z-score normalized timestamp, float32
 # Title words (lower-cased alphanumeric runs, the release year included): the vocabulary is
 # named after this, and the ids are a variable-length list like the genres.
-MOVIE_TITLE_TOKENS = "movie_title_tokens"
+ITEM_TITLE_TOKENS = "item_title_tokens"
 LABEL = USER_RATING  # passed through unchanged
 
 # Raw string ids are also passed through: serving returns them and Trainers key on them. The
 # raw timestamp gives the Trainer the latest training time (the default request time).
-PASSTHROUGH_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE, TIMESTAMP)
+PASSTHROUGH_FEATURES = (USER_ID, ITEM_ID, ITEM_TITLE, TIMESTAMP)
 
 # --- Model inputs (Trainers) ---------------------------------------------------------------
 # Trainers see each transformed feature as a dense batch: ids and floats as [batch], id lists
@@ -136,21 +139,21 @@ PASSTHROUGH_FEATURES = (USER_ID, MOVIE_ID, MOVIE_TITLE, TIMESTAMP)
 LIST_PADDING = -1
 USER_INDEX_FEATURES = (index_name(USER_ID),) + tuple(
     index_name(n) for n in DEMOGRAPHIC_VOCAB_FEATURES)
-MOVIE_INDEX_FEATURES = (index_name(MOVIE_ID), index_name(MOVIE_TITLE))
-GENRES_INDEX = index_name(MOVIE_GENRES)
-TITLE_TOKENS_INDEX = index_name(MOVIE_TITLE_TOKENS)
-# The id-list features of a movie; TITLE_TOKENS_INDEX is absent from Transform outputs made
+ITEM_INDEX_FEATURES = (index_name(ITEM_ID), index_name(ITEM_TITLE))
+GENRES_INDEX = index_name(ITEM_GENRES)
+TITLE_TOKENS_INDEX = index_name(ITEM_TITLE_TOKENS)
+# The id-list features of an item; TITLE_TOKENS_INDEX is absent from Transform outputs made
 # before it existed, so readers take the ones a Transform output has.
-MOVIE_LIST_FEATURES = (GENRES_INDEX, TITLE_TOKENS_INDEX)
-# Context movies as movie_id vocabulary ids, [batch, context length], LIST_PADDING for none.
-CONTEXT_INDEX = index_name(CONTEXT_MOVIES)
+ITEM_LIST_FEATURES = (GENRES_INDEX, TITLE_TOKENS_INDEX)
+# Context items as item_id vocabulary ids, [batch, context length], LIST_PADDING for none.
+CONTEXT_INDEX = index_name(CONTEXT_ITEMS)
 
 # tf.Example value kind of every raw feature ("bytes", "int" or "float").
 RAW_FEATURE_KINDS = {
     USER_ID: "bytes",
-    MOVIE_ID: "bytes",
-    MOVIE_TITLE: "bytes",
-    MOVIE_GENRES: "bytes",
+    ITEM_ID: "bytes",
+    ITEM_TITLE: "bytes",
+    ITEM_GENRES: "bytes",
     TIMESTAMP: "int",
     USER_RATING: "float",
     USER_GENDER: "bytes",

@@ -1,11 +1,11 @@
 """tf.Transform ``preprocessing_fn``: vocabularies, timestamp buckets and z-score.
 
 Outputs, named in ``features.py``:
-  * ``<name>_index`` for user_id, movie_id, movie_title, movie_genres (sparse) and, when the
+  * ``<name>_index`` for user_id, item_id, item_title, item_genres (sparse) and, when the
     dataset has them, gender/age/occupation: ids from vocabulary files named after the raw
     feature (plus NUM_OOV_BUCKETS out-of-vocabulary ids). Trainers read the sizes from the
     Transform output, never from code.
-  * ``movie_title_tokens_index`` (sparse): the title's words (``title_tokens``) through a
+  * ``item_title_tokens_index`` (sparse): the title's words (``title_tokens``) through a
     vocabulary Transform fits on them -- the candidate tower's text feature.
   * ``timestamp_bucket``: quantile bucket of the timestamp; ``timestamp_z``: its z-score.
   * ``user_rating`` (label) and the raw ids/title, passed through.
@@ -75,8 +75,8 @@ def preprocessing_fn(inputs: dict[str, Any],
 
     for name in F.VOCAB_FEATURES:
         outputs[F.index_name(name)] = _vocab(inputs[name], name)
-    outputs[F.TITLE_TOKENS_INDEX] = _vocab(title_tokens(inputs[F.MOVIE_TITLE]),
-                                           F.MOVIE_TITLE_TOKENS)
+    outputs[F.TITLE_TOKENS_INDEX] = _vocab(title_tokens(inputs[F.ITEM_TITLE]),
+                                           F.ITEM_TITLE_TOKENS)
     for name in F.DEMOGRAPHIC_VOCAB_FEATURES:
         if name not in inputs:  # the GroupLens CSV layout has no demographics
             continue
@@ -96,6 +96,8 @@ def preprocessing_fn(inputs: dict[str, Any],
         outputs[transformed] = value
 
     outputs[F.LABEL] = inputs[F.USER_RATING]
+    if F.WEIGHT in inputs:  # declared by the log (its schema has it), else every example is 1
+        outputs[F.WEIGHT] = inputs[F.WEIGHT]
     for name in F.PASSTHROUGH_FEATURES:
         outputs[name] = inputs[name]
     return outputs

@@ -1,7 +1,7 @@
 """The ``recsys`` command line: one module per command group, on shared parent parsers.
 
     recsys run         run the pipeline locally (LocalDagRunner)
-    recsys recommend   recommend movies from the served recommender
+    recsys recommend   recommend items from the served recommender
     recsys bulk        every user's top k from the served recommender, as Parquet
     recsys rollback    serve an earlier pushed version again
     recsys promote     move a model's stable label to its canary

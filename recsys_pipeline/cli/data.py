@@ -54,13 +54,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                                layout=args.layout, fmt=args.format)
     if args.layout == "csv":
         print(f"Wrote {shape.num_ratings:,} ratings by {shape.num_users:,} users of "
-              f"{shape.num_movies:,} movies to {args.out} (ratings.csv, movies.csv). "
+              f"{shape.num_items:,} items to {args.out} (ratings.csv, movies.csv). "
               f"Run it: recsys run --data-dir {args.out}")
         return 0
     layout = synthetic.declaration(args.format)
     config = os.path.join(args.out, synthetic.DECLARED_CONFIG)
     print(f"Wrote {shape.num_ratings:,} ratings by {shape.num_users:,} customers of "
-          f"{shape.num_movies:,} products to {args.out} ({layout.files}, {layout.items_file}, "
+          f"{shape.num_items:,} products to {args.out} ({layout.files}, {layout.items_file}, "
           f"and {synthetic.DECLARED_CONFIG} declaring them). Run it: recsys run --config "
           f"{config} --data-dir {args.out}")
     return 0
@@ -83,7 +83,7 @@ def _synth_days(args: argparse.Namespace) -> int:
     shape = arrivals.generate_days(args.out, args.days, args.ratings_per_day, seed=args.seed,
                                    progress=progress)
     print(f"Wrote {shape.days} daily spans of {shape.ratings_per_day:,} ratings ("
-          f"{shape.num_users:,} users and {shape.num_movies:,} movies over all days) to "
+          f"{shape.num_users:,} users and {shape.num_items:,} items over all days) to "
           f"{args.out}. Run them in order: recsys run --data-dir {args.out} --span "
           f"{arrivals.span_number(0)}, then --span {arrivals.span_number(1)}, ...")
     return 0

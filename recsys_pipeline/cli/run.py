@@ -143,10 +143,13 @@ def _choose_span(args: argparse.Namespace, config):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from recsys_pipeline.rundir import check_events_file, check_output_dir, run_lock
+    from recsys_pipeline.metadata import check_metadata_store
+    from recsys_pipeline.rundir import check_events_file, check_names, check_output_dir, run_lock
 
     config = load_config(args)
     check_output_dir(config.output_dir)
+    check_metadata_store(config.metadata_path)
+    check_names(config.output_dir, config.metadata_path)
     if args.events:
         check_events_file(args.events)
     with run_lock(config.output_dir):

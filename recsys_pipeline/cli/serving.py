@@ -13,9 +13,9 @@ from recsys_pipeline.pipeline import nodes
 def register(sub) -> None:
     models = ", ".join(nodes.MODEL_NAMES + nodes.OPTIONAL_MODEL_NAMES)
     rec = sub.add_parser("recommend", parents=run_options(),
-                         help="recommend movies from the pushed models")
+                         help="recommend items from the pushed models")
     rec.add_argument("--user-id", required=True, help="user id as in the dataset, e.g. 42")
-    rec.add_argument("--k", type=int, default=10, help="number of movies (default 10)")
+    rec.add_argument("--k", type=int, default=10, help="number of items (default 10)")
     rec.add_argument("--timestamp", type=int,
                      help="request time in Unix seconds (default: the latest training time)")
     rec.set_defaults(func=_cmd_recommend)
@@ -23,7 +23,7 @@ def register(sub) -> None:
     bulk = sub.add_parser("bulk", parents=run_options(),
                           help="every user's top k from the served recommender, as Parquet")
     bulk.add_argument("--output", required=True, help="the Parquet file to write")
-    bulk.add_argument("--k", type=int, help="movies per user (default: bulk.k)")
+    bulk.add_argument("--k", type=int, help="items per user (default: bulk.k)")
     bulk.set_defaults(func=_cmd_bulk)
 
     rb = sub.add_parser("rollback", parents=run_options(),
@@ -54,12 +54,12 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     for name, path in sorted(result.versions.items()):
         print(f"{name}: {path}")
     if not result.known_user:
-        print(f"User {user_id!r} is not in the training data: showing the most popular movies "
+        print(f"User {user_id!r} is not in the training data: showing the most popular items "
               "instead (retrieval has nothing personal to go on).")
-    print(f"{'#':>3}  {'movie_id':>8}  {'retrieved':>9}  {'rating':>6}  {'score':>6}  title")
+    print(f"{'#':>3}  {'item_id':>8}  {'retrieved':>9}  {'rating':>6}  {'score':>6}  title")
     for i, r in enumerate(result.items, 1):
         found = "-" if r.retrieval_score is None else f"{r.retrieval_score:.3f}"
-        print(f"{i:>3}  {r.movie_id:>8}  {found:>9}  {r.predicted_rating:>6.2f}  "
+        print(f"{i:>3}  {r.item_id:>8}  {found:>9}  {r.predicted_rating:>6.2f}  "
               f"{r.score:>6.2f}  {r.title}")
     return 0
 
@@ -76,13 +76,13 @@ def _cmd_bulk(args: argparse.Namespace) -> int:
     if k < 1:
         raise ConfigError(f"--k must be at least 1 (got {k})")
     model_dir = served_recommender(config.serving_dir)
-    print(f"recommending {k} movies to every user of {model_dir} ...", flush=True)
+    print(f"recommending {k} items to every user of {model_dir} ...", flush=True)
     report = bulk.write(model_dir, os.path.abspath(args.output), k, config.bulk.batch_size,
                         beam.Pipeline(argv=list(config.beam.pipeline_args)))
     print(f"{report.rows} rows ({report.users} users x up to {k}) in {report.seconds:.1f}s: "
           f"{report.files[0]}")
     print(f"catalogue coverage: {report.coverage:.1%} ({report.covered} of "
-          f"{report.catalogue_size} movies)")
+          f"{report.catalogue_size} items)")
     return 0
 
 

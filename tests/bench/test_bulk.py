@@ -24,6 +24,6 @@ def test_bulk_benchmark_prints_its_table(stages, tiny, tmp_path):
          "--repeats", "1"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     users = len({r["user_id"] for r in tiny.raw_train_rows})
-    # Every user has more than 3 unrated movies among the tiny catalogue's 20.
+    # Every user has more than 3 unrated items among the tiny catalogue's 20.
     assert re.search(rf"^\| 1 \| {users} \| {3 * users} \| \d+\.\d% \(\d+ of 20\) \| "
                      r"[\d.]+ \| [\d.]+ \|$", result.stdout, flags=re.M), result.stdout

@@ -26,17 +26,17 @@ def quality():
 
 
 def _split(q, rows):
-    users, movies, ratings = zip(*rows, strict=True)
-    return q.Split(np.array(users, object), np.array(movies, object),
+    users, items, ratings = zip(*rows, strict=True)
+    return q.Split(np.array(users, object), np.array(items, object),
                    np.array(ratings, np.float32), np.zeros(len(rows), np.int64))
 
 
-def test_top_k_accuracy_counts_ranks_with_and_without_seen_movies(quality, monkeypatch):
+def test_top_k_accuracy_counts_ranks_with_and_without_seen_items(quality, monkeypatch):
     monkeypatch.setattr(quality, "KS", (1, 2))
-    movies = np.array([b"a", b"b", b"c"], object)
+    items = np.array([b"a", b"b", b"c"], object)
     train = _split(quality, [(b"u", b"a", 5), (b"v", b"b", 3)])
     test = _split(quality, [(b"u", b"b", 4), (b"v", b"c", 4)])
-    g = quality.Grader(movies, train, test)
+    g = quality.Grader(items, train, test)
     # Scores prefer a > b > c for everyone.
     scores = lambda rows: np.tile([3.0, 2.0, 1.0], (len(rows), 1))  # noqa: E731
     assert g.accuracy(scores, exclude_seen=False) == {1: 0.0, 2: 0.5}  # b is 2nd, c 3rd
@@ -46,12 +46,12 @@ def test_top_k_accuracy_counts_ranks_with_and_without_seen_movies(quality, monke
 
 def test_a_tie_ranks_behind_and_a_non_finite_score_misses(quality, monkeypatch):
     monkeypatch.setattr(quality, "KS", (1, 3))
-    movies = np.array([b"a", b"b", b"c"], object)
+    items = np.array([b"a", b"b", b"c"], object)
     train = _split(quality, [(b"u", b"a", 5)])
     test = _split(quality, [(b"u", b"b", 4), (b"u", b"c", 4)])
-    g = quality.Grader(movies, train, test)
+    g = quality.Grader(items, train, test)
     constant = lambda rows: np.ones((len(rows), 3))  # noqa: E731
-    # Three movies scored alike: each test movie has the two others at least as high.
+    # Three items scored alike: each test item has the two others at least as high.
     np.testing.assert_array_equal(g.ranks(constant, exclude_seen=False), [2, 2])
     assert g.accuracy(constant, exclude_seen=False) == {1: 0.0, 3: 1.0}
     nan = lambda rows: np.full((len(rows), 3), np.nan)  # noqa: E731
@@ -70,15 +70,15 @@ def test_leave_last_out_holds_out_each_users_latest_rating(quality, tmp_path):
                                  "2\t3\t4\t5\n2\t1\t2\t6\n")
     seq = quality.leave_last_out(str(data), 2, str(tmp_path / "work"),
                                  PipelineConfig().beam.pipeline_args)
-    held_out = dict(zip(seq.test.users, zip(seq.test.movies, map(tuple, seq.test_context),
+    held_out = dict(zip(seq.test.users, zip(seq.test.items, map(tuple, seq.test_context),
                                             strict=True), strict=True))
     assert held_out == {"1": ("3", ("1", "2")), "2": ("1", ("", "3"))}
-    train = sorted(zip(seq.train.users, seq.train.movies, map(tuple, seq.train_context),
+    train = sorted(zip(seq.train.users, seq.train.items, map(tuple, seq.train_context),
                        strict=True))
     assert train == [("1", "1", ("", "")), ("1", "2", ("", "1")), ("2", "3", ("", ""))]
-    g = quality.Grader(np.unique(seq.train.movies), seq.train, seq.test)
+    g = quality.Grader(np.unique(seq.train.items), seq.train, seq.test)
     # m2 was rated only by u1, in train: unknown ids and padding become LIST_PADDING.
-    np.testing.assert_array_equal(quality.movie_rows(g, seq.test_context), [[0, 1], [-1, 2]])
+    np.testing.assert_array_equal(quality.item_rows(g, seq.test_context), [[0, 1], [-1, 2]])
 
 
 def test_ease_recommends_what_co_occurs(quality):
@@ -86,9 +86,9 @@ def test_ease_recommends_what_co_occurs(quality):
     rows = [(f"u{i}".encode(), m, 4) for i in range(20) for m in (b"a", b"b")]
     rows += [(f"w{i}".encode(), m, 4) for i in range(20) for m in (b"c", b"d")]
     rows += [(b"x", b"a", 4), (b"y", b"c", 4)]
-    movies = np.array([b"a", b"b", b"c", b"d"], object)
+    items = np.array([b"a", b"b", b"c", b"d"], object)
     test = _split(quality, [(b"x", b"b", 5), (b"y", b"d", 5)])
-    g = quality.Grader(movies, _split(quality, rows), test)
+    g = quality.Grader(items, _split(quality, rows), test)
     scores = quality.ease_scores(g, lam=1.0)(np.arange(2))
     assert scores[0].argmax() in (0, 1) and scores[0][1] > scores[0][2]
     assert scores[1][3] > scores[1][0]
@@ -96,8 +96,8 @@ def test_ease_recommends_what_co_occurs(quality):
 
 def test_biased_mf_beats_the_global_mean_on_low_rank_ratings(quality):
     rng = np.random.default_rng(0)
-    users, movies = rng.normal(size=(60, 2)), rng.normal(size=(40, 2))
-    full = np.clip(3.5 + users @ movies.T + rng.normal(0, 0.1, (60, 40)), 1, 5)
+    users, items = rng.normal(size=(60, 2)), rng.normal(size=(40, 2))
+    full = np.clip(3.5 + users @ items.T + rng.normal(0, 0.1, (60, 40)), 1, 5)
     cells = [(u, m) for u in range(60) for m in range(40)]
     order = rng.permutation(len(cells))
     pick = lambda idx: [(f"u{cells[i][0]}".encode(), f"m{cells[i][1]}".encode(),  # noqa: E731
@@ -149,11 +149,11 @@ def test_quality_benchmark_one_seed_on_a_subset(real_ml100k, tmp_path):
     assert 'seed = 3' in (tmp_path / "work" / "seed-3" / "bench-quality.toml").read_text()
 
 
-def test_popularity_breaks_ties_so_that_tied_movies_do_not_share_the_best_rank(quality):
-    movies = np.array([b"a", b"b", b"c", b"d"], object)
+def test_popularity_breaks_ties_so_that_tied_items_do_not_share_the_best_rank(quality):
+    items = np.array([b"a", b"b", b"c", b"d"], object)
     train = _split(quality, [(b"u", b"a", 4), (b"v", b"a", 4), (b"u", b"b", 4), (b"v", b"c", 4)])
     test = _split(quality, [(b"w", b"b", 4), (b"w", b"c", 4), (b"w", b"d", 4)])
-    g = quality.Grader(movies, train, test)
+    g = quality.Grader(items, train, test)
     # a (2 ratings) first, then b and c (1 each) in catalogue order, then d.
     np.testing.assert_array_equal(g.ranks(quality.popularity_scores(g), exclude_seen=False),
                                   [1, 2, 3])

@@ -113,7 +113,7 @@ def test_replay_benchmark_on_two_tiny_days(tmp_path):
                      out, flags=re.M), out
     # Day 2: trained on day 1 warm from day 1's model, both models scored on day 2.
     assert re.search(rf"^\| 2 \| {second} \| 800 \| {number} / {number} \| {number} / {number}"
-                     rf" \| (yes|no)/(yes|no) \| (\d+|-) \| against span {first}: movie_id "
+                     rf" \| (yes|no)/(yes|no) \| (\d+|-) \| against span {first}: item_id "
                      r"\d\.\d+, user_rating \d\.\d+ \| [\d.]+ \(w\) \| [\d.]+ \(w\) \| \d+ \| "
                      rf"{number} \| {number} \| {number} \| 0\.\d\d \| {number} \| {number} \|",
                      out, flags=re.M), out

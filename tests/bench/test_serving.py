@@ -18,13 +18,13 @@ BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench" / "serving.py"
 class _Retrieval(tf.Module):
     """query_embedding(user_id, timestamp) and candidate_embeddings, like the real export."""
 
-    def __init__(self, users, dim=8, movies=60):
+    def __init__(self, users, dim=8, items=60):
         super().__init__()
         rng = np.random.default_rng(1)
         self.users = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             tf.constant(users), tf.range(len(users), dtype=tf.int64)), default_value=0)
         self.user_vectors = tf.Variable(rng.standard_normal((len(users), dim)), dtype=tf.float32)
-        self.candidate_embeddings = tf.Variable(rng.standard_normal((movies, dim)),
+        self.candidate_embeddings = tf.Variable(rng.standard_normal((items, dim)),
                                                 dtype=tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),

@@ -16,8 +16,8 @@ from recsys_pipeline.transform import features as F
 
 
 def _example(gender=b"M", rating=4.0):
-    return to_example({F.USER_ID: [b"1"], F.MOVIE_ID: [b"2"], F.MOVIE_TITLE: [b"T"],
-                       F.MOVIE_GENRES: [b"Drama"], F.TIMESTAMP: [880000000],
+    return to_example({F.USER_ID: [b"1"], F.ITEM_ID: [b"2"], F.ITEM_TITLE: [b"T"],
+                       F.ITEM_GENRES: [b"Drama"], F.TIMESTAMP: [880000000],
                        F.USER_RATING: [rating], F.USER_GENDER: [gender], F.USER_AGE: [30],
                        F.USER_OCCUPATION: [b"writer"], F.USER_ZIP_CODE: [b"12345"]})
 

@@ -54,17 +54,17 @@ def test_joined_examples_split_reproducibly(tmp_path, ml100k):
     assert sum(len(r) for r in rows.values()) == 4
     for split, exs in rows.items():
         for ex in exs:
-            want = splits.random_split(ex[F.USER_ID][0].decode(), ex[F.MOVIE_ID][0].decode(),
+            want = splits.random_split(ex[F.USER_ID][0].decode(), ex[F.ITEM_ID][0].decode(),
                                        ex[F.TIMESTAMP][0], seed=7, eval_fraction=0.5)
             assert want == split
-    cafe = [ex for exs in rows.values() for ex in exs if ex[F.MOVIE_ID] == [b"2"]][0]
-    assert cafe[F.MOVIE_TITLE] == ["Café au lait (1993)".encode()]
-    assert cafe[F.MOVIE_GENRES] == [b"Action", b"Comedy"]
+    cafe = [ex for exs in rows.values() for ex in exs if ex[F.ITEM_ID] == [b"2"]][0]
+    assert cafe[F.ITEM_TITLE] == ["Café au lait (1993)".encode()]
+    assert cafe[F.ITEM_GENRES] == [b"Action", b"Comedy"]
     assert cafe[F.USER_GENDER] == [b"M"] and cafe[F.USER_AGE] == [24]
     assert cafe[F.USER_RATING] == [3.0] and cafe[F.TIMESTAMP] == [876893171]
-    movies = _read(catalogue.uri, "catalogue")
-    assert [m[F.MOVIE_ID] for m in movies] == [[b"1"], [b"2"], [b"3"]]
-    assert set(movies[0]) == set(F.MOVIE_FEATURES)
+    items = _read(catalogue.uri, "catalogue")
+    assert [m[F.ITEM_ID] for m in items] == [[b"1"], [b"2"], [b"3"]]
+    assert set(items[0]) == set(F.ITEM_FEATURES)
 
 
 def test_csv_layout_has_no_demographics(tmp_path, csv_dataset):
@@ -72,7 +72,7 @@ def test_csv_layout_has_no_demographics(tmp_path, csv_dataset):
     rows = _read(examples.uri, "train") + _read(examples.uri, "eval")
     assert len(rows) == 3
     assert all(F.USER_GENDER not in r for r in rows)
-    assert [r[F.MOVIE_GENRES] for r in rows if r[F.MOVIE_ID] == [b"3"]] == [[]]
+    assert [r[F.ITEM_GENRES] for r in rows if r[F.ITEM_ID] == [b"3"]] == [[]]
 
 
 def test_temporal_split_with_explicit_and_derived_cutoff(tmp_path, ml100k):
@@ -92,7 +92,7 @@ def test_orphans_below_threshold_are_dropped(tmp_path):
                                       "2\t3\t4\t878542960\n9\t1\t1\t875071561\n")
     examples, _ = _run(tmp_path, d, max_orphans=0.5)
     kept = _read(examples.uri, "train") + _read(examples.uri, "eval")
-    assert sorted(r[F.MOVIE_ID][0] for r in kept) == [b"1", b"3"]
+    assert sorted(r[F.ITEM_ID][0] for r in kept) == [b"1", b"3"]
 
 
 def test_orphans_above_threshold_fail_and_leave_no_output(tmp_path):
@@ -101,7 +101,7 @@ def test_orphans_above_threshold_fail_and_leave_no_output(tmp_path):
         _run(tmp_path, d)
     msg = str(e.value)
     assert "1 of 2 ratings (50.00%)" in msg and "max_orphan_fraction = 0.01" in msg
-    assert "u.data line 2: movie id 99 is not in the movie file" in msg
+    assert "u.data line 2: item id 99 is not in the item file" in msg
     assert _holds_nothing(tmp_path / "examples") and _holds_nothing(tmp_path / "catalogue")
 
 
@@ -118,13 +118,13 @@ def test_duplicate_ratings_fail_naming_the_pair_and_lines_and_leave_no_output(tm
     with pytest.raises(DataError) as e:
         _run(tmp_path, d)
     msg = str(e.value)
-    assert "u.data: 1 user/movie pair(s) are rated more than once" in msg
-    assert "user 1 rated movie 1 2 times (lines 1, 3)" in msg
+    assert "u.data: 1 user/item pair(s) are rated more than once" in msg
+    assert "user 1 rated item 1 2 times (lines 1, 3)" in msg
     assert _holds_nothing(tmp_path / "examples") and _holds_nothing(tmp_path / "catalogue")
 
 
 def test_a_span_is_read_from_its_folder_with_the_shared_catalogue(tmp_path, ml100k):
-    # span-2 holds two of the ratings; the movie and user files stay in the parent.
+    # span-2 holds two of the ratings; the item and user files stay in the parent.
     (ml100k / "span-2").mkdir()
     (ml100k / "span-2" / "u.data").write_text("1\t2\t3\t876893171\n2\t3\t4\t878542960\n")
     (ml100k / "span-1").mkdir()
@@ -132,9 +132,9 @@ def test_a_span_is_read_from_its_folder_with_the_shared_catalogue(tmp_path, ml10
     examples, catalogue = _run(tmp_path, ml100k, span=2)
     assert examples.span == 2 and catalogue.span == 2
     rows = _read(examples.uri, "train") + _read(examples.uri, "eval")
-    assert sorted(r[F.MOVIE_ID][0] for r in rows) == [b"2", b"3"]
-    assert {r[F.MOVIE_TITLE][0] for r in rows} == {"Café au lait (1993)".encode(), b"Heat (1995)"}
-    assert [m[F.MOVIE_ID] for m in _read(catalogue.uri, "catalogue")] == [[b"1"], [b"2"], [b"3"]]
+    assert sorted(r[F.ITEM_ID][0] for r in rows) == [b"2", b"3"]
+    assert {r[F.ITEM_TITLE][0] for r in rows} == {"Café au lait (1993)".encode(), b"Heat (1995)"}
+    assert [m[F.ITEM_ID] for m in _read(catalogue.uri, "catalogue")] == [[b"1"], [b"2"], [b"3"]]
 
 
 def test_on_kubeflow_the_step_chooses_the_span_from_its_registry(tmp_path, ml100k):
@@ -187,15 +187,15 @@ def test_a_declared_log_keeps_the_newest_repeat_and_its_item_table(tmp_path):
     d, layout = _declared(tmp_path)
     examples, catalogue = _run(tmp_path, d, layout="interactions", interactions=layout)
     rows = _read(examples.uri, "train") + _read(examples.uri, "eval")
-    got = sorted((r[F.USER_ID][0], r[F.MOVIE_ID][0], r[F.USER_RATING][0], r[F.MOVIE_TITLE][0],
-                  r[F.MOVIE_GENRES]) for r in rows)
+    got = sorted((r[F.USER_ID][0], r[F.ITEM_ID][0], r[F.USER_RATING][0], r[F.ITEM_TITLE][0],
+                  r[F.ITEM_GENRES]) for r in rows)
     assert got == [(b"u1", b"sku-a", 2.0, b"Kettle", [b"kitchen", b"red"]),
                    (b"u1", b"sku-b", 1.0, b"Lamp", []),
                    (b"u2", b"sku-b", 4.0, b"Lamp", []),
                    (b"u3", b"9", 3.0, b"Mug", [b"kitchen"])]
     assert all(F.USER_GENDER not in r for r in rows)
     # The whole item table, rated or not (streamed: in no fixed order).
-    assert sorted(r[F.MOVIE_ID][0] for r in _read(catalogue.uri, "catalogue")) == [
+    assert sorted(r[F.ITEM_ID][0] for r in _read(catalogue.uri, "catalogue")) == [
         b"10", b"9", b"sku-a", b"sku-b"]
 
 
@@ -208,14 +208,14 @@ def test_declared_features_are_written_and_a_user_missing_from_its_table_is_kept
     (d / "users.csv").write_text("who,segment\nu1,Garden\nu2,\n")  # u3 is not listed
     examples, catalogue = _run(tmp_path, d, layout="interactions", interactions=layout)
     rows = _read(examples.uri, "train") + _read(examples.uri, "eval")
-    got = sorted((r[F.USER_ID][0], r[F.MOVIE_ID][0], r.get("item_feature_price"),
+    got = sorted((r[F.USER_ID][0], r[F.ITEM_ID][0], r.get("item_feature_price"),
                   r.get("item_feature_tags"), r.get("user_feature_segment")) for r in rows)
     # A missing value is no feature at all (the schema allows 0 values).
     assert got == [(b"u1", b"sku-a", [9.5], [b"kitchen", b"red"], [b"Garden"]),
                    (b"u1", b"sku-b", None, None, [b"Garden"]),
                    (b"u2", b"sku-b", None, None, None),
                    (b"u3", b"9", [3.0], [b"kitchen"], None)]
-    listed = {r[F.MOVIE_ID][0]: r.get("item_feature_price")
+    listed = {r[F.ITEM_ID][0]: r.get("item_feature_price")
               for r in _read(catalogue.uri, "catalogue")}
     assert listed == {b"9": [3.0], b"10": [1.0], b"sku-a": [9.5], b"sku-b": None}
 
@@ -223,7 +223,7 @@ def test_declared_features_are_written_and_a_user_missing_from_its_table_is_kept
 def test_without_an_item_table_the_catalogue_is_what_the_log_names(tmp_path):
     d, layout = _declared(tmp_path, items=False)
     _, catalogue = _run(tmp_path, d, layout="interactions", interactions=layout)
-    listed = sorted((r[F.MOVIE_ID][0], r[F.MOVIE_TITLE][0], r[F.MOVIE_GENRES])
+    listed = sorted((r[F.ITEM_ID][0], r[F.ITEM_TITLE][0], r[F.ITEM_GENRES])
                     for r in _read(catalogue.uri, "catalogue"))
     assert listed == [(b"9", b"9", []), (b"sku-a", b"sku-a", []), (b"sku-b", b"sku-b", [])]
 

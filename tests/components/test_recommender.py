@@ -66,21 +66,21 @@ def run(stages, tiny, tmp_path):
 
 
 def _numpy_ndcg(model_dir, tiny):
-    """NDCG@K of the saved servable's graded lists (``gate_serve``: only the train movies
+    """NDCG@K of the saved servable's graded lists (``gate_serve``: only the train items
     dropped), computed here from the raw eval rows."""
     first, gains = {}, {}
     for r in tiny.raw_eval_rows:
         user = r["user_id"]
         first[user] = min(first.get(user, r["timestamp"]), r["timestamp"])
-        gains.setdefault(user, {})[r["movie_id"]] = r["user_rating"]
+        gains.setdefault(user, {})[r["item_id"]] = r["user_rating"]
     users = sorted(gains)
     loaded = tf.saved_model.load(model_dir)
     served = loaded.gate_serve(
         user_id=tf.constant(users), timestamp=tf.constant([first[u] for u in users], tf.int64),
         k=tf.constant([K] * len(users), tf.int64))
     scores = []
-    for user, movies in zip(users, served["movie_ids"].numpy(), strict=True):
-        dcg = sum(gains[user].get(m, 0.0) / math.log2(i + 2) for i, m in enumerate(movies))
+    for user, items in zip(users, served["item_ids"].numpy(), strict=True):
+        dcg = sum(gains[user].get(m, 0.0) / math.log2(i + 2) for i, m in enumerate(items))
         best = sorted(gains[user].values(), reverse=True)[:K]
         scores.append(dcg / sum(g / math.log2(i + 2) for i, g in enumerate(best)))
     return float(np.mean(scores))
@@ -96,18 +96,18 @@ def test_builds_both_variants_and_scores_their_lists_as_numpy_does(run, tiny, tm
         assert export.read_metadata(saved).kind == "recommender"
         assert found.metrics[name][metric] == pytest.approx(_numpy_ndcg(saved, tiny), abs=1e-9)
         assert found.metrics[name][metric] > 0
-        # What is served never lists a movie of the examples' splits (here, the eval one).
+        # What is served never lists an item of the examples' splits (here, the eval one).
         seen: dict = {}
         for r in tiny.raw_eval_rows:
-            seen.setdefault(r["user_id"], set()).add(r["movie_id"])
+            seen.setdefault(r["user_id"], set()).add(r["item_id"])
         users = sorted(seen)
         loaded = tf.saved_model.load(saved)
         lists = loaded.signatures["serving_default"](
             user_id=tf.constant(users), timestamp=tf.zeros([len(users)], tf.int64),
-            k=tf.constant([K] * len(users), tf.int64))["movie_ids"].numpy()
-        assert not any(set(movies) & seen[u] for u, movies in zip(users, lists, strict=True))
+            k=tf.constant([K] * len(users), tf.int64))["item_ids"].numpy()
+        assert not any(set(items) & seen[u] for u, items in zip(users, lists, strict=True))
         assert export.read_metadata(saved).seen_pairs == len(
-            {(r["user_id"], r["movie_id"]) for r in tiny.raw_eval_rows})
+            {(r["user_id"], r["item_id"]) for r in tiny.raw_eval_rows})
     assert found.failures == [] and "baseline" not in found.metrics
     [record] = [json.loads(p.read_text()) for p in (tmp_path / "registry").glob("*.json")]
     assert record["model_uri"] == out["model"].uri
@@ -133,7 +133,7 @@ def test_a_bound_failure_names_each_variant(run):
     out = run(bound=1.01)
     reason = out["blessing"].get_string_custom_property("reason")
     assert out["blessing"].get_int_custom_property("blessed") == 0
-    # The two variants list the same movies here: one failure names both.
+    # The two variants list the same items here: one failure names both.
     assert reason.count("is outside its bound (>= 1.01)") == 1 and "(both variants)" in reason
 
 

@@ -170,11 +170,11 @@ def test_warmup_covers_every_signature_its_inputs_can_feed(tmp_path, replay_warm
         "serving_default", "serving_default", "length", "length"]
 
 
-@pytest.mark.parametrize("inputs", [{"user_id": ["1"], "movie_id": ["2"]}])
+@pytest.mark.parametrize("inputs", [{"user_id": ["1"], "item_id": ["2"]}])
 def test_warmup_logs_carry_typed_tensors(inputs):
     (log,) = layout.warmup_logs("ranking", inputs)
     assert {k: v.dtype for k, v in log.predict_log.request.inputs.items()} == {
-        "user_id": tf.string.as_datatype_enum, "movie_id": tf.string.as_datatype_enum}
+        "user_id": tf.string.as_datatype_enum, "item_id": tf.string.as_datatype_enum}
 
 
 def test_copy_tree_reads_models_from_object_storage(tmp_path):

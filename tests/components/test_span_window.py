@@ -28,7 +28,7 @@ def _span_examples(tmp_path, number, train, eval_, user=None, first_time=None):
         with tf.io.TFRecordWriter(path, options="GZIP") as w:
             for i in range(count):
                 w.write(to_example({F.USER_ID: [(user or f"u{number}").encode()],
-                                    F.MOVIE_ID: [f"{split}{i}".encode()],
+                                    F.ITEM_ID: [f"{split}{i}".encode()],
                                     F.USER_RATING: [4.0], F.TIMESTAMP: [start + i]}))
     return artifact
 
@@ -118,7 +118,7 @@ def test_a_span_delivered_again_is_refused_naming_both_spans(tmp_path):
     first = _run(tmp_path, _span_examples(tmp_path, 1, 4, 2), name="w1")
     again = _span_examples(tmp_path / "again", 2, 4, 2, user="u1", first_time=86_400)
     with pytest.raises(DataError, match=r"span 2 repeats 6 of its 6 ratings from span 1 \(same "
-                       r"user, movie and timestamp; e\.g\. user u1, movie train0 at 86400\): "
+                       r"user, item and timestamp; e\.g\. user u1, item train0 at 86400\): "
                        "a span delivered again. Nothing was trained or pushed"):
         _run(tmp_path, again, previous=first, name="w2")
     assert not os.path.exists(tmp_path / "w2" / span_window.WINDOW_FILE)

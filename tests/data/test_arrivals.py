@@ -1,4 +1,4 @@
-"""Daily synthetic spans: calendar-numbered folders the pipeline reads, movies and users
+"""Daily synthetic spans: calendar-numbered folders the pipeline reads, items and users
 arriving, popularity moving, no pair rated twice, and the same bytes from the same seed."""
 
 import csv
@@ -16,37 +16,37 @@ def _ratings(folder):
                 for r in csv.DictReader(f)]
 
 
-def _movies(folder):
+def _items(folder):
     with open(folder / "movies.csv", newline="") as f:
         return {int(r["movieId"]) for r in csv.DictReader(f)}
 
 
-def test_days_arrive_as_spans_with_new_movies_users_and_moving_popularity(tmp_path):
+def test_days_arrive_as_spans_with_new_items_users_and_moving_popularity(tmp_path):
     shape = arrivals.generate_days(str(tmp_path / "d"), 4, 300, seed=3)
     found = spans.list_spans(str(tmp_path / "d"))
     assert [s.number for s in found] == [20250101, 20250102, 20250103, 20250104]
     days = [tmp_path / "d" / f"span-{s.number}" for s in found]
     ratings = [_ratings(d) for d in days]
-    catalogues = [_movies(d) for d in days]
+    catalogues = [_items(d) for d in days]
     assert [len(r) for r in ratings] == [300] * 4
     pairs = [(u, m) for day in ratings for u, m, _, _ in day]
-    assert len(pairs) == len(set(pairs))  # no user rates a movie twice, on any day
+    assert len(pairs) == len(set(pairs))  # no user rates an item twice, on any day
     for day, catalogue in zip(ratings, catalogues, strict=True):
-        assert {m for _, m, _, _ in day} <= catalogue  # only released movies are rated
-    assert catalogues[0] < catalogues[-1]  # movies were released on later days
-    assert len(catalogues[0]) == round(shape.num_movies * arrivals.PRESENT_AT_START)
+        assert {m for _, m, _, _ in day} <= catalogue  # only released items are rated
+    assert catalogues[0] < catalogues[-1]  # items were released on later days
+    assert len(catalogues[0]) == round(shape.num_items * arrivals.PRESENT_AT_START)
     seen = {u for u, _, _, _ in ratings[0]}
     assert {u for u, _, _, _ in ratings[-1]} - seen  # users who were not there on day 1
     times = [t for _, _, _, t in ratings[1]]
     day_2 = datetime.datetime(2025, 1, 2, tzinfo=datetime.timezone.utc).timestamp()
     assert day_2 <= min(times) and max(times) < day_2 + 86_400
     assert {r for day in ratings for _, _, r, _ in day} <= {x / 2 for x in range(1, 11)}
-    share = [np.bincount([m for _, m, _, _ in day], minlength=shape.num_movies + 1) / 300
+    share = [np.bincount([m for _, m, _, _ in day], minlength=shape.num_items + 1) / 300
              for day in ratings]
     assert np.abs(share[0] - share[-1]).max() > 0.01  # popularity moved
     dataset = spans.span_dataset(str(tmp_path / "d"), 20250103)
     assert dataset.spec.kind == "csv"
-    assert len(movielens.load_movies(dataset)) == len(catalogues[2])
+    assert len(movielens.load_items(dataset)) == len(catalogues[2])
 
 
 def test_the_same_seed_writes_the_same_bytes(tmp_path):

@@ -38,15 +38,15 @@ def _log(tmp_path, rows=ROWS):
 def test_a_csv_log_is_read_by_its_declared_columns(tmp_path):
     dataset = _log(tmp_path)
     ratings = list(movielens.iter_ratings(dataset))
-    assert [(r.user_id, r.movie_id, r.rating) for r in ratings] == [
+    assert [(r.user_id, r.item_id, r.rating) for r in ratings] == [
         ("c1", "SKU-1", 8.0), ("c2", "SKU-2", 3.5)]
     assert ratings[0].timestamp == int(datetime.datetime(
         2026, 11, 30, 10, tzinfo=datetime.timezone.utc).timestamp())
     assert ratings[1].timestamp - ratings[0].timestamp == 1800  # 11:30 at +01:00 is 10:30 UTC
     assert ratings[1].where == f"{tmp_path / 'clicks-1.csv'} line 3"
-    items = movielens.load_movies(dataset)
-    assert items["SKU-1"] == movielens.Movie("SKU-1", "Red Kettle", ("kitchen", "red"))
-    assert items["SKU-2"] == movielens.Movie("SKU-2", "Lamp, tall", ())
+    items = movielens.load_items(dataset)
+    assert items["SKU-1"] == movielens.Item("SKU-1", "Red Kettle", ("kitchen", "red"))
+    assert items["SKU-2"] == movielens.Item("SKU-2", "Lamp, tall", ())
     assert movielens.load_users(dataset) is None
     assert movielens.fingerprint(dataset) != movielens.fingerprint(_log(tmp_path, "c1,SKU-1,"
                                                                       "2026-11-30,1\n"))
@@ -72,11 +72,11 @@ def test_a_parquet_log_with_integer_ids_lists_and_timestamps(tmp_path):
                    tmp_path / "items.parquet")
     dataset = movielens.detect_layout(str(tmp_path), "interactions", declaration=layout)
     ratings = list(movielens.iter_ratings(dataset))
-    assert [(r.user_id, r.movie_id, r.rating, r.timestamp) for r in ratings] == [
+    assert [(r.user_id, r.item_id, r.rating, r.timestamp) for r in ratings] == [
         ("7", "100", 4.0, 1_700_000_000), ("8", "200", 5.0, 1_700_000_001)]
     assert ratings[1].where.endswith("log.parquet row 2")
-    assert movielens.load_movies(dataset) == {
-        "100": movielens.Movie("100", "100", ("a", "b")), "200": movielens.Movie("200", "200", ())}
+    assert movielens.load_items(dataset) == {
+        "100": movielens.Item("100", "100", ("a", "b")), "200": movielens.Item("200", "200", ())}
     # A Parquet timestamp column is a time, whatever the declared unit.
     moment = datetime.datetime(2026, 1, 2, 3, 4, 5)
     pq.write_table(pa.table({"user_id": ["u"], "item_id": ["i"], "rating": [1.0],
@@ -91,7 +91,7 @@ def test_without_an_item_table_there_is_no_catalogue_to_load(tmp_path):
     _write(tmp_path / "interactions.csv", "user_id,item_id,timestamp,rating\nu,i,1700000000,3\n")
     dataset = movielens.detect_layout(str(tmp_path), "interactions",
                                       declaration=InteractionsLayout())
-    assert dataset.items_file is None and movielens.load_movies(dataset) == {}
+    assert dataset.items_file is None and movielens.load_items(dataset) == {}
 
 
 def test_span_folders_take_the_item_table_from_their_parent(tmp_path):
@@ -122,6 +122,41 @@ def test_a_bad_row_is_named_by_file_line_and_column(tmp_path, rows, message):
         list(movielens.iter_ratings(dataset))
 
 
+WEIGHTED = InteractionsLayout(**{**LAYOUT.__dict__, "weight_column": "plays"})
+
+
+def _weighted(tmp_path, rows):
+    _write(tmp_path / "clicks-1.csv", "customer,sku,when,stars,plays\n" + rows)
+    _write(tmp_path / "items.csv", "sku,name,tags\nSKU-1,Red Kettle,kitchen\n")
+    return movielens.detect_layout(str(tmp_path), "interactions", declaration=WEIGHTED)
+
+
+def test_a_declared_weight_column_is_read_into_each_interaction_and_its_example(tmp_path):
+    dataset = _weighted(tmp_path, "c1,SKU-1,2026-11-30T10:00:00Z,8,3\n"
+                                  "c2,SKU-1,2026-11-30T10:00:00Z,8,0.5\n")
+    ratings = list(movielens.iter_ratings(dataset))
+    assert [r.weight for r in ratings] == [3.0, 0.5]
+    item = movielens.load_items(dataset)["SKU-1"]
+    assert movielens.join_features(ratings[0], item, None)["interaction_weight"] == [3.0]
+    (tmp_path / "plain").mkdir()
+    assert "interaction_weight" not in movielens.join_features(
+        list(movielens.iter_ratings(_log(tmp_path / "plain")))[0], item, None)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("-1", r"clicks-1.csv line 2: plays '-1' is negative: a weight counts an interaction"),
+    ("nan", r"clicks-1.csv line 2: plays 'nan' is not a finite number \(the interaction's "
+            r"weight, interactions.weight_column\)"),
+    ("many", r"line 2: plays 'many' is not a finite number"),
+    ("", r"line 2: plays '' is not a finite number"),
+])
+def test_a_negative_nan_or_missing_weight_is_named_by_file_line_and_column(tmp_path, value,
+                                                                          message):
+    dataset = _weighted(tmp_path, f"c1,SKU-1,2026-11-30T10:00:00Z,8,{value}\n")
+    with pytest.raises(DataError, match=message):
+        list(movielens.iter_ratings(dataset))
+
+
 @pytest.mark.parametrize("unit, value, message", [
     ("seconds", "1700000000000", "looks like milliseconds"),
     ("milliseconds", "1700000000", "looks like seconds"),
@@ -147,10 +182,10 @@ def test_bad_files_are_named(tmp_path):
                                         r"has: customer, item, when, stars\)"):
         list(movielens.iter_ratings(dataset))
     with pytest.raises(DataError, match=r"items.csv line 3: item id 'A' appears twice"):
-        movielens.load_movies(dataset)
+        movielens.load_items(dataset)
     _write(tmp_path / "items.csv", "sku,title\nA,a\n")
     with pytest.raises(DataError, match=r"items.csv: column 'name' is missing"):
-        movielens.load_movies(dataset)
+        movielens.load_items(dataset)
     (tmp_path / "clicks-1.csv").write_bytes(b"customer,sku,when,stars\nc,\xff,2026-11-30,1\n")
     with pytest.raises(DataError, match=r"clicks-1.csv line 2: not valid UTF-8 \(byte 0xff at "
                                         r"column 3\)"):
@@ -180,6 +215,8 @@ def test_the_declaration_itself_is_checked():
         "interactions: column 'id' is declared for two fields",
         "interactions.min_rating (5) must be below max_rating (1)",
     ]
+    assert InteractionsLayout(weight_column="rating").problems() == [
+        "interactions: column 'rating' is declared for two fields"]
 
 
 def test_parquet_on_a_remote_filesystem_is_read_through_gfile(tmp_path):
@@ -191,7 +228,7 @@ def test_parquet_on_a_remote_filesystem_is_read_through_gfile(tmp_path):
     tf.io.gfile.makedirs("ram://declared-test")
     tf.io.gfile.copy(str(tmp_path / "log.parquet"), remote, overwrite=True)
     ratings = list(interactions.iter_interactions(InteractionsLayout(files="*.parquet"), remote))
-    assert [(r.user_id, r.movie_id, r.rating) for r in ratings] == [("u", "i", 2.0)]
+    assert [(r.user_id, r.item_id, r.rating) for r in ratings] == [("u", "i", 2.0)]
 
 
 FEATURED = InteractionsLayout(
@@ -218,7 +255,7 @@ def test_declared_item_features_are_read_by_kind_and_may_be_missing(tmp_path):
     dataset = _featured(tmp_path, "sku,name,brand,tags,blurb,price,weight\n"
                                   "SKU-1,Kettle,Acme,kitchen; red ;,Boils fast,19.5,0\n"
                                   "SKU-2,Lamp,,,,,\n")
-    items = movielens.load_movies(dataset)
+    items = movielens.load_items(dataset)
     assert dict(items["SKU-1"].features) == {
         "item_feature_brand": ("Acme",), "item_feature_tags": ("kitchen", "red"),
         "item_feature_blurb": ("Boils fast",), "item_feature_price": (19.5,),
@@ -227,8 +264,8 @@ def test_declared_item_features_are_read_by_kind_and_may_be_missing(tmp_path):
         "item_feature_brand": (), "item_feature_tags": (), "item_feature_blurb": (),
         "item_feature_price": (), "item_feature_weight": ()}
     # ExampleGen writes them as raw features: text as bytes, numbers as floats.
-    assert movielens.movie_features(items["SKU-1"])["item_feature_price"] == [19.5]
-    assert movielens.movie_features(items["SKU-1"])["item_feature_tags"] == [b"kitchen", b"red"]
+    assert movielens.item_features(items["SKU-1"])["item_feature_price"] == [19.5]
+    assert movielens.item_features(items["SKU-1"])["item_feature_tags"] == [b"kitchen", b"red"]
 
 
 def test_declared_item_features_from_parquet_lists_and_integers(tmp_path):
@@ -236,7 +273,7 @@ def test_declared_item_features_from_parquet_lists_and_integers(tmp_path):
         "sku": ["SKU-1", "SKU-2"], "name": ["Kettle", "Lamp"], "brand": [7, None],
         "tags": [["kitchen", "red"], None], "blurb": ["Boils fast", None],
         "price": [19, None], "weight": [1.5, 2.0]}, name="items.parquet")
-    items = movielens.load_movies(dataset)
+    items = movielens.load_items(dataset)
     assert dict(items["SKU-1"].features)["item_feature_brand"] == ("7",)
     assert dict(items["SKU-1"].features)["item_feature_tags"] == ("kitchen", "red")
     assert dict(items["SKU-1"].features)["item_feature_price"] == (19.0,)
@@ -253,7 +290,7 @@ def test_declared_item_features_from_parquet_lists_and_integers(tmp_path):
 def test_a_bad_item_feature_value_is_named_by_file_line_and_column(tmp_path, row, message):
     dataset = _featured(tmp_path, "sku,name,brand,tags,blurb,price,weight\n" + row + "\n")
     with pytest.raises(DataError, match=message):
-        movielens.load_movies(dataset)
+        movielens.load_items(dataset)
 
 
 def test_a_bad_parquet_item_feature_value_is_named_by_row(tmp_path):
@@ -263,15 +300,15 @@ def test_a_bad_parquet_item_feature_value_is_named_by_row(tmp_path):
     dataset = _featured(tmp_path, table, name="items.parquet")
     with pytest.raises(DataError, match=r"items.parquet row 1: brand holds a list; declare it "
                                         r"\"brand:multi_categorical\""):
-        movielens.load_movies(dataset)
+        movielens.load_items(dataset)
     table["brand"] = [1.5, 2.5]
     dataset = _featured(tmp_path, table, name="items.parquet")
     with pytest.raises(DataError, match=r"items.parquet row 1: brand 1.5 is not text or an "
                                         r"integer \(declared categorical\)"):
-        movielens.load_movies(dataset)
+        movielens.load_items(dataset)
     dataset = _featured(tmp_path, "sku,name,brand,tags,blurb,price\nA,a,b,c,d,1\n")
     with pytest.raises(DataError, match=r"items.csv: column 'weight' is missing"):
-        movielens.load_movies(dataset)
+        movielens.load_items(dataset)
 
 
 def test_declared_item_features_are_checked():
@@ -311,7 +348,7 @@ def test_a_declared_user_table_is_read_by_kind_and_joined_to_each_interaction(tm
                                           "user_feature_interests": ("a", "b")}
     assert dict(users["c9"].features)["user_feature_age"] == ()
     rating = next(movielens.iter_ratings(dataset))
-    joined = movielens.join_features(rating, movielens.load_movies(dataset)["SKU-1"],
+    joined = movielens.join_features(rating, movielens.load_items(dataset)["SKU-1"],
                                      users["c1"])
     assert joined["user_feature_segment"] == [b"Garden"] and joined["user_feature_age"] == [34.0]
     # The table is part of the input's fingerprint: a new export reruns ExampleGen.

@@ -16,27 +16,27 @@ def _ratings(path):
 def test_ml100k_layout_parses_latin1_titles_genres_and_demographics(ml100k):
     ds = movielens.detect_layout(str(ml100k))
     assert ds.spec.kind == "ml-100k" and ds.spec.has_demographics
-    movies = movielens.load_movies(ds)
-    assert movies["2"].title == "Café au lait (1993)"
-    assert movies["2"].genres == ("Action", "Comedy")  # names from u.genre, in flag order
-    assert movies["3"].genres == ("Action",)
+    items = movielens.load_items(ds)
+    assert items["2"].title == "Café au lait (1993)"
+    assert items["2"].genres == ("Action", "Comedy")  # names from u.genre, in flag order
+    assert items["3"].genres == ("Action",)
     users = movielens.load_users(ds)
     assert users["2"] == movielens.User("2", "F", 53, "other", "94043")
     ratings = _ratings(ml100k)
-    assert [(r.user_id, r.movie_id, r.rating, r.timestamp, r.line_no) for r in ratings][:2] == [
+    assert [(r.user_id, r.item_id, r.rating, r.timestamp, r.line_no) for r in ratings][:2] == [
         ("1", "1", 5.0, 874965758, 1), ("1", "2", 3.0, 876893171, 2)]
-    feats = movielens.join_features(ratings[1], movies["2"], users["1"])
-    assert feats[F.MOVIE_TITLE] == ["Café au lait (1993)".encode()]
-    assert feats[F.MOVIE_GENRES] == [b"Action", b"Comedy"]
+    feats = movielens.join_features(ratings[1], items["2"], users["1"])
+    assert feats[F.ITEM_TITLE] == ["Café au lait (1993)".encode()]
+    assert feats[F.ITEM_GENRES] == [b"Action", b"Comedy"]
     assert feats[F.USER_AGE] == [24] and feats[F.USER_OCCUPATION] == [b"technician"]
 
 
 def test_ml1m_layout_maps_occupation_codes(ml1m):
     ds = movielens.detect_layout(str(ml1m))
     assert ds.spec.kind == "ml-1m"
-    movies = movielens.load_movies(ds)
-    assert movies["3"].title == "Amélie (2001)"
-    assert movies["1"].genres == ("Animation", "Children's", "Comedy")
+    items = movielens.load_items(ds)
+    assert items["3"].title == "Amélie (2001)"
+    assert items["1"].genres == ("Animation", "Children's", "Comedy")
     users = movielens.load_users(ds)
     assert users["1"].occupation == "K-12 student" and users["1"].age == 1
     assert users["2"].occupation == "self-employed"
@@ -47,13 +47,13 @@ def test_csv_layout_quoted_titles_no_genres_half_stars(csv_dataset):
     ds = movielens.detect_layout(str(csv_dataset))
     assert ds.spec.kind == "csv" and not ds.spec.has_demographics
     assert movielens.load_users(ds) is None
-    movies = movielens.load_movies(ds)
-    assert movies["2"].title == "Dark Knight, The (2008)"
-    assert movies["3"].genres == ()
+    items = movielens.load_items(ds)
+    assert items["2"].title == "Dark Knight, The (2008)"
+    assert items["3"].genres == ()
     ratings = _ratings(csv_dataset)
     assert [r.rating for r in ratings] == [4.0, 0.5, 3.5]
     assert ratings[0].line_no == 2  # the header is line 1
-    assert F.USER_GENDER not in movielens.join_features(ratings[0], movies["1"], None)
+    assert F.USER_GENDER not in movielens.join_features(ratings[0], items["1"], None)
 
 
 def test_missing_data_dir(tmp_path):
@@ -106,7 +106,7 @@ def test_csv_rating_scale_allows_half_stars_but_not_zero(tmp_path):
 
 def test_csv_wrong_header(tmp_path):
     d = make_csv(tmp_path)
-    write(d / "ratings.csv", "user,movie,rating,ts\n1,1,4.0,964982703\n")
+    write(d / "ratings.csv", "user,item,rating,ts\n1,1,4.0,964982703\n")
     with pytest.raises(DataError, match=r"ratings.csv line 1: header"):
         _ratings(d)
 
@@ -118,34 +118,34 @@ def test_empty_ratings_file(tmp_path):
 
 
 def test_wrong_encoding_utf8_file_given_latin1_bytes(tmp_path):
-    d = make_csv(tmp_path, movies="movieId,title,genres\n1,Café (2000),Drama\n")
+    d = make_csv(tmp_path, items="movieId,title,genres\n1,Café (2000),Drama\n")
     (d / "movies.csv").write_bytes("movieId,title,genres\n1,Café (2000),Drama\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"movies.csv line 2: not valid utf-8 \(byte 0xe9"):
-        movielens.load_movies(movielens.detect_layout(str(d)))
+        movielens.load_items(movielens.detect_layout(str(d)))
 
 
 def test_wrong_encoding_latin1_file_saved_as_utf8(tmp_path):
     d = make_ml100k(tmp_path)
     (d / "u.item").write_bytes("1|Café (1995)|x||x|0|0|1\n".encode("utf-8"))
     with pytest.raises(DataError, match=r"u.item line 1: text looks UTF-8 encoded.*latin-1"):
-        movielens.load_movies(movielens.detect_layout(str(d)))
+        movielens.load_items(movielens.detect_layout(str(d)))
 
 
-def test_malformed_movie_and_user_lines(tmp_path):
+def test_malformed_item_and_user_lines(tmp_path):
     d = make_ml100k(tmp_path)
     write(d / "u.item", "1|Toy Story (1995)|x||x|0|1\n")
     with pytest.raises(DataError, match=r"u.item line 1: expected 8 '\|'-separated fields"):
-        movielens.load_movies(movielens.detect_layout(str(d)))
+        movielens.load_items(movielens.detect_layout(str(d)))
     d = make_ml100k(tmp_path / "b")
     write(d / "u.user", "1|24|X|technician|85711\n")
     with pytest.raises(DataError, match=r"u.user line 1: gender 'X' is not M or F"):
         movielens.load_users(movielens.detect_layout(str(d)))
 
 
-def test_duplicate_movie_id(tmp_path):
-    d = make_csv(tmp_path, movies="movieId,title,genres\n1,A (1990),Drama\n1,B (1991),Drama\n")
-    with pytest.raises(DataError, match=r"movies.csv line 3: movie id 1 appears twice"):
-        movielens.load_movies(movielens.detect_layout(str(d)))
+def test_duplicate_item_id(tmp_path):
+    d = make_csv(tmp_path, items="movieId,title,genres\n1,A (1990),Drama\n1,B (1991),Drama\n")
+    with pytest.raises(DataError, match=r"movies.csv line 3: item id 1 appears twice"):
+        movielens.load_items(movielens.detect_layout(str(d)))
 
 
 def test_fingerprint_changes_with_content(ml100k):

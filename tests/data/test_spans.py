@@ -96,7 +96,7 @@ def test_a_span_reads_its_catalogue_beside_it_or_in_the_parent(tmp_path, shared)
     dataset = spans.span_dataset(str(root), 2)
     assert dataset.ratings_path == str(root / "span-2" / "u.data")
     where = root if shared else root / "span-2"
-    assert dataset.movies_path == str(where / "u.item")
+    assert dataset.items_path == str(where / "u.item")
     assert dataset.users_path == str(where / "u.user")
 
 

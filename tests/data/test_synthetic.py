@@ -11,18 +11,18 @@ from recsys_pipeline.data import movielens, synthetic
 
 def _read(path):
     ds = movielens.detect_layout(str(path))
-    return ds, list(movielens.iter_ratings(ds)), movielens.load_movies(ds)
+    return ds, list(movielens.iter_ratings(ds)), movielens.load_items(ds)
 
 
 def test_the_pipeline_parser_reads_it_as_the_grouplens_csv_layout(tmp_path):
     shape = synthetic.generate(str(tmp_path), 6_000, seed=3)
-    ds, ratings, movies = _read(tmp_path)
+    ds, ratings, items = _read(tmp_path)
     assert ds.spec.kind == "csv"
     assert len(ratings) == 6_000 == shape.num_ratings
-    assert len(movies) == shape.num_movies
-    pairs = {(r.user_id, r.movie_id) for r in ratings}
+    assert len(items) == shape.num_items
+    pairs = {(r.user_id, r.item_id) for r in ratings}
     assert len(pairs) == len(ratings)  # no duplicate ratings: ExampleGen would refuse them
-    assert {r.movie_id for r in ratings} <= set(movies)
+    assert {r.item_id for r in ratings} <= set(items)
     assert {r.rating for r in ratings} <= set(ds.spec.allowed_ratings)
     per_user = collections.Counter(r.user_id for r in ratings)
     assert len(per_user) == shape.num_users
@@ -30,7 +30,7 @@ def test_the_pipeline_parser_reads_it_as_the_grouplens_csv_layout(tmp_path):
     times = [r.timestamp for r in ratings]
     assert synthetic.START <= min(times) and max(times) <= synthetic.START + synthetic.SPAN_SECONDS
     assert all(1 <= len(m.genres) <= 3 and set(m.genres) <= set(synthetic.GENRES)
-               for m in movies.values())
+               for m in items.values())
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["movies.csv", "ratings.csv"]), list(tmp_path.iterdir())
 
@@ -38,10 +38,10 @@ def test_the_pipeline_parser_reads_it_as_the_grouplens_csv_layout(tmp_path):
 def test_it_is_shaped_like_movielens(tmp_path):
     synthetic.generate(str(tmp_path), 50_000)
     _, ratings, _ = _read(tmp_path)
-    per_movie = np.sort(np.array(list(collections.Counter(r.movie_id for r in ratings)
+    per_item = np.sort(np.array(list(collections.Counter(r.item_id for r in ratings)
                                       .values())))[::-1]
-    # Power-law popularity: the top 10% of movies draw a large share of the ratings.
-    assert per_movie[: len(per_movie) // 10].sum() / per_movie.sum() > 0.35
+    # Power-law popularity: the top 10% of items draw a large share of the ratings.
+    assert per_item[: len(per_item) // 10].sum() / per_item.sum() > 0.35
     per_user = np.array(list(collections.Counter(r.user_id for r in ratings).values()))
     assert per_user.max() > 5 * np.median(per_user)  # a few very active users
     mean = np.mean([r.rating for r in ratings])
@@ -64,7 +64,7 @@ def test_memory_is_bounded_by_a_chunk_not_by_the_dataset(tmp_path):
         return top
 
     small, large = peak(20_000), peak(160_000)
-    # 8x the ratings (and ~2.8x the movies, which the per-chunk matrix scales with): far
+    # 8x the ratings (and ~2.8x the items, which the per-chunk matrix scales with): far
     # less than 8x the memory, because ratings are written chunk by chunk.
     assert large < 2 * small, (small, large)
 
@@ -79,7 +79,7 @@ def test_too_few_ratings_is_an_error(tmp_path, n):
 def test_small_sizes_have_room_for_distinct_ratings(tmp_path, n):
     synthetic.generate(str(tmp_path), n)
     _, ratings, _ = _read(tmp_path)
-    assert len(ratings) == n == len({(r.user_id, r.movie_id) for r in ratings})
+    assert len(ratings) == n == len({(r.user_id, r.item_id) for r in ratings})
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -94,15 +94,15 @@ def test_the_declared_layout_is_the_same_log_under_its_own_names(tmp_path, fmt):
     ds = movielens.detect_layout(str(tmp_path / "shop"), "interactions",
                                  declaration=config.interactions)
     shop = list(movielens.iter_ratings(ds))
-    _, grouplens, movies = _read(tmp_path / "grouplens")
-    # The same rows, renamed: C<user>, P<movie:05d>, ISO times, the same stars.
-    assert [(r.user_id, r.movie_id, r.rating, r.timestamp) for r in shop] == [
-        (f"C{r.user_id}", f"P{int(r.movie_id):05d}", r.rating, r.timestamp) for r in grouplens]
-    products = movielens.load_movies(ds)
-    assert len(products) == len(movies)
+    _, grouplens, items = _read(tmp_path / "grouplens")
+    # The same rows, renamed: C<user>, P<item:05d>, ISO times, the same stars.
+    assert [(r.user_id, r.item_id, r.rating, r.timestamp) for r in shop] == [
+        (f"C{r.user_id}", f"P{int(r.item_id):05d}", r.rating, r.timestamp) for r in grouplens]
+    products = movielens.load_items(ds)
+    assert len(products) == len(items)
     first = dict(products["P00001"].features)
     assert products["P00001"].title.startswith("Synthetic Product 1 (")
-    assert first["item_feature_tags"] == movies["1"].genres
+    assert first["item_feature_tags"] == items["1"].genres
     # Every declared kind, read back as ExampleGen writes it.
     (category,) = first["item_feature_category"]
     assert category in synthetic.CATEGORIES

@@ -134,15 +134,15 @@ def test_models_are_pushed_only_through_the_gates(subset, tmp_path, fresh_signat
     # The pushed GRU4Rec model answers its warm-up request in a fresh process, and serves
     # from the train history it carries.
     pushed = layout.latest_version_dir(str(out / "serving"), nodes.SEQUENTIAL_MODEL)
-    popular = layout.read_warmup(pushed)[0]  # serving_default's first: popular movies
+    popular = layout.read_warmup(pushed)[0]  # serving_default's first: popular items
     got = fresh_signature(pushed, "serving_default", **layout.request_tensors(popular))
-    assert got["movie_ids"].shape == (1, 100)
+    assert got["item_ids"].shape == (1, 100)
     user = (subset / "u.data").read_text().split()[0].encode()
     got = fresh_signature(pushed, "recommend", user_id=np.array([user], object),
                           timestamp=np.array([10**10], np.int64))
-    assert got["known_user"].tolist() == [True] and got["movie_ids"].shape == (1, 100)
+    assert got["known_user"].tolist() == [True] and got["item_ids"].shape == (1, 100)
     digest = _tree_digest(out / "serving")
-    # Every user the recommender knows, 10 movies each, none of them rated in train.
+    # Every user the recommender knows, 10 items each, none of them rated in train.
     bulk = re.search(r"^  bulk recommendations: (\S+) \((\d+) rows for (\d+) users; catalogue "
                      r"coverage ([\d.]+)%\)$", first, flags=re.M)
     assert bulk, first
@@ -151,7 +151,7 @@ def test_models_are_pushed_only_through_the_gates(subset, tmp_path, fresh_signat
     table = pq.read_table(bulk.group(1)).to_pylist()
     assert len(table) == int(bulk.group(2)) == 10 * int(bulk.group(3))
     assert float(bulk.group(4)) == pytest.approx(
-        100 * len({r["movie_id"] for r in table}) / 1682, abs=0.05)
+        100 * len({r["item_id"] for r in table}) / 1682, abs=0.05)
 
     # 2. Bounds no model can meet.
     second = _run(out, subset, _config(tmp_path, "impossible", FAST, SEQUENTIAL, IMPOSSIBLE))

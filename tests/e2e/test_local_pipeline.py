@@ -113,17 +113,17 @@ def test_first_run_blesses_and_pushes_both_models_with_the_target_quality(first_
 
 def _eval_queries(out, n=1000):
     examples = os.path.join(_artifact(out, "MovieLensExampleGen", "examples"), "Split-eval")
-    users, timestamps, movies = [], [], []
+    users, timestamps, items = [], [], []
     spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.string),
-            F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+            F.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
             F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
     for record in tf.data.TFRecordDataset(tf.io.gfile.glob(examples + "/*"),
                                           compression_type="GZIP").take(n):
         parsed = tf.io.parse_single_example(record, spec)
         users.append(parsed[F.USER_ID].numpy())
-        movies.append(parsed[F.MOVIE_ID].numpy())
+        items.append(parsed[F.ITEM_ID].numpy())
         timestamps.append(int(parsed[F.TIMESTAMP]))
-    return np.array(users, object), np.array(timestamps), np.array(movies, object)
+    return np.array(users, object), np.array(timestamps), np.array(items, object)
 
 
 def _artifact(out, component, key):
@@ -150,7 +150,7 @@ def test_served_scann_recall_is_the_gated_recall_and_meets_the_bound(first_run, 
                             "serving_default", user_id=users, timestamp=timestamps)
     k = gated["recall_k"]
     found = [len(set(a[:k]) & set(b[:k])) for a, b in
-             zip(scann["movie_ids"], exact["movie_ids"], strict=True)]
+             zip(scann["item_ids"], exact["item_ids"], strict=True)]
     recall = sum(found) / (k * len(found))
     # Not bit-equal: the gate's exact top-k is numpy's, the served one TensorFlow's (float ties).
     assert recall == pytest.approx(gated["recall"], abs=0.002), (recall, gated["recall"])
@@ -159,14 +159,14 @@ def test_served_scann_recall_is_the_gated_recall_and_meets_the_bound(first_run, 
 
 def test_tfma_top_100_equals_numpy_on_the_pushed_embeddings(first_run, fresh_signature):
     out, _ = first_run
-    users, timestamps, movies = _eval_queries(out, n=10**6)
+    users, timestamps, items = _eval_queries(out, n=10**6)
     brute_force = layout.latest_version_dir(str(out / "serving"), nodes.BRUTE_FORCE_MODEL)
     queries = fresh_signature(brute_force, "query_embedding", user_id=users,
                               timestamp=timestamps)["embedding"]
     loaded = tf.saved_model.load(brute_force)
     candidates = loaded.candidate_embeddings.numpy()
     row = {m: i for i, m in enumerate(loaded.candidate_ids.numpy())}
-    true = np.array([row[m] for m in movies])
+    true = np.array([row[m] for m in items])
     hits = []
     for start in range(0, len(true), 4096):
         scores = queries[start:start + 4096] @ candidates.T
@@ -193,12 +193,12 @@ def test_pushed_versions_replay_their_warmup_requests_for_every_signature(first_
 
 
 def _rated(real_ml100k):
-    """user id -> every movie id the user rated in u.data (train and eval splits alike)."""
+    """user id -> every item id the user rated in u.data (train and eval splits alike)."""
     rated: dict[str, set] = {}
     with open(real_ml100k / "u.data") as f:
         for line in f:
-            user, movie, _, _ = line.split("\t")
-            rated.setdefault(user, set()).add(movie)
+            user, item, _, _ = line.split("\t")
+            rated.setdefault(user, set()).add(item)
     return rated
 
 
@@ -216,14 +216,14 @@ def test_recommend_answers_as_the_served_recommender_in_a_fresh_process(
     assert f"{nodes.RECOMMENDER_MODEL}: {version}" in result.stdout
     served = fresh_signature(version, "serving_default", user_id=np.array([b"42"], object),
                              timestamp=np.array([0], np.int64), k=np.array([5], np.int64))
-    assert [m.decode() for m in served["movie_ids"][0]] == [r[0] for r in rows]
+    assert [m.decode() for m in served["item_ids"][0]] == [r[0] for r in rows]
     np.testing.assert_allclose(served["ranking_scores"][0], ratings, atol=0.005)  # 2 decimals
     assert rows and not _rated(real_ml100k)["42"] & {r[0] for r in rows}
 
     unknown = _recsys("recommend", "--output-dir", str(out), "--user-id", "no-such-user")
     assert unknown.returncode == 0, unknown.stderr
     assert "not in the training data" in unknown.stdout
-    assert "Star Wars (1977)" in unknown.stdout  # the most-rated movie of ML-100K
+    assert "Star Wars (1977)" in unknown.stdout  # the most-rated item of ML-100K
 
     n = PipelineConfig().recommender.candidates
     too_many = _recsys("recommend", "--output-dir", str(out), "--user-id", "42", "--k", str(n + 1))
@@ -232,7 +232,7 @@ def test_recommend_answers_as_the_served_recommender_in_a_fresh_process(
 
 
 @pytest.mark.parametrize("model", [nodes.RECOMMENDER_MODEL, nodes.RECOMMENDER_BRUTE_FORCE_MODEL])
-def test_the_served_recommenders_never_return_a_movie_the_user_rated_anywhere(
+def test_the_served_recommenders_never_return_a_item_the_user_rated_anywhere(
         first_run, real_ml100k, fresh_signature, model):
     out, _ = first_run
     rated = _rated(real_ml100k)
@@ -242,12 +242,12 @@ def test_the_served_recommenders_never_return_a_movie_the_user_rated_anywhere(
                              timestamp=np.zeros(len(users), np.int64),
                              k=np.full(len(users), 10, np.int64))
     assert served["known_user"].all()
-    for user, movies in zip(users, served["movie_ids"], strict=True):
-        found = {m.decode() for m in movies} - {""}
+    for user, items in zip(users, served["item_ids"], strict=True):
+        found = {m.decode() for m in items} - {""}
         assert len(found) == 10 and not found & rated[user], user
 
 
-def test_bulk_writes_every_users_top_10_without_rated_movies(first_run, real_ml100k, tmp_path):
+def test_bulk_writes_every_users_top_10_without_rated_items(first_run, real_ml100k, tmp_path):
     import pyarrow.parquet as pq
 
     out, _ = first_run
@@ -263,32 +263,32 @@ def test_bulk_writes_every_users_top_10_without_rated_movies(first_run, real_ml1
     assert set(by_user) == set(rated)
     for user, found in by_user.items():
         assert sorted(r["rank"] for r in found) == list(range(1, 11))
-        assert not {r["movie_id"] for r in found} & rated[user], user
-    covered = len({r["movie_id"] for r in rows})
+        assert not {r["item_id"] for r in found} & rated[user], user
+    covered = len({r["item_id"] for r in rows})
     catalogue = sum(1 for _ in open(real_ml100k / "u.item", encoding="latin-1"))
-    assert f"catalogue coverage: {covered / catalogue:.1%} ({covered} of {catalogue} movies)" \
+    assert f"catalogue coverage: {covered / catalogue:.1%} ({covered} of {catalogue} items)" \
         in result.stdout, result.stdout
 
 
 def test_vocabularies_match_the_training_split(first_run, real_ml100k):
     out, result = first_run
     assets = re.search(r"^  vocabularies:\s+(\S+)$", result.stdout, flags=re.M).group(1)
-    train_users, train_movies = set(), set()
+    train_users, train_items = set(), set()
     with open(real_ml100k / "u.data") as f:
         for line in f:
-            user, movie, _, ts = line.split("\t")
-            if splits.random_split(user, movie, int(ts), 42, 0.2) == splits.TRAIN:
+            user, item, _, ts = line.split("\t")
+            if splits.random_split(user, item, int(ts), 42, 0.2) == splits.TRAIN:
                 train_users.add(user)
-                train_movies.add(movie)
+                train_items.add(item)
 
     def vocab(name):
         with open(os.path.join(assets, name), "rb") as f:
             return {line.rstrip(b"\n").decode() for line in f}
 
     assert vocab("user_id") == train_users  # Transform analyzes the train split only
-    assert vocab("movie_id") == train_movies
+    assert vocab("item_id") == train_items
     assert vocab("user_gender") == {"M", "F"}
-    assert len(vocab("movie_genres")) == 19
+    assert len(vocab("item_genres")) == 19
 
 
 def test_second_run_reuses_data_and_models_and_pushes_nothing_new(first_run, real_ml100k):

@@ -167,7 +167,7 @@ def test_later_spans_warm_start_from_the_last_blessed_model(replay):
     data = load_training_data(second.output(nodes.TRANSFORM, "transform_graph"), train_files,
                               os.path.join(second.output(nodes.EXAMPLE_GEN, "catalogue"),
                                            "Split-catalogue"))
-    model = models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts,
+    model = models.build_retrieval(data.sizes, hp, data.stats.item_index_counts,
                                             numeric=data.numeric)
     models.build_weights(model, first_batch(data, train_files))
     initial = model.query_tower.user.embeddings.numpy().copy()
@@ -202,10 +202,10 @@ def test_the_drift_gate_stops_a_drifted_span_and_names_the_feature(replay):
     # The natural drift of MovieLens from span to span passes, and is recorded.
     for run in runs[1:]:
         assert _window(run)[0]["drift"].startswith("against span "), _window(run)[0]
-    assert "span drift:           against span 2: movie_id " in stdouts[2]
+    assert "span drift:           against span 2: item_id " in stdouts[2]
     output = blocked.stdout + blocked.stderr
     assert blocked.returncode != 0, output[-3000:]
-    assert "span 4 has drifted from span 3: movie_id L-infinity distance 0." in output, \
+    assert "span 4 has drifted from span 3: item_id L-infinity distance 0." in output, \
         output[-3000:]
     assert after == served  # nothing pushed
 
@@ -215,7 +215,7 @@ def test_a_span_delivered_again_is_refused_before_training(replay):
     output = repeated.stdout + repeated.stderr
     assert repeated.returncode == 2, output[-3000:]
     assert f"span 5 repeats {RATINGS_PER_SPAN:,} of its {RATINGS_PER_SPAN:,} ratings from " \
-        "span 3 (same user, movie and timestamp" in output, output[-3000:]
+        "span 3 (same user, item and timestamp" in output, output[-3000:]
     assert "Traceback" not in repeated.stderr, repeated.stderr[-3000:]
     assert after == served  # nothing trained on it, nothing pushed
 

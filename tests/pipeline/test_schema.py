@@ -49,8 +49,8 @@ def test_declared_features_and_the_rating_range_are_in_the_schema():
 
 def test_examples_are_checked_against_the_generated_schema():
     def anomalies(**changed):
-        row = {"user_id": ["u"], "movie_id": ["m"], "movie_title": ["t"],
-               "movie_genres": [["g"]], "timestamp": [1], "user_rating": [4.0],
+        row = {"user_id": ["u"], "item_id": ["m"], "item_title": ["t"],
+               "item_genres": [["g"]], "timestamp": [1], "user_rating": [4.0],
                "item_feature_price": [2.5], "item_feature_weight": [1.0], **changed}
         stats = tfdv.generate_statistics_from_dataframe(pd.DataFrame(row))
         return set(tfdv.validate_statistics(stats, _schema()).anomaly_info)
@@ -58,6 +58,24 @@ def test_examples_are_checked_against_the_generated_schema():
     assert anomalies() == set()
     assert anomalies(item_feature_weight=[-1.0]) == {"item_feature_weight"}
     assert anomalies(user_rating=[11.0]) == {"user_rating"}
+
+
+def test_a_declared_weight_is_a_required_non_negative_number_of_the_schema():
+    assert F.WEIGHT not in {f.name for f in _schema().feature}
+    weighted = _schema(InteractionsLayout(items_file="items.csv", weight_column="plays"))
+    weight = {f.name: f for f in weighted.feature}[F.WEIGHT]
+    assert (weight.type, weight.float_domain.min, weight.presence.min_fraction,
+            [d.size for d in weight.shape.dim]) == (schema_pb2.FLOAT, 0.0, 1.0, [1])
+
+    def anomalies(**changed):
+        row = {"user_id": ["u"], "item_id": ["m"], "item_title": ["t"],
+               "item_genres": [["g"]], "timestamp": [1], "user_rating": [4.0],
+               F.WEIGHT: [2.0], **changed}
+        stats = tfdv.generate_statistics_from_dataframe(pd.DataFrame(row))
+        return set(tfdv.validate_statistics(stats, weighted).anomaly_info)
+
+    assert anomalies() == set()
+    assert anomalies(**{F.WEIGHT: [-0.5]}) == {F.WEIGHT}
 
 
 def test_the_schema_file_is_named_by_its_content_under_the_pipeline_root(tmp_path):

@@ -15,7 +15,7 @@ SHORT_FOUND = 2
 def short_scann(monkeypatch):
     """ScaNN indexes that rescore only SHORT_FOUND candidates, so every search comes back short.
 
-    ScaNN returns no more movies than it rescores. The pipeline's config refuses that setting
+    ScaNN returns no more items than it rescores. The pipeline's config refuses that setting
     (index.num_reordering_candidates below index.k), which is why it is made here, below the
     config; leaves too small to fill k would depend on ScaNN's randomly seeded k-means.
     """

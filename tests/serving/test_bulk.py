@@ -1,5 +1,5 @@
 """Bulk recommendations: every known user's top k, as Parquet, equal to the servable's own
-answers, never a rated movie, with the coverage counted in the same Beam pipeline."""
+answers, never a rated item, with the coverage counted in the same Beam pipeline."""
 
 import pyarrow.parquet as pq
 import pytest
@@ -8,7 +8,7 @@ import tensorflow as tf
 from recsys_pipeline.errors import OutputError
 from recsys_pipeline.serving import bulk, list_metrics, two_stage
 from tests.conftest import beam_pipeline
-from tests.trainer.conftest import rated_movies
+from tests.trainer.conftest import rated_items
 
 K = 4
 
@@ -33,19 +33,19 @@ def test_writes_every_known_users_top_k_as_the_servable_answers(servable, tiny, 
     served = tf.saved_model.load(servable).signatures["serving_default"](
         user_id=tf.constant(users), timestamp=tf.constant([0] * len(users), tf.int64),
         k=tf.constant([K] * len(users), tf.int64))
-    rated = rated_movies(tiny)
+    rated = rated_items(tiny)
     by_user: dict[str, list] = {}
     for row in sorted(table, key=lambda r: (r["user_id"], r["rank"])):
         by_user.setdefault(row["user_id"], []).append(row)
     for i, user in enumerate(users):
         rows = by_user[user.decode()]
-        expected = [m for m in served["movie_ids"].numpy()[i] if m]
-        assert [r["movie_id"].encode() for r in rows] == expected
+        expected = [m for m in served["item_ids"].numpy()[i] if m]
+        assert [r["item_id"].encode() for r in rows] == expected
         assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
-        assert not {r["movie_id"].encode() for r in rows} & rated[user]
+        assert not {r["item_id"].encode() for r in rows} & rated[user]
         assert [r["score"] for r in rows] == pytest.approx(
             served["scores"].numpy()[i][:len(rows)].tolist(), rel=1e-6)
-    lists = [[r["movie_id"] for r in rows] for rows in by_user.values()]
+    lists = [[r["item_id"] for r in rows] for rows in by_user.values()]
     assert report.coverage == pytest.approx(list_metrics.coverage(lists, report.catalogue_size))
     assert report.covered == len({m for ids in lists for m in ids})
 

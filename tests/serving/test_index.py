@@ -23,8 +23,8 @@ def test_recall_at_k_counts_shared_ids_per_row():
     assert index.recall_at_k(np.array([[3, 9], [4, 8]]), exact, 1) == 0.5  # first column only
 
 
-def test_recall_at_k_reads_minus_one_as_no_movie():
-    # An unfilled place is a miss, and matches no exact place that holds no movie either.
+def test_recall_at_k_reads_minus_one_as_no_item():
+    # An unfilled place is a miss, and matches no exact place that holds no item either.
     exact = np.array([[1, 2, 3], [4, -1, -1]])
     assert index.recall_at_k(np.array([[1, -1, -1], [4, -1, -1]]), exact, 3) == pytest.approx(
         2 / 4)
@@ -35,7 +35,7 @@ def test_exact_top_k_with_exclusion_skips_the_excluded_rows():
     c = np.array([[3.0, 0.0], [2.0, 0.0], [1.0, 0.0], [0.0, 5.0]])
     got = index.exact_top_k(q, c, 3, excluded=[np.array([0]), np.array([0, 1, 2])])
     np.testing.assert_array_equal(got[0], [1, 2, 3])
-    np.testing.assert_array_equal(got[1], [3, -1, -1])  # one movie left unrated
+    np.testing.assert_array_equal(got[1], [3, -1, -1])  # one item left unrated
 
 
 def test_without_excluded_keeps_the_search_order_of_the_rest():
@@ -79,11 +79,11 @@ def test_scann_export_searching_every_leaf_serves_what_brute_force_serves(
         assert 0 < timing["p50"] <= timing["p99"], report.latency_ms
     assert export.read_metadata(str(out)).kind == "retrieval_scann"
 
-    # In a fresh process (scann imported first, as a server must): the same top movies.
+    # In a fresh process (scann imported first, as a server must): the same top items.
     request = {"user_id": np.array(users, object), "timestamp": np.full(len(users), 880_000_000)}
     scann = fresh_signature(str(out), "serving_default", **request)
     exact = fresh_signature(path, "serving_default", **request)
-    for a, b in zip(scann["movie_ids"], exact["movie_ids"], strict=True):
+    for a, b in zip(scann["item_ids"], exact["item_ids"], strict=True):
         assert set(a[:3]) == set(b[:3])
     assert scann["known_user"].all()
 
@@ -162,5 +162,5 @@ def test_scann_export_marks_unfilled_places_with_minus_inf(retrieval, tiny, tmp_
     assert scores.shape == (len(users), 5) and not np.isnan(scores).any()
     assert np.isneginf(scores[:, short_scann:]).all(), scores
     assert np.isfinite(scores[:, :short_scann]).all(), scores
-    for movies in got["movie_ids"][:, :short_scann]:
-        assert len(set(movies.tolist())) == short_scann
+    for items in got["item_ids"][:, :short_scann]:
+        assert len(set(items.tolist())) == short_scann

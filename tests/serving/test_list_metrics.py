@@ -21,18 +21,18 @@ def test_ndcg_is_dcg_of_the_list_over_dcg_of_the_users_own_ratings_best_first():
 
 def test_only_the_first_k_places_count_and_the_ideal_is_cut_at_k_too():
     relevant = [{b"a": 1.0, b"b": 5.0}]
-    # k = 1: the best single movie is b (5); a list opening with a gains 1 of 5.
+    # k = 1: the best single item is b (5); a list opening with a gains 1 of 5.
     assert list_metrics.ndcg([[b"a", b"b"]], relevant, 1) == pytest.approx(1 / 5)
     assert list_metrics.ndcg([[b"b", b"a"]], relevant, 1) == pytest.approx(1.0)
 
 
-def test_a_user_without_relevant_movies_scores_zero_and_mismatched_inputs_are_refused():
+def test_a_user_without_relevant_items_scores_zero_and_mismatched_inputs_are_refused():
     assert list_metrics.ndcg_per_user([[b"a"]], [{}], 10).tolist() == [0.0]
     with pytest.raises(ValueError, match="2 lists for 1 users"):
         list_metrics.ndcg([[b"a"], [b"b"]], [{}], 10)
 
 
-def test_coverage_counts_distinct_movies_and_ignores_unfilled_places():
+def test_coverage_counts_distinct_items_and_ignores_unfilled_places():
     assert list_metrics.coverage([[b"a", b"b", b""], [b"b", b"c", b""]], 10) == 0.3
     with pytest.raises(ValueError, match="catalogue is empty"):
         list_metrics.coverage([[b"a"]], 0)
@@ -52,9 +52,9 @@ def test_relevance_asks_each_user_once_at_their_first_time_with_every_rating(tmp
 
     from recsys_pipeline.transform import features as F
 
-    def example(user, movie, rating, when):
+    def example(user, item, rating, when):
         feature = {F.USER_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[user])),
-                   F.MOVIE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[movie])),
+                   F.ITEM_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[item])),
                    F.USER_RATING: tf.train.Feature(float_list=tf.train.FloatList(value=[rating])),
                    F.TIMESTAMP: tf.train.Feature(int64_list=tf.train.Int64List(value=[when]))}
         return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()

@@ -1,5 +1,5 @@
-"""The ScaNN export: exclusion of rated movies served through the index, the recall gate
-measured on what is served, and ScaNN's padding read as "no movie"."""
+"""The ScaNN export: exclusion of rated items served through the index, the recall gate
+measured on what is served, and ScaNN's padding read as "no item"."""
 
 import numpy as np
 import pytest
@@ -7,28 +7,28 @@ import tensorflow as tf
 
 from recsys_pipeline.serving import index, scann_export
 from recsys_pipeline.trainer import export
-from tests.trainer.conftest import K, assert_unrated, rated_movies
+from tests.trainer.conftest import K, assert_unrated, rated_items
 
 
 def _index_excluding(excluding, tiny, out, leaves_searched):
     """(users, index report) of a four-leaf ScaNN export of the ``excluding`` model."""
-    users = sorted(u.decode() for u in rated_movies(tiny))
+    users = sorted(u.decode() for u in rated_items(tiny))
     params = index.IndexParams(k=K, recall_k=3, num_leaves=4,
                                num_leaves_to_search=leaves_searched)
     return users, index.build_scann_export(excluding, str(out), params, users,
                                            [880_000_000] * len(users))
 
 
-def test_scann_export_with_exclusion_serves_no_rated_movie(excluding, tiny, tmp_path,
+def test_scann_export_with_exclusion_serves_no_rated_item(excluding, tiny, tmp_path,
                                                            fresh_signature):
     out = tmp_path / "scann"
     users, report = _index_excluding(excluding[0], tiny, out, leaves_searched=4)
-    # The index returns enough candidates to drop each user's rated movies from.
+    # The index returns enough candidates to drop each user's rated items from.
     assert report.settings.k == min(20, K + excluding[1].exclude_rated["max_per_user"])
     got = fresh_signature(str(out), "serving_default", user_id=np.array(users, object),
                           timestamp=np.full(len(users), 880_000_000))
-    assert got["movie_ids"].shape == (len(users), K)
-    assert_unrated([u.encode() for u in users], got, rated_movies(tiny), catalogue=20)
+    assert got["item_ids"].shape == (len(users), K)
+    assert_unrated([u.encode() for u in users], got, rated_items(tiny), catalogue=20)
     assert export.read_metadata(str(out)).serving_k == K
 
 
@@ -39,13 +39,13 @@ def test_scann_recall_with_exclusion_is_that_of_what_is_served(excluding, tiny, 
     # list, on the held-out (odd) queries.
     out = tmp_path / "scann"
     users, report = _index_excluding(excluding[0], tiny, out, leaves_searched=1)
-    assert report.recall_of == "served, rated movies excluded"
+    assert report.recall_of == "served, rated items excluded"
     held_out = np.array(users[1::2], object)
     request = {"user_id": held_out, "timestamp": np.full(len(held_out), 880_000_000)}
 
     def top(served):
         return [set(m[:3][np.isfinite(s[:3])])
-                for m, s in zip(served["movie_ids"], served["scores"], strict=True)]
+                for m, s in zip(served["item_ids"], served["scores"], strict=True)]
 
     approximate = top(fresh_signature(str(out), "serving_default", **request))
     exact = top(fresh_signature(excluding[0], "serving_default", **request))

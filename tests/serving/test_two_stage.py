@@ -8,7 +8,7 @@ from recsys_pipeline.errors import OutputError
 from recsys_pipeline.serving import two_stage
 from recsys_pipeline.trainer import export
 from tests.serving.conftest import CANDIDATES, WHEN
-from tests.trainer.conftest import rated_movies
+from tests.trainer.conftest import rated_items
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +29,15 @@ def _zscore(x):
 
 
 def _expected(retrieval_dir, ranking_dir, user, k, rank_weight, rated):
-    """The two stages called apart and merged in numpy: (movie ids, final scores)."""
+    """The two stages called apart and merged in numpy: (item ids, final scores)."""
     retrieved = tf.saved_model.load(retrieval_dir).signatures["serving_default"](
         user_id=tf.constant([user]), timestamp=tf.constant([WHEN], tf.int64))
-    ids = retrieved["movie_ids"].numpy()[0]
+    ids = retrieved["item_ids"].numpy()[0]
     scores = retrieved["scores"].numpy()[0]
     keep = np.isfinite(scores) & ~np.isin(ids, list(rated))
     ids, scores = ids[keep], scores[keep]
     ratings = tf.saved_model.load(ranking_dir).signatures["serving_default"](
-        user_id=tf.constant([user] * len(ids)), movie_id=tf.constant(ids))["rating"]
+        user_id=tf.constant([user] * len(ids)), item_id=tf.constant(ids))["rating"]
     ratings = ratings.numpy().reshape(-1)
     final = rank_weight * _zscore(ratings) + (1 - rank_weight) * _zscore(scores)
     order = np.argsort(-final, kind="stable")[:k]
@@ -45,12 +45,12 @@ def _expected(retrieval_dir, ranking_dir, user, k, rank_weight, rated):
 
 
 @pytest.mark.parametrize("rank_weight", [1.0, 0.5, 0.0])
-def test_the_list_is_retrieval_less_rated_movies_ranked_by_the_blend(stages, saved, tiny,
+def test_the_list_is_retrieval_less_rated_items_ranked_by_the_blend(stages, saved, tiny,
                                                                      rank_weight):
     retrieval_dir, _, ranking_dir = stages
     module = two_stage.load(retrieval_dir, ranking_dir, rank_weight)  # in memory, unsaved
     served = saved["brute_force"] if rank_weight == 1.0 else module.serve
-    rated = rated_movies(tiny)
+    rated = rated_items(tiny)
     users = sorted(rated)[:6]
     k = 5
     got = served(user_id=tf.constant(users),
@@ -58,20 +58,20 @@ def test_the_list_is_retrieval_less_rated_movies_ranked_by_the_blend(stages, sav
                  k=tf.constant([k] * len(users), tf.int64))
     for i, user in enumerate(users):
         ids, final = _expected(retrieval_dir, ranking_dir, user, k, rank_weight, rated[user])
-        np.testing.assert_array_equal(got["movie_ids"].numpy()[i][:len(ids)], ids)
+        np.testing.assert_array_equal(got["item_ids"].numpy()[i][:len(ids)], ids)
         np.testing.assert_allclose(got["scores"].numpy()[i][:len(ids)], final, rtol=1e-4,
                                    atol=1e-4)  # float32 sums
-        assert not set(got["movie_ids"].numpy()[i]) & rated[user]
+        assert not set(got["item_ids"].numpy()[i]) & rated[user]
     assert got["known_user"].numpy().all()
 
 
 def test_the_scann_variant_serves_the_same_lists(saved, tiny):
-    users = sorted(rated_movies(tiny))[:6]
+    users = sorted(rated_items(tiny))[:6]
     request = dict(user_id=tf.constant(users), timestamp=tf.constant([WHEN] * 6, tf.int64),
                    k=tf.constant([5] * 6, tf.int64))
     # Every leaf searched over the whole catalogue: ScaNN finds what brute force finds.
-    np.testing.assert_array_equal(saved["brute_force"](**request)["movie_ids"].numpy(),
-                                  saved["scann"](**request)["movie_ids"].numpy())
+    np.testing.assert_array_equal(saved["brute_force"](**request)["item_ids"].numpy(),
+                                  saved["scann"](**request)["item_ids"].numpy())
 
 
 def test_an_unknown_user_gets_the_popular_fallback_flagged(stages, saved):
@@ -79,9 +79,9 @@ def test_an_unknown_user_gets_the_popular_fallback_flagged(stages, saved):
     got = saved["scann"](
         user_id=tf.constant(["nobody"]), timestamp=tf.constant([0], tf.int64),
         k=tf.constant([3], tf.int64))
-    popular = [p["movie_id"].encode() for p in export.read_metadata(retrieval_dir).popular[:3]]
+    popular = [p["item_id"].encode() for p in export.read_metadata(retrieval_dir).popular[:3]]
     assert got["known_user"].numpy().tolist() == [False]
-    assert got["movie_ids"].numpy()[0].tolist() == popular
+    assert got["item_ids"].numpy()[0].tolist() == popular
 
 
 @pytest.mark.parametrize("user_id, k, message", [
@@ -98,13 +98,13 @@ def test_bad_requests_name_the_input(saved, user_id, k, message):
                              k=tf.constant(k, tf.int64))
 
 
-def test_a_retrieval_export_without_rated_movies_is_refused(retrieval, stages):
+def test_a_retrieval_export_without_rated_items_is_refused(retrieval, stages):
     _, path, _ = retrieval
-    with pytest.raises(OutputError, match="no rated movies"):
+    with pytest.raises(OutputError, match="no rated items"):
         two_stage.load(path, stages[2], 1.0)
 
 
-def test_seen_holds_each_users_catalogue_rows_once_and_drops_unknown_movies():
+def test_seen_holds_each_users_catalogue_rows_once_and_drops_unknown_items():
     ids = np.array([b"m2", b"m0", b"m1"], object)
     seen = two_stage.Seen.of(np.array([b"b", b"a", b"b", b"a", b"b"], object),
                              np.array([b"m1", b"m0", b"m1", b"zz", b"m2"], object), ids)
@@ -114,16 +114,16 @@ def test_seen_holds_each_users_catalogue_rows_once_and_drops_unknown_movies():
     assert seen.pairs == 3
 
 
-def test_served_lists_drop_every_seen_movie_while_the_gate_drops_the_train_ones(stages, tiny):
+def test_served_lists_drop_every_seen_item_while_the_gate_drops_the_train_ones(stages, tiny):
     retrieval_dir, _, ranking_dir = stages
-    train_rated = rated_movies(tiny)
+    train_rated = rated_items(tiny)
     users = sorted(train_rated)[:6]
     plain = two_stage.load(retrieval_dir, ranking_dir, 0.5)
     request = dict(user_id=tf.constant(users + [b"newcomer"]),
                    timestamp=tf.constant([WHEN] * 7, tf.int64), k=tf.constant([5] * 7, tf.int64))
-    before = plain.serve(**request)["movie_ids"].numpy()
-    # Each user has also seen (say, in the eval split) the top two movies served so far; the
-    # newcomer, unknown to the model, has seen the two most popular movies.
+    before = plain.serve(**request)["item_ids"].numpy()
+    # Each user has also seen (say, in the eval split) the top two items served so far; the
+    # newcomer, unknown to the model, has seen the two most popular items.
     extra = {u: set(before[i][:2]) for i, u in enumerate(users)}
     extra[b"newcomer"] = set(before[6][:2])
     pairs = [(u, m) for u, ms in train_rated.items() for m in ms]
@@ -131,11 +131,11 @@ def test_served_lists_drop_every_seen_movie_while_the_gate_drops_the_train_ones(
     ids = plain.base.candidate_ids.numpy()
     module = plain.excluding(two_stage.Seen.of(np.array([u for u, _ in pairs], object),
                                                np.array([m for _, m in pairs], object), ids))
-    served = module.serve(**request)["movie_ids"].numpy()
+    served = module.serve(**request)["item_ids"].numpy()
     for i, user in enumerate(users + [b"newcomer"]):
         got = set(served[i]) - {b""}
         assert not got & (train_rated.get(user, set()) | extra[user]), user
         assert got, user
     # The newcomer's fallback is the popular list less what they saw, in its order.
     assert served[6][:3].tolist() == before[6][2:5].tolist()
-    np.testing.assert_array_equal(module.gate_serve(**request)["movie_ids"].numpy(), before)
+    np.testing.assert_array_equal(module.gate_serve(**request)["item_ids"].numpy(), before)

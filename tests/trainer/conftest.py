@@ -1,6 +1,6 @@
 """A tiny Transform output (graph, transformed train/eval, catalogue, raw eval) made in-test.
 
-Thirty users who each like one genre rate twenty movies; the layout mirrors the TFX artifacts
+Thirty users who each like one genre rate twenty items; the layout mirrors the TFX artifacts
 the Trainers read (Split-train / Split-eval gzipped tf.Examples, a transform_fn directory).
 """
 
@@ -17,13 +17,13 @@ BASE = 880_000_000
 _DTYPES = {"bytes": tf.string, "int": tf.int64, "float": tf.float32}
 # Every raw feature but the zip code, typed by features.RAW_FEATURE_KINDS; genres are a list.
 RAW_SPEC = {
-    name: (tf.io.VarLenFeature(_DTYPES[kind]) if name == F.MOVIE_GENRES
+    name: (tf.io.VarLenFeature(_DTYPES[kind]) if name == F.ITEM_GENRES
            else tf.io.FixedLenFeature([], _DTYPES[kind]))
     for name, kind in F.RAW_FEATURE_KINDS.items() if name != F.USER_ZIP_CODE}
 
 
-def movies():
-    return [(f"m{i}", f"Movie {i} ({1990 + i})", [GENRES[i % 4]] + ([GENRES[(i + 1) % 4]]
+def items():
+    return [(f"m{i}", f"Item {i} ({1990 + i})", [GENRES[i % 4]] + ([GENRES[(i + 1) % 4]]
                                                                       if i % 5 == 0 else []))
             for i in range(20)]
 
@@ -33,12 +33,12 @@ def ratings(seed=0):
     rows = []
     for u in range(30):
         liked = GENRES[u % 4]
-        for movie, title, genres in movies():
+        for item, title, genres in items():
             if rng.random() < 0.6:
                 rating = 5.0 if liked in genres else float(rng.integers(1, 3))
                 rows.append({
-                    F.USER_ID: f"u{u}".encode(), F.MOVIE_ID: movie.encode(),
-                    F.MOVIE_TITLE: title.encode(), F.MOVIE_GENRES: [g.encode() for g in genres],
+                    F.USER_ID: f"u{u}".encode(), F.ITEM_ID: item.encode(),
+                    F.ITEM_TITLE: title.encode(), F.ITEM_GENRES: [g.encode() for g in genres],
                     F.TIMESTAMP: BASE + int(rng.integers(0, 10**7)), F.USER_RATING: rating,
                     F.USER_GENDER: b"MF"[u % 2:u % 2 + 1], F.USER_AGE: 20 + u % 3,
                     F.USER_OCCUPATION: [b"writer", b"other"][u % 2]})
@@ -82,16 +82,16 @@ K = 5
 
 
 def assert_unrated(users, served, rated, catalogue):
-    """No served movie is one the user rated; the places left over are -inf padding."""
-    for user, movies, scores in zip(users, served["movie_ids"], served["scores"], strict=True):
+    """No served item is one the user rated; the places left over are -inf padding."""
+    for user, items, scores in zip(users, served["item_ids"], served["scores"], strict=True):
         finite = np.isfinite(scores)
-        assert not set(movies[finite]) & rated[user]
+        assert not set(items[finite]) & rated[user]
         assert finite.sum() == min(K, catalogue - len(rated[user]))
 
 
-def rated_movies(tiny):
-    """user id -> the movie ids the user rated in ``tiny``'s train split (raw bytes)."""
+def rated_items(tiny):
+    """user id -> the item ids the user rated in ``tiny``'s train split (raw bytes)."""
     out: dict[bytes, set] = {}
     for r in tiny.raw_train_rows:
-        out.setdefault(r[F.USER_ID], set()).add(r[F.MOVIE_ID])
+        out.setdefault(r[F.USER_ID], set()).add(r[F.ITEM_ID])
     return out

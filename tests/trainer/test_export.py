@@ -1,14 +1,18 @@
 """Exports: loaded in a fresh process, signatures take raw features and match the in-memory
 model; the retrieval eval signature's top-k hit matches numpy on the model's embeddings."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from recsys_pipeline.errors import OutputError
 from recsys_pipeline.trainer import export, inputs, models, ranking_trainer
+from recsys_pipeline.trainer.export_metadata import ExportMetadata
 from recsys_pipeline.trainer.hparams import RankingHParams, RetrievalHParams
 from recsys_pipeline.transform import features as F
-from tests.trainer.conftest import K, assert_unrated, rated_movies
+from tests.trainer.conftest import K, assert_unrated, rated_items
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +21,8 @@ def eval_batch(tiny, data):
     the order of the raw eval rows."""
     batch = {k: v.numpy() for k, v in next(iter(inputs.transformed_dataset(
         tiny.eval_files, data.feature_spec, 10_000))).items()}
-    keys = list(zip(batch[F.USER_ID], batch[F.MOVIE_ID], batch[F.TIMESTAMP], strict=True))
-    order = [keys.index((r[F.USER_ID], r[F.MOVIE_ID], r[F.TIMESTAMP]))
+    keys = list(zip(batch[F.USER_ID], batch[F.ITEM_ID], batch[F.TIMESTAMP], strict=True))
+    order = [keys.index((r[F.USER_ID], r[F.ITEM_ID], r[F.TIMESTAMP]))
              for r in tiny.raw_eval_rows]
     return {k: v[order] for k, v in batch.items()}
 
@@ -49,11 +53,11 @@ def test_retrieval_serving_default_takes_raw_ids_and_matches_the_in_memory_model
     scores = queries @ candidates.T
     expected = np.sort(scores, axis=1)[:, ::-1][:, :K]
     np.testing.assert_allclose(got["scores"], expected, rtol=1e-4, atol=1e-4)
-    best = data.catalogue.movie_ids[np.argmax(scores, axis=1)]
-    assert (got["movie_ids"][:, 0] == best).mean() > 0.95  # ties aside, the same top movie
-    titles = dict(zip(data.catalogue.movie_ids, data.catalogue.titles, strict=True))
-    assert all(titles[m] == t for m, t in zip(got["movie_ids"].ravel(),
-                                              got["movie_titles"].ravel(), strict=True))
+    best = data.catalogue.item_ids[np.argmax(scores, axis=1)]
+    assert (got["item_ids"][:, 0] == best).mean() > 0.95  # ties aside, the same top item
+    titles = dict(zip(data.catalogue.item_ids, data.catalogue.titles, strict=True))
+    assert all(titles[m] == t for m, t in zip(got["item_ids"].ravel(),
+                                              got["item_titles"].ravel(), strict=True))
     assert got["known_user"].all()
 
 
@@ -62,7 +66,7 @@ def test_unknown_user_is_flagged(retrieval, fresh_signature):
     got = fresh_signature(path, "serving_default", user_id=np.array([b"u0", b"nobody"]),
                           timestamp=np.array([880_000_000, 880_000_000]))
     assert got["known_user"].tolist() == [True, False]
-    assert got["movie_ids"].shape == (2, K)
+    assert got["item_ids"].shape == (2, K)
 
 
 def test_eval_signature_top_k_hit_equals_numpy_on_the_embeddings(
@@ -79,7 +83,7 @@ def test_eval_signature_top_k_hit_equals_numpy_on_the_embeddings(
     candidates = loaded.candidate_embeddings.numpy()
     scores = queries @ candidates.T
     rows = data.catalogue.row_of()
-    true = np.array([rows[r[F.MOVIE_ID]] for r in tiny.raw_eval_rows])
+    true = np.array([rows[r[F.ITEM_ID]] for r in tiny.raw_eval_rows])
     rank = (scores >= scores[np.arange(len(true)), true][:, None]).sum(axis=1) - 1
     np.testing.assert_array_equal(got["rank"], rank)
     assert abs(got["top_k_hit"].mean() - (rank < K).mean()) < 1e-6
@@ -91,7 +95,7 @@ def test_ranking_export_matches_the_in_memory_model(ranking, tiny, eval_batch,
     rows = tiny.raw_eval_rows
     expected = model(eval_batch).numpy()
     served = fresh_signature(path, "serving_default", user_id=_raw(rows, F.USER_ID),
-                             movie_id=_raw(rows, F.MOVIE_ID))
+                             item_id=_raw(rows, F.ITEM_ID))
     np.testing.assert_allclose(served["rating"], expected, rtol=1e-4, atol=1e-4)
     serialized = [f.numpy() for f in tf.data.TFRecordDataset(
         inputs.files(tiny.raw_eval_dir), compression_type="GZIP")]
@@ -119,10 +123,10 @@ def test_one_network_reports_keras_val_rmse_which_equals_a_pass_over_the_eval_sp
         ranking_trainer.eval_rmse(model, data, tiny.eval_files), rel=1e-4)
 
 
-def test_ranking_unknown_movie_gets_out_of_vocabulary_features(ranking, fresh_signature):
+def test_ranking_unknown_item_gets_out_of_vocabulary_features(ranking, fresh_signature):
     _, path = ranking
     got = fresh_signature(path, "serving_default", user_id=np.array([b"u1", b"u1"]),
-                          movie_id=np.array([b"m1", b"no-such-movie"]))
+                          item_id=np.array([b"m1", b"no-such-item"]))
     assert np.isfinite(got["rating"]).all()
 
 
@@ -133,24 +137,34 @@ def test_metadata_travels_with_the_export(retrieval, data, tiny):
     # The unknown users' fallback: recency-weighted by the default half-life, with counts.
     half_life = RetrievalHParams().popular_half_life_days
     assert half_life > 0
-    assert [(p["movie_id"].encode(), p["score"]) for p in metadata.popular] == [
+    assert [(p["item_id"].encode(), p["score"]) for p in metadata.popular] == [
         (m, round(s, 6)) for m, s in data.stats.recent_popular(100, half_life)]
-    assert all(p["ratings"] == data.stats.movie_counts[p["movie_id"].encode()]
+    assert all(p["ratings"] == data.stats.item_counts[p["item_id"].encode()]
                for p in metadata.popular)
     assert metadata.latest_train_timestamp == max(r[F.TIMESTAMP] for r in tiny.raw_train_rows)
 
 
-def test_eval_examples_with_users_and_movies_unseen_in_train_are_scored(
+def test_an_export_written_with_movie_names_is_refused_not_misread(retrieval, tmp_path):
+    _, path, metadata = retrieval
+    old = json.loads(metadata.to_json())
+    del old["names"]  # an export from before items were items: movie_ids, movie_id_index
+    with pytest.raises(OutputError, match=r"the model at /old was written by an older "
+                       r"recsys-pipeline \(movie names: movie_id, movie_ids\).*fresh --output-dir"):
+        ExportMetadata.from_json(json.dumps(old), where="the model at /old")
+    assert ExportMetadata.from_json(metadata.to_json()) == metadata
+
+
+def test_eval_examples_with_users_and_items_unseen_in_train_are_scored(
         retrieval, ranking, tiny, fresh_signature):
     # Vocabularies come from the train split; eval may hold ids train never had. They map to
-    # the out-of-vocabulary buckets: evaluated, not an error, and never a hit for a movie
+    # the out-of-vocabulary buckets: evaluated, not an error, and never a hit for an item
     # outside the catalogue.
     first = next(iter(tf.data.TFRecordDataset(inputs.files(tiny.raw_eval_dir),
                                               compression_type="GZIP"))).numpy()
     example = tf.train.Example.FromString(first)
     example.features.feature[F.USER_ID].bytes_list.value[:] = [b"user-never-seen"]
     unseen_user = example.SerializeToString()
-    example.features.feature[F.MOVIE_ID].bytes_list.value[:] = [b"movie-never-seen"]
+    example.features.feature[F.ITEM_ID].bytes_list.value[:] = [b"item-never-seen"]
     unseen_both = example.SerializeToString()
     batch = np.array([unseen_user, unseen_both], dtype=object)
     got = fresh_signature(retrieval[1], "evaluate", examples=batch)
@@ -159,35 +173,35 @@ def test_eval_examples_with_users_and_movies_unseen_in_train_are_scored(
     assert np.isfinite(rated["rating"]).all()
 
 
-def test_rated_movies_are_ragged_rows_per_sorted_user(data, tiny):
+def test_rated_items_are_ragged_rows_per_sorted_user(data, tiny):
     users = data.stats.users.ids
-    values, splits = inputs.rated_movies(data.dataset(tiny.train_files, 64), users,
+    values, splits = inputs.rated_items(data.dataset(tiny.train_files, 64), users,
                                          data.catalogue)
     assert len(splits) == len(users) + 2 and splits[-1] == splits[-2]  # unknown user: empty
     rows = data.catalogue.row_of()
     for i, user in enumerate(users):
-        expected = sorted(rows[r[F.MOVIE_ID]] for r in tiny.raw_train_rows
+        expected = sorted(rows[r[F.ITEM_ID]] for r in tiny.raw_train_rows
                           if r[F.USER_ID] == user)
         assert values[splits[i]:splits[i + 1]].tolist() == expected
     assert len(values) == len(tiny.raw_train_rows)
 
 
-def test_exclusion_serves_no_movie_the_user_rated(retrieval, excluding, tiny, fresh_signature):
-    users = np.array(sorted(rated_movies(tiny)))
+def test_exclusion_serves_no_item_the_user_rated(retrieval, excluding, tiny, fresh_signature):
+    users = np.array(sorted(rated_items(tiny)))
     request = {"user_id": users, "timestamp": np.full(len(users), 880_000_000)}
-    plain = fresh_signature(retrieval[1], "serving_default", **request)["movie_ids"]
+    plain = fresh_signature(retrieval[1], "serving_default", **request)["item_ids"]
     kept = fresh_signature(excluding[0], "serving_default", **request)
-    rated = rated_movies(tiny)
-    # Without exclusion the tiny users' favourites are mostly movies they rated ...
+    rated = rated_items(tiny)
+    # Without exclusion the tiny users' favourites are mostly items they rated ...
     assert sum(len(set(row) & rated[u]) for u, row in zip(users, plain, strict=True)) > 0
-    # ... with it, none are; a user who rated all but n < K movies gets n, then padding
+    # ... with it, none are; a user who rated all but n < K items gets n, then padding
     # marked by a score of -inf.
     assert_unrated(users, kept, rated, catalogue=20)
     assert excluding[1].exclude_rated["pairs"] == len(tiny.raw_train_rows)
     assert excluding[1].exclude_rated["max_per_user"] == max(len(v) for v in rated.values())
 
 
-def test_exclusion_ranks_the_eval_movie_among_unrated_movies_only(retrieval, excluding, tiny,
+def test_exclusion_ranks_the_eval_item_among_unrated_items_only(retrieval, excluding, tiny,
                                                                   fresh_signature):
     serialized = np.array([f.numpy() for f in tf.data.TFRecordDataset(
         inputs.files(tiny.raw_eval_dir), compression_type="GZIP")], dtype=object)
@@ -207,7 +221,7 @@ def test_dcn_multitask_ranking_export_matches_the_in_memory_model(data, tiny, ev
     ranking_trainer.export_model(model, data, str(path))
     rows = tiny.raw_eval_rows
     served = fresh_signature(str(path), "serving_default", user_id=_raw(rows, F.USER_ID),
-                             movie_id=_raw(rows, F.MOVIE_ID))
+                             item_id=_raw(rows, F.ITEM_ID))
     np.testing.assert_allclose(served["rating"], model(eval_batch).numpy(), rtol=1e-4,
                                atol=1e-4)
 
@@ -225,5 +239,5 @@ def test_top_k_hit_counts_ties_against_the_positive_and_misses_non_finite_scores
     np.testing.assert_array_equal(got["top_k_hit"].numpy(), expected_hit)
     if expected_rank is not None:
         np.testing.assert_array_equal(got["rank"].numpy(), expected_rank)
-    # A row past the catalogue (an unknown movie) is a miss whatever the scores.
+    # A row past the catalogue (an unknown item) is a miss whatever the scores.
     assert export.top_k_hit(scores[:1], tf.constant([9], tf.int64), 4)["top_k_hit"].numpy() == 0

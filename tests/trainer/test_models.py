@@ -22,7 +22,7 @@ def data(tiny):
 def test_vocab_sizes_come_from_the_transform_output(data):
     tft_output, _, sizes, _ = data
     assert sizes[F.index_name(F.USER_ID)] == tft_output.vocabulary_size_by_name(F.USER_ID) + 1
-    assert sizes[F.index_name(F.MOVIE_ID)] == 21  # 20 movies + 1 out-of-vocabulary id
+    assert sizes[F.index_name(F.ITEM_ID)] == 21  # 20 items + 1 out-of-vocabulary id
     assert sizes[F.TIMESTAMP_BUCKET] == 4
     assert set(sizes) >= {F.index_name(F.USER_GENDER), F.index_name(F.USER_AGE)}
 
@@ -31,7 +31,7 @@ def test_batches_are_dense_with_padded_genres(data):
     _, _, _, batch = data
     assert batch[F.index_name(F.USER_ID)].shape == (64,)
     genres = batch[F.GENRES_INDEX].numpy()
-    assert genres.ndim == 2 and genres.shape[1] == 2  # at most two genres per movie
+    assert genres.ndim == 2 and genres.shape[1] == 2  # at most two genres per item
     assert (genres[:, 0] >= 0).all() and set(genres[:, 1]) <= {F.LIST_PADDING, 0, 1, 2, 3}
 
 
@@ -47,10 +47,10 @@ def test_masked_mean_embedding_ignores_padding():
 
 def test_batches_carry_the_title_words(data, tiny):
     tft_output, _, sizes, batch = data
-    words = tft_output.vocabulary_by_name(F.MOVIE_TITLE_TOKENS)
+    words = tft_output.vocabulary_by_name(F.ITEM_TITLE_TOKENS)
     assert sizes[F.TITLE_TOKENS_INDEX] == len(words) + 1
-    # Tiny titles are "Movie <i> (<1990 + i>)": three words each.
-    for title, ids in zip(batch[F.MOVIE_TITLE].numpy(), batch[F.TITLE_TOKENS_INDEX].numpy(),
+    # Tiny titles are "Item <i> (<1990 + i>)": three words each.
+    for title, ids in zip(batch[F.ITEM_TITLE].numpy(), batch[F.TITLE_TOKENS_INDEX].numpy(),
                           strict=True):
         expected = title.decode().lower().replace("(", "").replace(")", "").split()
         assert [words[i].decode() for i in ids if i != F.LIST_PADDING] == expected
@@ -60,7 +60,7 @@ def test_batches_carry_the_title_words(data, tiny):
 def test_towers_map_to_the_embedding_size(data, hidden, title_text):
     _, _, sizes, batch = data
     hp = RetrievalHParams(embedding_dim=8, hidden_layers=hidden, title_text=title_text)
-    model = models.build_retrieval(sizes, hp, np.ones(sizes[F.index_name(F.MOVIE_ID)]))
+    model = models.build_retrieval(sizes, hp, np.ones(sizes[F.index_name(F.ITEM_ID)]))
     assert model.query_tower(batch).shape == (64, 8)
     assert model.candidate_tower(batch).shape == (64, 8)
     assert (model.candidate_tower.words is not None) == title_text
@@ -79,10 +79,10 @@ def _loss_drop(model, ds, epochs):
     ([], 0.2), (RetrievalHParams().hidden_layers, RetrievalHParams().learning_rate)])
 def test_retrieval_training_lowers_the_loss(data, tiny, hidden, learning_rate):
     _, spec, sizes, _ = data
-    # Small batches: with only 20 movies, larger ones are mostly duplicate "negatives".
+    # Small batches: with only 20 items, larger ones are mostly duplicate "negatives".
     ds = inputs.transformed_dataset(tiny.train_files, spec, 8)
     hp = RetrievalHParams(embedding_dim=8, hidden_layers=hidden, learning_rate=learning_rate)
-    model = models.build_retrieval(sizes, hp, np.ones(sizes[F.index_name(F.MOVIE_ID)]))
+    model = models.build_retrieval(sizes, hp, np.ones(sizes[F.index_name(F.ITEM_ID)]))
     before, after = _loss_drop(model, ds, 10)
     assert after < 0.9 * before, (before, after)
 
@@ -99,14 +99,14 @@ def test_retrieval_with_title_text_training_lowers_the_loss(data, tiny):
     _, spec, sizes, _ = data
     ds = inputs.transformed_dataset(tiny.train_files, spec, 8)
     hp = RetrievalHParams(embedding_dim=8, hidden_layers=[], learning_rate=0.2, title_text=True)
-    model = models.build_retrieval(sizes, hp, np.ones(sizes[F.index_name(F.MOVIE_ID)]))
+    model = models.build_retrieval(sizes, hp, np.ones(sizes[F.index_name(F.ITEM_ID)]))
     before, after = _loss_drop(model, ds, 10)
     assert after < 0.9 * before, (before, after)
 
 
 def test_retrieval_popularity_correction_needs_counts(data):
     _, _, sizes, _ = data
-    with pytest.raises(ValueError, match="movie counts"):
+    with pytest.raises(ValueError, match="item counts"):
         models.build_retrieval(sizes, RetrievalHParams(popularity_correction=True))
 
 
@@ -128,7 +128,7 @@ def test_an_empty_train_split_is_a_data_error(tmp_path, data):
     (empty / "data.gz").write_bytes(b"")
     with pytest.raises(DataError, match="train split is empty"):
         inputs.train_stats(inputs.transformed_dataset(str(empty), spec, 8),
-                           sizes[F.index_name(F.MOVIE_ID)])
+                           sizes[F.index_name(F.ITEM_ID)])
     with pytest.raises(DataError, match="no data files match"):
         inputs.files(str(tmp_path / "nothing" / "*"))
 
@@ -158,10 +158,10 @@ def test_mlp_ranking_has_no_cross_layers_or_biases(data):
     assert model.network.cross == [] and model.network.user_bias is None
 
 
-def test_removing_accidental_hits_drops_duplicate_movies_from_the_negatives(data):
+def test_removing_accidental_hits_drops_duplicate_items_from_the_negatives(data):
     _, _, sizes, batch = data
-    movies = batch[F.index_name(F.MOVIE_ID)].numpy()
-    assert len(set(movies.tolist())) < len(movies)  # 64 ratings of 20 movies: duplicates
+    items = batch[F.index_name(F.ITEM_ID)].numpy()
+    assert len(set(items.tolist())) < len(items)  # 64 ratings of 20 items: duplicates
     losses = {}
     for remove in (False, True):
         hp = RetrievalHParams(embedding_dim=8, popularity_correction=False,
@@ -191,6 +191,26 @@ def test_implicit_feedback_counts_only_high_ratings_as_positives(data):
     np.testing.assert_allclose(losses[4.0], per_row[ratings >= 4].sum(), rtol=1e-4)
 
 
+def test_declared_weights_scale_each_rows_retrieval_loss(data):
+    _, _, sizes, batch = data
+    ratings = batch[F.LABEL].numpy()
+    weights = np.linspace(0.0, 3.0, len(ratings)).astype(np.float32)
+    weighted = {**batch, F.WEIGHT: tf.constant(weights)}
+    model = models.build_retrieval(sizes, RetrievalHParams(embedding_dim=8,
+                                                          popularity_correction=False))
+    per_row = tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction="none")(
+        tf.eye(len(ratings)), tf.matmul(model.query_tower(batch), model.candidate_tower(batch),
+                                        transpose_b=True)).numpy()
+    np.testing.assert_allclose(float(model.compute_loss(weighted)), (weights * per_row).sum(),
+                               rtol=1e-4)
+    # With min_rating too, a row counts by its weight and only if rated high enough.
+    model = models.build_retrieval(sizes, RetrievalHParams(embedding_dim=8,
+                                                          popularity_correction=False,
+                                                          min_rating=4.0))
+    np.testing.assert_allclose(float(model.compute_loss(weighted)),
+                               (weights * per_row)[ratings >= 4].sum(), rtol=1e-4)
+
+
 def test_multitask_ranking_adds_a_retrieval_loss_and_learns(data, tiny):
     _, spec, sizes, batch = data
     plain = models.build_ranking(sizes, RankingHParams(), mean_rating=3.0)
@@ -201,7 +221,7 @@ def test_multitask_ranking_adds_a_retrieval_loss_and_learns(data, tiny):
     rating = float(joint.task(labels=batch[F.LABEL], predictions=joint(batch)))
     member = joint.network
     retrieval = float(joint.retrieval_task(member.user(batch[F.index_name(F.USER_ID)]),
-                                           member.movie(batch[F.index_name(F.MOVIE_ID)]),
+                                           member.item(batch[F.index_name(F.ITEM_ID)]),
                                            compute_metrics=False))
     assert retrieval > 0
     np.testing.assert_allclose(float(joint.compute_loss(batch)), rating + 0.5 * retrieval / 64,
@@ -217,7 +237,7 @@ BRAND, PRICE = F.index_name(F.item_feature("brand")), F.numeric_name(F.item_feat
 def test_declared_item_features_feed_the_candidate_tower_and_the_ranking_model(data):
     _, _, sizes, batch = data
     sizes = {**sizes, BRAND: 4}
-    n = len(batch[F.index_name(F.MOVIE_ID)])
+    n = len(batch[F.index_name(F.ITEM_ID)])
     base = {**batch, BRAND: tf.fill([n, 1], tf.constant(0, tf.int64)),
             PRICE: tf.zeros([n], tf.float32)}
     other_brand = {**base, BRAND: tf.fill([n, 1], tf.constant(1, tf.int64))}

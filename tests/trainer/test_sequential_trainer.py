@@ -45,10 +45,10 @@ def test_training_contexts_come_from_the_same_users_earlier_train_ratings(tiny, 
     batch = next(iter(sequential_trainer.with_context(
         data.dataset(tiny.train_files, 10_000), history, LENGTH)))
     batch = {k: v.numpy() for k, v in batch.items()}
-    users, times, movies = (batch[F.index_name(F.USER_ID)], batch[F.TIMESTAMP],
-                            batch[F.index_name(F.MOVIE_ID)])
+    users, times, items = (batch[F.index_name(F.USER_ID)], batch[F.TIMESTAMP],
+                            batch[F.index_name(F.ITEM_ID)])
     for i in range(0, len(users), 7):
-        earlier = sorted((t, m) for u, t, m in zip(users, times, movies, strict=True)
+        earlier = sorted((t, m) for u, t, m in zip(users, times, items, strict=True)
                          if u == users[i] and t < times[i])
         expected = [m for _, m in earlier][-LENGTH:]
         expected = [F.LIST_PADDING] * (LENGTH - len(expected)) + expected
@@ -68,16 +68,16 @@ def test_recommend_reads_the_exported_history_like_a_request_carrying_it(trained
     _, _, path, _, _ = trained
     rows = tiny.raw_train_rows
     user = rows[0][F.USER_ID]
-    mine = sorted((r[F.TIMESTAMP], r[F.MOVIE_ID]) for r in rows if r[F.USER_ID] == user)
+    mine = sorted((r[F.TIMESTAMP], r[F.ITEM_ID]) for r in rows if r[F.USER_ID] == user)
     when = mine[-1][0] + 1
     context = np.array([[m for _, m in mine[-LENGTH:]]], object)
     by_history = fresh_signature(path, "recommend", user_id=np.array([user], object),
                                  timestamp=np.array([when], np.int64))
     # The request-time path, loaded here (fresh-process loading is checked by the others).
     by_request = tf.saved_model.load(path).signatures["serving_default"](
-        context_movies=tf.constant(context))
+        context_items=tf.constant(context))
     assert by_history["known_user"].tolist() == [True]
-    assert by_history["movie_ids"].tolist() == by_request["movie_ids"].numpy().tolist()
+    assert by_history["item_ids"].tolist() == by_request["item_ids"].numpy().tolist()
     np.testing.assert_allclose(by_history["scores"], by_request["scores"].numpy(), rtol=1e-5)
 
 
@@ -91,17 +91,17 @@ def test_evaluate_equals_numpy_over_the_in_memory_model(trained, tiny, data, his
     batch = {k: v.numpy() for k, v in next(iter(sequential_trainer.with_context(
         data.dataset(tiny.eval_files, 10_000), history, LENGTH))).items()}
     # The eval split as Transform wrote it, in the raw rows' order.
-    keys = list(zip(batch[F.USER_ID], batch[F.MOVIE_ID], batch[F.TIMESTAMP], strict=True))
-    order = [keys.index((r[F.USER_ID], r[F.MOVIE_ID], r[F.TIMESTAMP]))
+    keys = list(zip(batch[F.USER_ID], batch[F.ITEM_ID], batch[F.TIMESTAMP], strict=True))
+    order = [keys.index((r[F.USER_ID], r[F.ITEM_ID], r[F.TIMESTAMP]))
              for r in tiny.raw_eval_rows]
     queries = model.query_tower({F.CONTEXT_INDEX: batch[F.CONTEXT_INDEX][order]}).numpy()
-    num_candidates = data.sizes[F.index_name(F.MOVIE_ID)] - 1  # the vocabulary, no OOV row
+    num_candidates = data.sizes[F.index_name(F.ITEM_ID)] - 1  # the vocabulary, no OOV row
     candidates = model.candidate_tower(
-        {F.index_name(F.MOVIE_ID): np.arange(num_candidates)}).numpy()
+        {F.index_name(F.ITEM_ID): np.arange(num_candidates)}).numpy()
     scores = queries @ candidates.T
-    movies = batch[F.index_name(F.MOVIE_ID)][order]
-    known = movies < num_candidates
-    positive = scores[np.arange(len(movies)), np.minimum(movies, num_candidates - 1)]
+    items = batch[F.index_name(F.ITEM_ID)][order]
+    known = items < num_candidates
+    positive = scores[np.arange(len(items)), np.minimum(items, num_candidates - 1)]
     rank = (scores >= positive[:, None]).sum(axis=1) - 1
     np.testing.assert_array_equal(got["top_k_hit"], (known & (rank < K)).astype(np.float32))
     assert 0 < got["top_k_hit"].mean() < 1
@@ -109,6 +109,6 @@ def test_evaluate_equals_numpy_over_the_in_memory_model(trained, tiny, data, his
 
 def test_warmup_inputs_are_valid_requests(trained, fresh_signature):
     _, _, path, metadata, _ = trained
-    got = fresh_signature(path, "serving_default", context_movies=np.array(
-        metadata.warmup_inputs["context_movies"], object))
-    assert got["movie_ids"].shape == (2, K)
+    got = fresh_signature(path, "serving_default", context_items=np.array(
+        metadata.warmup_inputs["context_items"], object))
+    assert got["item_ids"].shape == (2, K)

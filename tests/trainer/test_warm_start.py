@@ -36,7 +36,7 @@ def base(data, tiny, tmp_path_factory):
 
 
 def _build(data, hp):
-    return models.build_retrieval(data.sizes, hp, data.stats.movie_index_counts,
+    return models.build_retrieval(data.sizes, hp, data.stats.item_index_counts,
                                             numeric=data.numeric)
 
 
@@ -54,7 +54,7 @@ def test_saved_weights_carry_the_vocabularies_they_index(base, data):
     assert (directory / warm_start.VOCABULARY_DIR / F.USER_ID).read_bytes() == \
         pathlib.Path(data.tft_output.vocabulary_file_by_name(F.USER_ID)).read_bytes()
     tags = warm_start.vocabulary_tags(model)
-    assert tags.count(F.USER_ID) == 1 and tags.count(F.MOVIE_ID) == 1
+    assert tags.count(F.USER_ID) == 1 and tags.count(F.ITEM_ID) == 1
     assert None in tags  # the dense layers and the timestamp buckets
 
 

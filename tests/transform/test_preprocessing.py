@@ -17,7 +17,7 @@ from tests.conftest import beam_pipeline
 
 BASE = 880_000_000  # Unix seconds in 1997, like MovieLens 100K: float32 would lose minutes
 ROWS = [
-    # user, movie, title, genres, hours after BASE, rating, gender, age
+    # user, item, title, genres, hours after BASE, rating, gender, age
     ("u1", "m1", "Alpha (1990)", ["Action", "Comedy"], 1, 5.0, "M", 24),
     ("u1", "m2", "Beta (1991)", ["Action"], 2, 4.0, "M", 24),
     ("u1", "m1", "Alpha (1990)", ["Action", "Comedy"], 3, 3.0, "M", 24),
@@ -30,17 +30,17 @@ ROWS = [
 
 
 def _raw(row):
-    user, movie, title, genres, hours, rating, gender, age = row
-    return {F.USER_ID: user.encode(), F.MOVIE_ID: movie.encode(), F.MOVIE_TITLE: title.encode(),
-            F.MOVIE_GENRES: [g.encode() for g in genres], F.TIMESTAMP: BASE + 3600 * hours,
+    user, item, title, genres, hours, rating, gender, age = row
+    return {F.USER_ID: user.encode(), F.ITEM_ID: item.encode(), F.ITEM_TITLE: title.encode(),
+            F.ITEM_GENRES: [g.encode() for g in genres], F.TIMESTAMP: BASE + 3600 * hours,
             F.USER_RATING: rating, F.USER_GENDER: gender.encode(), F.USER_AGE: age}
 
 
 SPEC = {
     F.USER_ID: tf.io.FixedLenFeature([], tf.string),
-    F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
-    F.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
-    F.MOVIE_GENRES: tf.io.VarLenFeature(tf.string),
+    F.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
+    F.ITEM_TITLE: tf.io.FixedLenFeature([], tf.string),
+    F.ITEM_GENRES: tf.io.VarLenFeature(tf.string),
     F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
     F.USER_RATING: tf.io.FixedLenFeature([], tf.float32),
     F.USER_GENDER: tf.io.FixedLenFeature([], tf.string),
@@ -66,14 +66,14 @@ def transformed(tmp_path_factory):
 
 def test_vocabularies_are_named_files_ordered_by_frequency(transformed):
     _, tft_out = transformed
-    # user_id counts: u1 x4, u2 x3, u3 x1.  movie_id: m1 x4, m2 x3, m3 x1.
+    # user_id counts: u1 x4, u2 x3, u3 x1.  item_id: m1 x4, m2 x3, m3 x1.
     assert tft_out.vocabulary_by_name(F.USER_ID) == [b"u1", b"u2", b"u3"]
-    assert tft_out.vocabulary_by_name(F.MOVIE_ID) == [b"m1", b"m2", b"m3"]
+    assert tft_out.vocabulary_by_name(F.ITEM_ID) == [b"m1", b"m2", b"m3"]
     # genres counted per value across lists: Action 7, Comedy 4, Drama 1.
-    assert tft_out.vocabulary_by_name(F.MOVIE_GENRES) == [b"Action", b"Comedy", b"Drama"]
+    assert tft_out.vocabulary_by_name(F.ITEM_GENRES) == [b"Action", b"Comedy", b"Drama"]
     assert tft_out.vocabulary_by_name(F.USER_GENDER) == [b"M", b"F"]  # 5 M, 3 F
     assert tft_out.vocabulary_by_name(F.USER_AGE) == [b"24", b"53", b"31"]
-    assert tft_out.vocabulary_size_by_name(F.MOVIE_TITLE) == 3
+    assert tft_out.vocabulary_size_by_name(F.ITEM_TITLE) == 3
 
 
 def test_ids_come_from_the_vocabularies(transformed):
@@ -82,18 +82,18 @@ def test_ids_come_from_the_vocabularies(transformed):
     for row in rows:
         assert users[row[F.index_name(F.USER_ID)]] == row[F.USER_ID]
     first = min(rows, key=lambda r: r[F.TIMESTAMP_Z])  # hour 1: Alpha, Action + Comedy
-    assert list(first[F.index_name(F.MOVIE_GENRES)]) == [0, 1]
-    drama = [r for r in rows if r[F.MOVIE_ID] == b"m3"]
-    assert [list(r[F.index_name(F.MOVIE_GENRES)]) for r in drama] == [[2]]
+    assert list(first[F.index_name(F.ITEM_GENRES)]) == [0, 1]
+    drama = [r for r in rows if r[F.ITEM_ID] == b"m3"]
+    assert [list(r[F.index_name(F.ITEM_GENRES)]) for r in drama] == [[2]]
 
 
 def test_title_words_get_their_own_vocabulary(transformed):
     rows, tft_out = transformed
-    words = tft_out.vocabulary_by_name(F.MOVIE_TITLE_TOKENS)
+    words = tft_out.vocabulary_by_name(F.ITEM_TITLE_TOKENS)
     # Per rating: alpha and 1990 x4, beta and 1991 x3, gamma and 1992 x1 (ties by value).
     assert words == [b"alpha", b"1990", b"beta", b"1991", b"gamma", b"1992"]
     for row in rows:
-        title = row[F.MOVIE_TITLE].decode().lower().replace("(", "").replace(")", "")
+        title = row[F.ITEM_TITLE].decode().lower().replace("(", "").replace(")", "")
         assert [words[i].decode() for i in row[F.TITLE_TOKENS_INDEX]] == title.split()
     assert tft_out.num_buckets_for_transformed_feature(F.TITLE_TOKENS_INDEX) == len(words) + 1
 
@@ -127,7 +127,7 @@ def test_timestamp_z_score_matches_hand_computation(transformed):
 def test_label_and_raw_ids_pass_through(transformed):
     rows, _ = transformed
     assert sorted(float(r[F.LABEL]) for r in rows) == sorted(r[5] for r in ROWS)
-    assert sorted(r[F.MOVIE_TITLE] for r in rows) == sorted(r[2].encode() for r in ROWS)
+    assert sorted(r[F.ITEM_TITLE] for r in rows) == sorted(r[2].encode() for r in ROWS)
 
 
 def test_layout_without_demographics_skips_their_vocabularies(tmp_path):
@@ -162,13 +162,15 @@ def declared(tmp_path_factory):
     for column, kind in KINDS.items():
         dtype = tf.float32 if "numeric" in kind else tf.string
         spec[F.item_feature(column)] = tf.io.VarLenFeature(dtype)
+    spec[F.WEIGHT] = tf.io.FixedLenFeature([], tf.float32)
     rows = []
-    for row in ROWS:
+    for i, row in enumerate(ROWS):
         raw = {k: v for k, v in _raw(row).items() if k in spec}
         for column, value in ITEMS[row[1]].items():
             values = [] if value is None else value if isinstance(value, list) else [value]
             raw[F.item_feature(column)] = [v.encode() if isinstance(v, str) else v
                                            for v in values]
+        raw[F.WEIGHT] = 0.5 * i
         rows.append(raw)
     config = {"timestamp_buckets": 2,
               F.DECLARED_FEATURES_CONFIG: {F.item_feature(c): k for c, k in KINDS.items()}}
@@ -180,8 +182,8 @@ def declared(tmp_path_factory):
         _ = (out | beam.combiners.ToList()
              | beam.Map(lambda rows: (tmp / "rows.pkl").write_bytes(pickle.dumps(rows))))
     transformed = pickle.loads((tmp / "rows.pkl").read_bytes())
-    by_movie = {r[F.MOVIE_ID].decode(): r for r in transformed}
-    return by_movie, tft.TFTransformOutput(str(tmp / "tf"))
+    by_item = {r[F.ITEM_ID].decode(): r for r in transformed}
+    return by_item, tft.TFTransformOutput(str(tmp / "tf")), transformed
 
 
 def _ids(row, column, vocabulary):
@@ -189,7 +191,7 @@ def _ids(row, column, vocabulary):
 
 
 def test_declared_categorical_and_multi_categorical_features_get_vocabularies(declared):
-    rows, tft_out = declared
+    rows, tft_out, _ = declared
     brands = tft_out.vocabulary_by_name(F.item_feature("brand"))
     assert brands == [b"acme", b"zeta"]  # per rating: acme 4, zeta 3; m3 has none
     assert [_ids(rows[m], "brand", brands) for m in ("m1", "m2", "m3")] == [
@@ -202,7 +204,7 @@ def test_declared_categorical_and_multi_categorical_features_get_vocabularies(de
 
 
 def test_declared_text_feature_is_a_bag_of_lower_cased_words(declared):
-    rows, tft_out = declared
+    rows, tft_out, _ = declared
     words = tft_out.vocabulary_by_name(F.item_feature("blurb"))
     assert words == [b"fast", b"car", b"boat"]  # fast 4 + 1, car 4, boat 1
     assert [_ids(rows[m], "blurb", words) for m in ("m1", "m2", "m3")] == [
@@ -210,19 +212,25 @@ def test_declared_text_feature_is_a_bag_of_lower_cased_words(declared):
 
 
 def test_declared_numeric_features_are_z_scores_and_missing_is_the_mean(declared):
-    rows, _ = declared
+    rows, _, _ = declared
     counts = {"m1": 4, "m2": 3, "m3": 1}
     for column, transform in (("price", lambda x: x), ("weight", math.log1p)):
         present = [m for m in counts if ITEMS[m][column] is not None]
         values = np.repeat([transform(ITEMS[m][column]) for m in present],
                            [counts[m] for m in present])
         mean, std = values.mean(), values.std()
-        for movie in counts:
-            value = ITEMS[movie][column]
+        for item in counts:
+            value = ITEMS[item][column]
             expected = 0.0 if value is None else (transform(value) - mean) / std
-            got = float(rows[movie][F.numeric_name(F.item_feature(column))])
-            assert got == pytest.approx(expected, abs=1e-5), (column, movie)
+            got = float(rows[item][F.numeric_name(F.item_feature(column))])
+            assert got == pytest.approx(expected, abs=1e-5), (column, item)
     # log1p(e - 1) = 1 and log1p(e^2 - 1) = 2: the log was taken before the z-score.
     weights = [float(rows[m][F.numeric_name(F.item_feature("weight"))]) for m in ("m1", "m2")]
     assert weights[0] == pytest.approx(-math.sqrt(3 / 4), abs=1e-5)
     assert weights[1] == pytest.approx(math.sqrt(4 / 3), abs=1e-5)
+
+
+def test_a_declared_weight_passes_through_unchanged(declared):
+    _, tft_out, transformed = declared
+    assert sorted(float(r[F.WEIGHT]) for r in transformed) == [0.5 * i for i in range(len(ROWS))]
+    assert tft_out.transformed_feature_spec()[F.WEIGHT].dtype == tf.float32
