@@ -7,12 +7,11 @@ Three additions to TFX's Evaluator (same inputs, outputs and TFMA executor other
   property so that Kubeflow can expose it as a run-time parameter, which a proto field
   inside ``eval_config`` cannot be.
 * ``blessing_registry``: a directory (local or ``gs://``) where each blessing is recorded as
-  one small JSON file naming the blessed model. Open-source Kubeflow Pipelines cannot run
-  TFX's MLMD-query Resolver (its backend answers "resolver not implemented yet"), so on that
-  target ``BlessedModelLookup`` finds the last blessed model from this registry instead.
+  one small JSON file naming the blessed model, from which ``BlessedModelLookup`` finds the
+  last blessed model on every target (open-source Kubeflow Pipelines cannot run TFX's
+  MLMD-query Resolver).
 * a baseline given as a *pointer* (a ``baseline.json`` written by ``BlessedModelLookup``) is
-  followed to the model it names; a pointer naming no model means "no baseline yet", exactly
-  as an empty Resolver output does locally.
+  followed to the model it names; a pointer naming no model means "no baseline yet".
 * a candidate that *is* its baseline (the same model artifact, as on a rerun whose Trainer
   was cached) keeps the verdict its earlier evaluation gave, copied from the registry's
   record, without re-scoring (``kept``);

@@ -11,9 +11,8 @@ It also takes ``epochs`` as its own execution property, overriding ``hparams.epo
 ``custom_config``: Kubeflow can then expose it as a run-time parameter, which a value inside
 the ``custom_config`` JSON cannot be.
 
-``base_model`` (TFX's own optional input) is the branch's baseline: the Resolver's last
-blessed model, or on open-source Kubeflow Pipelines BlessedModelLookup's pointer to it, which
-is followed here as the Evaluator follows it. ``run_fn`` warm-starts from it
+``base_model`` (TFX's own optional input) is the branch's baseline: BlessedModelLookup's
+pointer to its last blessed model, which is followed here as the Evaluator follows it. ``run_fn`` warm-starts from it
 (``trainer/warm_start.py``); what it did lands on the model artifact as the ``warm_start``
 property, which the run summary shows.
 """

@@ -7,13 +7,14 @@ Two targets, one DAG:
   writes -- so the spec is taken out of the job, and the pipeline root TFX keeps in the job's
   runtime config becomes the spec's ``defaultPipelineRoot``. TFX's Resolver nodes compile to
   KFP ``resolver`` executors, which this backend does not implement, so this target builds
-  the DAG with ``BlessedModelLookup`` in their place (see ``pipeline/pipeline.py``).
+  the DAG without them (baselines come from ``BlessedModelLookup`` on every target, the
+  previous span window from SpanWindow's registry: ``pipeline/target.py``).
 * ``vertex`` (Vertex AI Pipelines): TFX's ``PipelineJob`` JSON as it is; Vertex runs the
-  Resolvers natively.
+  previous window's Resolver natively.
 
-On both, MovieLensExampleGen is compiled with caching off: its inputs are a directory name
+On both, InteractionsExampleGen is compiled with caching off: its inputs are a directory name
 and settings, so a cache hit would silently reuse old data after the files there changed.
-Everything downstream then sees a new artifact and recomputes. On ``kfp`` the Baselines
+Everything downstream then sees a new artifact and recomputes. The Baselines
 (``BlessedModelLookup``) are uncached too: they have no inputs, so a cache hit would keep
 handing every later run the first run's baseline.
 
@@ -55,8 +56,7 @@ def build_job(config: PipelineConfig, target: str) -> dict[str, Any]:
             config=runner_config, output_dir=scratch)
         job = runner.run(pipeline, parameter_values=defaults, write_out=False)
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
-    uncached = [nodes.EXAMPLE_GEN] + ([b.baseline for b in nodes.BRANCHES if b.baseline in tasks]
-                                      if target == "kfp" else [])
+    uncached = [nodes.EXAMPLE_GEN] + [b.baseline for b in nodes.BRANCHES if b.baseline in tasks]
     for name in uncached:
         tasks[name]["cachingOptions"] = {"enableCache": False}
     _use_entrypoint(job["pipelineSpec"])

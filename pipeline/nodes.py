@@ -6,8 +6,8 @@ branch is one ``Branch`` entry plus its Trainer module. ``tests/test_registry.py
 another module spells one of these names as a literal.
 
 A *branch* is one model family from Trainer to serving: its Trainer, its Evaluator (the gate,
-against an absolute bound and the last blessed model), that model's Baseline (a Resolver
-locally, a lookup component on Kubeflow) and one Pusher per served model. The gated metric's
+against an absolute bound and the last blessed model), that model's Baseline (a lookup of
+its Evaluator's blessing registry, on every target) and one Pusher per served model. The gated metric's
 direction says which way a bound and a regression go. A *composed* branch trains nothing: one
 node builds its model from other branches' blessed models and gates it (the Evaluator's
 place), finding its baseline in its own blessing registry on every target (no Baseline node).
@@ -20,7 +20,7 @@ import re
 from typing import Optional
 
 # Shared nodes, upstream of every branch.
-EXAMPLE_GEN = "MovieLensExampleGen"
+EXAMPLE_GEN = "InteractionsExampleGen"
 STATISTICS_GEN = "StatisticsGen"
 SCHEMA_GEN = "ImportSchemaGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"

@@ -1,6 +1,6 @@
 """``create_pipeline(config)``: the TFX DAG, shared by every runner (local and Kubeflow).
 
-    MovieLensExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema; generated from
+    InteractionsExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema; generated from
       the declaration for a declared log, pipeline/schema.py)
       -> ExampleValidator -> AnomalyGate -> Transform
     [span folders] AnomalyGate -> SpanWindow (and PreviousWindow) -> Transform, Evaluators,
@@ -40,7 +40,7 @@ from tfx import v1 as tfx
 
 from recsys_pipeline.components.anomaly_gate import AnomalyGate
 from recsys_pipeline.components.bulk_recommendations import BulkRecommendations
-from recsys_pipeline.components.movielens_example_gen import MovieLensExampleGen
+from recsys_pipeline.components.interactions_example_gen import InteractionsExampleGen
 from recsys_pipeline.components.recommender import Recommender
 from recsys_pipeline.components.recsys_evaluator import RecsysEvaluator
 from recsys_pipeline.components.recsys_trainer import RecsysTrainer
@@ -153,7 +153,7 @@ def create_pipeline(config: PipelineConfig, target: Union[str, Target] = "local"
     layout, fingerprint = resolve_layout(config, target.name)
     values = target.values(config)
 
-    example_gen = MovieLensExampleGen(
+    example_gen = InteractionsExampleGen(
         data_dir=values["data_dir"],
         layout=layout,
         split_config=config.split_config_json(),
@@ -161,7 +161,7 @@ def create_pipeline(config: PipelineConfig, target: Union[str, Target] = "local"
         interactions=(json.dumps(dataclasses.asdict(config.interactions), sort_keys=True)
                       if layout == INTERACTIONS else None),
         input_fingerprint=fingerprint,
-        source_fingerprint=_code_of(MovieLensExampleGen),
+        source_fingerprint=_code_of(InteractionsExampleGen),
         # Locally the runner chose the span (from ML Metadata); on Kubeflow the step chooses
         # it at run time from its registry of ingested spans.
         span=config.data.span if target.local_run else None,

@@ -4,10 +4,11 @@ The components and edges are the same everywhere (``pipeline.create_pipeline``).
 
 * paths: locally everything is under ``output_dir``; on Kubeflow and Vertex AI the pipeline
   root, the serving volume, the data and the curated schemas are where ``[kubeflow]`` says;
-* how a baseline (the last blessed model) and the previous span window are found: TFX's
-  Resolvers locally and on Vertex AI; open-source Kubeflow Pipelines cannot run Resolvers, so
-  there a lookup component reads the blessing registry the Evaluators write, and SpanWindow
-  reads its own registry (components/blessed_model_lookup.py, components/span_window.py);
+* how the previous span window is found: TFX's Resolver locally and on Vertex AI; open-source
+  Kubeflow Pipelines cannot run Resolvers, so there SpanWindow reads its own registry
+  (components/span_window.py). A baseline (the last blessed model) is found one way on every
+  target: a lookup of the blessing registry the Evaluators write
+  (components/blessed_model_lookup.py), whose cache only a local run can key;
 * the knobs a scheduler changes between runs: plain values locally, run-time parameters on
   Kubeflow (``kubeflow.runtime_parameters``);
 * the metadata store: LocalDagRunner's SQLite file; orchestrators bring their own.
@@ -42,7 +43,7 @@ class Target:
     serving_dir: str  # where the Pushers publish: a path on a volume
     data_dir: Optional[str]  # the data's location as the runner sees it (a default on Kubeflow)
     project_dir: str  # where the curated schemas are read ("": this install)
-    resolvers: bool  # whether TFX Resolvers run here (not on open-source KFP)
+    resolvers: bool  # whether TFX Resolvers run here (not on open-source KFP): span windows
     runtime_parameters: bool  # the scheduler's knobs as RuntimeParameters
     spanned: bool  # the data has span folders
     metadata_path: Optional[str]  # LocalDagRunner's SQLite store (None: the orchestrator's)
@@ -104,22 +105,15 @@ class Target:
                 for name in RUNTIME_PARAMETERS if name in values}
 
     def baseline(self, branch: nodes.Branch):
-        """The node that finds ``branch``'s last blessed model (output ``model``)."""
-        from tfx import v1 as tfx
+        """The node that finds ``branch``'s last blessed model (output ``model``): the same
+        lookup on every target; only a local run, built afresh each time, can key its cache
+        on the registry (components/blessed_model_lookup.py)."""
+        from recsys_pipeline.components import blessed_model_lookup
 
-        if not self.resolvers:
-            from recsys_pipeline.components.blessed_model_lookup import BlessedModelLookup
-
-            return BlessedModelLookup(
-                blessing_registry=self.registry("blessings", branch.evaluator),
-            ).with_id(branch.baseline)
-        return tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                                  producer_component_id=branch.trainer, output_key="model"),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                           producer_component_id=branch.evaluator,
-                                           output_key="blessing"),
+        blessings = self.registry("blessings", branch.evaluator)
+        return blessed_model_lookup.BlessedModelLookup(
+            blessing_registry=blessings,
+            cache_key=blessed_model_lookup.cache_key(blessings) if self.local_run else "",
         ).with_id(branch.baseline)
 
     def previous_window(self):

@@ -32,7 +32,7 @@ def arm(point: str, marker_dir: str) -> None:
     """Patches the function where ``point`` stops (see module doc)."""
     marker = os.path.join(marker_dir, point)
     if point == "ExampleGen":  # examples written by Beam, not yet checked or published
-        from recsys_pipeline.components import movielens_example_gen as m
+        from recsys_pipeline.components import interactions_example_gen as m
         _hang_after(m.Executor, "_check_duplicates", marker)
     elif point == "Transform":  # transform graph and transformed examples written
         from tfx.components.transform import executor as t

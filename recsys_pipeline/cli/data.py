@@ -20,7 +20,7 @@ def register(sub) -> None:
     syn.add_argument("--layout", choices=("csv", "interactions"), default="csv",
                      help="with --ratings: csv (GroupLens ratings.csv + movies.csv, the "
                      "default) or interactions (a shop's log with its own columns, a product "
-                     "table and the recsys.toml declaring them)")
+                     "table, a customer table and the recsys.toml declaring them)")
     syn.add_argument("--format", choices=("csv", "parquet"), default="csv",
                      help="with --layout interactions: the files' format (default csv)")
     syn.set_defaults(func=_cmd_synth)
@@ -61,6 +61,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     config = os.path.join(args.out, synthetic.DECLARED_CONFIG)
     print(f"Wrote {shape.num_ratings:,} ratings by {shape.num_users:,} customers of "
           f"{shape.num_items:,} products to {args.out} ({layout.files}, {layout.items_file}, "
+          f"{layout.users_file}, "
           f"and {synthetic.DECLARED_CONFIG} declaring them). Run it: recsys run --config "
           f"{config} --data-dir {args.out}")
     return 0

@@ -64,7 +64,7 @@ def test_scale_benchmark_runs_the_dag_and_prints_its_table(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     rows = dict(re.findall(r"^\| (\S+) \| ([\d.]+) \| [\d,]+ \|", result.stdout, flags=re.M))
     assert len(rows) == 19, result.stdout  # every component of the DAG, whole run apart
-    for component in ("MovieLensExampleGen", "Transform", "RetrievalTrainer",
+    for component in ("InteractionsExampleGen", "Transform", "RetrievalTrainer",
                       "RetrievalEvaluator"):
         assert float(rows[component]) > 0, result.stdout
     # Memory is read when each component starts and ends, however short it is.

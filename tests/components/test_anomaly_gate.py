@@ -9,7 +9,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.types import artifact_utils, standard_artifacts
 
 from recsys_pipeline.components.anomaly_gate import AnomalyGate, describe_anomalies
-from recsys_pipeline.components.movielens_example_gen import to_example
+from recsys_pipeline.components.interactions_example_gen import to_example
 from recsys_pipeline.errors import ValidationError
 from recsys_pipeline.pipeline.pipeline import schema_path
 from recsys_pipeline.transform import features as F

@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
 from recsys_pipeline.components import span_window
-from recsys_pipeline.components.movielens_example_gen import to_example
+from recsys_pipeline.components.interactions_example_gen import to_example
 from recsys_pipeline.errors import DataError
 from recsys_pipeline.transform import features as F
 

@@ -130,7 +130,7 @@ def _scenario_config(point):
     """(config, ran on the rerun, cached on the rerun): the change that makes ``point``'s
     component execute, and what finished before the kill that the rerun must reuse."""
     if point == "Transform":
-        return BASE_CONFIG, ["Transform"], ["MovieLensExampleGen", "StatisticsGen",
+        return BASE_CONFIG, ["Transform"], ["InteractionsExampleGen", "StatisticsGen",
                                             "ExampleValidator", "AnomalyGate"]
     if point == "Trainer":
         text = BASE_CONFIG.replace("[retrieval]\nepochs = 2", "[retrieval]\nepochs = 3")

@@ -27,7 +27,7 @@ from tests.conftest import write_subset
 pytestmark = pytest.mark.e2e
 
 RECSYS = str(pathlib.Path(sys.executable).parent / "recsys")
-DATA_COMPONENTS = ["ImportSchemaGen", "MovieLensExampleGen", "StatisticsGen",
+DATA_COMPONENTS = ["ImportSchemaGen", "InteractionsExampleGen", "StatisticsGen",
                    "ExampleValidator", "AnomalyGate", "Transform"]
 MODEL_COMPONENTS = ["RetrievalTrainer", "RetrievalBaseline", "RetrievalEvaluator", "ScannIndexer",
                     "ScannPusher", "BruteForcePusher", "RankingTrainer", "RankingBaseline",
@@ -112,7 +112,7 @@ def test_first_run_blesses_and_pushes_both_models_with_the_target_quality(first_
 
 
 def _eval_queries(out, n=1000):
-    examples = os.path.join(_artifact(out, "MovieLensExampleGen", "examples"), "Split-eval")
+    examples = os.path.join(_artifact(out, "InteractionsExampleGen", "examples"), "Split-eval")
     users, timestamps, items = [], [], []
     spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.string),
             F.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
@@ -138,7 +138,7 @@ def test_served_scann_recall_is_the_gated_recall_and_meets_the_bound(first_run, 
     out, _ = first_run
     params = PipelineConfig().index
     users, timestamps = scann_indexer.eval_queries(
-        os.path.join(_artifact(out, "MovieLensExampleGen", "examples"), "Split-eval"),
+        os.path.join(_artifact(out, "InteractionsExampleGen", "examples"), "Split-eval"),
         params.max_queries)
     users, timestamps = np.array(users[1::2], object), np.array(timestamps[1::2])
     base = str(out / "serving")
@@ -337,7 +337,7 @@ def test_runs_and_lineage_read_the_history(first_run, real_ml100k):
     assert lineage.returncode == 0, lineage.stderr
     text = lineage.stdout
     for node in ("ScannPusher", "ScannIndexer", "RetrievalEvaluator", "RetrievalTrainer",
-                 "Transform", "MovieLensExampleGen"):
+                 "Transform", "InteractionsExampleGen"):
         assert f"{node} (execution" in text, text
     assert str(real_ml100k) in text and "recsys_pipeline.trainer.retrieval_trainer.run_fn" in text
     rate = PipelineConfig().retrieval.learning_rate  # the Trainer's hyperparameters are shown

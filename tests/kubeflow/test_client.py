@@ -209,10 +209,10 @@ def _started(server, package, capsys, n=1):
 def test_runs_status_wait_terminate(server, package, capsys):
     host, (first, second) = _started(server, package, capsys, n=2)
     server.set_run(first, "FAILED", tasks=[
-        ("MovieLensExampleGen", "SUCCEEDED", ""),
+        ("InteractionsExampleGen", "SUCCEEDED", ""),
         ("RetrievalTrainer", "FAILED", "task RetrievalTrainer exited with 1: DataError")],
         error="1 task failed")
-    server.set_run(second, "RUNNING", tasks=[("MovieLensExampleGen", "RUNNING", "")])
+    server.set_run(second, "RUNNING", tasks=[("InteractionsExampleGen", "RUNNING", "")])
 
     assert _recsys("runs", *host) == 0
     listing = capsys.readouterr().out.splitlines()

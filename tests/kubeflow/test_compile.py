@@ -62,14 +62,16 @@ def test_task_graph_equals_the_local_dag(kfp_spec, ml100k):
     assert kf_compile.task_graph(spec) == dict(sorted(_local_graph(ml100k).items()))
 
 
-def test_vertex_target_has_the_same_graph_with_native_resolvers(tmp_path, ml100k):
+def test_vertex_target_has_the_same_graph_and_looks_baselines_up_as_kfp(tmp_path, ml100k):
     job = kf_compile.compile_pipeline(_config("vertex"), str(tmp_path / "job.json"))
     spec = job["pipelineSpec"]
     assert kf_compile.task_graph(spec) == dict(sorted(_local_graph(ml100k).items()))
     executors = spec["deploymentSpec"]["executors"]
-    assert {k for k, v in executors.items() if "resolver" in v} == {
-        f"{n}Baseline-model{s}-resolver_executor" for n in ("Retrieval", "Ranking")
-        for s in ("", "-blessing")}
+    # Without span folders no Resolver is left (a previous window's is the only one).
+    assert not [k for k, v in executors.items() if "resolver" in v]
+    tasks = spec["root"]["dag"]["tasks"]
+    assert all(tasks[b.baseline]["cachingOptions"] == {"enableCache": False}
+               for b in nodes.BRANCHES if b.baseline in tasks)
     # Every step runs the entrypoint there too (what Vertex sends passes through it as it is).
     assert {tuple(e["container"]["command"]) for e in executors.values()
             if "container" in e} == {("python", "-m", entrypoint.MODULE)}
@@ -123,7 +125,7 @@ def test_spec_is_what_kfp_upload_accepts(kfp_spec):
         assert {"name": "TF_USE_LEGACY_KERAS", "value": "1"} in container["env"]
     # Tasks whose inputs do not change when their result would: never served from KFP's cache.
     uncached = {n for n, t in tasks.items() if not t["cachingOptions"]["enableCache"]}
-    assert uncached == {"MovieLensExampleGen", "RetrievalBaseline", "RankingBaseline"}
+    assert uncached == {"InteractionsExampleGen", "RetrievalBaseline", "RankingBaseline"}
 
 
 def test_a_spec_from_before_the_entrypoint_is_refused(kfp_spec, tmp_path, capsys):
@@ -187,7 +189,7 @@ def test_runtime_parameters_with_defaults(kfp_spec):
     def source(task, name):
         return tasks[task]["inputs"]["parameters"][name]["componentInputParameter"]
 
-    assert source("MovieLensExampleGen", "data_dir") == "data_dir"
+    assert source("InteractionsExampleGen", "data_dir") == "data_dir"
     assert source("RetrievalTrainer", "epochs") == "retrieval_epochs"
     assert source("RankingTrainer", "epochs") == "ranking_epochs"
     assert source("RetrievalEvaluator", "value_bound") == "min_top_k_accuracy"
@@ -201,7 +203,7 @@ def test_beam_args_reach_every_beam_component(tmp_path):
     spec = kf_compile.compile_pipeline(config, str(tmp_path / "p.yaml"))
     executors = spec["deploymentSpec"]["executors"]
     for name in ("StatisticsGen", "Transform", "RetrievalEvaluator", "RankingEvaluator",
-                 "MovieLensExampleGen"):
+                 "InteractionsExampleGen"):
         assert executors[f"{name}_executor"]["container"]["args"][-4:] == \
             config.beam.pipeline_args, name
     # The entrypoint hands the Beam arguments on to TFX's untouched.

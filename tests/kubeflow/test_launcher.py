@@ -218,7 +218,7 @@ def test_compiled_spec_runs_task_by_task_and_pushes(small_subset, tmp_path):
         "typed tfx.TransformGraph" in trainer_log
     assert "RetrievalTrainer: output executor-logs: added by KFP's driver" in trainer_log
     # The run-time parameters reached the steps.
-    example_gen_log = pathlib.Path(by_name["MovieLensExampleGen"].log_path).read_text()
+    example_gen_log = pathlib.Path(by_name["InteractionsExampleGen"].log_path).read_text()
     assert str(small_subset) in example_gen_log
     # First run: no baseline yet, every gate blessed, every model pushed.
     for name in ("RetrievalEvaluator", "RankingEvaluator", "Recommender"):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -28,36 +29,37 @@ def _upstream(component):
 def test_components_and_edges(pipeline):
     _, p = pipeline
     nodes = {c.id: c for c in p.components}
-    assert _upstream(nodes["RetrievalTrainer"]) == ["MovieLensExampleGen", "Transform"]
+    assert _upstream(nodes["RetrievalTrainer"]) == ["InteractionsExampleGen", "Transform"]
     assert _upstream(nodes["RetrievalEvaluator"]) == [
-        "MovieLensExampleGen", "RetrievalBaseline", "RetrievalTrainer"]
+        "InteractionsExampleGen", "RetrievalBaseline", "RetrievalTrainer"]
     assert _upstream(nodes["ScannIndexer"]) == [
-        "MovieLensExampleGen", "RetrievalEvaluator", "RetrievalTrainer"]
+        "InteractionsExampleGen", "RetrievalEvaluator", "RetrievalTrainer"]
     assert _upstream(nodes["ScannPusher"]) == ["ScannIndexer"]
     assert _upstream(nodes["BruteForcePusher"]) == ["RetrievalEvaluator", "RetrievalTrainer"]
     assert _upstream(nodes["RankingPusher"]) == ["RankingEvaluator", "RankingTrainer"]
     assert _upstream(nodes["Transform"]) == ["AnomalyGate", "ImportSchemaGen",
-                                             "MovieLensExampleGen"]
+                                             "InteractionsExampleGen"]
 
 
-@pytest.mark.parametrize("name, trainer", [("Retrieval", "RetrievalTrainer"),
-                                           ("Ranking", "RankingTrainer")])
-def test_each_baseline_only_sees_its_own_trainer_and_evaluator(pipeline, name, trainer):
-    from tfx.dsl.compiler import compiler
+def test_a_local_baseline_is_cached_until_its_evaluator_blesses_another_model(pipeline,
+                                                                              tmp_path):
+    from recsys_pipeline.components import registry as blessings
 
-    _, p = pipeline
-    compiled = compiler.Compiler().compile(p)
-    (node,) = [n.pipeline_node for n in compiled.nodes
-               if n.pipeline_node.node_info.id == f"{name}Baseline"]
-    # The resolver queries artifacts by node context: only its own trainer's and evaluator's.
-    queried = {}
-    for spec in node.inputs.inputs.values():
-        for channel in spec.channels:
-            nodes = [q.name.field_value.string_value for q in channel.context_queries
-                     if q.type.name == "node"]
-            queried[channel.artifact_query.type.name] = nodes
-    assert queried == {"Model": [f"recsys-pipeline.{trainer}"],
-                       "ModelBlessing": [f"recsys-pipeline.{name}Evaluator"]}
+    config, p = pipeline
+    lookup = {c.id: c for c in p.components}["RetrievalBaseline"]
+    path = lookup.exec_properties["blessing_registry"]
+    assert path == os.path.join(config.pipeline_root, "blessings", "RetrievalEvaluator")
+    assert lookup.exec_properties["cache_key"] == ""  # nothing blessed yet
+    model = tmp_path / "blessed-model"
+    model.mkdir()
+    blessings.record(path, {"model_uri": str(model)})
+    rebuilt = {c.id: c for c in create_pipeline(config).components}
+    # The next run's DAG names the new model: TFX's cache runs the lookup again.
+    assert rebuilt["RetrievalBaseline"].exec_properties["cache_key"] == str(model)
+    assert rebuilt["RankingBaseline"].exec_properties["cache_key"] == ""  # its own registry
+    model.rmdir()  # a deleted model is no baseline: the key moves back
+    assert {c.id: c for c in create_pipeline(config).components}[
+        "RetrievalBaseline"].exec_properties["cache_key"] == ""
 
 
 def test_config_reaches_trainers_and_gates(pipeline):
@@ -83,17 +85,23 @@ def test_eval_configs_bound_and_compare_to_the_baseline():
     assert ranking.threshold.change_threshold.absolute.value == ev.rmse_tolerance
 
 
-def test_kfp_target_looks_baselines_up_in_the_registry_its_evaluator_writes(pipeline):
+@pytest.mark.parametrize("target", ["local", "kfp", "vertex"])
+def test_every_target_looks_baselines_up_in_the_registry_its_evaluator_writes(pipeline,
+                                                                             target):
     config, _ = pipeline
-    p = create_pipeline(config, target="kfp")
+    p = create_pipeline(config, target=target)
     nodes = {c.id: c for c in p.components}
+    root = config.pipeline_root if target == "local" else config.kubeflow.pipeline_root
     for name in ("Retrieval", "Ranking"):
         lookup, evaluator = nodes[f"{name}Baseline"], nodes[f"{name}Evaluator"]
         assert type(lookup).__name__ == "BlessedModelLookup"
         registry = lookup.exec_properties["blessing_registry"]
         assert registry == evaluator.exec_properties["blessing_registry"] == \
-            f"{config.kubeflow.pipeline_root}/blessings/{name}Evaluator"
-    assert p.metadata_connection_config is None  # KFP brings its own ML Metadata
+            os.path.join(root, "blessings", f"{name}Evaluator")
+        # A compiled spec runs many times from one build: its lookups run uncached instead.
+        assert lookup.exec_properties["cache_key"] == ""
+    # KFP brings its own ML Metadata.
+    assert (p.metadata_connection_config is None) == (target != "local")
 
 
 def test_unknown_target_is_refused(pipeline):
@@ -109,9 +117,9 @@ def test_sequential_branch_is_added_only_when_enabled(pipeline):
     config.sequential.epochs = 2
     config.evaluation.min_sequential_top_k_accuracy = 0.25
     nodes = {c.id: c for c in create_pipeline(config).components}
-    assert _upstream(nodes["SequentialTrainer"]) == ["MovieLensExampleGen", "Transform"]
+    assert _upstream(nodes["SequentialTrainer"]) == ["InteractionsExampleGen", "Transform"]
     assert _upstream(nodes["SequentialEvaluator"]) == [
-        "MovieLensExampleGen", "SequentialBaseline", "SequentialTrainer"]
+        "InteractionsExampleGen", "SequentialBaseline", "SequentialTrainer"]
     assert _upstream(nodes["SequentialPusher"]) == ["SequentialEvaluator", "SequentialTrainer"]
     trainer = nodes["SequentialTrainer"].exec_properties
     assert trainer["run_fn"].endswith("sequential_trainer.run_fn")
@@ -147,14 +155,14 @@ def test_with_spans_everything_after_the_gate_reads_the_window(ml100k, tmp_path)
     p = create_pipeline(config)
     nodes = {c.id: c for c in p.components}
     window = nodes[registry.SPAN_WINDOW]
-    assert _upstream(window) == ["AnomalyGate", "ImportSchemaGen", "MovieLensExampleGen",
+    assert _upstream(window) == ["AnomalyGate", "ImportSchemaGen", "InteractionsExampleGen",
                                  "PreviousWindow", "StatisticsGen"]
     assert window.exec_properties["drift"] == "block"
     assert window.exec_properties["window_spans"] == 3
     assert window.exec_properties["split_kind"] == "next_span"
     for node in ("Transform", "RetrievalEvaluator", "RankingEvaluator", "ScannIndexer"):
         assert registry.SPAN_WINDOW in _upstream(nodes[node]), node
-        assert "MovieLensExampleGen" not in _upstream(nodes[node]), node
+        assert "InteractionsExampleGen" not in _upstream(nodes[node]), node
     # The Resolver reads earlier windows of this pipeline, never this run's ExampleGen.
     compiled = compiler.Compiler().compile(p)
     (node,) = [n.pipeline_node for n in compiled.nodes
@@ -178,13 +186,13 @@ def test_with_spans_the_trainers_start_from_their_baselines(ml100k, tmp_path, pi
     assert all(nodes[b.trainer].inputs.get("base_model") is None
                for b in (registry.RETRIEVAL, registry.RANKING))
     config = _spanned_config(ml100k, tmp_path)
-    for target, baseline_kind in (("local", "Resolver"), ("kfp", "BlessedModelLookup")):
+    for target in ("local", "kfp", "vertex"):
         nodes = {c.id: c for c in create_pipeline(config, target=target).components}
         for branch in (registry.RETRIEVAL, registry.RANKING):
             trainer, baseline = nodes[branch.trainer], nodes[branch.baseline]
             assert trainer.inputs["base_model"] is not None
             assert trainer.inputs["base_model"].producer_component_id == branch.baseline
-            assert type(baseline).__name__ == baseline_kind, target
+            assert type(baseline).__name__ == "BlessedModelLookup", target
     config.ranking.warm_start = False
     nodes = {c.id: c for c in create_pipeline(config).components}
     assert nodes[registry.RANKING.trainer].inputs.get("base_model") is None
@@ -220,9 +228,9 @@ def test_the_dag_is_built_from_the_registry_one_branch_more_or_less(pipeline, ta
         config, target, branches=(*registry.BRANCHES, EXTRA)).components}
     assert set(more) == set(full) | {"RankingTrainerB", "RankingEvaluatorB",
                                      "RankingBaselineB", "RankingPusherB"}
-    assert _upstream(more["RankingTrainerB"]) == ["MovieLensExampleGen", "Transform"]
+    assert _upstream(more["RankingTrainerB"]) == ["InteractionsExampleGen", "Transform"]
     assert _upstream(more["RankingEvaluatorB"]) == [
-        "MovieLensExampleGen", "RankingBaselineB", "RankingTrainerB"]
+        "InteractionsExampleGen", "RankingBaselineB", "RankingTrainerB"]
     assert _upstream(more["RankingPusherB"]) == ["RankingEvaluatorB", "RankingTrainerB"]
     assert more["RankingPusherB"].exec_properties["model_name"] == "ranking_b"
     registry_dir = more["RankingEvaluatorB"].exec_properties["blessing_registry"]

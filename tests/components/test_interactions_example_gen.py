@@ -1,4 +1,4 @@
-"""MovieLensExampleGen's executor on tiny datasets: joins, splits, orphans, bad lines."""
+"""InteractionsExampleGen's executor on tiny datasets: joins, splits, orphans, bad lines."""
 
 import glob
 import json
@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
 from recsys_pipeline import rundir
-from recsys_pipeline.components.movielens_example_gen import Executor
+from recsys_pipeline.components.interactions_example_gen import Executor
 from recsys_pipeline.data import splits
 from recsys_pipeline.errors import DataError
 from recsys_pipeline.pipeline.config import PipelineConfig

@@ -1,5 +1,7 @@
-"""MovieLensExampleGen: MovieLens files -> joined tf.Examples (train/eval) + item catalogue.
+"""InteractionsExampleGen: an interaction log -> joined tf.Examples (train/eval) + catalogue.
 
+The log is a MovieLens layout (ml-100k, ml-1m, the GroupLens CSV) or a team's own, declared
+in ``[interactions]``; both become the same canonical examples (``transform/features.py``).
 Ratings stream through Beam (never held in one Python list); each is joined with its item
 (title, genres) and, where the layout has them, user demographics, then assigned to a split.
 A declared log's item and user tables stream too: they are joined by grouping on the item and
@@ -198,7 +200,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             examples.span = catalogue.span = int(span)
         split_cfg = json.loads(exec_properties["split_config"])
         max_orphans = float(exec_properties["max_orphan_fraction"])
-        logger.info("MovieLensExampleGen: %s layout in %s", dataset.spec.kind, dataset.data_dir)
+        logger.info("InteractionsExampleGen: %s layout in %s", dataset.spec.kind, dataset.data_dir)
 
 
         examples.split_names = artifact_utils.encode_split_names(list(splits.SPLITS))
@@ -286,7 +288,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if declaration is None:
             self._check_duplicates(result, duplicate_sample, dataset)
         elif self._counter(result, "repeats"):
-            logger.warning("MovieLensExampleGen: %d repeated interactions of a user with an "
+            logger.warning("InteractionsExampleGen: %d repeated interactions of a user with an "
                            "item: kept the newest of each", self._counter(result, "repeats"))
         self._check_orphans(result, orphan_sample, max_orphans, dataset)
         if exec_properties.get("span_registry") and span is not None:
@@ -375,7 +377,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         total, orphans = self._counter(result, "ratings"), self._counter(result, "orphans")
         sample = self._read_sample(sample_path)
         if orphans == 0:
-            logger.info("MovieLensExampleGen: %d ratings, none dropped", total)
+            logger.info("InteractionsExampleGen: %d ratings, none dropped", total)
             return
         fraction = orphans / max(total, 1)
         details = "; ".join(sample[:3])
@@ -388,7 +390,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 f"{tables}, above "
                 f"data.max_orphan_fraction = {max_fraction:g}. For example: {details}"
             )
-        logger.warning("MovieLensExampleGen: dropped %d of %d ratings (%.2f%%) with unknown "
+        logger.warning("InteractionsExampleGen: dropped %d of %d ratings (%.2f%%) with unknown "
                         "item/user ids, e.g. %s", orphans, total, 100 * fraction, details)
 
 
@@ -407,12 +409,12 @@ def choose_registered_span(data_dir: str, choice: str, registry_dir: str) -> int
                         f"{', '.join(str(s.number) for s in found)}, none newer than those "
                         f"ingested by earlier runs ({registry_dir}); nothing was trained or "
                         "pushed")
-    logger.info("MovieLensExampleGen: span %s -> span %d", choice, span.number)
+    logger.info("InteractionsExampleGen: span %s -> span %d", choice, span.number)
     return span.number
 
 
-class MovieLensExampleGenSpec(types.ComponentSpec):
-    """Parameters and outputs of MovieLensExampleGen."""
+class InteractionsExampleGenSpec(types.ComponentSpec):
+    """Parameters and outputs of InteractionsExampleGen."""
 
     PARAMETERS = {
         "data_dir": ExecutionParameter(type=str),
@@ -440,18 +442,18 @@ class MovieLensExampleGenSpec(types.ComponentSpec):
     }
 
 
-class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
+class InteractionsExampleGen(base_beam_component.BaseBeamComponent):
     """ExampleGen for the MovieLens 100K, 1M and GroupLens CSV layouts, and for a declared
     interaction log (data/interactions.py)."""
 
-    SPEC_CLASS = MovieLensExampleGenSpec
+    SPEC_CLASS = InteractionsExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, data_dir, layout: str, split_config: str, max_orphan_fraction: float,
                  input_fingerprint: str = "", source_fingerprint: str = "",
                  span: Optional[int] = None, span_choice=None,
                  span_registry: Optional[str] = None, interactions: Optional[str] = None):
-        super().__init__(spec=MovieLensExampleGenSpec(
+        super().__init__(spec=InteractionsExampleGenSpec(
             data_dir=data_dir,
             interactions=interactions,
             span=span,
