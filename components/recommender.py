@@ -15,9 +15,10 @@ so that the eval ratings can be hit.
 (``evaluation.degenerate``), reach ``value_bound`` and the ScaNN variant is
 at most ``tolerance`` below the last blessed recommender, scored on the same eval split here.
 That baseline comes from ``blessing_registry`` (``components/registry.py``), where every
-blessing is recorded, as every branch's Baseline reads its gate's (BlessedModelLookup). ``evaluation`` holds the ``ListEvaluation``; ``source_fingerprint`` keys
-TFX's cache. When the last blessed recommender was built and gated from exactly these inputs
-(a rerun), its outputs and verdict are copied instead (``_keep``).
+blessing is recorded, as every branch's Baseline reads its gate's (BlessedModelLookup).
+``evaluation`` holds the ``ListEvaluation``; ``source_fingerprint`` keys TFX's cache. When the
+last blessed recommender was built and gated from exactly these inputs (a rerun), its outputs
+and verdict are copied instead (``_keep``).
 """
 
 

@@ -12,9 +12,9 @@ It also takes ``epochs`` as its own execution property, overriding ``hparams.epo
 the ``custom_config`` JSON cannot be.
 
 ``base_model`` (TFX's own optional input) is the branch's baseline: BlessedModelLookup's
-pointer to its last blessed model, which is followed here as the Evaluator follows it. ``run_fn`` warm-starts from it
-(``trainer/warm_start.py``); what it did lands on the model artifact as the ``warm_start``
-property, which the run summary shows.
+pointer to its last blessed model, which is followed here as the Evaluator follows it.
+``run_fn`` warm-starts from it (``trainer/warm_start.py``); what it did lands on the model
+artifact as the ``warm_start`` property, which the run summary shows.
 """
 
 from __future__ import annotations

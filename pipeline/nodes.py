@@ -6,11 +6,12 @@ branch is one ``Branch`` entry plus its Trainer module. ``tests/test_registry.py
 another module spells one of these names as a literal.
 
 A *branch* is one model family from Trainer to serving: its Trainer, its Evaluator (the gate,
-against an absolute bound and the last blessed model), that model's Baseline (a lookup of
-its Evaluator's blessing registry, on every target) and one Pusher per served model. The gated metric's
-direction says which way a bound and a regression go. A *composed* branch trains nothing: one
-node builds its model from other branches' blessed models and gates it (the Evaluator's
-place), finding its baseline in its own blessing registry on every target (no Baseline node).
+against an absolute bound and the last blessed model), that model's Baseline (a lookup of its
+Evaluator's blessing registry, on every target) and one Pusher per served model. The gated
+metric's direction says which way a bound and a regression go. A *composed* branch trains
+nothing: one node builds its model from other branches' blessed models and gates it (the
+Evaluator's place), finding its baseline in its own blessing registry on every target (no
+Baseline node).
 """
 
 from __future__ import annotations
