@@ -1,5 +1,5 @@
-"""A declared CSV log with explicit ratings, item features of every kind and user features,
-through the whole DAG as a new user runs it: ``recsys synth --layout interactions``, then
+"""A declared CSV log with explicit ratings, a weight column, item features of every kind and
+user features, through the whole DAG as a new user runs it: ``recsys synth --layout interactions``, then
 ``recsys run`` with the declaration it wrote, then ``recsys recommend``."""
 
 import glob
@@ -33,6 +33,13 @@ def run(tmp_path_factory):
     data = tmp / "data"
     _recsys("synth", "--ratings", "3000", "--layout", "interactions", "--format", "csv",
             "--out", str(data), "--seed", "2")
+    # A weight per interaction (a quantity bought, 1 to 3), declared as the weight column.
+    log = data / "interactions.csv"
+    header, *rows = log.read_text().splitlines()
+    log.write_text("\n".join([f"{header},quantity"] + [f"{row},{1 + i % 3}"
+                                                        for i, row in enumerate(rows)]) + "\n")
+    declaration = (data / synthetic.DECLARED_CONFIG).read_text()
+    assert 'weight_column = ""' in declaration
     config = tmp / "run.toml"
     # Five epochs: at one, the ranking model is not yet within its RMSE bound. The index gate
     # is tested elsewhere: here it grades 12 held-out queries (25 users), where one query's
@@ -40,7 +47,7 @@ def run(tmp_path_factory):
     # this run measured 0.95 and 1.0).
     config.write_text("[retrieval]\nepochs = 5\n\n[ranking]\nepochs = 5\n\n"
                       "[index]\nmin_recall = 0.8\n\n"
-                      + (data / synthetic.DECLARED_CONFIG).read_text())
+                      + declaration.replace('weight_column = ""', 'weight_column = "quantity"'))
     out = tmp / "out"
     result = _recsys("run", "--config", str(config), "--data-dir", str(data), "--output-dir",
                      str(out))
@@ -78,6 +85,11 @@ def test_every_declared_kind_reaches_transform_and_the_towers(run):
         assert F.index_name(F.item_feature(name)) in spec
     assert F.numeric_name(F.item_feature("price")) in spec
     assert F.index_name(F.user_feature("segment")) in spec
+    # The declared weight: required and non-negative in the schema, passed through to the
+    # Trainers, whose retrieval loss counts each example by it.
+    weight = {f.name: f for f in imported.feature}[F.WEIGHT]
+    assert weight.float_domain.min == 0.0 and weight.presence.min_fraction == 1.0
+    assert F.WEIGHT in spec
     assert F.numeric_name(F.user_feature("age")) in spec
     assert set(transform.vocabulary_by_name(F.item_feature("category"))) <= {
         c.encode() for c in synthetic.CATEGORIES}
