@@ -259,12 +259,19 @@ def timestamp_seconds(value: Any, unit: str, column: str, where: str) -> int:
     return seconds
 
 
+def _number(value: Any) -> Optional[float]:
+    """``value`` as a float (NaN and infinities included), or None if it is no number."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _rating(value: Any, layout: InteractionsLayout, where: str) -> float:
     column = layout.rating_column
-    try:
-        rating = float(value) if not isinstance(value, bool) and value is not None else None
-    except ValueError:
-        rating = None
+    rating = _number(value)
     if rating is None:
         raise DataError(f"{where}: {column} {value!r} is not a number")
     if not math.isfinite(rating) or not layout.min_rating <= rating <= layout.max_rating:
@@ -275,10 +282,7 @@ def _rating(value: Any, layout: InteractionsLayout, where: str) -> float:
 
 def _weight(value: Any, layout: InteractionsLayout, where: str) -> float:
     column = layout.weight_column
-    try:
-        weight = float(value) if not isinstance(value, bool) and value is not None else None
-    except ValueError:
-        weight = None
+    weight = _number(value)
     if weight is None or not math.isfinite(weight):
         raise DataError(f"{where}: {column} {value!r} is not a finite number (the "
                         "interaction's weight, interactions.weight_column)")
@@ -341,12 +345,7 @@ def feature_values(feature: DeclaredFeature, value: Any, separator: str,
         raise DataError(f"{where}: {column} holds a list; declare it \"{column}:"
                         f"{MULTI_CATEGORICAL}\" (interactions.item_features)")
     if feature.numeric:
-        number = None
-        if not isinstance(value, bool):
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                number = None
+        number = _number(value)
         if number is None or not math.isfinite(number):
             raise DataError(f"{where}: {column} {value!r} is not a finite number (declared "
                             f"{kind})")
