@@ -1,6 +1,6 @@
 """A declared CSV log with explicit ratings, a weight column, item features of every kind and
-user features, through the whole DAG as a new user runs it: ``recsys synth --layout interactions``, then
-``recsys run`` with the declaration it wrote, then ``recsys recommend``."""
+user features, through the whole DAG as a new user runs it: ``recsys synth --layout
+interactions``, then ``recsys run`` with the declaration it wrote, then ``recsys recommend``."""
 
 import glob
 import json
