@@ -156,6 +156,7 @@ RAW_FEATURE_KINDS = {
     ITEM_GENRES: "bytes",
     TIMESTAMP: "int",
     USER_RATING: "float",
+    WEIGHT: "float",
     USER_GENDER: "bytes",
     USER_AGE: "int",
     USER_OCCUPATION: "bytes",

@@ -8,7 +8,9 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import tensorflow as tf
 
+from recsys_pipeline.components import interactions_example_gen
 from recsys_pipeline.data import interactions, movielens, spans
 from recsys_pipeline.data.declaration import InteractionsLayout
 from recsys_pipeline.errors import DataError
@@ -137,7 +139,9 @@ def test_a_declared_weight_column_is_read_into_each_interaction_and_its_example(
     ratings = list(movielens.iter_ratings(dataset))
     assert [r.weight for r in ratings] == [3.0, 0.5]
     item = movielens.load_items(dataset)["SKU-1"]
-    assert movielens.join_features(ratings[0], item, None)["interaction_weight"] == [3.0]
+    example = tf.train.Example.FromString(interactions_example_gen.to_example(
+        movielens.join_features(ratings[0], item, None)))
+    assert example.features.feature["interaction_weight"].float_list.value == [3.0]
     (tmp_path / "plain").mkdir()
     assert "interaction_weight" not in movielens.join_features(
         list(movielens.iter_ratings(_log(tmp_path / "plain")))[0], item, None)

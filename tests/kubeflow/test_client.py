@@ -3,6 +3,7 @@ delete against a local server implementing the KFP v2beta1 REST API (tests/kubef
 which checks every request body against the API's schema; and the errors: unreachable host,
 refused credentials, bad cron, unknown ids, a finished run, a pipeline still in use."""
 
+import re
 import socket
 
 import pytest
@@ -231,7 +232,7 @@ def test_runs_status_wait_terminate(server, package, capsys):
     assert _recsys("status", first, *host) == 0
     out = capsys.readouterr().out
     assert f"run {first}" in out and "FAILED" in out and "error: 1 task failed" in out
-    assert "RetrievalTrainer     FAILED" in out
+    assert re.search(r"^  RetrievalTrainer +FAILED$", out, flags=re.M), out
     assert "error: task RetrievalTrainer exited with 1: DataError" in out
 
     assert _recsys("wait", first, *host) == 1  # failed: exit 1
