@@ -7,6 +7,7 @@ change (pipeline/fingerprint.py).
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 from dataclasses import dataclass
@@ -21,6 +22,37 @@ TIMESTAMP_UNITS = ("seconds", "milliseconds", "iso8601")
 CATEGORICAL, MULTI_CATEGORICAL, TEXT = "categorical", "multi_categorical", "text"
 NUMERIC, LOG_NUMERIC = "numeric", "log_numeric"
 FEATURE_KINDS = (CATEGORICAL, MULTI_CATEGORICAL, TEXT, NUMERIC, LOG_NUMERIC)
+
+
+# The CSV files of a declaration: the log's, the item table's and the user table's (the key
+# prefix of each one's dialect options: "", "items_", "users_").
+TABLES = ("interactions", "items", "users")
+_PREFIX = {"interactions": "", "items": "items_", "users": "users_"}
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How one table's CSV files are written: field separator, column names when the files
+    have no header row (empty: the first row is the header), text encoding."""
+
+    delimiter: str = ","
+    header: tuple[str, ...] = ()
+    encoding: str = "utf-8"
+
+
+def _delimiter_knob(what: str) -> str:
+    return knob(",", f"Field separator of {what} CSV files: one character (e.g. \"\\t\" for "
+                "tab-separated exports) or a longer string, split on as is (e.g. \"::\", "
+                "without quoting).")
+
+
+def _header_knob(what: str) -> list:
+    return knob([], f"Column names of {what} CSV files that have no header row, in file "
+                "order. Empty: the first row is the header.")
+
+
+def _encoding_knob(what: str) -> str:
+    return knob("utf-8", f"Text encoding of {what} CSV files (e.g. \"latin-1\").")
 
 
 @dataclass(frozen=True)
@@ -55,6 +87,9 @@ class InteractionsLayout:
         "seconds or milliseconds since 1970 (integers), or iso8601 (e.g. "
         "2026-11-30T14:05:00Z; a time without a zone is UTC). A Parquet timestamp column is "
         "read as such, whatever this says.")
+    delimiter: str = _delimiter_knob("the interaction")
+    header: list = _header_knob("the interaction")
+    encoding: str = _encoding_knob("the interaction")
     rating_column: str = knob("rating", "Column holding the rating (a number).")
     min_rating: float = knob(1.0, "Lowest rating the log may hold.")
     max_rating: float = knob(5.0, "Highest rating the log may hold.")
@@ -67,6 +102,9 @@ class InteractionsLayout:
         "The item table (CSV with a header row, or Parquet), in the data directory (or, with "
         "span folders, in each span folder or in their parent). Empty: no table; the "
         "catalogue is every item the log names, titled by its id.")
+    items_delimiter: str = _delimiter_knob("the item table's")
+    items_header: list = _header_knob("the item table's")
+    items_encoding: str = _encoding_knob("the item table's")
     item_id_column: str = knob("item_id", "Item table column holding the item id.")
     title_column: str = knob(
         "", "Item table column with the item's display title, also split into words for the "
@@ -74,6 +112,10 @@ class InteractionsLayout:
     categories_column: str = knob(
         "", "Item table column with the item's categories or tags (separator-joined text, or a "
         "Parquet list), learned as an item's genres are. Empty: none.")
+    category_flag_columns: list = knob(
+        [], "Item table columns each holding 0 or 1, named for a category (e.g. MovieLens "
+        "100K's genre flags): an item's categories are the names of those set to 1, after "
+        "categories_column's. Empty: none.")
     categories_separator: str = knob(
         "|", "Separator of the text values of categories_column and of multi_categorical "
         "features.")
@@ -88,6 +130,9 @@ class InteractionsLayout:
         "",
         "The user table (CSV with a header row, or Parquet), found as items_file is. Empty: "
         "no user features.")
+    users_delimiter: str = _delimiter_knob("the user table's")
+    users_header: list = _header_knob("the user table's")
+    users_encoding: str = _encoding_knob("the user table's")
     user_id_column: str = knob("user_id", "User table column holding the user id.")
     user_features: list = knob(
         [],
@@ -122,7 +167,68 @@ class InteractionsLayout:
         if self.categories_column and not self.categories_separator:
             found.append("interactions.categories_separator is empty")
         found += self._feature_problems()
+        found += self._dialect_problems()
         return found
+
+    def dialect(self, table: str) -> CsvDialect:
+        """The CSV dialect of ``table`` ("interactions", "items" or "users")."""
+        prefix = _PREFIX[table]
+        return CsvDialect(getattr(self, f"{prefix}delimiter"),
+                          tuple(str(c) for c in getattr(self, f"{prefix}header")),
+                          getattr(self, f"{prefix}encoding"))
+
+    def _dialect_problems(self) -> list[str]:
+        found = []
+        for table in TABLES:
+            prefix = _PREFIX[table]
+            dialect = self.dialect(table)
+            delimiter, header, encoding = dialect.delimiter, getattr(self, f"{prefix}header"), \
+                dialect.encoding
+            if not delimiter or any(c in delimiter for c in "\r\n\""):
+                found.append(f"interactions.{prefix}delimiter is {delimiter!r}; expected a "
+                             "field separator (not empty, no quote or line break)")
+            names = [str(c).strip() for c in header]
+            if not all(names) or not all(isinstance(c, str) for c in header):
+                found.append(f"interactions.{prefix}header {header!r} holds an empty name")
+            elif len(set(names)) != len(names):
+                repeated = sorted({c for c in names if names.count(c) > 1})[0]
+                found.append(f"interactions.{prefix}header names {repeated!r} twice")
+            try:
+                codecs.lookup(encoding)
+            except LookupError:
+                found.append(f"interactions.{prefix}encoding {encoding!r} is not a text "
+                             "encoding Python knows (e.g. utf-8, latin-1)")
+        for table, columns in (("interactions", self.interaction_columns()),
+                               ("items", self.item_columns()),
+                               ("users", self.user_columns())):
+            header = [str(c).strip() for c in getattr(self, f"{_PREFIX[table]}header")]
+            missing = [c for c in columns if header and c not in header]
+            if missing:
+                found.append(f"interactions.{_PREFIX[table]}header does not name column "
+                             f"{missing[0]!r}, which the declaration reads (it names: "
+                             f"{', '.join(header)})")
+        return found
+
+    def interaction_columns(self) -> list[str]:
+        """The columns read from each interaction file."""
+        return [self.user_column, self.item_column, self.timestamp_column,
+                self.rating_column] + ([self.weight_column] if self.weight_column else [])
+
+    def item_columns(self) -> list[str]:
+        """The columns read from the item table (none without one)."""
+        if not self.items_file:
+            return []
+        return list(dict.fromkeys(
+            c for c in (self.item_id_column, self.title_column, self.categories_column,
+                        *self.category_flag_columns,
+                        *(f.column for f in self._parsed(self.item_features))) if c))
+
+    def user_columns(self) -> list[str]:
+        """The columns read from the user table (none without one)."""
+        if not self.users_file:
+            return []
+        return list(dict.fromkeys([self.user_id_column, *(f.column for f in self._parsed(
+            self.user_features))]))
 
     def _feature_problems(self) -> list[str]:
         found = []

@@ -21,6 +21,7 @@ Every problem raises :class:`DataError` naming the file, the column and the line
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime
 import hashlib
@@ -35,6 +36,7 @@ from recsys_pipeline.data.declaration import (
     KIND,
     LOG_NUMERIC,
     MULTI_CATEGORICAL,
+    CsvDialect,
     DeclaredFeature,
     InteractionsLayout,
 )
@@ -97,24 +99,46 @@ def fingerprint(paths: Iterable[str]) -> str:
 
 # --- Rows ----------------------------------------------------------------------------------
 
-def _decoded(raw_lines: Iterable[bytes], path: str) -> Iterator[str]:
+def _decoded(raw_lines: Iterable[bytes], path: str, encoding: str) -> Iterator[str]:
+    utf8 = codecs.lookup(encoding).name == "utf-8"
     for n, raw in enumerate(raw_lines, start=1):
         try:
             # utf-8-sig on the first line: spreadsheet exports start with a byte-order mark.
-            yield raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            yield raw.decode("utf-8-sig" if utf8 and n == 1 else encoding)
         except UnicodeDecodeError as e:
-            raise DataError(f"{path} line {n}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at "
-                            f"column {e.start + 1})") from None
+            raise DataError(f"{path} line {n}: not valid {'UTF-8' if utf8 else encoding} "
+                            f"(byte 0x{raw[e.start]:02x} "
+                            f"at column {e.start + 1}): declare the file's encoding "
+                            "(interactions.encoding, items_encoding, users_encoding)") from None
 
 
-def _csv_rows(path: str, columns: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(where, {column: text}) per data line of a CSV file with a header, streaming."""
+def _split_lines(lines: Iterable[str], delimiter: str) -> Iterator[list[str]]:
+    """Fields of each line split on a separator of several characters, which the csv module
+    cannot read (MovieLens 1M's "::"); such files have no quoting."""
+    for line in lines:
+        line = line.rstrip("\r\n")
+        yield line.split(delimiter) if line else []
+
+
+def _csv_rows(path: str, columns: list[str], dialect: CsvDialect
+              ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, {column: text}) per data line of a CSV file, streaming; its columns are named
+    by its header row, or by the declared ``dialect.header`` when it has none."""
     with _gfile().GFile(path, "rb") as f:
-        reader = csv.reader(_decoded(f, path))
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise DataError(f"{path}: the file is empty (expected a header row)") from None
+        lines = _decoded(f, path, dialect.encoding)
+        split = len(dialect.delimiter) > 1
+        reader: Any = (_split_lines(lines, dialect.delimiter) if split
+                       else csv.reader(lines, delimiter=dialect.delimiter))
+        line = 0
+        if dialect.header:
+            header = list(dialect.header)
+            named_by = "the declared header"
+        else:
+            try:
+                header = [h.strip() for h in next(reader)]
+            except StopIteration:
+                raise DataError(f"{path}: the file is empty (expected a header row)") from None
+            line, named_by = 1, "the header"
         index = {}
         for column in columns:
             if column not in header:
@@ -123,12 +147,14 @@ def _csv_rows(path: str, columns: list[str]) -> Iterator[tuple[str, dict[str, An
             index[column] = header.index(column)
         try:
             for fields in reader:
-                where = f"{path} line {reader.line_num}"
+                # The csv module counts the lines a quoted field spans; split lines are one.
+                line = line + 1 if split else reader.line_num
+                where = f"{path} line {line}"
                 if not fields or fields == [""]:
                     continue
                 if len(fields) != len(header):
-                    raise DataError(f"{where}: {len(fields)} fields, but the header has "
-                                    f"{len(header)}")
+                    raise DataError(f"{where}: {len(fields)} fields, but {named_by} has "
+                                    f"{len(header)} (separator {dialect.delimiter!r})")
                 yield where, {c: fields[i] for c, i in index.items()}
         except csv.Error as e:
             raise DataError(f"{path} line {reader.line_num}: {e}") from None
@@ -195,12 +221,13 @@ def _parquet_rows(path: str, columns: list[str]) -> Iterator[tuple[str, dict[str
             raise DataError(f"{path} after row {row}: not a readable Parquet file ({e})") from None
 
 
-def rows(layout: InteractionsLayout, path: str, columns: list[str]
+def rows(layout: InteractionsLayout, path: str, columns: list[str], table: str
          ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(where, {column: value}) per data row of one file; every column must be there."""
+    """(where, {column: value}) per data row of one file of ``table`` ("interactions",
+    "items" or "users"); every column must be there."""
     if layout.format_of(path) == "parquet":
         return _parquet_rows(path, columns)
-    return _csv_rows(path, columns)
+    return _csv_rows(path, columns, layout.dialect(table))
 
 
 def _identifier(value: Any, column: str, where: str) -> str:
@@ -296,10 +323,9 @@ def iter_interactions(layout: InteractionsLayout, path: str) -> Iterator:
     """Streams one interaction file's validated rows as ``movielens.Rating`` records."""
     from recsys_pipeline.data.movielens import Rating  # movielens reads through this module
 
-    columns = [layout.user_column, layout.item_column, layout.timestamp_column,
-               layout.rating_column] + ([layout.weight_column] if layout.weight_column else [])
     empty = True
-    for n, (where, row) in enumerate(rows(layout, path, columns), start=1):
+    for n, (where, row) in enumerate(rows(layout, path, layout.interaction_columns(),
+                                          "interactions"), start=1):
         empty = False
         yield Rating(
             user_id=_identifier(row[layout.user_column], layout.user_column, where),
@@ -326,6 +352,19 @@ def _split_values(value: Any, column: str, separator: str, where: str) -> tuple[
     else:
         raise DataError(f"{where}: {column} {value!r} is neither text nor a list")
     return tuple(dict.fromkeys(v for v in items if v))
+
+
+def _flag(value: Any, column: str, where: str) -> bool:
+    """One category flag (interactions.category_flag_columns): 0 or 1, as text or a number."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip() if value is not None else ""
+    if text in ("0", "1"):
+        return text == "1"
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return value == 1
+    raise DataError(f"{where}: {column} {value!r} is not a flag (0 or 1; "
+                    "interactions.category_flag_columns)")
 
 
 def _missing(value: Any) -> bool:
@@ -371,18 +410,18 @@ def iter_items(layout: InteractionsLayout, path: str) -> Iterator[tuple[str, Any
     from recsys_pipeline.transform import features as F
 
     declared = layout.declared_item_features()
-    columns = list(dict.fromkeys(
-        c for c in (layout.item_id_column, layout.title_column, layout.categories_column,
-                    *(f.column for f in declared)) if c))
     separator = layout.categories_separator
     empty = True
-    for where, row in rows(layout, path, columns):
+    for where, row in rows(layout, path, layout.item_columns(), "items"):
         empty = False
         item_id = _identifier(row[layout.item_id_column], layout.item_id_column, where)
         title = row[layout.title_column] if layout.title_column else None
         title = str(title).strip() if title is not None and str(title).strip() else item_id
         categories = (_split_values(row[layout.categories_column], layout.categories_column,
                                     separator, where) if layout.categories_column else ())
+        flagged = tuple(c for c in layout.category_flag_columns
+                        if _flag(row[c], c, where) and c not in categories)
+        categories += flagged
         yield where, Item(item_id, title, categories, _declared_values(
             declared, F.item_feature, row, separator, where))
     if empty:
@@ -395,9 +434,8 @@ def iter_users(layout: InteractionsLayout, path: str) -> Iterator[tuple[str, Any
     from recsys_pipeline.transform import features as F
 
     declared = layout.declared_user_features()
-    columns = list(dict.fromkeys([layout.user_id_column, *(f.column for f in declared)]))
     empty = True
-    for where, row in rows(layout, path, columns):
+    for where, row in rows(layout, path, layout.user_columns(), "users"):
         empty = False
         user_id = _identifier(row[layout.user_id_column], layout.user_id_column, where)
         yield where, DeclaredUser(user_id, _declared_values(

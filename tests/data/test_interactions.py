@@ -223,6 +223,66 @@ def test_the_declaration_itself_is_checked():
         "interactions: column 'rating' is declared for two fields"]
 
 
+def test_headerless_files_in_other_dialects_are_read_by_their_declared_columns(tmp_path):
+    # MovieLens 1M's shape: "::" between fields, no header rows, a latin-1 item table whose
+    # categories are flag columns, a tab-separated user table.
+    dialects = InteractionsLayout(
+        files="ratings.dat", delimiter="::", header=["user", "item", "stars", "when"],
+        user_column="user", item_column="item", rating_column="stars", timestamp_column="when",
+        items_file="items.dat", items_delimiter="|", items_encoding="latin-1",
+        items_header=["id", "title", "Comedy", "Drama"], item_id_column="id",
+        title_column="title", category_flag_columns=["Comedy", "Drama"],
+        users_file="users.tsv", users_delimiter="\t", users_header=["uid", "age"],
+        user_id_column="uid", user_features=["age:numeric"])
+    assert dialects.problems() == []
+    _write(tmp_path / "ratings.dat", "1::10::5::978300760\n\n2::11::3::978302109\n")
+    (tmp_path / "items.dat").write_bytes("10|Amélie (2001)|1|1\n11|Heat (1995)|0|1\n"
+                                         .encode("latin-1"))
+    _write(tmp_path / "users.tsv", "1\t25\n2\t40\n")
+    dataset = movielens.detect_layout(str(tmp_path), "interactions", declaration=dialects)
+    ratings = list(movielens.iter_ratings(dataset))
+    assert [(r.user_id, r.item_id, r.rating, r.timestamp) for r in ratings] == [
+        ("1", "10", 5.0, 978300760), ("2", "11", 3.0, 978302109)]
+    assert ratings[1].where == f"{tmp_path / 'ratings.dat'} line 3"  # the blank line counts
+    items = interactions.load_items(dialects, str(tmp_path / "items.dat"))
+    assert (items["10"].title, items["10"].genres) == ("Amélie (2001)", ("Comedy", "Drama"))
+    assert items["11"].genres == ("Drama",)
+    users = interactions.load_users(dialects, str(tmp_path / "users.tsv"))
+    assert users["2"].features == (("user_feature_age", (40.0,)),)
+    # A line with a field too many or too few names the separator it was split on; a flag
+    # that is not 0 or 1 is named by line and column.
+    _write(tmp_path / "ratings.dat", "1::10::5::978300760::x\n")
+    with pytest.raises(DataError, match=r"ratings.dat line 1: 5 fields, but the declared "
+                                        r"header has 4 \(separator '::'\)"):
+        list(movielens.iter_ratings(dataset))
+    (tmp_path / "items.dat").write_bytes(b"10|Heat|yes|0\n")
+    with pytest.raises(DataError, match=r"items.dat line 1: Comedy 'yes' is not a flag"):
+        interactions.load_items(dialects, str(tmp_path / "items.dat"))
+    (tmp_path / "items.dat").write_bytes("10|Amélie|1|0\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"items.dat line 1: not valid UTF-8 .*declare the "
+                                        r"file's encoding"):
+        interactions.load_items(InteractionsLayout(**{**dialects.__dict__, "items_encoding":
+                                                      "utf-8"}), str(tmp_path / "items.dat"))
+
+
+def test_the_dialects_of_a_declaration_are_checked():
+    bad = InteractionsLayout(delimiter="", header=["user_id", "item_id", "user_id"],
+                             items_file="items.csv", items_header=["item_id", ""],
+                             users_encoding="klingon", users_delimiter='"')
+    assert bad.problems() == [
+        "interactions.delimiter is ''; expected a field separator (not empty, no quote or "
+        "line break)",
+        "interactions.header names 'user_id' twice",
+        "interactions.items_header ['item_id', ''] holds an empty name",
+        "interactions.users_delimiter is '\"'; expected a field separator (not empty, no "
+        "quote or line break)",
+        "interactions.users_encoding 'klingon' is not a text encoding Python knows (e.g. "
+        "utf-8, latin-1)",
+        "interactions.header does not name column 'timestamp', which the declaration reads "
+        "(it names: user_id, item_id, user_id)",
+    ]
+
+
 def test_parquet_on_a_remote_filesystem_is_read_through_gfile(tmp_path):
     import tensorflow as tf
 

@@ -6,7 +6,7 @@ from recsys_pipeline.data import movielens
 from recsys_pipeline.errors import DataError
 from recsys_pipeline.transform import features as F
 
-from ..conftest import make_csv, make_ml100k, write
+from ..conftest import make_csv, make_ml1m, make_ml100k, write
 
 
 def _ratings(path):
@@ -155,3 +155,30 @@ def test_fingerprint_changes_with_content(ml100k):
     with open(ml100k / "u.data", "a") as f:
         f.write("3\t2\t2\t875071562\n")
     assert movielens.fingerprint(ds) != before
+
+
+def _read_both_ways(data_dir):
+    dataset = movielens.detect_layout(str(data_dir))
+    declaration = movielens.declared_as(dataset)
+    assert declaration.problems() == []
+    declared = movielens.detect_layout(str(data_dir), "interactions", declaration=declaration)
+    return [list(reader(d)) if reader is movielens.iter_ratings else reader(d)
+            for d in (dataset, declared) for reader in (movielens.iter_ratings,
+                                                        movielens.load_items)]
+
+
+def test_movielens_1m_files_read_through_their_declaration_as_through_the_parser(tmp_path):
+    ratings, items, declared_ratings, declared_items = _read_both_ways(make_ml1m(tmp_path))
+    assert [(r.user_id, r.item_id, r.rating, r.timestamp) for r in ratings] == [
+        (r.user_id, r.item_id, r.rating, r.timestamp) for r in declared_ratings]
+    assert items == declared_items
+
+
+@pytest.mark.e2e
+def test_movielens_100k_read_through_its_declaration_as_through_the_parser(real_ml100k):
+    ratings, items, declared_ratings, declared_items = _read_both_ways(real_ml100k)
+    assert len(ratings) == 100_000 and len(items) == 1682
+    assert [(r.user_id, r.item_id, r.rating, r.timestamp) for r in ratings] == [
+        (r.user_id, r.item_id, r.rating, r.timestamp) for r in declared_ratings]
+    assert items == declared_items
+    assert items["1"].genres == ("Animation", "Children's", "Comedy")

@@ -15,11 +15,12 @@ GENRES = ["Action", "Comedy", "Drama", "Horror"]
 BASE = 880_000_000
 
 _DTYPES = {"bytes": tf.string, "int": tf.int64, "float": tf.float32}
-# Every raw feature but the zip code, typed by features.RAW_FEATURE_KINDS; genres are a list.
+# Every raw feature but the zip code and a declared log's weight, typed by
+# features.RAW_FEATURE_KINDS; genres are a list.
 RAW_SPEC = {
     name: (tf.io.VarLenFeature(_DTYPES[kind]) if name == F.ITEM_GENRES
            else tf.io.FixedLenFeature([], _DTYPES[kind]))
-    for name, kind in F.RAW_FEATURE_KINDS.items() if name != F.USER_ZIP_CODE}
+    for name, kind in F.RAW_FEATURE_KINDS.items() if name not in (F.USER_ZIP_CODE, F.WEIGHT)}
 
 
 def items():
