@@ -113,8 +113,9 @@ class _ItemGroupFn(beam.DoFn):
     lacks it. Without an item table (``items_file`` None) every named item is in the
     catalogue, titled by its id."""
 
-    def __init__(self, items_file: Optional[str]):
+    def __init__(self, items_file: Optional[str], repeats: str):
         self._items_file = items_file
+        self._refuse_repeats = repeats == "refuse"
         self._total = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "ratings")
         self._orphans = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "orphans")
         self._repeats = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "repeats")
@@ -129,6 +130,8 @@ class _ItemGroupFn(beam.DoFn):
         if item is not None:
             yield beam.pvalue.TaggedOutput("catalogue", item)
         newest: dict[str, movielens.Rating] = {}
+        if self._refuse_repeats:
+            _refuse_repeats(item_id, ratings)
         for r in ratings:
             kept = newest.get(r.user_id)
             if kept is None or (r.timestamp, r.where, r.line_no) > (
@@ -143,6 +146,20 @@ class _ItemGroupFn(beam.DoFn):
                     "orphans", f"{rating.where}: item id {item_id} is not in {self._items_file}")
             else:
                 yield rating, item
+
+
+def _refuse_repeats(item_id: str, ratings: list) -> None:
+    """Raises naming the earliest repeat of a user's interaction with this item, if any."""
+    by_user: dict[str, list[str]] = {}
+    for r in ratings:
+        by_user.setdefault(r.user_id, []).append(r.where)
+    repeats = [(sorted(wheres, key=_position)[:2], user) for user, wheres in by_user.items()
+               if len(wheres) > 1]
+    if repeats:
+        (first, again), user = min(repeats, key=lambda found: _position(found[0][1]))
+        raise DataError(f"{again}: user {user} and item {item_id} again (first at {first}): "
+                        "a repeat, refused by interactions.repeats = \"refuse\" (a damaged "
+                        "or twice-delivered file)")
 
 
 def _join_user(grouped):
@@ -312,8 +329,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         items = (
             tables
             | "GroupByItem" >> beam.CoGroupByKey()
-            | "JoinItems" >> beam.ParDo(_ItemGroupFn(dataset.items_file)).with_outputs(
-                "orphans", "catalogue", main="rated")
+            | "JoinItems" >> beam.ParDo(
+                _ItemGroupFn(dataset.items_file, declaration.repeats)).with_outputs(
+                    "orphans", "catalogue", main="rated")
         )
         if dataset.users_table:
             users = (

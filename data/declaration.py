@@ -17,6 +17,7 @@ from recsys_pipeline.knobs import knob
 KIND = "interactions"
 FORMATS = ("auto", "csv", "parquet")
 TIMESTAMP_UNITS = ("seconds", "milliseconds", "iso8601")
+REPEATS = ("newest", "refuse")
 # What a declared feature is, and so how Transform encodes it (transform/preprocessing.py):
 # a vocabulary id, a bag of vocabulary ids, a bag of word ids, or a z-score (of log(1 + x)).
 CATEGORICAL, MULTI_CATEGORICAL, TEXT = "categorical", "multi_categorical", "text"
@@ -93,6 +94,13 @@ class InteractionsLayout:
     rating_column: str = knob("rating", "Column holding the rating (a number).")
     min_rating: float = knob(1.0, "Lowest rating the log may hold.")
     max_rating: float = knob(5.0, "Highest rating the log may hold.")
+    rating_values: list = knob(
+        [], "The only ratings the log may hold, when not every number in [min_rating, "
+        "max_rating] is one (e.g. [1, 2, 3, 4, 5]). Empty: any number in the range.")
+    repeats: str = knob(
+        "newest", "A user's repeated interactions with one item: newest (keep the newest, "
+        "count the others) or refuse (where a repeat means a damaged or twice-delivered "
+        "file: the run stops, naming both lines).")
     weight_column: str = knob(
         "", "Column holding each interaction's weight (a finite number >= 0, e.g. a count or "
         "a watch time), by which the retrieval loss counts it. Empty: every interaction "
@@ -164,6 +172,14 @@ class InteractionsLayout:
                 and self.min_rating < self.max_rating):
             found.append(f"interactions.min_rating ({self.min_rating}) must be below "
                          f"max_rating ({self.max_rating})")
+        if self.repeats not in REPEATS:
+            found.append(f"interactions.repeats is {self.repeats!r}; expected one of {REPEATS}")
+        outside = [v for v in self.rating_values if isinstance(v, bool)
+                   or not isinstance(v, (int, float))
+                   or not self.min_rating <= v <= self.max_rating]
+        if outside:
+            found.append(f"interactions.rating_values holds {outside[0]!r}, not a number in "
+                         f"[{self.min_rating:g}, {self.max_rating:g}] (min_rating, max_rating)")
         if self.categories_column and not self.categories_separator:
             found.append("interactions.categories_separator is empty")
         found += self._feature_problems()

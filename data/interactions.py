@@ -304,6 +304,10 @@ def _rating(value: Any, layout: InteractionsLayout, where: str) -> float:
     if not math.isfinite(rating) or not layout.min_rating <= rating <= layout.max_rating:
         raise DataError(f"{where}: {column} {value!r} is outside [{layout.min_rating:g}, "
                         f"{layout.max_rating:g}] (interactions.min_rating, max_rating)")
+    if layout.rating_values and rating not in layout.rating_values:
+        allowed = ", ".join(f"{v:g}" for v in layout.rating_values)
+        raise DataError(f"{where}: {column} {value!r} is not one of the log's ratings "
+                        f"({allowed}; interactions.rating_values)")
     return rating
 
 

@@ -439,21 +439,25 @@ def load_items(dataset: Dataset) -> dict[str, Item]:
 def declared_as(dataset: Dataset) -> InteractionsLayout:
     """The declaration (``[interactions]``) that reads a MovieLens 100K or 1M directory's
     ratings and items as this module's parsers do: headerless, separated files, a latin-1
-    item table, genres from flags (100K, named by ``u.genre``) or ``|``-joined (1M). The
-    demographics are left out: they reach the model as canonical user features."""
+    item table, genres from flags (100K, named by ``u.genre``) or ``|``-joined (1M), whole
+    ratings 1 to 5, a repeated pair refused. The demographics are left out: they reach the
+    model as canonical user features."""
     kind = dataset.spec.kind
     columns = ["user_id", "item_id", "rating", "timestamp"]
+    ratings = {"rating_values": list(LAYOUTS[kind].allowed_ratings), "repeats": "refuse"}
     if kind == "ml-100k":
         genres = list(_genre_names(dataset))
         return InteractionsLayout(
-            files=LAYOUTS[kind].ratings_file, format="csv", delimiter="\t", header=columns,
+            **ratings, files=LAYOUTS[kind].ratings_file, format="csv", delimiter="\t",
+            header=columns,
             items_file=LAYOUTS[kind].movies_file, items_delimiter="|", items_encoding="latin-1",
             items_header=["item_id", "title", "release_date", "video_release_date", "url",
                           *genres],
             title_column="title", category_flag_columns=genres)
     if kind == "ml-1m":
         return InteractionsLayout(
-            files=LAYOUTS[kind].ratings_file, format="csv", delimiter="::", header=columns,
+            **ratings, files=LAYOUTS[kind].ratings_file, format="csv", delimiter="::",
+            header=columns,
             items_file=LAYOUTS[kind].movies_file, items_delimiter="::",
             items_encoding="latin-1", items_header=["item_id", "title", "genres"],
             title_column="title", categories_column="genres")

@@ -199,6 +199,15 @@ def test_a_declared_log_keeps_the_newest_repeat_and_its_item_table(tmp_path):
         b"10", b"9", b"sku-a", b"sku-b"]
 
 
+def test_a_declared_log_that_refuses_repeats_names_both_lines_and_writes_nothing(tmp_path):
+    d, layout = _declared(tmp_path, repeats="refuse")
+    with pytest.raises(DataError, match=r"log-b.csv line 2: user u1 and item sku-b again "
+                                        r"\(first at .*log-a.csv line 2\): a repeat, refused by "
+                                        r"interactions.repeats = \"refuse\""):
+        _run(tmp_path, d, layout="interactions", interactions=layout)
+    assert _holds_nothing(str(tmp_path / "examples"))
+
+
 def test_declared_features_are_written_and_a_user_missing_from_its_table_is_kept(tmp_path):
     d, layout = _declared(tmp_path, item_features=["price:numeric", "tags:multi_categorical"],
                           users_file="users.csv", user_id_column="who",

@@ -221,6 +221,19 @@ def test_the_declaration_itself_is_checked():
     ]
     assert InteractionsLayout(weight_column="rating").problems() == [
         "interactions: column 'rating' is declared for two fields"]
+    assert InteractionsLayout(repeats="sum", rating_values=[1, 6]).problems() == [
+        "interactions.repeats is 'sum'; expected one of ('newest', 'refuse')",
+        "interactions.rating_values holds 6, not a number in [1, 5] (min_rating, max_rating)"]
+
+
+def test_declared_rating_values_refuse_any_other(tmp_path):
+    whole = InteractionsLayout(files="log.csv", rating_values=[1, 2, 3, 4, 5])
+    _write(tmp_path / "log.csv", "user_id,item_id,timestamp,rating\nu,i,1700000000,4\n"
+                                 "u,j,1700000000,3.5\n")
+    dataset = movielens.detect_layout(str(tmp_path), "interactions", declaration=whole)
+    with pytest.raises(DataError, match=r"log.csv line 3: rating '3.5' is not one of the log's "
+                                        r"ratings \(1, 2, 3, 4, 5; interactions.rating_values\)"):
+        list(movielens.iter_ratings(dataset))
 
 
 def test_headerless_files_in_other_dialects_are_read_by_their_declared_columns(tmp_path):
