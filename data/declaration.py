@@ -120,6 +120,9 @@ class InteractionsLayout:
     categories_column: str = knob(
         "", "Item table column with the item's categories or tags (separator-joined text, or a "
         "Parquet list), learned as an item's genres are. Empty: none.")
+    no_categories_value: str = knob(
+        "", "A categories_column value that means none (e.g. MovieLens' \"(no genres "
+        "listed)\"). Empty: only an empty value does.")
     category_flag_columns: list = knob(
         [], "Item table columns each holding 0 or 1, named for a category (e.g. MovieLens "
         "100K's genre flags): an item's categories are the names of those set to 1, after "

@@ -423,6 +423,8 @@ def iter_items(layout: InteractionsLayout, path: str) -> Iterator[tuple[str, Any
         title = str(title).strip() if title is not None and str(title).strip() else item_id
         categories = (_split_values(row[layout.categories_column], layout.categories_column,
                                     separator, where) if layout.categories_column else ())
+        if layout.no_categories_value and categories == (layout.no_categories_value,):
+            categories = ()
         flagged = tuple(c for c in layout.category_flag_columns
                         if _flag(row[c], c, where) and c not in categories)
         categories += flagged

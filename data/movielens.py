@@ -43,6 +43,8 @@ ML1M_OCCUPATIONS = (
 )
 
 CSV_NO_GENRES = "(no genres listed)"
+# The demographics the model learns from (not the zip code), as a declaration names them.
+DECLARED_DEMOGRAPHICS = ["age:categorical", "gender:categorical", "occupation:categorical"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -437,32 +439,44 @@ def load_items(dataset: Dataset) -> dict[str, Item]:
 
 
 def declared_as(dataset: Dataset) -> InteractionsLayout:
-    """The declaration (``[interactions]``) that reads a MovieLens 100K or 1M directory's
-    ratings and items as this module's parsers do: headerless, separated files, a latin-1
-    item table, genres from flags (100K, named by ``u.genre``) or ``|``-joined (1M), whole
-    ratings 1 to 5, a repeated pair refused. The demographics are left out: they reach the
-    model as canonical user features."""
-    kind = dataset.spec.kind
+    """The declaration (``[interactions]``) that reads a MovieLens directory's ratings and
+    items as this module's parsers do: for 100K and 1M headerless, separated files and a
+    latin-1 item table, genres from flags (100K, named by ``u.genre``) or ``|``-joined; the
+    layout's rating values; a repeated pair refused; the demographics as categorical user
+    features (1M's occupations as their codes)."""
+    allowed = list(dataset.spec.allowed_ratings)
+    return dataclasses.replace(_declared_files(dataset), rating_values=allowed,
+                               min_rating=min(allowed), max_rating=max(allowed),
+                               repeats="refuse")
+
+
+def _declared_files(dataset: Dataset) -> InteractionsLayout:
+    kind, spec = dataset.spec.kind, dataset.spec
     columns = ["user_id", "item_id", "rating", "timestamp"]
-    ratings = {"rating_values": list(LAYOUTS[kind].allowed_ratings), "repeats": "refuse"}
     if kind == "ml-100k":
         genres = list(_genre_names(dataset))
         return InteractionsLayout(
-            **ratings, files=LAYOUTS[kind].ratings_file, format="csv", delimiter="\t",
-            header=columns,
-            items_file=LAYOUTS[kind].movies_file, items_delimiter="|", items_encoding="latin-1",
+            files=spec.ratings_file, format="csv", delimiter="\t", header=columns,
+            items_file=spec.movies_file, items_delimiter="|", items_encoding="latin-1",
             items_header=["item_id", "title", "release_date", "video_release_date", "url",
                           *genres],
-            title_column="title", category_flag_columns=genres)
+            title_column="title", category_flag_columns=genres,
+            users_file=spec.users_file or "", users_delimiter="|", users_encoding="latin-1",
+            users_header=["user_id", "age", "gender", "occupation", "zip_code"],
+            user_features=DECLARED_DEMOGRAPHICS)
     if kind == "ml-1m":
         return InteractionsLayout(
-            **ratings, files=LAYOUTS[kind].ratings_file, format="csv", delimiter="::",
-            header=columns,
-            items_file=LAYOUTS[kind].movies_file, items_delimiter="::",
-            items_encoding="latin-1", items_header=["item_id", "title", "genres"],
-            title_column="title", categories_column="genres")
-    raise ValueError(f"layout {kind!r} has no declaration: its header names the columns, and "
-                     f"it marks an item without genres as {CSV_NO_GENRES!r}")
+            files=spec.ratings_file, format="csv", delimiter="::", header=columns,
+            items_file=spec.movies_file, items_delimiter="::", items_encoding="latin-1",
+            items_header=["item_id", "title", "genres"], title_column="title",
+            categories_column="genres", users_file=spec.users_file or "",
+            users_delimiter="::", users_encoding="latin-1",
+            users_header=["user_id", "gender", "age", "occupation", "zip_code"],
+            user_features=DECLARED_DEMOGRAPHICS)
+    return InteractionsLayout(
+        files=spec.ratings_file, format="csv", user_column="userId", item_column="movieId",
+        items_file=spec.movies_file, item_id_column="movieId", title_column="title",
+        categories_column="genres", no_categories_value=CSV_NO_GENRES)
 
 
 def _genre_list(value: str) -> tuple[str, ...]:

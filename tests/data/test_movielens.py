@@ -174,6 +174,14 @@ def test_movielens_1m_files_read_through_their_declaration_as_through_the_parser
     assert items == declared_items
 
 
+def test_the_grouplens_csv_layout_reads_through_its_declaration_as_through_the_parser(
+        tmp_path):
+    ratings, items, declared_ratings, declared_items = _read_both_ways(make_csv(tmp_path))
+    assert [(r.user_id, r.item_id, r.rating, r.timestamp) for r in ratings] == [
+        (r.user_id, r.item_id, r.rating, r.timestamp) for r in declared_ratings]
+    assert items == declared_items and items["3"].genres == ()
+
+
 @pytest.mark.e2e
 def test_movielens_100k_read_through_its_declaration_as_through_the_parser(real_ml100k):
     ratings, items, declared_ratings, declared_items = _read_both_ways(real_ml100k)
@@ -182,3 +190,12 @@ def test_movielens_100k_read_through_its_declaration_as_through_the_parser(real_
         (r.user_id, r.item_id, r.rating, r.timestamp) for r in declared_ratings]
     assert items == declared_items
     assert items["1"].genres == ("Animation", "Children's", "Comedy")
+    dataset = movielens.detect_layout(str(real_ml100k))
+    users = movielens.load_users(dataset)
+    declared_users = movielens.load_users(movielens.detect_layout(
+        str(real_ml100k), "interactions", declaration=movielens.declared_as(dataset)))
+    assert len(users) == len(declared_users) == 943
+    assert {uid: (str(u.age), u.gender, u.occupation) for uid, u in users.items()} == {
+        uid: tuple(values[0] for _, values in u.features) for uid, u in declared_users.items()}
+    assert [name for name, _ in declared_users["1"].features] == [
+        F.user_feature(n) for n in ("age", "gender", "occupation")]
