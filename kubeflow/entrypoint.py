@@ -23,7 +23,8 @@ Pipelines 2.x does not (see docs/kubeflow.md, "Troubleshooting"):
 So the compiler ships each step's declared artifact types with it (``--artifact_types``), and
 this module, before TFX parses anything, gives every artifact its declared type (refusing one
 whose type contradicts it), restores ``split_names`` from the artifact's ``Split-*`` folders
-when the orchestrator dropped it, runs TFX's entrypoint in a child process, deletes directory
+when the orchestrator dropped it, runs TFX's entrypoint in a child process (through
+``run_executor.py``, which first makes a multi-worker Trainer's strategy), deletes directory
 markers under the step's ``gs://`` outputs, and exits 0 once the executor output is written
 even if the child's interpreter then crashes. It imports neither TensorFlow nor TFX.
 """
@@ -48,6 +49,8 @@ from recsys_pipeline.errors import RecsysError
 SPEC_FORMAT = 2
 MODULE = "recsys_pipeline.kubeflow.entrypoint"
 TFX_EXECUTOR_MODULE = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
+# What the step's child process runs: TFX's entrypoint, after the Trainers' strategy is made.
+EXECUTOR_MODULE = "recsys_pipeline.kubeflow.run_executor"
 INVOCATION_FLAG = "--json_serialized_invocation_args"
 
 # Outputs KFP's driver adds to every step on its own account; KFP's launcher writes them.
@@ -266,7 +269,7 @@ def split_arguments(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]
     return parser.parse_known_args(list(argv))
 
 
-def run(argv: Sequence[str], executor_module: str = TFX_EXECUTOR_MODULE,
+def run(argv: Sequence[str], executor_module: str = EXECUTOR_MODULE,
         storage_client=None, log: Callable[[str], None] = lambda line: print(
             line, file=sys.stderr, flush=True)) -> int:
     """Runs one step; returns its exit code (see module doc)."""

@@ -275,8 +275,10 @@ class RankingModel(tfrs.models.Model):
                  numeric: Sequence[str] = ()):
         super().__init__()
         self.network = RatingNetwork(sizes, hp, mean_rating, numeric, name="rating_network")
+        # SUM, which tf.distribute requires: of a batch's rank-1 ratings Keras' MSE is already
+        # their mean, which compute_loss divides between the replicas.
         self.task = tfrs.tasks.Ranking(
-            loss=tf.keras.losses.MeanSquaredError(),
+            loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM),
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
         # Multitask (TFRS's multitask tutorial): the id embeddings also learn which items a
         # user rates at all, a signal the rating loss alone does not see.
@@ -293,7 +295,8 @@ class RankingModel(tfrs.models.Model):
             # The Retrieval task sums over the batch; per example, it compares with the MSE.
             retrieval = self.retrieval_task(users, items, compute_metrics=False)
             loss += self.retrieval_weight * retrieval / tf.cast(tf.shape(users)[0], tf.float32)
-        return loss
+        # Each replica's gradients are summed (trainer/distribute.py): the mean of their means.
+        return loss / tf.distribute.get_strategy().num_replicas_in_sync
 
 
 class RankingEnsemble(tf.keras.Model):

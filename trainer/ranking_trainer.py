@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from recsys_pipeline import progress
 from recsys_pipeline.pipeline import nodes
-from recsys_pipeline.trainer import export, models
+from recsys_pipeline.trainer import distribute, export, models
 from recsys_pipeline.trainer.common import (
     EpochProgress,
     TrainingData,
@@ -52,9 +52,12 @@ def train(data: TrainingData, hp: RankingHParams, train_files: list[str],
         if hp.ensemble > 1:
             progress.step(f"ranking member {i + 1}/{hp.ensemble}", member=i + 1,
                           members=hp.ensemble)
+        # Across replicas Keras sums each one's RMSE: the exact one is computed after.
         history = model.fit(
-            data.dataset(train_files, hp.batch_size, shuffle=True, seed=hp.seed + i),
-            validation_data=data.dataset(eval_files), epochs=epochs, verbose=0,
+            distribute.shard(data.dataset(train_files, hp.batch_size, shuffle=True,
+                                          seed=hp.seed + i)),
+            validation_data=None if distribute.task() else data.dataset(eval_files),
+            epochs=epochs, verbose=0,
             callbacks=[EpochProgress(MODEL_KIND, epochs), *callbacks])
     model = members[0] if len(members) == 1 else models.RankingEnsemble(members)
     return model, history, time.monotonic() - started
@@ -111,19 +114,22 @@ def train_and_export(*, train_files: list[str], eval_files: list[str], transform
     """Trains the rating model, from ``base_model`` when it fits (``warm_start.py``), and
     saves its export; returns its metadata."""
     data = load_training_data(transform_dir, train_files, catalogue_dir)
-    members = build_members(data, hp, train_files)
-    start = start_from(base_model, list(members), MODEL_KIND, data, train_files, hp)
+    with distribute.strategy().scope():  # TF_CONFIG's replicas, else one process
+        members = build_members(data, hp, train_files)
+        start = start_from(base_model, list(members), MODEL_KIND, data, train_files, hp)
     model, history, seconds = train(data, hp, train_files, eval_files, members=members,
                                     epochs=start.epochs)
-    if hp.ensemble > 1:
+    if hp.ensemble > 1 or distribute.task():
         rmse = eval_rmse(model, data, eval_files)
         progress.step(f"ranking ensemble of {hp.ensemble}: eval RMSE {rmse:.4f}",
                       members=hp.ensemble, eval_rmse=rmse)
     else:  # Keras' val_rmse is exact (summed squared errors over the whole eval split)
         rmse = float(history.history["val_rmse"][-1])
-    return export_model(model, data, serving_model_dir,
-                        training=Training.of(seconds, history, hp), trainer_eval_rmse=rmse,
-                        start=start)
+    written = distribute.output_dir(serving_model_dir)
+    metadata = export_model(model, data, written, training=Training.of(seconds, history, hp),
+                            trainer_eval_rmse=rmse, start=start)
+    distribute.discard(written, serving_model_dir)
+    return metadata
 
 
 def run_fn(fn_args) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from recsys_pipeline.pipeline import nodes
-from recsys_pipeline.trainer import export, inputs, models
+from recsys_pipeline.trainer import distribute, export, inputs, models
 from recsys_pipeline.trainer.common import (
     EpochProgress,
     TrainingData,
@@ -40,7 +40,8 @@ def train(data: TrainingData, hp: RetrievalHParams, train_files: list[str],
                                             numeric=data.numeric)
     epochs = epochs or hp.epochs
     started = time.monotonic()
-    history = model.fit(data.dataset(train_files, hp.batch_size, shuffle=True, seed=hp.seed),
+    history = model.fit(distribute.shard(data.dataset(train_files, hp.batch_size, shuffle=True,
+                                                      seed=hp.seed)),
                         epochs=epochs, verbose=0,
                         callbacks=[EpochProgress(MODEL_KIND, epochs), *callbacks])
     return model, history, time.monotonic() - started
@@ -93,13 +94,17 @@ def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_di
     """Trains the two-tower model, from ``base_model`` when it fits (``warm_start.py``), and
     saves the brute-force export; returns its metadata."""
     data = load_training_data(transform_dir, train_files, catalogue_dir)
-    model = models.build_retrieval(data.sizes, hp, data.stats.item_index_counts,
-                                            numeric=data.numeric)
-    start = start_from(base_model, [model], MODEL_KIND, data, train_files, hp)
+    with distribute.strategy().scope():  # TF_CONFIG's replicas, else one process
+        model = models.build_retrieval(data.sizes, hp, data.stats.item_index_counts,
+                                       numeric=data.numeric)
+        start = start_from(base_model, [model], MODEL_KIND, data, train_files, hp)
     model, history, seconds = train(data, hp, train_files, model=model, epochs=start.epochs)
-    return export_model(model, data, serving_model_dir, serving_k=serving_k, eval_k=eval_k,
-                        rated=rated_by_user(data, train_files), exclude=hp.exclude_rated,
-                        training=Training.of(seconds, history, hp), start=start, hp=hp)
+    written = distribute.output_dir(serving_model_dir)
+    metadata = export_model(model, data, written, serving_k=serving_k, eval_k=eval_k,
+                            rated=rated_by_user(data, train_files), exclude=hp.exclude_rated,
+                            training=Training.of(seconds, history, hp), start=start, hp=hp)
+    distribute.discard(written, serving_model_dir)
+    return metadata
 
 
 def run_fn(fn_args) -> None:

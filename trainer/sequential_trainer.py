@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from recsys_pipeline.pipeline import nodes
-from recsys_pipeline.trainer import export, inputs, models
+from recsys_pipeline.trainer import distribute, export, inputs, models
 from recsys_pipeline.trainer.common import (
     EpochProgress,
     TrainingData,
@@ -48,11 +48,13 @@ def with_context(dataset: tf.data.Dataset, history: inputs.UserHistory,
 def train(data: TrainingData, hp: SequentialHParams, train_files: list[str],
           history: inputs.UserHistory, callbacks: Sequence[tf.keras.callbacks.Callback] = ()):
     """Fits GRU4Rec; returns (model, Keras history, seconds)."""
-    model = models.build_sequential(data.sizes[F.index_name(F.ITEM_ID)], hp,
-                                    data.stats.item_index_counts)
+    with distribute.strategy().scope():  # TF_CONFIG's replicas, else one process
+        model = models.build_sequential(data.sizes[F.index_name(F.ITEM_ID)], hp,
+                                        data.stats.item_index_counts)
     started = time.monotonic()
-    fit = model.fit(with_context(data.dataset(train_files, hp.batch_size, shuffle=True,
-                                              seed=hp.seed), history, hp.context_length),
+    fit = model.fit(distribute.shard(with_context(
+                        data.dataset(train_files, hp.batch_size, shuffle=True, seed=hp.seed),
+                        history, hp.context_length)),
                     epochs=hp.epochs, verbose=0,
                     callbacks=[EpochProgress(MODEL_KIND, hp.epochs), *callbacks])
     return model, fit, time.monotonic() - started
@@ -91,8 +93,11 @@ def train_and_export(*, train_files: list[str], transform_dir: str, catalogue_di
     data = load_training_data(transform_dir, train_files, catalogue_dir)
     history = inputs.user_history(data.dataset(train_files))
     model, fit, seconds = train(data, hp, train_files, history)
-    return export_model(model, data, history, serving_model_dir, hp=hp, serving_k=serving_k,
-                        eval_k=eval_k, training=Training.of(seconds, fit, hp))
+    written = distribute.output_dir(serving_model_dir)
+    metadata = export_model(model, data, history, written, hp=hp, serving_k=serving_k,
+                            eval_k=eval_k, training=Training.of(seconds, fit, hp))
+    distribute.discard(written, serving_model_dir)
+    return metadata
 
 
 def run_fn(fn_args) -> None:
