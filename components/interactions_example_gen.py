@@ -1,14 +1,16 @@
 """InteractionsExampleGen: an interaction log -> joined tf.Examples (train/eval) + catalogue.
 
-The log is a MovieLens layout (ml-100k, ml-1m, the GroupLens CSV) or a team's own, declared
-in ``[interactions]``; both become the same canonical examples (``transform/features.py``).
-Ratings stream through Beam (never held in one Python list); each is joined with its item
-(title, genres) and, where the layout has them, user demographics, then assigned to a split.
-A declared log's item and user tables stream too: they are joined by grouping on the item and
-user ids (``_join_declared``), so no table is ever one Python object.
-Ratings whose item or user is unknown are dropped and counted; above
-``max_orphan_fraction`` the run fails. Any failure removes the partial output files, and
-TFX never publishes the artifacts of a failed execution, so nothing half-written looks valid.
+The log is a team's own, declared in ``[interactions]``, or a MovieLens layout (ml-100k,
+ml-1m, the GroupLens CSV), which is read through the declaration of its files
+(``movielens.declared_as``): one reader, so both become the same canonical examples
+(``transform/features.py``) and declared features. Interactions stream through Beam (never
+held in one Python list); each is joined with its item (title, categories, declared item
+features) and its user's declared features, then assigned to a split. The item and user
+tables stream too: they are joined by grouping on the item and user ids (``_join``),
+so no table is ever one Python object. Interactions whose item is unknown are dropped and
+counted; above ``max_orphan_fraction`` the run fails. Any failure removes the partial output
+files, and TFX never publishes the artifacts of a failed execution, so nothing half-written
+looks valid.
 """
 
 from __future__ import annotations
@@ -56,40 +58,6 @@ def to_example(feats: dict[str, list]) -> bytes:
         else:
             feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
-def _duplicates(pair_lines) -> list[str]:
-    """A description of a user/item pair rated more than once, or nothing."""
-    (user, item), lines = pair_lines
-    lines = sorted(lines)
-    if len(lines) < 2:
-        return []
-    beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "duplicate_pairs").inc()
-    shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
-    return [f"user {user} rated item {item} {len(lines)} times (lines {shown})"]
-
-
-class _JoinFn(beam.DoFn):
-    """Joins a MovieLens rating with its item and user (tables small and fixed enough to be
-    side inputs); unknown ids go to the 'orphans' output."""
-
-    def __init__(self, ratings_path: str):
-        self._path = ratings_path
-        self._total = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "ratings")
-        self._orphans = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "orphans")
-
-    def process(self, rating: movielens.Rating, items: dict, users: Any):
-        self._total.inc()
-        item = items.get(rating.item_id)
-        user = users.get(rating.user_id) if users is not None else None
-        if item is None or (users is not None and user is None):
-            self._orphans.inc()
-            missing = (f"item id {rating.item_id} is not in the item file" if item is None
-                       else f"user id {rating.user_id} is not in the user file")
-            where = rating.where or f"{self._path} line {rating.line_no}"
-            yield beam.pvalue.TaggedOutput("orphans", f"{where}: {missing}")
-            return
-        yield rating, movielens.join_features(rating, item, user)
 
 
 def _position(where: str) -> tuple[str, int]:
@@ -171,11 +139,6 @@ def _join_user(grouped):
         yield rating, movielens.join_features(rating, item, user)
 
 
-def _catalogue_order(item: movielens.Item) -> tuple:
-    """Numeric ids in number order, then the others in text order."""
-    return (0, int(item.item_id), "") if item.item_id.isdigit() else (1, 0, item.item_id)
-
-
 def _write(pcoll, uri: str, split: str):
     return pcoll | f"Write{split}" >> beam.io.WriteToTFRecord(
         os.path.join(uri, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz")
@@ -188,7 +151,7 @@ def _remove_outputs(*uris: str) -> None:
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-    """Reads a MovieLens directory and writes the examples and catalogue artifacts."""
+    """Reads an interaction log and writes the examples and catalogue artifacts."""
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         examples = artifact_utils.get_single_instance(output_dict["examples"])
@@ -215,10 +178,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             dataset = spans.span_dataset(exec_properties["data_dir"], int(span),
                                          exec_properties["layout"], declaration)
             examples.span = catalogue.span = int(span)
+        if declaration is None:  # a MovieLens layout: read through its declaration, as any
+            declaration = movielens.declared_as(dataset)
+            dataset = movielens.as_declared(dataset, declaration)
         split_cfg = json.loads(exec_properties["split_config"])
         max_orphans = float(exec_properties["max_orphan_fraction"])
         logger.info("InteractionsExampleGen: %s layout in %s", dataset.spec.kind, dataset.data_dir)
-
 
         examples.split_names = artifact_utils.encode_split_names(list(splits.SPLITS))
         catalogue.split_names = artifact_utils.encode_split_names([splits.CATALOGUE])
@@ -234,35 +199,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             # Spread each file's ratings over workers for the rest of the pipeline.
             | "Redistribute" >> beam.Reshuffle()
         )
-        duplicate_sample = os.path.join(examples.uri, "_duplicate_sample")
-        if declaration is not None:
-            joined, orphans, listed = self._join_declared(p, ratings, dataset, declaration)
-        else:
-            # MovieLens has one rating per user and item; a pair seen twice means a damaged
-            # or twice-concatenated file, and either copy could be the wrong one: refuse,
-            # naming lines.
-            (
-                ratings
-                | "PairKey" >> beam.Map(lambda r: ((r.user_id, r.item_id), r.line_no))
-                | "GroupPairs" >> beam.GroupByKey()
-                | "Duplicates" >> beam.FlatMap(_duplicates)
-                | "SampleDuplicates" >> beam.combiners.Sample.FixedSizeGlobally(5)
-                | "DuplicatesJson" >> beam.Map(json.dumps)
-                | "WriteDuplicates" >> beam.io.WriteToText(duplicate_sample,
-                                                          shard_name_template="")
-            )
-            # MovieLens' small, fixed tables are loaded (and validated) before Beam starts,
-            # so their errors are direct; a declared log's tables stream through Beam.
-            items = movielens.load_items(dataset)
-            users = movielens.load_users(dataset)
-            items_si = beam.pvalue.AsSingleton(p | "Items" >> beam.Create([items]))
-            users_si = beam.pvalue.AsSingleton(p | "Users" >> beam.Create([users]))
-            joined_outputs = ratings | "Join" >> beam.ParDo(
-                _JoinFn(dataset.ratings_path), items_si, users_si
-            ).with_outputs("orphans", main="joined")
-            joined, orphans = joined_outputs.joined, joined_outputs.orphans
-            listed = p | "Catalogue" >> beam.Create(sorted(items.values(),
-                                                           key=_catalogue_order))
+        joined, orphans, listed = self._join(p, ratings, dataset, declaration)
         (
             orphans
             | "SampleOrphans" >> beam.combiners.Sample.FixedSizeGlobally(5)
@@ -302,9 +239,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             if inner is not None:
                 raise inner from None
             raise
-        if declaration is None:
-            self._check_duplicates(result, duplicate_sample, dataset)
-        elif self._counter(result, "repeats"):
+        if self._counter(result, "repeats"):
             logger.warning("InteractionsExampleGen: %d repeated interactions of a user with an "
                            "item: kept the newest of each", self._counter(result, "repeats"))
         self._check_orphans(result, orphan_sample, max_orphans, dataset)
@@ -313,8 +248,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                             {"span": int(span), "examples_uri": examples.uri})
 
     @staticmethod
-    def _join_declared(p, ratings, dataset, declaration: InteractionsLayout):
-        """(joined examples, orphans, catalogue) of a declared log: interactions grouped with
+    def _join(p, ratings, dataset, declaration: InteractionsLayout):
+        """(joined examples, orphans, catalogue) of the log: interactions grouped with
         their item table row by item id, then with their user table row by user id. Neither
         table is ever one Python object: both stream through Beam like the log."""
         tables = {"ratings": ratings | "ByItem" >> beam.Map(lambda r: (r.item_id, r))}
@@ -382,15 +317,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             tf.io.gfile.remove(path)
         return sample
 
-    def _check_duplicates(self, result, sample_path: str, dataset) -> None:
-        pairs = self._counter(result, "duplicate_pairs")
-        sample = sorted(self._read_sample(sample_path))
-        if pairs:
-            raise DataError(
-                f"{dataset.ratings_path}: {pairs} user/item pair(s) are rated more than once; "
-                f"MovieLens has one rating per pair (a file concatenated twice?): "
-                f"{'; '.join(sample[:3])}")
-
     def _check_orphans(self, result, sample_path: str, max_fraction: float, dataset) -> None:
         total, orphans = self._counter(result, "ratings"), self._counter(result, "orphans")
         sample = self._read_sample(sample_path)
@@ -399,9 +325,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             return
         fraction = orphans / max(total, 1)
         details = "; ".join(sample[:3])
-        tables = (f"an item missing from {dataset.items_path}" if dataset.declaration
-                  else f"an item or user missing from {dataset.spec.movies_file}"
-                  f"{'/' + dataset.spec.users_file if dataset.spec.users_file else ''}")
+        tables = f"an item missing from {dataset.items_path}"
         if fraction > max_fraction:
             raise DataError(
                 f"{dataset.ratings_path}: {orphans} of {total} ratings ({fraction:.2%}) refer to "

@@ -101,7 +101,15 @@ def fingerprint(paths: Iterable[str]) -> str:
 
 def _decoded(raw_lines: Iterable[bytes], path: str, encoding: str) -> Iterator[str]:
     utf8 = codecs.lookup(encoding).name == "utf-8"
+    latin1 = codecs.lookup(encoding).name == "iso8859-1"
     for n, raw in enumerate(raw_lines, start=1):
+        if latin1 and not raw.isascii() and _is_utf8(raw):
+            # latin-1 decodes any bytes, so a file re-saved as UTF-8 would silently become
+            # mojibake ("CafÃ©"); real latin-1 text is almost never valid UTF-8.
+            raise DataError(f"{path} line {n}: text looks UTF-8 encoded, but the file is "
+                            f"declared {encoding}: declare encoding \"utf-8\" "
+                            "(interactions.encoding, items_encoding, users_encoding), or, for "
+                            "a GroupLens file, re-download the original")
         try:
             # utf-8-sig on the first line: spreadsheet exports start with a byte-order mark.
             yield raw.decode("utf-8-sig" if utf8 and n == 1 else encoding)
@@ -110,6 +118,14 @@ def _decoded(raw_lines: Iterable[bytes], path: str, encoding: str) -> Iterator[s
                             f"(byte 0x{raw[e.start]:02x} "
                             f"at column {e.start + 1}): declare the file's encoding "
                             "(interactions.encoding, items_encoding, users_encoding)") from None
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _split_lines(lines: Iterable[str], delimiter: str) -> Iterator[list[str]]:

@@ -43,7 +43,8 @@ ML1M_OCCUPATIONS = (
 )
 
 CSV_NO_GENRES = "(no genres listed)"
-# The demographics the model learns from (not the zip code), as a declaration names them.
+# The demographics the model learns from (not the zip code, too sparse), as a declaration
+# names them: the raw features user_feature_age, ..._gender, ..._occupation.
 DECLARED_DEMOGRAPHICS = ["age:categorical", "gender:categorical", "occupation:categorical"]
 
 
@@ -438,16 +439,36 @@ def load_items(dataset: Dataset) -> dict[str, Item]:
     return items
 
 
+def preset(kind: str) -> InteractionsLayout:
+    """What a MovieLens layout declares whatever its directory holds: the rating values, a
+    repeated pair refused, the demographics (100K, 1M) as categorical user features. The
+    pipeline reads its features and rating bounds at compile time; ExampleGen reads the
+    files with ``declared_as``."""
+    spec = LAYOUTS[kind]
+    allowed = list(spec.allowed_ratings)
+    return InteractionsLayout(rating_values=allowed, min_rating=min(allowed),
+                              max_rating=max(allowed), repeats="refuse",
+                              user_features=list(DECLARED_DEMOGRAPHICS)
+                              if spec.has_demographics else [])
+
+
 def declared_as(dataset: Dataset) -> InteractionsLayout:
     """The declaration (``[interactions]``) that reads a MovieLens directory's ratings and
-    items as this module's parsers do: for 100K and 1M headerless, separated files and a
-    latin-1 item table, genres from flags (100K, named by ``u.genre``) or ``|``-joined; the
-    layout's rating values; a repeated pair refused; the demographics as categorical user
-    features (1M's occupations as their codes)."""
-    allowed = list(dataset.spec.allowed_ratings)
-    return dataclasses.replace(_declared_files(dataset), rating_values=allowed,
-                               min_rating=min(allowed), max_rating=max(allowed),
-                               repeats="refuse")
+    items as this module's parsers do: the ``preset``, and for 100K and 1M headerless,
+    separated files and a latin-1 item table, genres from flags (100K, named by ``u.genre``)
+    or ``|``-joined (1M's occupations as their codes)."""
+    static = preset(dataset.spec.kind)
+    return dataclasses.replace(_declared_files(dataset), rating_values=static.rating_values,
+                               min_rating=static.min_rating, max_rating=static.max_rating,
+                               repeats=static.repeats)
+
+
+def as_declared(dataset: Dataset, declaration: InteractionsLayout) -> Dataset:
+    """A MovieLens dataset read through ``declaration`` (its ``declared_as``), as ExampleGen
+    reads every layout: the same files, streamed by the declared log's readers."""
+    return dataclasses.replace(
+        dataset, declaration=declaration, files=(dataset.ratings_path,),
+        items_file=dataset.items_path, users_table=dataset.users_path)
 
 
 def _declared_files(dataset: Dataset) -> InteractionsLayout:
@@ -498,9 +519,11 @@ class User:
     zip_code: str
 
     def raw_features(self) -> dict[str, list]:
-        return {F.USER_GENDER: [self.gender.encode()], F.USER_AGE: [self.age],
-                F.USER_OCCUPATION: [self.occupation.encode("utf-8")],
-                F.USER_ZIP_CODE: [self.zip_code.encode("utf-8")]}
+        """The demographics as the declared user features ``preset`` names (age a category;
+        the zip code, too sparse to learn from, left out)."""
+        return {F.user_feature("age"): [str(self.age).encode()],
+                F.user_feature("gender"): [self.gender.encode()],
+                F.user_feature("occupation"): [self.occupation.encode("utf-8")]}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -90,9 +90,10 @@ ITEM_IDS_OUTPUT = "item_ids"
 ITEM_TITLES_OUTPUT = "item_titles"
 
 # The naming generation of everything a run writes (features, signatures, export metadata,
-# bulk columns). Output directories and exports stamped otherwise (or not at all: written
-# before items were items, with movie names) are refused rather than misread.
-NAMES = "users-items/1"
+# bulk columns; /2: MovieLens' demographics are declared user features). Output directories and
+# exports stamped otherwise (or not at all: written before items were items, with movie names)
+# are refused rather than misread.
+NAMES = "users-items/2"
 
 # The Trainers' model artifact property saying what the model started from (a warm start
 # from a base model, or a cold start and why): components/recsys_trainer.py writes it.

@@ -195,8 +195,8 @@ def create_pipeline(config: PipelineConfig, target: Union[str, Target] = "local"
         disable_statistics=not config.transform.statistics,
         custom_config={
             "timestamp_buckets": config.transform.timestamp_buckets,
-            F.DECLARED_FEATURES_CONFIG: (schema.declared_features(config.interactions)
-                                         if layout == INTERACTIONS else {}),
+            F.DECLARED_FEATURES_CONFIG: schema.declared_features(
+                config.interactions if layout == INTERACTIONS else movielens.preset(layout)),
             "source_fingerprint": code_fingerprint([module_of(PREPROCESSING_FN)]),
         },
     ).with_id(nodes.TRANSFORM)

@@ -18,10 +18,11 @@ ML100K_GENRE = "unknown|0\nAction|1\nComedy|2\n"
 # first and the many short files fill in around them: otherwise the longest one, starting
 # late, is the run's tail.
 LONGEST_FIRST = ("kubeflow/test_launcher.py", "e2e/test_faults.py", "e2e/test_local_pipeline.py",
-                 "e2e/test_span_window.py", "e2e/test_gates.py",
-                 "kubeflow/test_launcher_vertex.py", "bench/test_quality.py",
-                 "bench/test_scale.py", "bench/test_rerun.py", "bench/test_serving.py",
-                 "bench/test_replay.py", "e2e/test_spans.py")
+                 "e2e/test_span_window.py", "e2e/test_gates.py", "e2e/test_declared_log.py",
+                 "bench/test_scale.py", "bench/test_quality.py", "trainer/test_distribute.py",
+                 "bench/test_replay.py", "bench/test_rerun.py",
+                 "kubeflow/test_launcher_vertex.py", "bench/test_serving.py",
+                 "e2e/test_spans.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -25,14 +25,22 @@ def tiny(tmp_path_factory):
     from recsys_pipeline.transform import features as F
     from recsys_pipeline.transform.preprocessing import preprocessing_fn
     from tests.conftest import beam_pipeline
-    from tests.trainer.conftest import RAW_SPEC, TinyArtifacts, items, ratings, write_records
+    from tests.trainer.conftest import (
+        RAW_SPEC,
+        USER_FEATURES,
+        TinyArtifacts,
+        items,
+        ratings,
+        write_records,
+    )
 
     root = tmp_path_factory.mktemp("tiny")
     rows = ratings()
     train, evaluation = rows[: int(len(rows) * 0.8)], rows[int(len(rows) * 0.8):]
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
     with beam_pipeline() as p, tft_beam.Context(temp_dir=str(root / "tmp")):
-        fn = lambda inputs: preprocessing_fn(inputs, {"timestamp_buckets": 4})  # noqa: E731
+        fn = lambda inputs: preprocessing_fn(  # noqa: E731
+            inputs, {"timestamp_buckets": 4, F.DECLARED_FEATURES_CONFIG: USER_FEATURES})
         (out_train, _), transform_fn = (
             (p | "train" >> beam.Create(train), metadata)
             | tft_beam.AnalyzeAndTransformDataset(fn))
@@ -54,7 +62,7 @@ def tiny(tmp_path_factory):
                   [{F.ITEM_ID: m.encode(), F.ITEM_TITLE: t.encode(),
                     F.ITEM_GENRES: [g.encode() for g in gs]} for m, t, gs in items()])
     train_users = {r[F.USER_ID] for r in train}
-    # Serving looks demographics up by user id: compare on users the train split knows.
+    # Serving looks user features up by user id: compare on users the train split knows.
     evaluation = [r for r in evaluation if r[F.USER_ID] in train_users]
     write_records(root / "examples" / "Split-eval", evaluation)
     artifacts.raw_eval_rows = evaluation

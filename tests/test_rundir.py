@@ -59,7 +59,7 @@ def test_a_new_output_dir_is_stamped_with_the_names_and_reread(tmp_path):
     out, store = str(tmp_path / "out"), str(tmp_path / "out" / "metadata.sqlite")
     rundir.check_names(out, store)
     with open(os.path.join(out, rundir.NAMES_FILE), encoding="utf-8") as f:
-        assert f.read() == "users-items/1\n"
+        assert f.read() == "users-items/2\n"
     open(store, "w").close()  # a run happened: the stamp still says this code's names
     rundir.check_names(out, store)
 

@@ -16,7 +16,7 @@
   the train history exported with it.
 
 Request-time features come from the raw ids alone: the Transform graph maps ids and
-timestamps; user demographics and item features come from tables built at training time.
+timestamps; user and item features come from tables built at training time.
 Each export also writes ``assets.extra/recsys_model.json`` (``write_metadata``), which the
 Pusher, ``recsys recommend`` and the run summary read.
 """

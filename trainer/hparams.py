@@ -41,7 +41,7 @@ class RetrievalHParams(InBatchSoftmaxHParams):
     id_embedding_dim: int = knob(
         64, "Size of the user, item and title id embeddings inside the towers.")
     context_embedding_dim: int = knob(
-        16, "Size of the timestamp bucket, genre and demographic embeddings.")
+        16, "Size of the timestamp bucket, genre and declared feature embeddings.")
     title_text: bool = knob(
         False, "Add the mean embedding of the title's words (a vocabulary Transform fits) to "
         "the candidate tower.")
@@ -111,7 +111,7 @@ class RankingHParams:
         "in proportion. Their errors are far from perfectly correlated, so the mean has a "
         "lower RMSE than any member (bench/quality.py).")
     embedding_dim: int = knob(32, "Size of the user and item id embeddings.")
-    context_embedding_dim: int = knob(8, "Size of the genre and demographic embeddings.")
+    context_embedding_dim: int = knob(8, "Size of the genre and declared feature embeddings.")
     hidden_layers: list = knob([128, 64], "Sizes of the ReLU layers of the rating MLP.")
     epochs: int = knob(7, "Training epochs over the train split (more overfits ML-100K).")
     warm_start: bool = knob(

@@ -25,7 +25,7 @@ READ_BATCH_SIZE = 8192
 def vocab_sizes(tft_output) -> dict[str, int]:
     """Number of ids (out-of-vocabulary included) of every integer feature Transform wrote."""
     spec = tft_output.transformed_feature_spec()
-    names = (F.USER_INDEX_FEATURES + F.ITEM_INDEX_FEATURES + F.ITEM_LIST_FEATURES
+    names = ((F.index_name(F.USER_ID),) + F.ITEM_INDEX_FEATURES + F.ITEM_LIST_FEATURES
              + (F.TIMESTAMP_BUCKET,) + F.declared_item_inputs(spec)[0]
              + F.declared_user_inputs(spec)[0])
     return {n: int(tft_output.num_buckets_for_transformed_feature(n)) for n in names if n in spec}
@@ -130,9 +130,9 @@ def load_catalogue(catalogue_dir: str, tft_output) -> Catalogue:
 
 @dataclasses.dataclass
 class UserTable:
-    """Each train user's features as a request cannot send them: demographics and declared
-    user features, one row per user in sorted id order (the values of the user's first train
-    example read). The export looks a request's user up in it."""
+    """Each train user's features as a request cannot send them: the declared user features
+    (MovieLens' demographics among them), one row per user in sorted id order (the values of
+    the user's first train example read). The export looks a request's user up in it."""
 
     ids: np.ndarray  # bytes [U], sorted
     # [U] vocabulary ids or z-scores; [U, longest list] id lists padded with LIST_PADDING
@@ -144,7 +144,7 @@ class UserTable:
 
 def _user_columns(batch: dict[str, np.ndarray]) -> tuple[str, ...]:
     lists, numeric = F.declared_user_inputs(batch)
-    return tuple(f for f in F.USER_INDEX_FEATURES[1:] if f in batch) + lists + numeric
+    return lists + numeric
 
 
 def _pad(blocks: list[np.ndarray]) -> np.ndarray:

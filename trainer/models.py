@@ -53,8 +53,8 @@ class DeclaredFeatures(tf.keras.layers.Layer):
     """The declared item or user features (``prefix``: ``F.ITEM_FEATURE_PREFIX`` or
     ``F.USER_FEATURE_PREFIX``): a mean embedding of each vocabulary feature's ids (a
     categorical one is a list of at most one), and the numeric z-scores as they are. Found by
-    name in the Transform output (``F.declared_inputs``), so a MovieLens model, which has
-    none, is unchanged."""
+    name in the Transform output (``F.declared_inputs``): MovieLens 100K's and 1M's are the
+    demographics, the GroupLens CSV layout has none."""
 
     def __init__(self, sizes: dict[str, int], dim: int, numeric: Sequence[str], prefix: str,
                  **kwargs):
@@ -76,8 +76,8 @@ def _mlp(hidden: list, out_dim: int, name: str) -> tf.keras.Sequential:
 
 
 class QueryTower(tf.keras.Model):
-    """User id, timestamp bucket, normalized timestamp, demographics (when present) and the
-    declared user features (``DeclaredFeatures``)."""
+    """User id, timestamp bucket, normalized timestamp and the declared user features
+    (``DeclaredFeatures``; MovieLens' demographics among them)."""
 
     def __init__(self, sizes: dict[str, int], hp: RetrievalHParams,
                  numeric: Sequence[str] = (), **kwargs):
@@ -86,9 +86,6 @@ class QueryTower(tf.keras.Model):
                                          F.USER_FEATURE_PREFIX, name="user_features")
         self.user = index_embedding(F.index_name(F.USER_ID), sizes, hp.id_embedding_dim)
         self.time = tf.keras.layers.Embedding(sizes[F.TIMESTAMP_BUCKET], hp.context_embedding_dim)
-        self.demographic_names = [n for n in F.USER_INDEX_FEATURES[1:] if n in sizes]
-        self.demographics = [index_embedding(n, sizes, hp.context_embedding_dim)
-                             for n in self.demographic_names]
         self.mlp = _mlp(hp.hidden_layers, hp.embedding_dim, "query_mlp")
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
@@ -96,8 +93,6 @@ class QueryTower(tf.keras.Model):
                              TIMESTAMP_Z_CLIP)
         parts = [self.user(f[F.index_name(F.USER_ID)]), self.time(f[F.TIMESTAMP_BUCKET]),
                  z[:, None]]
-        parts += [emb(f[n]) for n, emb in zip(self.demographic_names, self.demographics,
-                                              strict=True)]
         parts += self.declared.parts(f)
         return self.mlp(tf.concat(parts, axis=1))
 
@@ -211,10 +206,9 @@ class RetrievalModel(tfrs.models.Model):
 
 
 class RatingNetwork(tf.keras.layers.Layer):
-    """One rating predictor: user, item, genre, demographic and declared item and user
-    feature embeddings (and numeric declared features) into an MLP
-    (``architecture`` dcn: stacked Cross layers before it), plus per-user and per-item
-    offsets with ``bias_terms``."""
+    """One rating predictor: user, item, genre and declared item and user feature embeddings
+    (and numeric declared features) into an MLP (``architecture`` dcn: stacked Cross layers
+    before it), plus per-user and per-item offsets with ``bias_terms``."""
 
     def __init__(self, sizes: dict[str, int], hp: RankingHParams, mean_rating: float,
                  numeric: Sequence[str] = (), **kwargs):
@@ -229,8 +223,6 @@ class RatingNetwork(tf.keras.layers.Layer):
         self.user = index_embedding(user, sizes, hp.embedding_dim, embeddings_regularizer=reg)
         self.item = index_embedding(item, sizes, hp.embedding_dim, embeddings_regularizer=reg)
         self.genres = MaskedMeanEmbedding(F.GENRES_INDEX, sizes, ctx)
-        self.demographic_names = [n for n in F.USER_INDEX_FEATURES[1:] if n in sizes]
-        self.demographics = [index_embedding(n, sizes, ctx) for n in self.demographic_names]
         self.cross = [tfrs.layers.dcn.Cross(projection_dim=hp.cross_projection_dim or None,
                                             kernel_initializer="glorot_uniform")
                       for _ in range(hp.cross_layers)] if hp.architecture == "dcn" else []
@@ -252,8 +244,6 @@ class RatingNetwork(tf.keras.layers.Layer):
         users, items = f[F.index_name(F.USER_ID)], f[F.index_name(F.ITEM_ID)]
         user_vectors, item_vectors = self.user(users), self.item(items)
         parts = [user_vectors, item_vectors, self.genres(f[F.GENRES_INDEX])]
-        parts += [emb(f[n]) for n, emb in zip(self.demographic_names, self.demographics,
-                                              strict=True)]
         parts += self.items.parts(f) + self.users.parts(f)
         x0 = x = tf.concat(parts, axis=1)
         for cross in self.cross:

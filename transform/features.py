@@ -16,13 +16,8 @@ USER_RATING = "user_rating"  # label
 # Passed through Transform unchanged; absent where none is declared (every example counts 1).
 WEIGHT = "interaction_weight"
 
-# Demographics: present in MovieLens 100K and 1M, absent from the GroupLens CSV layout.
-USER_GENDER = "user_gender"
-USER_AGE = "user_age"
-USER_OCCUPATION = "user_occupation"
-USER_ZIP_CODE = "user_zip_code"
-
-DEMOGRAPHIC_FEATURES = (USER_GENDER, USER_AGE, USER_OCCUPATION, USER_ZIP_CODE)
+# User attributes (MovieLens 100K and 1M's demographics included) are declared user features
+# (``user_feature``), never canonical ones: every layout's are read the same way.
 
 # Features describing an item: the catalogue output of ExampleGen holds exactly these.
 ITEM_FEATURES = (ITEM_ID, ITEM_TITLE, ITEM_GENRES)
@@ -33,9 +28,7 @@ CONTEXT_ITEMS = "context_items"
 
 # --- Categorical features that get a tf.Transform vocabulary -------------------------------
 # Vocabulary file name == raw feature name, so `vocabulary_file_by_name(USER_ID)` is obvious.
-# Zip codes are deliberately not vocabularized: too sparse to learn from at this data size.
 VOCAB_FEATURES = (USER_ID, ITEM_ID, ITEM_TITLE, ITEM_GENRES)
-DEMOGRAPHIC_VOCAB_FEATURES = (USER_GENDER, USER_AGE, USER_OCCUPATION)
 
 # Out-of-vocabulary buckets appended after each vocabulary (unknown users/items at serving).
 NUM_OOV_BUCKETS = 1
@@ -137,8 +130,6 @@ PASSTHROUGH_FEATURES = (USER_ID, ITEM_ID, ITEM_TITLE, TIMESTAMP)
 # Trainers see each transformed feature as a dense batch: ids and floats as [batch], id lists
 # (genres, title tokens) as [batch, longest list] int64 padded with LIST_PADDING.
 LIST_PADDING = -1
-USER_INDEX_FEATURES = (index_name(USER_ID),) + tuple(
-    index_name(n) for n in DEMOGRAPHIC_VOCAB_FEATURES)
 ITEM_INDEX_FEATURES = (index_name(ITEM_ID), index_name(ITEM_TITLE))
 GENRES_INDEX = index_name(ITEM_GENRES)
 TITLE_TOKENS_INDEX = index_name(ITEM_TITLE_TOKENS)
@@ -157,8 +148,4 @@ RAW_FEATURE_KINDS = {
     TIMESTAMP: "int",
     USER_RATING: "float",
     WEIGHT: "float",
-    USER_GENDER: "bytes",
-    USER_AGE: "int",
-    USER_OCCUPATION: "bytes",
-    USER_ZIP_CODE: "bytes",
 }

@@ -1,16 +1,16 @@
 """tf.Transform ``preprocessing_fn``: vocabularies, timestamp buckets and z-score.
 
 Outputs, named in ``features.py``:
-  * ``<name>_index`` for user_id, item_id, item_title, item_genres (sparse) and, when the
-    dataset has them, gender/age/occupation: ids from vocabulary files named after the raw
-    feature (plus NUM_OOV_BUCKETS out-of-vocabulary ids). Trainers read the sizes from the
-    Transform output, never from code.
+  * ``<name>_index`` for user_id, item_id, item_title, item_genres (sparse): ids from
+    vocabulary files named after the raw feature (plus NUM_OOV_BUCKETS out-of-vocabulary
+    ids). Trainers read the sizes from the Transform output, never from code.
   * ``item_title_tokens_index`` (sparse): the title's words (``title_tokens``) through a
     vocabulary Transform fits on them -- the candidate tower's text feature.
   * ``timestamp_bucket``: quantile bucket of the timestamp; ``timestamp_z``: its z-score.
   * ``user_rating`` (label) and the raw ids/title, passed through.
-  * declared item features (``custom_config["item_features"]``, raw name -> kind, each a list
-    of 0 or 1 values, or more for multi_categorical): ``<name>_index`` (sparse vocabulary ids:
+  * declared item and user features (``custom_config["declared_features"]``, raw name ->
+    kind, each a list of 0 or 1 values, or more for multi_categorical; MovieLens'
+    demographics are declared user features): ``<name>_index`` (sparse vocabulary ids:
     the value, the values, or the words of a text) or ``<name>_z`` (the z-score, of
     log(1 + x) for log_numeric; 0, the mean, for an item without a value).
 """
@@ -50,7 +50,7 @@ def _one_column(values: tf.SparseTensor) -> tf.SparseTensor:
 
 
 def _declared(values: tf.SparseTensor, name: str, kind: str) -> tuple[str, Any]:
-    """(transformed name, value) of one declared item feature (see module docstring)."""
+    """(transformed name, value) of one declared feature (see module docstring)."""
     if kind in (D.CATEGORICAL, D.MULTI_CATEGORICAL):
         return F.index_name(name), _vocab(values, name)
     if kind == D.TEXT:
@@ -77,13 +77,6 @@ def preprocessing_fn(inputs: dict[str, Any],
         outputs[F.index_name(name)] = _vocab(inputs[name], name)
     outputs[F.TITLE_TOKENS_INDEX] = _vocab(title_tokens(inputs[F.ITEM_TITLE]),
                                            F.ITEM_TITLE_TOKENS)
-    for name in F.DEMOGRAPHIC_VOCAB_FEATURES:
-        if name not in inputs:  # the GroupLens CSV layout has no demographics
-            continue
-        values = inputs[name]
-        if values.dtype != tf.string:  # age: an integer, but a category here
-            values = tf.strings.as_string(values)
-        outputs[F.index_name(name)] = _vocab(values, name)
 
     timestamp = inputs[F.TIMESTAMP]
     outputs[F.TIMESTAMP_BUCKET] = tft.bucketize(timestamp, num_buckets=buckets)

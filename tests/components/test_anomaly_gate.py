@@ -18,8 +18,9 @@ from recsys_pipeline.transform import features as F
 def _example(gender=b"M", rating=4.0):
     return to_example({F.USER_ID: [b"1"], F.ITEM_ID: [b"2"], F.ITEM_TITLE: [b"T"],
                        F.ITEM_GENRES: [b"Drama"], F.TIMESTAMP: [880000000],
-                       F.USER_RATING: [rating], F.USER_GENDER: [gender], F.USER_AGE: [30],
-                       F.USER_OCCUPATION: [b"writer"], F.USER_ZIP_CODE: [b"12345"]})
+                       F.USER_RATING: [rating], F.user_feature("gender"): [gender],
+                       F.user_feature("age"): [b"30"],
+                       F.user_feature("occupation"): [b"writer"]})
 
 
 def _anomalies(tmp_path, records):
@@ -57,8 +58,9 @@ def test_clean_data_passes_the_gate(tmp_path):
 def test_anomalies_stop_the_run_naming_feature_and_problem(tmp_path):
     bad = _anomalies(tmp_path, [_example(), _example(gender=b"X", rating=7.0)])
     lines = describe_anomalies({"eval": bad})
-    assert any("eval: feature 'user_gender'" in line and "X" in line for line in lines), lines
+    assert any("eval: feature 'user_feature_gender'" in line and "X" in line
+               for line in lines), lines
     assert any("feature 'user_rating'" in line for line in lines), lines
     clean = anomalies_pb2.Anomalies()
-    with pytest.raises(ValidationError, match=r"eval: feature 'user_gender'"):
+    with pytest.raises(ValidationError, match=r"eval: feature 'user_feature_gender'"):
         _run_gate(_gate_artifact(tmp_path, {"train": clean, "eval": bad}))

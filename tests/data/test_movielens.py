@@ -1,5 +1,7 @@
 """Parsing of the three MovieLens layouts and every bad-input case the parsers own."""
 
+import dataclasses
+
 import pytest
 
 from recsys_pipeline.data import movielens
@@ -28,7 +30,11 @@ def test_ml100k_layout_parses_latin1_titles_genres_and_demographics(ml100k):
     feats = movielens.join_features(ratings[1], items["2"], users["1"])
     assert feats[F.ITEM_TITLE] == ["Café au lait (1993)".encode()]
     assert feats[F.ITEM_GENRES] == [b"Action", b"Comedy"]
-    assert feats[F.USER_AGE] == [24] and feats[F.USER_OCCUPATION] == [b"technician"]
+    # The demographics as the declared user features MovieLens' preset names
+    assert feats[F.user_feature("age")] == [b"24"]
+    assert feats[F.user_feature("occupation")] == [b"technician"]
+    assert sorted(n for n in feats if F.is_user_feature(n)) == sorted(
+        F.user_feature(f.column) for f in movielens.preset("ml-100k").declared_user_features())
 
 
 def test_ml1m_layout_maps_occupation_codes(ml1m):
@@ -53,7 +59,9 @@ def test_csv_layout_quoted_titles_no_genres_half_stars(csv_dataset):
     ratings = _ratings(csv_dataset)
     assert [r.rating for r in ratings] == [4.0, 0.5, 3.5]
     assert ratings[0].line_no == 2  # the header is line 1
-    assert F.USER_GENDER not in movielens.join_features(ratings[0], items["1"], None)
+    assert not [n for n in movielens.join_features(ratings[0], items["1"], None)
+                if F.is_user_feature(n)]
+    assert movielens.preset("csv").declared_user_features() == []
 
 
 def test_missing_data_dir(tmp_path):
@@ -124,11 +132,15 @@ def test_wrong_encoding_utf8_file_given_latin1_bytes(tmp_path):
         movielens.load_items(movielens.detect_layout(str(d)))
 
 
-def test_wrong_encoding_latin1_file_saved_as_utf8(tmp_path):
+@pytest.mark.parametrize("declared", [False, True], ids=["parser", "declaration"])
+def test_wrong_encoding_latin1_file_saved_as_utf8(tmp_path, declared):
     d = make_ml100k(tmp_path)
     (d / "u.item").write_bytes("1|Café (1995)|x||x|0|0|1\n".encode("utf-8"))
+    dataset = movielens.detect_layout(str(d))
+    if declared:  # as ExampleGen reads it
+        dataset = movielens.as_declared(dataset, movielens.declared_as(dataset))
     with pytest.raises(DataError, match=r"u.item line 1: text looks UTF-8 encoded.*latin-1"):
-        movielens.load_items(movielens.detect_layout(str(d)))
+        movielens.load_items(dataset)
 
 
 def test_malformed_item_and_user_lines(tmp_path):
@@ -161,7 +173,10 @@ def _read_both_ways(data_dir):
     dataset = movielens.detect_layout(str(data_dir))
     declaration = movielens.declared_as(dataset)
     assert declaration.problems() == []
-    declared = movielens.detect_layout(str(data_dir), "interactions", declaration=declaration)
+    # How ExampleGen reads it: the same files as a declared log's, the layout still named.
+    declared = movielens.as_declared(dataset, declaration)
+    assert declared == dataclasses.replace(movielens.detect_layout(
+        str(data_dir), "interactions", declaration=declaration), spec=dataset.spec)
     return [list(reader(d)) if reader is movielens.iter_ratings else reader(d)
             for d in (dataset, declared) for reader in (movielens.iter_ratings,
                                                         movielens.load_items)]
@@ -192,10 +207,12 @@ def test_movielens_100k_read_through_its_declaration_as_through_the_parser(real_
     assert items["1"].genres == ("Animation", "Children's", "Comedy")
     dataset = movielens.detect_layout(str(real_ml100k))
     users = movielens.load_users(dataset)
-    declared_users = movielens.load_users(movielens.detect_layout(
-        str(real_ml100k), "interactions", declaration=movielens.declared_as(dataset)))
+    declared_users = movielens.load_users(movielens.as_declared(
+        dataset, movielens.declared_as(dataset)))
     assert len(users) == len(declared_users) == 943
-    assert {uid: (str(u.age), u.gender, u.occupation) for uid, u in users.items()} == {
-        uid: tuple(values[0] for _, values in u.features) for uid, u in declared_users.items()}
+    # The same raw features in the examples: the parser's demographics and the declared
+    # user features (age, gender and occupation; the zip code read by neither).
+    assert {uid: u.raw_features() for uid, u in users.items()} == {
+        uid: u.raw_features() for uid, u in declared_users.items()}
     assert [name for name, _ in declared_users["1"].features] == [
         F.user_feature(n) for n in ("age", "gender", "occupation")]

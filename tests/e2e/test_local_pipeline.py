@@ -287,7 +287,7 @@ def test_vocabularies_match_the_training_split(first_run, real_ml100k):
 
     assert vocab("user_id") == train_users  # Transform analyzes the train split only
     assert vocab("item_id") == train_items
-    assert vocab("user_gender") == {"M", "F"}
+    assert vocab("user_feature_gender") == {"M", "F"}  # a declared user feature's
     assert len(vocab("item_genres")) == 19
 
 
@@ -389,18 +389,19 @@ def test_corrupt_ratings_line_fails_with_file_and_line(real_ml100k, tmp_path):
     (d / "u.data").write_text("".join(lines))
     result = _recsys("run", "--output-dir", str(tmp_path / "out"), "--data-dir", str(d))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert f"error: {d / 'u.data'} line 500: expected 4" in result.stderr
+    assert f"error: {d / 'u.data'} line 500: 3 fields, but the declared header has 4" in \
+        result.stderr
     assert "Transform" not in _statuses(result.stdout)
 
 
 def test_schema_anomaly_stops_the_run_before_transform(real_ml100k, tmp_path):
     d = _subset(real_ml100k, tmp_path)
     users = (d / "u.user").read_text().splitlines(keepends=True)
-    users[0] = "1|150|M|technician|85711\n"  # parses, but outside the schema's age domain
+    users[0] = "1|24|X|technician|85711\n"  # parses, but outside the schema's gender domain
     (d / "u.user").write_text("".join(users))
     out = tmp_path / "out"
     result = _recsys("run", "--output-dir", str(out), "--data-dir", str(d))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "data validation found anomalies" in result.stderr
-    assert "feature 'user_age'" in result.stderr
+    assert "feature 'user_feature_gender'" in result.stderr
     assert not (out / "tfx" / "recsys-pipeline" / "Transform").exists()

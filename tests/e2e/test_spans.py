@@ -29,7 +29,7 @@ def test_a_span_is_ingested_once(real_ml100k, tmp_path):
     (d / "span-20261201").mkdir()
     shutil.move(d / "u.data", d / "span-20261201" / "u.data")
     users = (d / "u.user").read_text().splitlines(keepends=True)
-    users[0] = "1|150|M|technician|85711\n"  # outside the schema: the run stops at the gate
+    users[0] = "1|24|X|technician|85711\n"  # outside the schema: the run stops at the gate
     (d / "u.user").write_text("".join(users))
     out = tmp_path / "out"
 

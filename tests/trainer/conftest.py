@@ -15,12 +15,15 @@ GENRES = ["Action", "Comedy", "Drama", "Horror"]
 BASE = 880_000_000
 
 _DTYPES = {"bytes": tf.string, "int": tf.int64, "float": tf.float32}
-# Every raw feature but the zip code and a declared log's weight, typed by
-# features.RAW_FEATURE_KINDS; genres are a list.
+# Every canonical raw feature but a declared log's weight, typed by
+# features.RAW_FEATURE_KINDS (genres are a list), and three declared categorical user features,
+# as MovieLens' demographics are declared.
+USER_FEATURES = {F.user_feature(c): "categorical" for c in ("age", "gender", "occupation")}
 RAW_SPEC = {
-    name: (tf.io.VarLenFeature(_DTYPES[kind]) if name == F.ITEM_GENRES
-           else tf.io.FixedLenFeature([], _DTYPES[kind]))
-    for name, kind in F.RAW_FEATURE_KINDS.items() if name not in (F.USER_ZIP_CODE, F.WEIGHT)}
+    **{name: (tf.io.VarLenFeature(_DTYPES[kind]) if name == F.ITEM_GENRES
+              else tf.io.FixedLenFeature([], _DTYPES[kind]))
+       for name, kind in F.RAW_FEATURE_KINDS.items() if name != F.WEIGHT},
+    **{name: tf.io.VarLenFeature(tf.string) for name in USER_FEATURES}}
 
 
 def items():
@@ -41,8 +44,9 @@ def ratings(seed=0):
                     F.USER_ID: f"u{u}".encode(), F.ITEM_ID: item.encode(),
                     F.ITEM_TITLE: title.encode(), F.ITEM_GENRES: [g.encode() for g in genres],
                     F.TIMESTAMP: BASE + int(rng.integers(0, 10**7)), F.USER_RATING: rating,
-                    F.USER_GENDER: b"MF"[u % 2:u % 2 + 1], F.USER_AGE: 20 + u % 3,
-                    F.USER_OCCUPATION: [b"writer", b"other"][u % 2]})
+                    F.user_feature("gender"): [b"MF"[u % 2:u % 2 + 1]],
+                    F.user_feature("age"): [str(20 + u % 3).encode()],
+                    F.user_feature("occupation"): [[b"writer", b"other"][u % 2]]})
     return [rows[i] for i in rng.permutation(len(rows))]
 
 

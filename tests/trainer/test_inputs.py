@@ -111,7 +111,6 @@ def _train_batches(rows, batch_size):
                ITEM: np.array([r[1] for r in chunk], np.int64),
                F.TIMESTAMP: np.arange(len(chunk), dtype=np.int64),
                F.LABEL: np.ones(len(chunk), np.float32),
-               F.index_name(F.USER_GENDER): np.array([7] * len(chunk), np.int64),
                segment: np.array([r[2] + [P] * (width - len(r[2])) for r in chunk],
                                  np.int64).reshape(len(chunk), width),
                age: np.array([r[3] for r in chunk], np.float32)}
@@ -130,8 +129,7 @@ def test_the_user_table_holds_each_users_first_row_of_every_user_feature():
     assert table.ids.tolist() == [b"u1", b"u2", b"u3"]
     segment = F.index_name(F.user_feature("segment"))
     age = F.numeric_name(F.user_feature("age"))
-    assert set(table.columns) == {F.index_name(F.USER_GENDER), segment, age}
+    assert set(table.columns) == {segment, age}
     # Batches were 1, 2 and 2 wide lists: one table, padded to the widest.
     assert table.columns[segment].tolist() == [[3, P], [P, P], [1, 2]]
     assert table.columns[age].tolist() == [-1.0, 0.5, 2.0]
-    assert table.columns[F.index_name(F.USER_GENDER)].tolist() == [7, 7, 7]

@@ -29,11 +29,16 @@ ROWS = [
 ]
 
 
+# MovieLens' demographics, as its preset declares them: categorical user features.
+GENDER, AGE = F.user_feature("gender"), F.user_feature("age")
+DEMOGRAPHICS = {GENDER: "categorical", AGE: "categorical"}
+
+
 def _raw(row):
     user, item, title, genres, hours, rating, gender, age = row
     return {F.USER_ID: user.encode(), F.ITEM_ID: item.encode(), F.ITEM_TITLE: title.encode(),
             F.ITEM_GENRES: [g.encode() for g in genres], F.TIMESTAMP: BASE + 3600 * hours,
-            F.USER_RATING: rating, F.USER_GENDER: gender.encode(), F.USER_AGE: age}
+            F.USER_RATING: rating, GENDER: [gender.encode()], AGE: [str(age).encode()]}
 
 
 SPEC = {
@@ -43,8 +48,8 @@ SPEC = {
     F.ITEM_GENRES: tf.io.VarLenFeature(tf.string),
     F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
     F.USER_RATING: tf.io.FixedLenFeature([], tf.float32),
-    F.USER_GENDER: tf.io.FixedLenFeature([], tf.string),
-    F.USER_AGE: tf.io.FixedLenFeature([], tf.int64),
+    GENDER: tf.io.VarLenFeature(tf.string),
+    AGE: tf.io.VarLenFeature(tf.string),
 }
 
 
@@ -55,7 +60,8 @@ def transformed(tmp_path_factory):
     with beam_pipeline() as p, tft_beam.Context(temp_dir=str(tmp / "tmp")):
         raw = p | beam.Create([_raw(r) for r in ROWS])
         (out, _), transform_fn = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            lambda inputs: preprocessing_fn(inputs, {"timestamp_buckets": 4}))
+            lambda inputs: preprocessing_fn(inputs, {"timestamp_buckets": 4,
+                                                     F.DECLARED_FEATURES_CONFIG: DEMOGRAPHICS}))
         _ = transform_fn | tft_beam.WriteTransformFn(str(tmp / "tf"))
         _ = (out | beam.combiners.ToList()
              | beam.Map(lambda rows: (tmp / "rows.pkl").write_bytes(pickle.dumps(rows))))
@@ -71,8 +77,8 @@ def test_vocabularies_are_named_files_ordered_by_frequency(transformed):
     assert tft_out.vocabulary_by_name(F.ITEM_ID) == [b"m1", b"m2", b"m3"]
     # genres counted per value across lists: Action 7, Comedy 4, Drama 1.
     assert tft_out.vocabulary_by_name(F.ITEM_GENRES) == [b"Action", b"Comedy", b"Drama"]
-    assert tft_out.vocabulary_by_name(F.USER_GENDER) == [b"M", b"F"]  # 5 M, 3 F
-    assert tft_out.vocabulary_by_name(F.USER_AGE) == [b"24", b"53", b"31"]
+    assert tft_out.vocabulary_by_name(GENDER) == [b"M", b"F"]  # 5 M, 3 F
+    assert tft_out.vocabulary_by_name(AGE) == [b"24", b"53", b"31"]
     assert tft_out.vocabulary_size_by_name(F.ITEM_TITLE) == 3
 
 
@@ -131,7 +137,7 @@ def test_label_and_raw_ids_pass_through(transformed):
 
 
 def test_layout_without_demographics_skips_their_vocabularies(tmp_path):
-    spec = {k: v for k, v in SPEC.items() if k not in F.DEMOGRAPHIC_FEATURES}
+    spec = {k: v for k, v in SPEC.items() if k not in DEMOGRAPHICS}
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
     rows = [{k: v for k, v in _raw(r).items() if k in spec} for r in ROWS]
     with beam_pipeline() as p, tft_beam.Context(temp_dir=str(tmp_path)):
@@ -139,7 +145,7 @@ def test_layout_without_demographics_skips_their_vocabularies(tmp_path):
             lambda inputs: preprocessing_fn(inputs, {"timestamp_buckets": 2}))
     names = set(meta.dataset_metadata.schema.feature[i].name
                 for i in range(len(meta.dataset_metadata.schema.feature)))
-    assert F.index_name(F.USER_GENDER) not in names and F.index_name(F.USER_ID) in names
+    assert F.index_name(GENDER) not in names and F.index_name(F.USER_ID) in names
 
 
 # Declared item features of m1, m2, m3, one of each kind ("" / None: the item has no value).
@@ -158,7 +164,7 @@ KINDS = {"brand": "categorical", "tags": "multi_categorical", "blurb": "text",
 @pytest.fixture(scope="module")
 def declared(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("declared")
-    spec = {k: v for k, v in SPEC.items() if k not in F.DEMOGRAPHIC_FEATURES}
+    spec = {k: v for k, v in SPEC.items() if k not in DEMOGRAPHICS}
     for column, kind in KINDS.items():
         dtype = tf.float32 if "numeric" in kind else tf.string
         spec[F.item_feature(column)] = tf.io.VarLenFeature(dtype)
