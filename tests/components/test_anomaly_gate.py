@@ -15,12 +15,12 @@ from recsys_pipeline.pipeline.pipeline import schema_path
 from recsys_pipeline.transform import features as F
 
 
-def _example(gender=b"M", rating=4.0):
+def _example(gender=b"M", rating=4.0, user_features=True):
+    demographics = {F.user_feature("gender"): [gender], F.user_feature("age"): [b"30"],
+                    F.user_feature("occupation"): [b"writer"]} if user_features else {}
     return to_example({F.USER_ID: [b"1"], F.ITEM_ID: [b"2"], F.ITEM_TITLE: [b"T"],
                        F.ITEM_GENRES: [b"Drama"], F.TIMESTAMP: [880000000],
-                       F.USER_RATING: [rating], F.user_feature("gender"): [gender],
-                       F.user_feature("age"): [b"30"],
-                       F.user_feature("occupation"): [b"writer"]})
+                       F.USER_RATING: [rating], **demographics})
 
 
 def _anomalies(tmp_path, records):
@@ -64,3 +64,11 @@ def test_anomalies_stop_the_run_naming_feature_and_problem(tmp_path):
     clean = anomalies_pb2.Anomalies()
     with pytest.raises(ValidationError, match=r"eval: feature 'user_feature_gender'"):
         _run_gate(_gate_artifact(tmp_path, {"train": clean, "eval": bad}))
+
+
+def test_a_movielens_user_missing_from_the_user_file_stops_the_run(tmp_path):
+    # ExampleGen keeps the user's ratings without demographics; MovieLens' schema requires them.
+    lines = describe_anomalies({"train": _anomalies(tmp_path, [_example(), _example(
+        user_features=False)])})
+    for column in ("age", "gender", "occupation"):
+        assert any(f"train: feature 'user_feature_{column}'" in line for line in lines), lines
