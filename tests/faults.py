@@ -31,9 +31,9 @@ def _hang_after(owner, name: str, marker: str) -> None:
 def arm(point: str, marker_dir: str) -> None:
     """Patches the function where ``point`` stops (see module doc)."""
     marker = os.path.join(marker_dir, point)
-    if point == "ExampleGen":  # examples written by Beam, not yet checked or published
+    if point == "ExampleGen":  # examples written by Beam and checked, not yet published
         from recsys_pipeline.components import interactions_example_gen as m
-        _hang_after(m.Executor, "_check_duplicates", marker)
+        _hang_after(m.Executor, "_check_orphans", marker)
     elif point == "Transform":  # transform graph and transformed examples written
         from tfx.components.transform import executor as t
         _hang_after(t.Executor, "Do", marker)
