@@ -460,7 +460,7 @@ def declared_as(dataset: Dataset) -> InteractionsLayout:
     static = preset(dataset.spec.kind)
     return dataclasses.replace(_declared_files(dataset), rating_values=static.rating_values,
                                min_rating=static.min_rating, max_rating=static.max_rating,
-                               repeats=static.repeats)
+                               repeats=static.repeats, user_features=static.user_features)
 
 
 def as_declared(dataset: Dataset, declaration: InteractionsLayout) -> Dataset:
@@ -483,8 +483,7 @@ def _declared_files(dataset: Dataset) -> InteractionsLayout:
                           *genres],
             title_column="title", category_flag_columns=genres,
             users_file=spec.users_file or "", users_delimiter="|", users_encoding="latin-1",
-            users_header=["user_id", "age", "gender", "occupation", "zip_code"],
-            user_features=DECLARED_DEMOGRAPHICS)
+            users_header=["user_id", "age", "gender", "occupation", "zip_code"])
     if kind == "ml-1m":
         return InteractionsLayout(
             files=spec.ratings_file, format="csv", delimiter="::", header=columns,
@@ -492,8 +491,7 @@ def _declared_files(dataset: Dataset) -> InteractionsLayout:
             items_header=["item_id", "title", "genres"], title_column="title",
             categories_column="genres", users_file=spec.users_file or "",
             users_delimiter="::", users_encoding="latin-1",
-            users_header=["user_id", "gender", "age", "occupation", "zip_code"],
-            user_features=DECLARED_DEMOGRAPHICS)
+            users_header=["user_id", "gender", "age", "occupation", "zip_code"])
     return InteractionsLayout(
         files=spec.ratings_file, format="csv", user_column="userId", item_column="movieId",
         items_file=spec.movies_file, item_id_column="movieId", title_column="title",
